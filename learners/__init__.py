@@ -1,0 +1,68 @@
+"""Online recurrent learners in JAX: ``make_learner(name, n_inputs, ...)`` builds one by name.
+
+No learner imports Ray, Optuna or MLflow; see ``learners.api`` for the interface.
+"""
+
+from __future__ import annotations
+
+from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams
+from learners.linear import linear
+from learners.staged import columnar, constructive, hybrid, staged
+
+LEARNERS: dict[str, str] = {
+    "linear": "linear TD(lambda) on the observation (memoryless baseline)",
+    "columnar": "n_features independent LSTM columns, exact RTRL (one stage)",
+    "constructive": "one LSTM column per stage, earlier stages frozen, exact RTRL",
+    "hybrid": "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
+}
+
+
+def make_learner(
+    name: str,
+    n_inputs: int,
+    *,
+    n_features: int | None = None,
+    per_stage: int | None = None,
+    rmsprop: bool = True,
+) -> Learner:
+    """Build a learner by name. Sizes default to the paper's: columnar 7, constructive 10,
+    hybrid 20 features in stages of 4."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
+    if name == "linear":
+        return linear(n_inputs, rmsprop=rmsprop)
+    if name == "columnar":
+        return columnar(n_inputs, 7 if n_features is None else n_features, rmsprop=rmsprop)
+    if name == "constructive":
+        return constructive(n_inputs, 10 if n_features is None else n_features, rmsprop=rmsprop)
+    return hybrid(
+        n_inputs,
+        20 if n_features is None else n_features,
+        4 if per_stage is None else per_stage,
+        rmsprop=rmsprop,
+    )
+
+
+def num_stages(learner: Learner) -> int:
+    """How many stages the learner's network has (1 for learners without stages)."""
+    s = learner.settings
+    if "per_stage" not in s:
+        return 1
+    return s["n_features"] // s["per_stage"]
+
+
+__all__ = [
+    "DEFAULTS",
+    "LEARNERS",
+    "STAGE_FOREVER",
+    "HParams",
+    "Learner",
+    "columnar",
+    "constructive",
+    "hybrid",
+    "linear",
+    "make_hparams",
+    "make_learner",
+    "num_stages",
+    "staged",
+]

@@ -1,0 +1,109 @@
+"""The learner interface shared by every learner, and the hyperparameter pytree.
+
+A learner is built by a factory from static settings (anything that sets a shape) and is a
+:class:`Learner` of two pure functions::
+
+    state = learner.init(key, hparams)
+    state, out = learner.step(state, x_t, c_t, hparams)   # out["v"] is v_t, the prediction
+
+``step`` consumes observation ``x_t`` and the cumulant ``c_t`` that arrived with it, predicts
+``v_t`` and learns from the TD error of the previous prediction,
+``delta_{t-1} = c_t + gamma * v_t - v_{t-1}`` (Sutton and Barto, ch. 12). Both functions are
+written for one stream; callers ``vmap`` them over seeds and over hyperparameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+STAGE_FOREVER = 2**31 - 1  # steps_per_stage of a learner whose stage never ends
+
+
+class HParams(NamedTuple):
+    """Dynamic hyperparameters: arrays, so one compiled program sweeps them with ``vmap``.
+
+    Every learner reads the fields it uses and ignores the rest.
+    """
+
+    alpha: jax.Array  # step size
+    lambda_: jax.Array  # trace-decay parameter of TD(lambda), in [0, 1]
+    gamma: jax.Array  # discount, in [0, 1); the run loop sets it from the task
+    beta2: jax.Array  # decay of the RMSProp second-moment estimate (if rmsprop is on)
+    eps: jax.Array  # RMSProp's denominator floor
+    norm_rate: jax.Array  # rate of the running mean/variance of inputs and features; 0 = off
+    norm_floor: jax.Array  # floor on the running std used to normalise
+    init_scale: jax.Array  # recurrent weights start U(-init_scale, init_scale)
+    steps_per_stage: jax.Array  # int32, steps each constructive stage learns for
+
+
+DEFAULTS: dict[str, float] = dict(
+    alpha=1e-3,
+    lambda_=0.99,
+    gamma=0.9,
+    beta2=0.9999,
+    eps=1e-8,
+    norm_rate=1e-4,
+    norm_floor=1e-2,
+    init_scale=0.1,
+    steps_per_stage=STAGE_FOREVER,
+)
+
+
+def make_hparams(**values: Any) -> HParams:
+    """An :class:`HParams` from ``DEFAULTS`` updated by ``values`` (scalars or arrays).
+
+    Floats take JAX's default float dtype (float64 when x64 is on).
+    """
+    unknown = set(values) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {sorted(unknown)}; allowed: {', '.join(DEFAULTS)}"
+        )
+    merged = {**DEFAULTS, **{k: v for k, v in values.items() if v is not None}}
+    check_hparams(merged)
+    fdtype = jnp.result_type(float)
+    return HParams(
+        **{
+            k: jnp.asarray(v, jnp.int32 if k == "steps_per_stage" else fdtype)
+            for k, v in merged.items()
+        }
+    )
+
+
+def check_hparams(values: dict[str, Any]) -> None:
+    """Raise a one-line ValueError naming the first value outside its allowed range."""
+    import numpy as np
+
+    ranges = {
+        "alpha": (0.0, None, "alpha >= 0"),
+        "lambda_": (0.0, 1.0, "0 <= lambda <= 1"),
+        "beta2": (0.0, 1.0, "0 <= beta2 < 1"),
+        "eps": (0.0, None, "eps >= 0"),
+        "norm_rate": (0.0, 1.0, "0 <= norm_rate <= 1"),
+        "norm_floor": (0.0, None, "norm_floor > 0"),
+        "init_scale": (0.0, None, "init_scale >= 0"),
+        "steps_per_stage": (1, None, "steps_per_stage >= 1"),
+    }
+    for name, (lo, hi, rule) in ranges.items():
+        v = np.asarray(values[name], np.float64)
+        if np.any(v < lo) or (hi is not None and np.any(v > hi)) or np.any(np.isnan(v)):
+            raise ValueError(f"{name}={values[name]} is not allowed; need {rule}")
+    g = np.asarray(values["gamma"], np.float64)
+    if np.any(g < 0) or np.any(g >= 1):
+        raise ValueError(f"gamma={values['gamma']} is outside the allowed range [0, 1)")
+    if np.any(np.asarray(values["beta2"]) >= 1.0):
+        raise ValueError(f"beta2={values['beta2']} is not allowed; need 0 <= beta2 < 1")
+    if np.any(np.asarray(values["norm_floor"]) <= 0.0):
+        raise ValueError(f"norm_floor={values['norm_floor']} is not allowed; need norm_floor > 0")
+
+
+class Learner(NamedTuple):
+    name: str
+    init: Callable[[jax.Array, HParams], Any]
+    step: Callable[[Any, jax.Array, jax.Array, HParams], tuple[Any, dict[str, jax.Array]]]
+    n_params: int  # number of learnable parameters (readout included)
+    settings: dict[str, Any]  # the static settings it was built with

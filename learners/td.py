@@ -1,0 +1,49 @@
+"""Pieces shared by every TD(lambda) learner: update normalisation and running statistics."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from learners.api import HParams
+
+
+def td_update(
+    param: jax.Array,
+    elig: jax.Array,
+    nu: jax.Array,
+    corr: jax.Array,
+    delta: jax.Array,
+    hp: HParams,
+    rmsprop: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """``param + alpha * delta * elig``, optionally divided by an RMSProp scale.
+
+    With ``rmsprop`` the update ``g = delta * elig`` is divided elementwise by
+    ``sqrt(nu_hat) + eps`` where ``nu = beta2 * nu + (1 - beta2) g^2`` and ``nu_hat = nu / corr``
+    removes the bias of the zero start (``corr = 1 - beta2^n`` after n updates, kept by the
+    caller). Returns ``(param, nu)``.
+    """
+    g = delta * elig
+    if not rmsprop:
+        return param + hp.alpha * g, nu
+    nu = hp.beta2 * nu + (1.0 - hp.beta2) * g * g
+    return param + hp.alpha * g / (jnp.sqrt(nu / corr) + hp.eps), nu
+
+
+def next_corr(corr: jax.Array, hp: HParams) -> jax.Array:
+    """``1 - beta2^(n+1)`` from ``1 - beta2^n``."""
+    return hp.beta2 * corr + (1.0 - hp.beta2)
+
+
+def normalise(x: jax.Array, mean: jax.Array, var: jax.Array, hp: HParams) -> jax.Array:
+    """``(x - mean) / max(std, norm_floor)``; identity at the initial ``mean=0, var=1``."""
+    return (x - mean) / jnp.maximum(jnp.sqrt(var), hp.norm_floor)
+
+
+def update_stats(
+    x: jax.Array, mean: jax.Array, var: jax.Array, rate: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Exponentially weighted mean and variance with rate ``rate`` (0 leaves them as they are)."""
+    d = x - mean
+    return mean + rate * d, (1.0 - rate) * (var + rate * d * d)

@@ -1,0 +1,82 @@
+"""Prediction tasks by name: presets of the animal-learning testbed.
+
+``make_task(name, **overrides)`` returns ``(env, params)``; ``TASKS`` maps every preset name to
+a one-line description (``python -m study.run --list-tasks`` prints them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from study.tasks.animal import Animal, AnimalParams, isi_range
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    env: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+_CONDITIONING_GAMMA = {10: 0.9, 20: 0.95, 30: 0.966, 40: 0.975, 80: 0.9875}
+
+PRESETS: dict[str, Preset] = {
+    "trace_patterning": Preset(
+        "JMLR paper preset: 6 CS + US + 5 distractors, one-step 3-of-6 patterns (10 of 20 "
+        "positive per seed), ISI 24..36, ITI 80..120, gamma 0.9",
+        env=dict(n_cs=6, n_distractors=5, n_patterns=10, rule="half_patterns"),
+        params=dict(
+            isi=(24, 36), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9
+        ),
+    ),
+    "trace_patterning_short": Preset(
+        "as trace_patterning with the earlier paper version's ISI 14..26",
+        env=dict(n_cs=6, n_distractors=5, n_patterns=10, rule="half_patterns"),
+        params=dict(
+            isi=(14, 26), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9
+        ),
+    ),
+    "trace_patterning_testbed": Preset(
+        "testbed trace patterning: 6 CS, 10 stored 3-of-6 patterns shown with the testbed's "
+        "p, else random CS vectors; 10 per-trial distractors; ISI setting 10 (7..13)",
+        env=dict(n_cs=6, n_distractors=10, n_patterns=10, rule="patterning",
+                 distractors="per_trial"),
+        params=dict(isi=isi_range(10), gamma=0.9),
+    ),
+    "noisy_patterning": Preset(
+        "testbed noisy patterning: trace_patterning_testbed with ISI fixed to the CS length "
+        "(4) and 10% of outcomes flipped",
+        env=dict(n_cs=6, n_distractors=10, n_patterns=10, rule="patterning",
+                 distractors="per_trial"),
+        params=dict(isi=(4, 4), noise=0.1, gamma=0.9),
+    ),
+}
+for _s, _g in _CONDITIONING_GAMMA.items():
+    PRESETS[f"trace_conditioning_isi{_s}"] = Preset(
+        f"testbed trace conditioning, ISI setting {_s} ({isi_range(_s)[0]}..{isi_range(_s)[1]}), "
+        f"ITI 80..120, 10 per-step distractors, gamma {_g}",
+        env=dict(n_cs=1, n_distractors=10, rule="conditioning"),
+        params=dict(isi=isi_range(_s), gamma=_g),
+    )
+PRESETS["trace_conditioning"] = Preset(
+    "alias of trace_conditioning_isi10", **{
+        k: getattr(PRESETS["trace_conditioning_isi10"], k) for k in ("env", "params")
+    }
+)
+
+TASKS: dict[str, str] = {name: p.description for name, p in sorted(PRESETS.items())}
+DEFAULT_TASK = "trace_patterning"
+
+
+def make_task(name: str, **overrides: Any) -> tuple[Animal, AnimalParams]:
+    """The preset ``name`` with parameter overrides (``isi=(lo, hi)``, ``gamma=...``, ...)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[name]
+    env = Animal(**preset.env)
+    kwargs = {**preset.params, **{k: v for k, v in overrides.items() if v is not None}}
+    return env, env.make_params(**kwargs)
+
+
+__all__ = ["Animal", "AnimalParams", "DEFAULT_TASK", "TASKS", "make_task"]
