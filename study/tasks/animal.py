@@ -81,7 +81,7 @@ def half_patterns(n_cs: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def testbed_p_pattern(n_cs: int, n_patterns: int) -> float:
+def pattern_probability(n_cs: int, n_patterns: int) -> float:
     """The testbed's ``p = (2^n/2 - k) / (2^n - k)``, which makes half the trials positive."""
     return (2**n_cs * 0.5 - n_patterns) / (2**n_cs - n_patterns)
 
@@ -171,7 +171,7 @@ class Animal:
                 raise ValueError(f"distractor probability {p} is outside [0, 1]")
         if p_pattern is None:
             p_pattern = (
-                testbed_p_pattern(self.n_cs, self.n_patterns) if self.rule == "patterning" else 0.0
+                pattern_probability(self.n_cs, self.n_patterns) if self.rule == "patterning" else 0.0
             )
         if not 0.0 <= p_pattern <= 1.0:
             raise ValueError(f"p_pattern={p_pattern} is outside [0, 1]")
