@@ -243,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         "sizes) as one compiled JAX program, and print the MSRE.",
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task preset (default {DEFAULT_TASK})")
-    p.add_argument("--learner", default="linear", help="learner name (default linear)")
+    p.add_argument("--learner", default="columnar", help="learner name (default columnar)")
     p.add_argument("--steps", type=int, default=200_000, help="steps per stream")
     p.add_argument("--seeds", type=int, default=4, help="number of seeds (0..N-1 + offset)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed")
