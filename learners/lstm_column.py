@@ -84,8 +84,11 @@ def trace_step(
     tanh_c = jnp.tanh(c)
     u = theta[..., -2]  # [P, 4]
     zeta = jnp.concatenate(
-        [jnp.broadcast_to(z, (h_prev.shape[0], z.shape[-1])), h_prev[:, None],
-         jnp.ones_like(h_prev)[:, None]],
+        [
+            jnp.broadcast_to(z, (h_prev.shape[0], z.shape[-1])),
+            h_prev[:, None],
+            jnp.ones_like(h_prev)[:, None],
+        ],
         axis=-1,
     )  # [P, K+2]
     zero = jnp.zeros_like(i)

@@ -84,7 +84,10 @@ def staged(
     K = m + N - P
     # read_mask[s, j] = 1 where stage s may read input j of the widest column.
     read_mask = jnp.stack(
-        [jnp.concatenate([jnp.ones(m), (jnp.arange(N - P) < s * P).astype(float)]) for s in range(S)]
+        [
+            jnp.concatenate([jnp.ones(m), (jnp.arange(N - P) < s * P).astype(float)])
+            for s in range(S)
+        ]
     )
     n_params = sum(P * 4 * (m + s * P + 2) for s in range(S)) + N + 1
 

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 sec = time_learner(learner, streams, args.steps, args.repeats, obs)
                 sps = args.steps / sec
-                size = "" if name == "linear" else f"{n_features}" + (
-                    f":{per_stage}" if per_stage else ""
+                size = (
+                    ""
+                    if name == "linear"
+                    else f"{n_features}" + (f":{per_stage}" if per_stage else "")
                 )
                 row = (
                     name, size, learner.n_params, streams, round(sps, 1),

@@ -23,9 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learners import DEFAULTS, LEARNERS, STAGE_FOREVER, HParams, Learner, make_hparams
+from learners import DEFAULTS, LEARNERS, STAGE_FOREVER, HParams, Learner, make_hparams, num_stages
 from learners import make_learner as _make_learner
-from learners import num_stages
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, make_task
 from study.tasks.animal import Animal, AnimalParams

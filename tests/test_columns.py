@@ -21,7 +21,6 @@ def reference_network(theta, xs, n_inputs, per_stage, steps_per_stage):
     """h_T, c_T of the staged network, written plainly: one column at a time, no traces."""
     S, P = theta.shape[0], per_stage
     N = S * P
-    m = n_inputs
 
     def body(carry, inp):
         h, c = carry
@@ -162,9 +161,7 @@ def test_linear_td0_gamma0_is_one_sgd_step():
     c1 = jnp.asarray(-0.4)
     s1, _ = learner.step(state, x0, jnp.asarray(0.0), hp)
     s2, _ = learner.step(s1, x1, c1, hp)
-    want = _one_sgd_step(
-        lambda p: 0.5 * (c1 - (p[0] @ x0 + p[1])) ** 2, (state.w, state.b), alpha
-    )
+    want = _one_sgd_step(lambda p: 0.5 * (c1 - (p[0] @ x0 + p[1])) ** 2, (state.w, state.b), alpha)
     np.testing.assert_allclose(s2.w, want[0], rtol=1e-12)
     np.testing.assert_allclose(s2.b, want[1], rtol=1e-12)
 

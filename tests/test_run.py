@@ -35,9 +35,7 @@ def test_scan_equals_python_loop(name):
     runner = make_runner(learner, env, block_size=100, horizon=horizon_for(0.9), record=True)
     key = jax.random.PRNGKey(0)
     carry0 = runner.init(key, hp, tp)
-    carry, (stats, (v_scan, c_scan)) = jax.jit(runner.advance, static_argnums=3)(
-        carry0, hp, tp, 4
-    )
+    carry, (stats, (v_scan, c_scan)) = jax.jit(runner.advance, static_argnums=3)(carry0, hp, tp, 4)
 
     # The same stream by hand: env.step and learner.step called from Python.
     env_step, learner_step = jax.jit(env.step), jax.jit(learner.step)
@@ -99,7 +97,9 @@ def test_chunks_and_checkpoint_continue_bit_for_bit(tmp_path):
     path = tmp_path / "ckpt.npz"
     np.savez(path, *[np.asarray(x) for x in leaves])
     with np.load(path) as f:
-        restored = jax.tree.unflatten(treedef, [jnp.asarray(f[f"arr_{i}"]) for i in range(len(leaves))])
+        restored = jax.tree.unflatten(
+            treedef, [jnp.asarray(f[f"arr_{i}"]) for i in range(len(leaves))]
+        )
     cont_carry, second = advance(restored, hp, tp, 2)
     np.testing.assert_array_equal(np.concatenate([first.sq_sum, second.sq_sum]), full.sq_sum)
     for a, b in zip(jax.tree.leaves(cont_carry), jax.tree.leaves(full_carry), strict=True):

@@ -26,29 +26,27 @@ PRESETS: dict[str, Preset] = {
         "JMLR paper preset: 6 CS + US + 5 distractors, one-step 3-of-6 patterns (10 of 20 "
         "positive per seed), ISI 24..36, ITI 80..120, gamma 0.9",
         env=dict(n_cs=6, n_distractors=5, n_patterns=10, rule="half_patterns"),
-        params=dict(
-            isi=(24, 36), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9
-        ),
+        params=dict(isi=(24, 36), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9),
     ),
     "trace_patterning_short": Preset(
         "as trace_patterning with the earlier paper version's ISI 14..26",
         env=dict(n_cs=6, n_distractors=5, n_patterns=10, rule="half_patterns"),
-        params=dict(
-            isi=(14, 26), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9
-        ),
+        params=dict(isi=(14, 26), iti=(80, 120), cs_len=1, us_len=1, distractor_len=1, gamma=0.9),
     ),
     "trace_patterning_testbed": Preset(
         "testbed trace patterning: 6 CS, 10 stored 3-of-6 patterns shown with the testbed's "
         "p, else random CS vectors; 10 per-trial distractors; ISI setting 10 (7..13)",
-        env=dict(n_cs=6, n_distractors=10, n_patterns=10, rule="patterning",
-                 distractors="per_trial"),
+        env=dict(
+            n_cs=6, n_distractors=10, n_patterns=10, rule="patterning", distractors="per_trial"
+        ),
         params=dict(isi=isi_range(10), gamma=0.9),
     ),
     "noisy_patterning": Preset(
         "testbed noisy patterning: trace_patterning_testbed with ISI fixed to the CS length "
         "(4) and 10% of outcomes flipped",
-        env=dict(n_cs=6, n_distractors=10, n_patterns=10, rule="patterning",
-                 distractors="per_trial"),
+        env=dict(
+            n_cs=6, n_distractors=10, n_patterns=10, rule="patterning", distractors="per_trial"
+        ),
         params=dict(isi=(4, 4), noise=0.1, gamma=0.9),
     ),
 }
@@ -60,9 +58,8 @@ for _s, _g in _CONDITIONING_GAMMA.items():
         params=dict(isi=isi_range(_s), gamma=_g),
     )
 PRESETS["trace_conditioning"] = Preset(
-    "alias of trace_conditioning_isi10", **{
-        k: getattr(PRESETS["trace_conditioning_isi10"], k) for k in ("env", "params")
-    }
+    "alias of trace_conditioning_isi10",
+    **{k: getattr(PRESETS["trace_conditioning_isi10"], k) for k in ("env", "params")},
 )
 
 TASKS: dict[str, str] = {name: p.description for name, p in sorted(PRESETS.items())}

@@ -171,7 +171,9 @@ class Animal:
                 raise ValueError(f"distractor probability {p} is outside [0, 1]")
         if p_pattern is None:
             p_pattern = (
-                pattern_probability(self.n_cs, self.n_patterns) if self.rule == "patterning" else 0.0
+                pattern_probability(self.n_cs, self.n_patterns)
+                if self.rule == "patterning"
+                else 0.0
             )
         if not 0.0 <= p_pattern <= 1.0:
             raise ValueError(f"p_pattern={p_pattern} is outside [0, 1]")
@@ -184,9 +186,7 @@ class Animal:
             cs_len=jnp.asarray(cs_len, i32),
             us_len=jnp.asarray(us_len, i32),
             distractor_len=jnp.asarray(distractor_len, i32),
-            distractor_probs=jnp.asarray(distractor_probs, jnp.float32).reshape(
-                self.n_distractors
-            ),
+            distractor_probs=jnp.asarray(distractor_probs, jnp.float32).reshape(self.n_distractors),
             p_pattern=jnp.asarray(p_pattern, jnp.float32),
             noise=jnp.asarray(noise, jnp.float32),
             gamma=jnp.asarray(gamma, jnp.float32),
@@ -201,9 +201,7 @@ class Animal:
         order = jax.random.permutation(key, candidates.shape[0])
         return candidates[order[: self.n_patterns]]
 
-    def _new_trial(
-        self, key: jax.Array, state: AnimalState, params: AnimalParams
-    ) -> AnimalState:
+    def _new_trial(self, key: jax.Array, state: AnimalState, params: AnimalParams) -> AnimalState:
         k_isi, k_iti, k_pick, k_rand, k_mix, k_noise, k_dist = jax.random.split(key, 7)
         isi = jax.random.randint(k_isi, (), params.isi_lo, params.isi_hi + 1)
         iti = jax.random.randint(k_iti, (), params.iti_lo, params.iti_hi + 1)
