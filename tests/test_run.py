@@ -24,7 +24,7 @@ def small(name, env):
 
 
 def hparams(**kw):
-    return make_hparams(**{"alpha": 3e-3, "steps_per_stage": 150, **kw})
+    return make_hparams(**{"alpha": 3e-3, "steps_per_stage": 150, "norm_rate": 1e-3, **kw})
 
 
 @pytest.mark.parametrize("name", LEARNERS)
