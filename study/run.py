@@ -243,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task preset (default {DEFAULT_TASK})")
     p.add_argument("--learner", default="columnar", help="learner name (default columnar)")
-    p.add_argument("--steps", type=int, default=200_000, help="steps per stream")
+    p.add_argument("--steps", type=int, default=1_000_000, help="steps per stream (default 1M)")
     p.add_argument("--seeds", type=int, default=4, help="number of seeds (0..N-1 + offset)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed")
     p.add_argument(
