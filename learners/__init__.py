@@ -29,6 +29,10 @@ def make_learner(
     hybrid 20 features in stages of 4."""
     if name not in LEARNERS:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
+    if per_stage is not None and name != "hybrid":
+        raise ValueError(f"per_stage={per_stage} applies to the hybrid learner only, not {name}")
+    if n_features is not None and name == "linear":
+        raise ValueError(f"n_features={n_features} does not apply to the linear learner")
     if name == "linear":
         return linear(n_inputs, rmsprop=rmsprop)
     if name == "columnar":

@@ -31,7 +31,7 @@ SIZES: dict[str, list[tuple[int, int | None]]] = {
     "linear": [(0, None)],
     "columnar": [(7, None), (32, None), (128, None), (512, None), (2048, None)],
     "constructive": [(4, None), (8, None), (16, None), (32, None)],
-    "hybrid": [(8, 4), (20, 4), (64, 16), (256, 64), (1024, 256)],
+    "hybrid": [(8, 4), (20, 4), (64, 16), (256, 64)],
 }
 
 
@@ -102,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
     p.add_argument("--learners", default="linear,columnar,constructive,hybrid")
     p.add_argument("--streams", type=int, nargs="+", default=[1, 256])
-    p.add_argument("--steps", type=int, default=2000, help="timed steps per call")
+    p.add_argument("--steps", type=int, default=1000, help="timed steps per call")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--max-params", type=int, default=2_000_000, help="skip larger batches")
+    p.add_argument(
+        "--max-params", type=int, default=1_000_000, help="skip batches with more parameters"
+    )
     p.add_argument("--out", default="bench.csv", help="CSV path (default bench.csv)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.learners.split(",") if n.strip()]

@@ -143,6 +143,20 @@ def test_cli_runs_and_prints_msre_per_seed_and_ci():
 
 
 @pytest.mark.parametrize(
+    "learner,task",
+    [("hybrid", "noisy_patterning"), ("constructive", "trace_conditioning_isi30")],
+)
+def test_cli_runs_every_staged_learner_on_other_tasks(learner, task):
+    extra = ["--per-stage", "2"] if learner == "hybrid" else []
+    code, out, _ = _cli(
+        "--task", task, "--learner", learner, "--features", "4", *extra,
+        "--steps", "6000", "--seeds", "2", "--window", "3000",
+    )  # fmt: skip
+    assert code == 0, out
+    assert f"learner {learner}" in out and "windowed" in out and "nan" not in out
+
+
+@pytest.mark.parametrize(
     "argv,needle",
     [
         (["--task", "nope"], "unknown task 'nope'; allowed:"),
@@ -153,6 +167,7 @@ def test_cli_runs_and_prints_msre_per_seed_and_ci():
         (["--learner", "hybrid", "--stage-steps", "-5"], "steps_per_stage=-5"),
         (["--steps", "12345", "--block", "1000"], "steps=12345 is not a multiple"),
         (["--seeds", "0"], "seeds=0 must be >= 1"),
+        (["--learner", "columnar", "--per-stage", "2"], "applies to the hybrid learner only"),
         (["--alpha", "-1"], "alpha=[-1.] is not allowed"),
     ],
 )
