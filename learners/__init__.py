@@ -6,6 +6,7 @@ No learner imports Ray, Optuna or MLflow; see ``learners.api`` for the interface
 from __future__ import annotations
 
 from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams
+from learners.dense import rtrl, snap1
 from learners.linear import linear
 from learners.staged import columnar, constructive, hybrid, staged
 
@@ -14,6 +15,8 @@ LEARNERS: dict[str, str] = {
     "columnar": "n_features independent LSTM columns, exact RTRL (one stage)",
     "constructive": "one LSTM column per stage, earlier stages frozen, exact RTRL",
     "hybrid": "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
+    "snap1": "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian block)",
+    "rtrl": "dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; small nets)",
 }
 
 
@@ -26,7 +29,7 @@ def make_learner(
     rmsprop: bool = True,
 ) -> Learner:
     """Build a learner by name. Sizes default to the paper's: columnar 7, constructive 10,
-    hybrid 20 features in stages of 4."""
+    hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4 hidden units."""
     if name not in LEARNERS:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
     if per_stage is not None and name != "hybrid":
@@ -35,6 +38,10 @@ def make_learner(
         raise ValueError(f"n_features={n_features} does not apply to the linear learner")
     if name == "linear":
         return linear(n_inputs, rmsprop=rmsprop)
+    if name == "snap1":
+        return snap1(n_inputs, 8 if n_features is None else n_features, rmsprop=rmsprop)
+    if name == "rtrl":
+        return rtrl(n_inputs, 4 if n_features is None else n_features, rmsprop=rmsprop)
     if name == "columnar":
         return columnar(n_inputs, 7 if n_features is None else n_features, rmsprop=rmsprop)
     if name == "constructive":
@@ -68,5 +75,7 @@ __all__ = [
     "make_hparams",
     "make_learner",
     "num_stages",
+    "rtrl",
+    "snap1",
     "staged",
 ]

@@ -79,10 +79,6 @@ def trace_step(
     ``z`` [K] is the input all P columns share; ``gates`` is the forward step computed with
     ``theta`` from ``h_prev``, ``c_prev`` ([P]).
     """
-    i, f, o, g, c, _ = gates
-    di, df, do, dg = i * (1 - i), f * (1 - f), o * (1 - o), 1 - g * g
-    tanh_c = jnp.tanh(c)
-    u = theta[..., -2]  # [P, 4]
     zeta = jnp.concatenate(
         [
             jnp.broadcast_to(z, (h_prev.shape[0], z.shape[-1])),
@@ -91,6 +87,27 @@ def trace_step(
         ],
         axis=-1,
     )  # [P, K+2]
+    return own_trace_step(theta[..., -2], zeta, c_prev, gates, trace_h, trace_c)
+
+
+def own_trace_step(
+    u: jax.Array,
+    zeta: jax.Array,
+    c_prev: jax.Array,
+    gates: Gates,
+    trace_h: jax.Array,
+    trace_c: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Traces of each unit's own parameters propagated through its own (h, c) only.
+
+    ``u`` [P, 4] is each unit's weight on its own ``h_{t-1}`` per gate; ``zeta`` [P, J] the
+    vector each unit's parameter rows multiply (``d a_k / d theta[k, j] = zeta[j]``); traces
+    are [P, 4, J]. For columns this is exact RTRL; for a dense LSTM (where ``zeta`` holds every
+    unit's ``h_{t-1}``) it is SnAp-1.
+    """
+    i, f, o, g, c, _ = gates
+    di, df, do, dg = i * (1 - i), f * (1 - f), o * (1 - o), 1 - g * g
+    tanh_c = jnp.tanh(c)
     zero = jnp.zeros_like(i)
     a_coef = c_prev * df * u[:, 1] + g * di * u[:, 0] + i * dg * u[:, 3]
     b_coef = tanh_c * do * u[:, 2]

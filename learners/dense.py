@@ -1,0 +1,162 @@
+"""Dense LSTM learners: SnAp-1 (Menick et al., 2021) and exact RTRL (Williams and Zipser, 1989).
+
+A dense LSTM of H units: every unit reads the observation and every unit's ``h_{t-1}``.
+Parameters are stored unit-major, ``theta[n, k, :] = [W_k,n (m) | U_k,n (H) | b_k,n]`` for unit
+n and gate k in (i, f, o, g), so with ``zeta_t = [x_t, h_{t-1}, 1]`` (length J = m + H + 1)
+the pre-activations are ``a[n, k] = theta[n, k] . zeta_t``.
+
+- ``rtrl``: traces ``TH[n] = dh_n/dtheta`` and ``TC[n]`` for every unit n and every parameter,
+  [H, H, 4, J]; the recurrence through ``U`` makes a step cost O(H^2 |theta|). Exact.
+- ``snap1``: traces only of each unit's own rows, [H, 4, J], propagated only through the unit's
+  own (h, c) (its diagonal recurrent weight ``U_k,n,n``): the structural sparsity of SnAp-1,
+  O(|theta|) per step. It drops the paths through other units, so it is biased, except on a
+  network without cross-unit recurrence where it equals RTRL.
+
+The readout, TD(lambda), RMSProp and input normalisation are those of the other learners.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from learners.api import HParams, Learner
+from learners.lstm_column import Gates, gates_from_preact, own_trace_step
+from learners.td import next_corr, normalise, td_update, update_stats
+
+
+class DenseState(NamedTuple):
+    theta: jax.Array  # [H, 4, J] recurrent layer
+    h: jax.Array  # [H]
+    c: jax.Array  # [H]
+    w: jax.Array  # [H] readout
+    b: jax.Array  # []
+    trace_h: jax.Array  # rtrl: [H, H, 4, J]; snap1: [H, 4, J]
+    trace_c: jax.Array  # same shape as trace_h
+    elig_theta: jax.Array  # [H, 4, J]
+    elig_w: jax.Array  # [H]
+    elig_b: jax.Array  # []
+    nu_theta: jax.Array  # [H, 4, J]
+    nu_w: jax.Array  # [H]
+    nu_b: jax.Array  # []
+    corr: jax.Array  # [] 1 - beta2^n
+    obs_mean: jax.Array  # [m]
+    obs_var: jax.Array  # [m]
+    v_prev: jax.Array  # []
+
+
+def rtrl_trace_step(
+    theta: jax.Array,
+    zeta: jax.Array,
+    c_prev: jax.Array,
+    gates: Gates,
+    trace_h: jax.Array,
+    trace_c: jax.Array,
+    n_inputs: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Exact RTRL: new ``(TH, TC)`` [H, H, 4, J] of a dense LSTM (eq. 5-6 with full U)."""
+    H = theta.shape[0]
+    i, f, o, g, c, _ = gates
+    U = theta[:, :, n_inputs : n_inputs + H]  # [n, k, l]: weight of h_l in gate k of unit n
+    # d a[n, k] / d theta[p, q, j] = sum_l U[n, k, l] TH[l, p, q, j] + [n = p][k = q] zeta_j
+    da = jnp.einsum("nkl,lpqj->nkpqj", U, trace_h)
+    eye_h = jnp.eye(H, dtype=theta.dtype)
+    eye_4 = jnp.eye(4, dtype=theta.dtype)
+    da = da + eye_h[:, None, :, None, None] * eye_4[None, :, None, :, None] * zeta
+    sig = jnp.stack([i * (1 - i), f * (1 - f), o * (1 - o), 1 - g * g], axis=1)  # [H, 4]
+    dgate = sig[:, :, None, None, None] * da  # [n, k, p, q, j]
+    tanh_c = jnp.tanh(c)
+    ex = (slice(None), None, None, None)
+    new_c = f[ex] * trace_c + c_prev[ex] * dgate[:, 1] + g[ex] * dgate[:, 0] + i[ex] * dgate[:, 3]
+    new_h = (o * (1 - tanh_c * tanh_c))[ex] * new_c + tanh_c[ex] * dgate[:, 2]
+    return new_h, new_c
+
+
+def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
+    if n_inputs < 1:
+        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
+    if hidden < 1:
+        raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
+    m, H = n_inputs, hidden
+    J = m + H + 1
+    trace_shape = (H, H, 4, J) if exact else (H, 4, J)
+    own = jnp.arange(H)
+
+    def init(key: jax.Array, hp: HParams) -> DenseState:
+        dtype = hp.alpha.dtype
+        theta = jax.random.uniform(key, (H, 4, J), dtype, -1.0, 1.0) * hp.init_scale
+        zh = jnp.zeros(H, dtype)
+        zs = jnp.zeros((), dtype)
+        zt = jnp.zeros((H, 4, J), dtype)
+        zr = jnp.zeros(trace_shape, dtype)
+        return DenseState(
+            theta, zh, zh, zh, zs, zr, zr, zt, zh, zs, zt, zh, zs, zs,
+            jnp.zeros(m, dtype), jnp.ones(m, dtype), zs,
+        )  # fmt: skip
+
+    def step(
+        state: DenseState, x_t: jax.Array, c_t: jax.Array, hp: HParams
+    ) -> tuple[DenseState, dict[str, jax.Array]]:
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
+        gates = gates_from_preact(state.theta @ zeta, state.c)
+        v_t = jnp.dot(state.w, gates.h) + state.b
+
+        delta = c_t + hp.gamma * v_t - state.v_prev
+        corr = next_corr(state.corr, hp)
+        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr, delta, hp, rmsprop)
+        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr, delta, hp, rmsprop)
+        theta, nu_theta = td_update(
+            state.theta, state.elig_theta, state.nu_theta, corr, delta, hp, rmsprop
+        )
+
+        if exact:
+            trace_h, trace_c = rtrl_trace_step(
+                state.theta, zeta, state.c, gates, state.trace_h, state.trace_c, m
+            )
+            grad_theta = jnp.einsum("n,npqj->pqj", state.w, trace_h)
+        else:
+            u = state.theta[own, :, m + own]  # [H, 4] each unit's weight on its own h
+            zetas = jnp.broadcast_to(zeta, (H, J))
+            trace_h, trace_c = own_trace_step(
+                u, zetas, state.c, gates, state.trace_h, state.trace_c
+            )
+            grad_theta = state.w[:, None, None] * trace_h
+        decay = hp.gamma * hp.lambda_
+        new = DenseState(
+            theta=theta,
+            h=gates.h,
+            c=gates.c,
+            w=w,
+            b=b,
+            trace_h=trace_h,
+            trace_c=trace_c,
+            elig_theta=decay * state.elig_theta + grad_theta,
+            elig_w=decay * state.elig_w + gates.h,
+            elig_b=decay * state.elig_b + 1.0,
+            nu_theta=nu_theta,
+            nu_w=nu_w,
+            nu_b=nu_b,
+            corr=corr,
+            obs_mean=obs_mean,
+            obs_var=obs_var,
+            v_prev=v_t,
+        )
+        return new, {"v": v_t, "delta": delta}
+
+    name = "rtrl" if exact else "snap1"
+    n_params = H * 4 * J + H + 1
+    return Learner(name, init, step, n_params, dict(n_inputs=m, hidden=H, rmsprop=rmsprop))
+
+
+def snap1(n_inputs: int, hidden: int, *, rmsprop: bool = True) -> Learner:
+    """SnAp-1 on a dense LSTM of ``hidden`` units: O(|theta|) per step, biased."""
+    return _dense(n_inputs, hidden, exact=False, rmsprop=rmsprop)
+
+
+def rtrl(n_inputs: int, hidden: int, *, rmsprop: bool = True) -> Learner:
+    """Exact RTRL on a dense LSTM of ``hidden`` units: O(hidden^2 |theta|) per step."""
+    return _dense(n_inputs, hidden, exact=True, rmsprop=rmsprop)
