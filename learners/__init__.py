@@ -9,6 +9,7 @@ from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams
 from learners.dense import rtrl, snap1
 from learners.linear import linear
 from learners.staged import columnar, constructive, hybrid, staged
+from learners.tbptt import tbptt
 
 LEARNERS: dict[str, str] = {
     "linear": "linear TD(lambda) on the observation (memoryless baseline)",
@@ -17,6 +18,7 @@ LEARNERS: dict[str, str] = {
     "hybrid": "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
     "snap1": "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian block)",
     "rtrl": "dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; small nets)",
+    "tbptt": "dense LSTM of n_features units, T-BPTT with truncation k every step",
 }
 
 
@@ -26,20 +28,31 @@ def make_learner(
     *,
     n_features: int | None = None,
     per_stage: int | None = None,
+    truncation: int | None = None,
     rmsprop: bool = True,
 ) -> Learner:
     """Build a learner by name. Sizes default to the paper's: columnar 7, constructive 10,
-    hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4 hidden units."""
+    hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4 hidden units; T-BPTT 8 units with
+    truncation 5 (the paper's 5:8 pair)."""
     if name not in LEARNERS:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
     if per_stage is not None and name != "hybrid":
         raise ValueError(f"per_stage={per_stage} applies to the hybrid learner only, not {name}")
+    if truncation is not None and name != "tbptt":
+        raise ValueError(f"truncation={truncation} applies to the tbptt learner only, not {name}")
     if n_features is not None and name == "linear":
         raise ValueError(f"n_features={n_features} does not apply to the linear learner")
     if name == "linear":
         return linear(n_inputs, rmsprop=rmsprop)
     if name == "snap1":
         return snap1(n_inputs, 8 if n_features is None else n_features, rmsprop=rmsprop)
+    if name == "tbptt":
+        return tbptt(
+            n_inputs,
+            8 if n_features is None else n_features,
+            5 if truncation is None else truncation,
+            rmsprop=rmsprop,
+        )
     if name == "rtrl":
         return rtrl(n_inputs, 4 if n_features is None else n_features, rmsprop=rmsprop)
     if name == "columnar":
@@ -78,4 +91,5 @@ __all__ = [
     "rtrl",
     "snap1",
     "staged",
+    "tbptt",
 ]

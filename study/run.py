@@ -254,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=None, help="discount (default: the task's)")
     p.add_argument("--features", type=int, default=None, help="columns / features")
     p.add_argument("--per-stage", type=int, default=None, help="hybrid: columns per stage")
+    p.add_argument("--truncation", type=int, default=None, help="tbptt: truncation k")
     p.add_argument(
         "--stage-steps", type=int, default=None,
         help="steps each stage learns (default: steps / number of stages)",
@@ -298,6 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         env.obs_size,
         n_features=args.features,
         per_stage=args.per_stage,
+        truncation=args.truncation,
         rmsprop=not args.no_rmsprop,
     )
     block = args.block or default_block(args.steps)

@@ -9,6 +9,7 @@ import pytest
 
 from learners import make_hparams, make_learner
 from learners.dense import rtrl, snap1
+from learners.tbptt import tbptt
 
 jax.config.update("jax_enable_x64", True)
 
@@ -133,3 +134,37 @@ def test_dense_learners_by_name_and_sizes():
     assert make_learner("rtrl", 12, n_features=2).settings["hidden"] == 2
     with pytest.raises(ValueError, match="n_features=0 must be >= 1"):
         make_learner("snap1", 12, n_features=0)
+
+
+def _stop_after(theta, xs, n_inputs, cut):
+    """h_T of the dense LSTM with the state after step ``cut`` held constant (cut < 0: none)."""
+    H = theta.shape[0]
+    h, c = jnp.zeros(H), jnp.zeros(H)
+    for t, x in enumerate(xs):
+        zeta = jnp.concatenate([x, h, jnp.ones(1)])
+        a = theta @ zeta
+        i, f, o = jax.nn.sigmoid(a[:, 0]), jax.nn.sigmoid(a[:, 1]), jax.nn.sigmoid(a[:, 2])
+        c = f * c + i * jnp.tanh(a[:, 3])
+        h = o * jnp.tanh(c)
+        if t == cut:
+            h, c = jax.lax.stop_gradient(h), jax.lax.stop_gradient(c)
+    return h
+
+
+@pytest.mark.parametrize("k,steps", [(25, 20), (20, 20), (6, 20), (1, 12)])
+def test_tbptt_gradient_equals_autodiff_of_truncated_computation(k, steps):
+    learner = tbptt(M, H, k)
+    hp = make_hparams(alpha=0.0, lambda_=0.0, gamma=0.5, norm_rate=0.0, init_scale=0.6)
+    state = learner.init(jax.random.PRNGKey(2), hp)
+    w = jax.random.normal(jax.random.PRNGKey(8), (H,))
+    state = state._replace(w=w)
+    xs = XS[:steps]
+    step = jax.jit(learner.step)
+    for x in xs:
+        state, _ = step(state, x, jnp.zeros(()), hp)
+    cut = steps - 1 - k  # window = the last k steps; k >= steps is full BPTT
+    want = jax.grad(lambda th: w @ _stop_after(th, xs, M, cut))(state.theta)
+    assert rel_err(state.elig_theta, want) < 1e-10
+    if k < steps:  # truncation really drops something
+        full = jax.grad(lambda th: w @ _stop_after(th, xs, M, -1))(state.theta)
+        assert rel_err(state.elig_theta, full) > 1e-6

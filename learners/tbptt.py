@@ -1,0 +1,161 @@
+"""T-BPTT (Williams and Peng, 1990) for online TD(lambda) on a dense LSTM.
+
+Every step the gradient of the current prediction ``v_t`` is computed by backpropagating
+through the last ``k`` steps (truncation ``k``) and added into the gamma-lambda-decayed
+eligibility, as in the reference learner. The dense LSTM, parameter layout and readout are those
+of ``learners.dense``.
+
+Choice: **cached activations**, as in the reference. Each forward step stores, in a ring buffer
+of ``k`` slots, what the backward pass needs: the vector ``zeta_s = [x_s, h_{s-1}, 1]``, the
+gates ``(i, f, o, g)`` and the cells ``c_{s-1}, c_s``. The backward pass then costs
+``O(k |theta|)`` flops (one outer product per step plus one product with ``U``) and the window
+holds ``k (m + 8H + 1)`` numbers. The activations were computed under the parameters of their
+own step while the backward pass uses the current ``U`` and readout; with learning off the two
+coincide and the gradient equals autodiff of the k-step truncated computation (tested). The
+alternative, replaying the last ``k`` inputs under the current parameters, would double the
+forward cost for a difference of order ``alpha``; it is not offered.
+
+Before ``k`` steps have passed the window is shorter (steps before the stream began do not
+exist). The state at the window's start enters as a constant: that is the truncation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from learners.api import HParams, Learner
+from learners.lstm_column import gates_from_preact
+from learners.td import next_corr, normalise, td_update, update_stats
+
+
+class TbpttState(NamedTuple):
+    theta: jax.Array  # [H, 4, J]
+    h: jax.Array  # [H]
+    c: jax.Array  # [H]
+    w: jax.Array  # [H]
+    b: jax.Array  # []
+    buf_zeta: jax.Array  # [k, J] zeta_s of the last k steps (ring buffer, slot s mod k)
+    buf_gates: jax.Array  # [k, 4, H] i, f, o, g of the last k steps
+    buf_c: jax.Array  # [k, H] c_s
+    buf_c_prev: jax.Array  # [k, H] c_{s-1}
+    elig_theta: jax.Array  # [H, 4, J]
+    elig_w: jax.Array  # [H]
+    elig_b: jax.Array  # []
+    nu_theta: jax.Array  # [H, 4, J]
+    nu_w: jax.Array  # [H]
+    nu_b: jax.Array  # []
+    corr: jax.Array  # []
+    obs_mean: jax.Array  # [m]
+    obs_var: jax.Array  # [m]
+    v_prev: jax.Array  # []
+    t: jax.Array  # int32 [] steps taken
+
+
+def truncated_grad(state: TbpttState, n_inputs: int, k: int, t: jax.Array, w: jax.Array):
+    """d v_t / d theta through the last min(k, t+1) cached steps; ``t`` is the newest slot's step.
+
+    Returns [H, 4, J].
+    """
+    H = state.h.shape[0]
+    U = state.theta[:, :, n_inputs : n_inputs + H]  # [n, gate, l]
+
+    def back(carry, j):
+        dh, dc, grad = carry
+        slot = (t - j) % k
+        valid = (t - j) >= 0
+        i, f, o, g = state.buf_gates[slot]
+        c_s, c_prev, zeta = state.buf_c[slot], state.buf_c_prev[slot], state.buf_zeta[slot]
+        tanh_c = jnp.tanh(c_s)
+        dc = dc + dh * o * (1 - tanh_c * tanh_c)
+        da = jnp.stack(
+            [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o),
+             dc * i * (1 - g * g)],
+            axis=1,
+        )  # fmt: skip
+        da = jnp.where(valid, da, 0.0)  # [H, 4]
+        grad = grad + da[:, :, None] * zeta[None, None, :]
+        dh_prev = jnp.einsum("nk,nkl->l", da, U)
+        return (dh_prev, dc * f, grad), None
+
+    zero_h = jnp.zeros_like(state.h)
+    init = (w, zero_h, jnp.zeros_like(state.theta))
+    (_, _, grad), _ = jax.lax.scan(back, init, jnp.arange(k))
+    return grad
+
+
+def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) -> Learner:
+    """Dense LSTM of ``hidden`` units trained by T-BPTT with truncation ``truncation``."""
+    if n_inputs < 1:
+        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
+    if hidden < 1:
+        raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
+    if truncation < 1:
+        raise ValueError(f"truncation={truncation} must be >= 1")
+    m, H, k = n_inputs, hidden, truncation
+    J = m + H + 1
+
+    def init(key: jax.Array, hp: HParams) -> TbpttState:
+        dtype = hp.alpha.dtype
+        theta = jax.random.uniform(key, (H, 4, J), dtype, -1.0, 1.0) * hp.init_scale
+        zh = jnp.zeros(H, dtype)
+        zs = jnp.zeros((), dtype)
+        zt = jnp.zeros((H, 4, J), dtype)
+        return TbpttState(
+            theta, zh, zh, zh, zs,
+            jnp.zeros((k, J), dtype), jnp.zeros((k, 4, H), dtype), jnp.zeros((k, H), dtype),
+            jnp.zeros((k, H), dtype),
+            zt, zh, zs, zt, zh, zs, zs, jnp.zeros(m, dtype), jnp.ones(m, dtype), zs,
+            jnp.zeros((), jnp.int32),
+        )  # fmt: skip
+
+    def step(
+        state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
+    ) -> tuple[TbpttState, dict[str, jax.Array]]:
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
+        gates = gates_from_preact(state.theta @ zeta, state.c)
+        v_t = jnp.dot(state.w, gates.h) + state.b
+        slot = state.t % k
+        cached = state._replace(
+            buf_zeta=state.buf_zeta.at[slot].set(zeta),
+            buf_gates=state.buf_gates.at[slot].set(jnp.stack(gates[:4])),
+            buf_c=state.buf_c.at[slot].set(gates.c),
+            buf_c_prev=state.buf_c_prev.at[slot].set(state.c),
+        )
+        grad_theta = truncated_grad(cached, m, k, state.t, state.w)
+
+        delta = c_t + hp.gamma * v_t - state.v_prev
+        corr = next_corr(state.corr, hp)
+        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr, delta, hp, rmsprop)
+        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr, delta, hp, rmsprop)
+        theta, nu_theta = td_update(
+            state.theta, state.elig_theta, state.nu_theta, corr, delta, hp, rmsprop
+        )
+        decay = hp.gamma * hp.lambda_
+        new = cached._replace(
+            theta=theta,
+            h=gates.h,
+            c=gates.c,
+            w=w,
+            b=b,
+            elig_theta=decay * state.elig_theta + grad_theta,
+            elig_w=decay * state.elig_w + gates.h,
+            elig_b=decay * state.elig_b + 1.0,
+            nu_theta=nu_theta,
+            nu_w=nu_w,
+            nu_b=nu_b,
+            corr=corr,
+            obs_mean=obs_mean,
+            obs_var=obs_var,
+            v_prev=v_t,
+            t=state.t + 1,
+        )
+        return new, {"v": v_t, "delta": delta}
+
+    n_params = H * 4 * J + H + 1
+    settings = dict(n_inputs=m, hidden=H, truncation=k, rmsprop=rmsprop)
+    return Learner("tbptt", init, step, n_params, settings)
