@@ -24,15 +24,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from learners import STAGE_FOREVER, make_hparams, make_learner
+from learners.ledger import cost
 from study.tasks import make_task
 
-# (learner, n_features, per_stage) at growing sizes; 12 inputs as in the paper's testbed.
-SIZES: dict[str, list[tuple[int, int | None]]] = {
-    "linear": [(0, None)],
-    "columnar": [(7, None), (32, None), (128, None), (512, None), (2048, None)],
-    "constructive": [(4, None), (8, None), (16, None), (32, None)],
-    "hybrid": [(8, 4), (20, 4), (64, 16), (256, 64)],
+# Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
+SIZES: dict[str, list[dict[str, int]]] = {
+    "linear": [{}],
+    "columnar": [dict(n_features=n) for n in (7, 32, 128, 512, 2048)],
+    "constructive": [dict(n_features=n) for n in (4, 8, 16, 32)],
+    "hybrid": [dict(n_features=n, per_stage=p) for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))],
+    "snap1": [dict(n_features=n) for n in (8, 32, 128)],
+    "tbptt": [dict(n_features=8, truncation=k) for k in (5, 15, 30)],
+    "rtrl": [dict(n_features=n) for n in (2, 4, 8)],
 }
+
+
+def size_label(kw: dict[str, int]) -> str:
+    if not kw:
+        return ""
+    label = str(kw["n_features"])
+    if "per_stage" in kw:
+        label += f":{kw['per_stage']}"
+    if "truncation" in kw:
+        label = f"k{kw['truncation']}:{label}"
+    return label
 
 
 def machine() -> str:
@@ -100,7 +115,7 @@ def fit_exponent(params: list[int], seconds: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--learners", default="linear,columnar,constructive,hybrid")
+    p.add_argument("--learners", default=",".join(SIZES))
     p.add_argument("--streams", type=int, nargs="+", default=[1, 256])
     p.add_argument("--steps", type=int, default=1000, help="timed steps per call")
     p.add_argument("--repeats", type=int, default=3)
@@ -125,44 +140,55 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {where}")
     header = (
         "learner", "size", "params_per_stream", "streams", "steps_per_s", "param_steps_per_s",
-        "us_per_step", "machine",
+        "us_per_step", "flops_per_step_ledger", "ledger_gflops_per_s", "ledger_ratio",
+        "state_bytes_ledger", "machine",
     )  # fmt: skip
     rows = []
     print(
         f"{'learner':13s} {'size':>10s} {'params':>9s} {'streams':>7s} {'steps/s/stream':>15s} "
-        f"{'param-steps/s':>14s} {'us/step':>9s}"
+        f"{'param-steps/s':>14s} {'us/step':>9s} {'ledger flops':>12s} {'GFLOP/s':>8s}"
     )
     fits = []
     for name in names:
         for streams in args.streams:
             obs = observations(args.steps, streams)
             ps, ts = [], []
-            for n_features, per_stage in SIZES[name]:
-                learner = make_learner(name, 12, n_features=n_features or None, per_stage=per_stage)
+            for kw in SIZES[name]:
+                learner = make_learner(name, 12, **kw)
                 if learner.n_params * streams > args.max_params:
                     continue
+                entry = cost(name, 12, learner.settings)
                 sec = time_learner(learner, streams, args.steps, args.repeats, obs)
                 sps = args.steps / sec
-                size = (
-                    ""
-                    if name == "linear"
-                    else f"{n_features}" + (f":{per_stage}" if per_stage else "")
-                )
-                row = (
-                    name, size, learner.n_params, streams, round(sps, 1),
+                gflops = entry.flops * sps * streams / 1e9
+                row = [
+                    name, size_label(kw), learner.n_params, streams, round(sps, 1),
                     round(sps * learner.n_params * streams), round(1e6 * sec / args.steps, 3),
-                    where,
-                )  # fmt: skip
+                    entry.flops, round(gflops, 3), None, entry.state_bytes, where,
+                ]  # fmt: skip
                 rows.append(row)
                 ps.append(learner.n_params)
                 ts.append(sec)
                 print(
-                    f"{name:13s} {size:>10s} {learner.n_params:9,d} {streams:7d} {sps:15,.0f} "
-                    f"{row[5]:14,.0f} {row[6]:9.2f}",
+                    f"{name:13s} {row[1]:>10s} {learner.n_params:9,d} {streams:7d} {sps:15,.0f} "
+                    f"{row[5]:14,.0f} {row[6]:9.2f} {entry.flops:12,d} {gflops:8.2f}",
                     flush=True,
                 )
-            if len(ps) > 1:
+            if len(set(ps)) > 1:
                 fits.append((name, streams, fit_exponent(ps, ts), min(ps), max(ps)))
+    # Ledger check: seconds per ledger flop of each row over the median of its stream count.
+    # 1 means the ledger predicts this configuration's time as well as the typical one.
+    for streams in set(r[3] for r in rows):
+        same = [r for r in rows if r[3] == streams]
+        median = statistics.median(r[8] for r in same)
+        for r in same:
+            r[9] = round(median / r[8], 3) if r[8] > 0 else None
+    if rows:
+        print("\nledger ratio (time per step / ledger prediction, 1 = typical; per learner, max):")
+        for name in names:
+            mine = [r[9] for r in rows if r[0] == name and r[9] is not None]
+            if mine:
+                print(f"  {name:13s} {max(mine):.2f}  (min {min(mine):.2f})")
     if fits:
         print("\nfitted exponent b of time/step ~ params^b (target <= 1.1):")
         for name, streams, b, lo, hi in fits:

@@ -144,10 +144,16 @@ def test_cli_runs_and_prints_msre_per_seed_and_ci():
 
 @pytest.mark.parametrize(
     "learner,task",
-    [("hybrid", "noisy_patterning"), ("constructive", "trace_conditioning_isi30")],
+    [
+        ("hybrid", "noisy_patterning"),
+        ("constructive", "trace_conditioning_isi30"),
+        ("snap1", "trace_patterning_testbed"),
+        ("tbptt", "trace_patterning"),
+        ("rtrl", "trace_conditioning"),
+    ],
 )
-def test_cli_runs_every_staged_learner_on_other_tasks(learner, task):
-    extra = ["--per-stage", "2"] if learner == "hybrid" else []
+def test_cli_runs_every_learner_on_other_tasks(learner, task):
+    extra = {"hybrid": ["--per-stage", "2"], "tbptt": ["--truncation", "3"]}.get(learner, [])
     code, out, _ = _cli(
         "--task", task, "--learner", learner, "--features", "4", *extra,
         "--steps", "6000", "--seeds", "2", "--window", "3000",
@@ -168,6 +174,8 @@ def test_cli_runs_every_staged_learner_on_other_tasks(learner, task):
         (["--steps", "12345", "--block", "1000"], "steps=12345 is not a multiple"),
         (["--seeds", "0"], "seeds=0 must be >= 1"),
         (["--learner", "columnar", "--per-stage", "2"], "applies to the hybrid learner only"),
+        (["--learner", "tbptt", "--truncation", "0"], "truncation=0 must be >= 1"),
+        (["--learner", "hybrid", "--truncation", "3"], "applies to the tbptt learner only"),
         (["--alpha", "-1"], "alpha=[-1.] is not allowed"),
     ],
 )

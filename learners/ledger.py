@@ -1,0 +1,160 @@
+"""The compute ledger: parameters, floating-point operations per step and bytes of state per
+stream of every learner configuration, computed from its sizes alone.
+
+Counting convention (one stream, one step): a multiply or an add is one flop, and so is each
+sigmoid, tanh or square root; per-unit bookkeeping (gates, cell update) is counted, per-step
+scalars (the TD error, the stage index) are not. Per learnable parameter the TD(lambda)
+machinery costs 2 flops for the eligibility (``gamma lambda e + grad``) and 3 for the update
+(``alpha delta e``), plus 7 with RMSProp (second moment 4, square root, divide, add).
+
+``size_for_budget`` inverts the ledger: the largest network of a family whose flops per step fit
+a budget, which is how the paper compares learners at matched compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BYTES = 4  # float32 state; int32 counters count the same
+
+UNIT = 4 * 3 + 3 + 2 + 3  # per LSTM unit: 4 biases/recurrent adds, cell 3, h 2, 3 activations
+TD = 2 + 3  # eligibility and update, per learnable parameter
+RMSPROP = 7
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int  # learnable parameters (readout included)
+    flops: int  # floating-point operations per step per stream
+    state_bytes: int  # bytes of learner state per stream
+
+
+def _td(n: int, rmsprop: bool) -> int:
+    return n * (TD + (RMSPROP if rmsprop else 0))
+
+
+def linear_cost(m: int, rmsprop: bool = True) -> Cost:
+    n = m + 1
+    flops = 2 * m + 1 + _td(n, rmsprop)
+    # w, b, elig, nu, corr, obs mean/var, v_prev
+    state = 3 * n + 1 + 2 * m + 1
+    return Cost(n, flops, state * BYTES)
+
+
+def staged_cost(m: int, n_features: int, per_stage: int, rmsprop: bool = True) -> Cost:
+    """Cost in the most expensive stage (the last: the learning stage reads every feature)."""
+    N, P = n_features, per_stage
+    S = N // P
+    K = m + N - P
+    params = sum(P * 4 * (m + s * P + 2) for s in range(S)) + N + 1
+    forward = sum(P * (4 * 2 * (m + s * P) + UNIT) for s in range(S)) + 2 * N
+    learning = P * 4 * (K + 2)  # parameters of the learning stage as stored (padded)
+    traces = learning * 10 + learning  # TC and TH updates, then the readout-scaled gradient
+    flops = forward + traces + _td(learning + N + 1, rmsprop)
+    state = (
+        S * P * 4 * (K + 2)  # parameters of every stage (as stored, padded)
+        + 4 * learning  # trace_h, trace_c, elig, nu of the learning stage
+        + 2 * N  # h, c
+        + 3 * (N + 1)  # readout w, b with their elig and nu
+        + 2 * m  # observation statistics
+        + 2 * N  # feature statistics
+        + 5  # corr_theta, corr_out, v_prev, t, stage
+    )
+    return Cost(params, flops, state * BYTES)
+
+
+def _dense_params(m: int, hidden: int) -> int:
+    return hidden * 4 * (m + hidden + 1)
+
+
+def snap1_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
+    rec = _dense_params(m, hidden)
+    flops = 2 * rec + hidden * UNIT + 2 * hidden + rec * 11 + _td(rec + hidden + 1, rmsprop)
+    # theta, trace_h, trace_c, elig, nu; h, c; readout with elig, nu; statistics; corr, v_prev
+    state = rec * 5 + 2 * hidden + 3 * (hidden + 1) + 2 * m + 2
+    return Cost(rec + hidden + 1, flops, state * BYTES)
+
+
+def rtrl_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
+    rec = _dense_params(m, hidden)
+    H = hidden
+    flops = (
+        2 * rec + H * UNIT + 2 * H
+        + 8 * H * H * rec  # d a = U . TH over all units and parameters
+        + 15 * H * rec  # gate derivatives, TC and TH
+        + 2 * H * rec  # readout-weighted sum of the traces
+        + _td(rec + H + 1, rmsprop)
+    )  # fmt: skip
+    state = rec * (2 * H + 3) + 2 * H + 3 * (H + 1) + 2 * m + 2
+    return Cost(rec + H + 1, flops, state * BYTES)
+
+
+def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Cost:
+    rec = _dense_params(m, hidden)
+    H, k = hidden, truncation
+    J = m + H + 1
+    backward_step = 2 * rec + 8 * H * H + 16 * H  # outer product, U^T da, gate derivatives
+    flops = 2 * rec + H * UNIT + 2 * H + k * backward_step + _td(rec + H + 1, rmsprop)
+    window = k * (J + 4 * H + 2 * H)  # zeta, gates, c, c_prev of the last k steps
+    state = rec * 3 + window + 2 * H + 3 * (H + 1) + 2 * m + 3
+    return Cost(rec + H + 1, flops, state * BYTES)
+
+
+def cost(name: str, m: int, settings: dict) -> Cost:
+    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``)."""
+    rms = settings.get("rmsprop", True)
+    if name == "linear":
+        return linear_cost(m, rms)
+    if name in ("columnar", "constructive", "hybrid"):
+        return staged_cost(m, settings["n_features"], settings["per_stage"], rms)
+    if name == "snap1":
+        return snap1_cost(m, settings["hidden"], rms)
+    if name == "rtrl":
+        return rtrl_cost(m, settings["hidden"], rms)
+    if name == "tbptt":
+        return tbptt_cost(m, settings["hidden"], settings["truncation"], rms)
+    raise ValueError(f"no ledger entry for learner {name!r}")
+
+
+def size_for_budget(
+    name: str,
+    m: int,
+    budget_flops: float,
+    *,
+    per_stage: int | None = None,
+    truncation: int | None = None,
+    rmsprop: bool = True,
+) -> int:
+    """The largest size (columns, features or hidden units) of ``name`` within the budget.
+
+    Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
+    (default 5). Raises a one-line ValueError when even the smallest network does not fit.
+    """
+
+    def flops(n: int) -> int:
+        if name == "columnar":
+            return staged_cost(m, n, n, rmsprop).flops
+        if name == "constructive":
+            return staged_cost(m, n, 1, rmsprop).flops
+        if name == "hybrid":
+            return staged_cost(m, n * (per_stage or 4), per_stage or 4, rmsprop).flops
+        if name == "snap1":
+            return snap1_cost(m, n, rmsprop).flops
+        if name == "rtrl":
+            return rtrl_cost(m, n, rmsprop).flops
+        if name == "tbptt":
+            return tbptt_cost(m, n, truncation or 5, rmsprop).flops
+        raise ValueError(
+            f"no size to choose for learner {name!r}; allowed: columnar, constructive, hybrid, "
+            "snap1, rtrl, tbptt"
+        )
+
+    if flops(1) > budget_flops:
+        raise ValueError(
+            f"budget of {budget_flops:g} flops/step is below the smallest {name} network "
+            f"({flops(1)} flops/step)"
+        )
+    n = 1
+    while flops(n + 1) <= budget_flops:
+        n += 1
+    return n * (per_stage or 4) if name == "hybrid" else n
