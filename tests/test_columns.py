@@ -11,7 +11,7 @@ from learners import make_hparams
 from learners.linear import linear
 from learners.staged import staged
 
-jax.config.update("jax_enable_x64", True)
+pytestmark = pytest.mark.usefixtures("x64")
 
 GROUPS = {"W": slice(None, -2), "u": -2, "b": -1}
 GATES = "ifog"
@@ -84,6 +84,7 @@ def test_traces_equal_autodiff_of_unrolled_network(n_features, per_stage, steps_
     hp = make_hparams(alpha=0.0, norm_rate=0.0, init_scale=0.6, steps_per_stage=steps_per_stage)
     xs = jax.random.normal(jax.random.PRNGKey(7), (steps, m))
     state = run_learner(learner, hp, xs)
+    assert state.trace_h.dtype == jnp.float64
     stage = int(state.stage)
     assert stage == min((steps - 1) // steps_per_stage, n_features // per_stage - 1)
     P = per_stage

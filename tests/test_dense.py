@@ -11,7 +11,7 @@ from learners import make_hparams, make_learner
 from learners.dense import rtrl, snap1
 from learners.tbptt import tbptt
 
-jax.config.update("jax_enable_x64", True)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def dense_forward(theta, xs, n_inputs, cut_cross=False):
@@ -53,12 +53,20 @@ def rel_err(a, b):
 
 
 M, H, T = 3, 3, 50
-HP = make_hparams(alpha=0.0, norm_rate=0.0, init_scale=0.6)
-XS = jax.random.normal(jax.random.PRNGKey(11), (T, M))
+
+
+def hp_off():
+    return make_hparams(alpha=0.0, norm_rate=0.0, init_scale=0.6)
+
+
+def inputs():
+    return jax.random.normal(jax.random.PRNGKey(11), (T, M))
 
 
 def test_rtrl_traces_equal_autodiff_of_unrolled_network():
+    HP, XS = hp_off(), inputs()
     state = run(rtrl(M, H), HP, XS)
+    assert state.trace_h.dtype == jnp.float64
     jac_h, jac_c = jax.jit(jax.jacfwd(lambda th: dense_forward(th, XS, M)))(state.theta)
     h_ref, _ = dense_forward(state.theta, XS, M)
     np.testing.assert_allclose(state.h, h_ref, rtol=1e-12)
@@ -70,6 +78,7 @@ def test_rtrl_traces_equal_autodiff_of_unrolled_network():
 
 
 def test_snap1_traces_equal_autodiff_with_cross_unit_paths_cut():
+    HP, XS = hp_off(), inputs()
     state = run(snap1(M, H), HP, XS)
     jac_h, jac_c = jax.jit(jax.jacfwd(lambda th: dense_forward(th, XS, M, cut_cross=True)))(
         state.theta
@@ -84,6 +93,8 @@ def test_snap1_traces_equal_autodiff_with_cross_unit_paths_cut():
 
 
 def test_snap1_equals_rtrl_without_cross_unit_recurrence():
+    HP, XS = hp_off(), inputs()
+
     def diagonal_only(learner):
         state = learner.init(jax.random.PRNGKey(0), HP)
         cross = np.ones((H, 4, M + H + 1))
@@ -112,7 +123,7 @@ def test_dense_td0_gamma0_is_one_sgd_step(make):
     hp = make_hparams(alpha=alpha, lambda_=0.0, gamma=0.0, norm_rate=0.0, init_scale=0.5)
     state = learner.init(jax.random.PRNGKey(3), hp)
     state = state._replace(w=jax.random.normal(jax.random.PRNGKey(4), (H,)), b=jnp.asarray(0.2))
-    x0, x1 = XS[0], XS[1]
+    x0, x1 = inputs()[:2]
     c1 = jnp.asarray(1.3)
     step = jax.jit(learner.step)
     s1, _ = step(state, x0, jnp.asarray(0.0), hp)
@@ -158,7 +169,7 @@ def test_tbptt_gradient_equals_autodiff_of_truncated_computation(k, steps):
     state = learner.init(jax.random.PRNGKey(2), hp)
     w = jax.random.normal(jax.random.PRNGKey(8), (H,))
     state = state._replace(w=w)
-    xs = XS[:steps]
+    xs = inputs()[:steps]
     step = jax.jit(learner.step)
     for x in xs:
         state, _ = step(state, x, jnp.zeros(()), hp)

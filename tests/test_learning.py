@@ -23,6 +23,7 @@ def windowed_msre(name, alphas, static, **hp_kw):
     learner = make_learner(name, env.obs_size, **static)
     hp = make_hparams(alpha=np.asarray(alphas), **{**COMMON, **hp_kw})
     hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(alphas),)), hp)
+    assert hp.alpha.dtype == jnp.float32  # float64 from another test module must not leak here
     res = run_batch(learner, env, tp, hp, SEEDS, STEPS, block_size=10_000)
     assert not res.nonfinite.any()
     return summarise_blocks(res.sq_sum, res.count, window_blocks=10)["windowed"]  # [A, S]

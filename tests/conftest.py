@@ -1,0 +1,12 @@
+"""Shared fixtures. Float64 is switched on only inside the tests that ask for it, so that it
+never leaks into the float32 learning and run-loop tests that follow them."""
+
+import jax
+import pytest
+
+
+@pytest.fixture
+def x64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
