@@ -100,6 +100,15 @@ def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Co
     return Cost(rec + H + 1, flops, state * BYTES)
 
 
+def tbptt_reference_flops(m: int, hidden: int, truncation: int) -> int:
+    """The reference's cost model of T-BPTT, ``k (4h^2 + 4hm)``: one multiply-add per
+    recurrent-layer weight per unrolled step. The paper's matched (truncation, hidden) pairs
+    (2:13, 3:10, 5:8, 8:5, 10:5, 15:4, 20:3, 30:2) are equal-cost under this model; the full
+    ledger above also counts the forward pass, the gradient outer products and the update."""
+    h = hidden
+    return truncation * (4 * h * h + 4 * h * m)
+
+
 def cost(name: str, m: int, settings: dict) -> Cost:
     """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``)."""
     rms = settings.get("rmsprop", True)
@@ -124,14 +133,22 @@ def size_for_budget(
     per_stage: int | None = None,
     truncation: int | None = None,
     rmsprop: bool = True,
+    model: str = "ledger",
 ) -> int:
     """The largest size (columns, features or hidden units) of ``name`` within the budget.
 
     Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
-    (default 5). Raises a one-line ValueError when even the smallest network does not fit.
+    (default 5). ``model="reference"`` sizes T-BPTT by ``tbptt_reference_flops`` instead of the
+    full ledger. Raises a one-line ValueError when even the smallest network does not fit.
     """
+    if model not in ("ledger", "reference"):
+        raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
+    if model == "reference" and name != "tbptt":
+        raise ValueError(f"model='reference' exists for tbptt only, not {name}")
 
     def flops(n: int) -> int:
+        if model == "reference":
+            return tbptt_reference_flops(m, n, truncation or 5)
         if name == "columnar":
             return staged_cost(m, n, n, rmsprop).flops
         if name == "constructive":

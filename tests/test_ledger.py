@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from learners.ledger import cost, size_for_budget, tbptt_cost
+from learners.ledger import cost, size_for_budget, tbptt_cost, tbptt_reference_flops
 
 CONFIGS = [
     ("linear", {}),
@@ -54,3 +54,43 @@ def test_size_for_budget_fits_and_is_largest():
         assert cost(name, 12, bigger).flops > budget
     with pytest.raises(ValueError, match="below the smallest tbptt network"):
         size_for_budget("tbptt", 12, 100.0)
+
+
+PAPER_PAIRS = [(2, 13), (3, 10), (5, 8), (8, 5), (10, 5), (15, 4), (20, 3), (30, 2)]
+
+
+def test_reference_model_reproduces_the_paper_pairs_within_one_unit():
+    budget = tbptt_reference_flops(12, 8, 5)  # the 5:8 pair's cost
+    for k, h in PAPER_PAIRS:
+        got = size_for_budget("tbptt", 12, budget, truncation=k, model="reference")
+        assert abs(got - h) <= 1, (k, h, got)
+    with pytest.raises(ValueError, match="model='reference' exists for tbptt only"):
+        size_for_budget("columnar", 12, budget, model="reference")
+
+
+def test_ledger_flops_linear_in_params_for_snap1_and_ccn():
+    for name, sizes in [
+        ("snap1", [dict(hidden=h) for h in (8, 32, 128)]),
+        ("hybrid", [dict(n_features=n, per_stage=n // 4) for n in (16, 64, 256)]),
+        ("columnar", [dict(n_features=n, per_stage=n) for n in (8, 64, 512)]),
+    ]:
+        per_param = [cost(name, 12, s).flops / cost(name, 12, s).params for s in sizes]
+        assert max(per_param) / min(per_param) < 1.35, (name, per_param)
+    # RTRL is not: flops per parameter grow with the hidden size.
+    r = [cost("rtrl", 12, dict(hidden=h)) for h in (8, 32)]
+    assert (r[1].flops / r[1].params) / (r[0].flops / r[0].params) > 3
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(name="tbptt", n_features=4, truncation=0), "truncation=0 must be >= 1"),
+        (dict(name="tbptt", n_features=0), "n_features=0 must be >= 1"),
+        (dict(name="snap1", n_features=0), "n_features=0 must be >= 1"),
+        (dict(name="rtrl", n_features=-1), "n_features=-1 must be >= 1"),
+    ],
+)
+def test_bad_dense_settings_fail_with_one_line(kwargs, needle):
+    with pytest.raises(ValueError) as e:
+        make_learner(kwargs.pop("name"), 12, **kwargs)
+    assert needle in str(e.value) and "\n" not in str(e.value)
