@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from learners.api import HParams, Learner
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
-from learners.td import next_corr, normalise, td_update, update_stats
+from learners.td import normalise, td_lambda, update_stats
 
 
 class DenseState(NamedTuple):
@@ -105,14 +105,6 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
         gates = gates_from_preact(state.theta @ zeta, state.c)
         v_t = jnp.dot(state.w, gates.h) + state.b
 
-        delta = c_t + hp.gamma * v_t - state.v_prev
-        corr = next_corr(state.corr, hp)
-        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr, delta, hp, rmsprop)
-        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr, delta, hp, rmsprop)
-        theta, nu_theta = td_update(
-            state.theta, state.elig_theta, state.nu_theta, corr, delta, hp, rmsprop
-        )
-
         if exact:
             trace_h, trace_c = rtrl_trace_step(
                 state.theta, zeta, state.c, gates, state.trace_h, state.trace_c, m
@@ -125,26 +117,17 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
                 u, zetas, state.c, gates, state.trace_h, state.trace_c
             )
             grad_theta = state.w[:, None, None] * trace_h
-        decay = hp.gamma * hp.lambda_
+        delta = c_t + hp.gamma * v_t - state.v_prev
+        (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
+            (state.theta, state.w, state.b),
+            (state.elig_theta, state.elig_w, state.elig_b),
+            (state.nu_theta, state.nu_w, state.nu_b),
+            state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
+        )  # fmt: skip
         new = DenseState(
-            theta=theta,
-            h=gates.h,
-            c=gates.c,
-            w=w,
-            b=b,
-            trace_h=trace_h,
-            trace_c=trace_c,
-            elig_theta=decay * state.elig_theta + grad_theta,
-            elig_w=decay * state.elig_w + gates.h,
-            elig_b=decay * state.elig_b + 1.0,
-            nu_theta=nu_theta,
-            nu_w=nu_w,
-            nu_b=nu_b,
-            corr=corr,
-            obs_mean=obs_mean,
-            obs_var=obs_var,
-            v_prev=v_t,
-        )
+            theta, gates.h, gates.c, w, b, trace_h, trace_c, e_theta, e_w, e_b,
+            nu_theta, nu_w, nu_b, corr, obs_mean, obs_var, v_prev=v_t,
+        )  # fmt: skip
         return new, {"v": v_t, "delta": delta}
 
     name = "rtrl" if exact else "snap1"

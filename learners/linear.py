@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
-from learners.td import next_corr, normalise, td_update, update_stats
+from learners.td import normalise, td_lambda, update_stats
 
 
 class LinearState(NamedTuple):
@@ -46,22 +46,11 @@ def linear(n_inputs: int, rmsprop: bool = True) -> Learner:
         obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
         v_t = jnp.dot(state.w, x_hat) + state.b
         delta = c_t + hp.gamma * v_t - state.v_prev
-        corr = next_corr(state.corr, hp)
-        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr, delta, hp, rmsprop)
-        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr, delta, hp, rmsprop)
-        decay = hp.gamma * hp.lambda_
-        new = LinearState(
-            w=w,
-            b=b,
-            elig_w=decay * state.elig_w + x_hat,
-            elig_b=decay * state.elig_b + 1.0,
-            nu_w=nu_w,
-            nu_b=nu_b,
-            corr=corr,
-            obs_mean=obs_mean,
-            obs_var=obs_var,
-            v_prev=v_t,
-        )
+        (w, b), (elig_w, elig_b), (nu_w, nu_b), corr = td_lambda(
+            (state.w, state.b), (state.elig_w, state.elig_b), (state.nu_w, state.nu_b),
+            state.corr, (x_hat, 1.0), delta, hp, rmsprop,
+        )  # fmt: skip
+        new = LinearState(w, b, elig_w, elig_b, nu_w, nu_b, corr, obs_mean, obs_var, v_prev=v_t)
         return new, {"v": v_t, "delta": delta}
 
     return Learner("linear", init, step, n_inputs + 1, dict(n_inputs=n_inputs, rmsprop=rmsprop))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from learners.api import HParams, Learner
 from learners.lstm_column import gates_from_preact
-from learners.td import next_corr, normalise, td_update, update_stats
+from learners.td import normalise, td_lambda, update_stats
 
 
 class TbpttState(NamedTuple):
@@ -129,31 +129,17 @@ def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) 
         grad_theta = truncated_grad(cached, m, k, state.t, state.w)
 
         delta = c_t + hp.gamma * v_t - state.v_prev
-        corr = next_corr(state.corr, hp)
-        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr, delta, hp, rmsprop)
-        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr, delta, hp, rmsprop)
-        theta, nu_theta = td_update(
-            state.theta, state.elig_theta, state.nu_theta, corr, delta, hp, rmsprop
-        )
-        decay = hp.gamma * hp.lambda_
+        (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
+            (state.theta, state.w, state.b),
+            (state.elig_theta, state.elig_w, state.elig_b),
+            (state.nu_theta, state.nu_w, state.nu_b),
+            state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
+        )  # fmt: skip
         new = cached._replace(
-            theta=theta,
-            h=gates.h,
-            c=gates.c,
-            w=w,
-            b=b,
-            elig_theta=decay * state.elig_theta + grad_theta,
-            elig_w=decay * state.elig_w + gates.h,
-            elig_b=decay * state.elig_b + 1.0,
-            nu_theta=nu_theta,
-            nu_w=nu_w,
-            nu_b=nu_b,
-            corr=corr,
-            obs_mean=obs_mean,
-            obs_var=obs_var,
-            v_prev=v_t,
-            t=state.t + 1,
-        )
+            theta=theta, h=gates.h, c=gates.c, w=w, b=b,
+            elig_theta=e_theta, elig_w=e_w, elig_b=e_b, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
+            corr=corr, obs_mean=obs_mean, obs_var=obs_var, v_prev=v_t, t=state.t + 1,
+        )  # fmt: skip
         return new, {"v": v_t, "delta": delta}
 
     n_params = H * 4 * J + H + 1

@@ -47,3 +47,28 @@ def update_stats(
     """Exponentially weighted mean and variance with rate ``rate`` (0 leaves them as they are)."""
     d = x - mean
     return mean + rate * d, (1.0 - rate) * (var + rate * d * d)
+
+
+def td_lambda(
+    params: tuple[jax.Array, ...],
+    elig: tuple[jax.Array, ...],
+    nu: tuple[jax.Array, ...],
+    corr: jax.Array,
+    grads: tuple[jax.Array, ...],
+    delta: jax.Array,
+    hp: HParams,
+    rmsprop: bool,
+) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...], tuple[jax.Array, ...], jax.Array]:
+    """One TD(lambda) step over parallel tuples of arrays (Sutton and Barto, eq. 12.5-12.7).
+
+    Applies ``delta_{t-1}`` with the eligibilities of step t-1, then decays them by
+    ``gamma lambda`` and adds ``grads`` (``grad v_t``). Returns ``(params, elig, nu, corr)``.
+    """
+    corr = next_corr(corr, hp)
+    updated = [
+        td_update(p, e, n, corr, delta, hp, rmsprop)
+        for p, e, n in zip(params, elig, nu, strict=True)
+    ]
+    decay = hp.gamma * hp.lambda_
+    new_elig = tuple(decay * e + g for e, g in zip(elig, grads, strict=True))
+    return tuple(u[0] for u in updated), new_elig, tuple(u[1] for u in updated), corr
