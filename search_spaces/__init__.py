@@ -1,1 +1,153 @@
-"""Optuna search spaces, one per learner family (arrives with the study platform, issue 5)."""
+"""Optuna search spaces, one per learner family, define-by-run.
+
+``make_space(name, budget_flops=None)`` returns ``space(trial) -> dict``: it only samples (log
+scales for step sizes, sizes and stage lengths) and returns the constants that follow from the
+samples, as ``OptunaSearch`` expects. With a per-step compute budget the network's size is not
+searched: it is the largest network of the family whose ledger flops per step fit the budget
+(``learners.ledger.size_for_budget``), so studies of different families compare learners at
+matched compute. ``config_to_args(config)`` splits a sampled configuration into the arguments
+of ``make_learner`` and ``make_hparams``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from learners import STAGE_FOREVER
+from learners.ledger import size_for_budget
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple[Any, ...] | None = None
+    size: bool = False  # sets the network's size: derived from the budget when one is given
+
+    def suggest(self, trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"{self.name} in {{{', '.join(str(c) for c in self.choices)}}}"
+        scale = "log" if self.log else "uniform"
+        kind = "int" if self.integer else "float"
+        return f"{self.name} {kind} [{self.low:g}, {self.high:g}] {scale}"
+
+
+def _common(alpha: tuple[float, float] = (1e-4, 3e-2), init: bool = True) -> list[Param]:
+    params = [
+        Param("alpha", *alpha, log=True),
+        Param("lambda_", 0.0, 0.99),
+        Param("norm_rate", choices=(0.0, 1e-4, 1e-3)),
+    ]
+    if init:
+        params.append(Param("init_scale", 0.05, 1.0, log=True))
+    return params
+
+
+_STAGE = Param("steps_per_stage", 10_000, 5_000_000, log=True, integer=True)
+
+SPACES: dict[str, list[Param]] = {
+    "linear": _common(init=False),
+    "columnar": [*_common(), Param("n_features", 2, 64, log=True, integer=True, size=True)],
+    "constructive": [
+        *_common(),
+        Param("n_features", 2, 16, integer=True, size=True),
+        _STAGE,
+    ],
+    "hybrid": [
+        *_common(),
+        Param("per_stage", choices=(1, 2, 4, 8)),
+        Param("n_stages", 1, 8, integer=True, size=True),
+        _STAGE,
+    ],
+    "snap1": [*_common(), Param("n_features", 2, 64, log=True, integer=True, size=True)],
+    "tbptt": [
+        *_common(alpha=(1e-5, 3e-3)),
+        Param("truncation", 1, 64, log=True, integer=True),
+        Param("n_features", 2, 32, log=True, integer=True, size=True),
+    ],
+    "rtrl": [*_common(), Param("n_features", 1, 8, integer=True, size=True)],
+}
+
+
+def describe(name: str) -> list[str]:
+    """One line per searched parameter of space ``name``."""
+    _check(name)
+    return [p.describe() for p in SPACES[name]]
+
+
+def _check(name: str) -> None:
+    if name not in SPACES:
+        raise ValueError(f"unknown space {name!r}; allowed: {', '.join(SPACES)}")
+
+
+def make_space(
+    name: str, budget_flops: float | None = None, n_inputs: int = 12
+) -> Callable[[Any], dict[str, Any]]:
+    """The define-by-run space of family ``name``; see the module docstring.
+
+    Raises a one-line ValueError for an unknown name, a space without a size (linear) given a
+    budget, or a budget below the family's smallest network.
+    """
+    _check(name)
+    params = SPACES[name]
+    if budget_flops is not None:
+        if name == "linear":
+            raise ValueError("--budget-flops does not apply to the linear space (it has no size)")
+        if budget_flops <= 0:
+            raise ValueError(f"budget_flops={budget_flops:g} must be > 0")
+        # Fails now, before any trial, if even the cheapest choice does not fit.
+        _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1})
+        params = [p for p in params if not p.size]
+
+    def space(trial) -> dict[str, Any]:
+        sampled = {p.name: p.suggest(trial) for p in params}
+        out: dict[str, Any] = {"learner": name}
+        if budget_flops is not None:
+            out["n_features"] = _sized(name, n_inputs, budget_flops, sampled)
+            out["budget_flops"] = float(budget_flops)
+        elif name == "hybrid":
+            out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
+        return out
+
+    return space
+
+
+def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> int:
+    return size_for_budget(
+        name,
+        n_inputs,
+        budget,
+        per_stage=sampled.get("per_stage"),
+        truncation=sampled.get("truncation"),
+    )
+
+
+def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config."""
+    name = config["learner"]
+    static = {k: config[k] for k in ("n_features", "per_stage", "truncation") if k in config}
+    hparams = {
+        k: config[k]
+        for k in ("alpha", "lambda_", "norm_rate", "init_scale", "steps_per_stage")
+        if k in config
+    }
+    if name == "hybrid" and "n_features" not in config:
+        static["n_features"] = config["per_stage"] * config["n_stages"]
+    if name in ("columnar", "snap1", "rtrl", "tbptt", "linear"):
+        hparams.setdefault("steps_per_stage", STAGE_FOREVER)
+    return name, static, hparams
+
+
+__all__ = ["SPACES", "Param", "config_to_args", "describe", "make_space"]
