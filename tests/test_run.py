@@ -16,11 +16,14 @@ from study.run import main, make_run, make_runner, run_batch, seed_keys
 from study.tasks import make_task
 from study.tasks.metrics import horizon_for, offline_errors, summarise_blocks
 
-LEARNERS = ["linear", "columnar", "constructive", "hybrid"]
+LEARNERS = ["linear", "columnar", "constructive", "hybrid", "snap1", "tbptt", "rtrl"]
 
 
 def small(name, env):
-    return make_learner(name, env.obs_size, n_features=4, per_stage=2)
+    kw = {"linear": {}, "hybrid": dict(n_features=4, per_stage=2)}.get(name, dict(n_features=4))
+    if name == "tbptt":
+        kw["truncation"] = 3
+    return make_learner(name, env.obs_size, **kw)
 
 
 def hparams(**kw):
