@@ -137,7 +137,9 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
 def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config."""
     name = config["learner"]
-    static = {k: config[k] for k in ("n_features", "per_stage", "truncation") if k in config}
+    static = {
+        k: config[k] for k in ("n_features", "per_stage", "truncation") if config.get(k) is not None
+    }
     hparams = {
         k: config[k]
         for k in ("alpha", "lambda_", "norm_rate", "init_scale", "steps_per_stage")

@@ -1,0 +1,151 @@
+"""Learners as Ray Tune trainables: one trial = one configuration on S seeds at once.
+
+:class:`TrialRun` holds a trial's compiled program and state: the seeds are vmapped into one
+program, which advances ``chunk_steps`` at a time (a chunk is seconds to a minute of work) and
+can be saved and restored bit for bit. :func:`trainable` is the Ray Tune function trainable
+built on it: after every chunk it reports the MSRE (windowed and running; mean over seeds and
+per seed), steps done and steps per second, with a checkpoint, and it stops at once, marked
+``diverged`` with the step, when any prediction becomes NaN or infinite.
+
+Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
+``search_spaces.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
+``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from learners import make_hparams, make_learner
+from search_spaces import config_to_args
+from study.run import BlockStats, make_runner, seed_keys
+from study.tasks import make_task
+from study.tasks.metrics import horizon_for, summarise_blocks
+
+CHECKPOINT_FILE = "trial.npz"
+
+
+class TrialRun:
+    """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        name, static, hp_kw = config_to_args(config)
+        self.env, self.tp = make_task(config.get("task", "trace_patterning"))
+        self.learner = make_learner(
+            name, self.env.obs_size, rmsprop=config.get("rmsprop", True), **static
+        )
+        self.hp = make_hparams(gamma=float(self.tp.gamma), **hp_kw)
+        self.seeds = [int(s) for s in config["seeds"]]
+        self.steps = int(config["steps"])
+        self.block = int(config.get("block", 10_000))
+        self.window = int(config.get("window", 100_000))
+        chunk = int(config.get("chunk_steps", 200_000))
+        if self.steps % self.block or chunk % self.block:
+            raise ValueError(
+                f"steps={self.steps} and chunk_steps={chunk} must be multiples of "
+                f"block={self.block}"
+            )
+        self.chunk_blocks = chunk // self.block
+        runner = make_runner(self.learner, self.env, self.block, horizon_for(float(self.tp.gamma)))
+        self._init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+        self._advance = jax.jit(
+            jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3
+        )
+        self.carry = self._init(seed_keys(self.seeds), self.hp, self.tp)
+        self.history: list[BlockStats] = []
+        self.blocks_done = 0
+
+    @property
+    def steps_done(self) -> int:
+        return self.blocks_done * self.block
+
+    @property
+    def finished(self) -> bool:
+        return self.steps_done >= self.steps
+
+    def stats(self) -> BlockStats:
+        return BlockStats(*[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)])
+
+    def advance(self) -> dict[str, Any]:
+        """Run the next chunk (or what is left of the run) and return its metrics."""
+        n = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
+        t0 = time.perf_counter()
+        self.carry, stats = self._advance(self.carry, self.hp, self.tp, n)
+        stats = jax.tree.map(np.asarray, stats)
+        seconds = time.perf_counter() - t0
+        self.history.append(BlockStats(*stats))
+        self.blocks_done += n
+        return self.metrics(n * self.block / seconds)
+
+    def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
+        stats = self.stats()
+        window_blocks = max(1, min(self.window, self.steps_done) // self.block)
+        summary = summarise_blocks(stats.sq_sum, stats.count, window_blocks)
+        nonfinite = stats.nonfinite.any(axis=0)  # [blocks]: any seed
+        diverged = bool(nonfinite.any())
+        out: dict[str, Any] = {
+            "steps_done": self.steps_done,
+            "steps_per_s": steps_per_s,
+            "msre_windowed": float(np.mean(summary["windowed"])),
+            "msre_running": float(np.mean(summary["running"])),
+            "diverged": diverged,
+            "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
+        }
+        for i, seed in enumerate(self.seeds):
+            out[f"msre_windowed_seed{seed}"] = float(summary["windowed"][i])
+            out[f"msre_running_seed{seed}"] = float(summary["running"][i])
+        if diverged or not np.isfinite(out["msre_windowed"]):
+            out["msre_windowed"] = out["msre_running"] = float("inf")  # worst for the search
+        return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the state (every leaf of the carry) and the metric history as one npz."""
+        path = Path(directory) / CHECKPOINT_FILE
+        leaves = jax.tree.leaves(self.carry)
+        hist = self.stats() if self.history else BlockStats(*[np.zeros((len(self.seeds), 0))] * 3)
+        np.savez(
+            path,
+            blocks_done=self.blocks_done,
+            hist_sq=hist.sq_sum,
+            hist_n=hist.count,
+            hist_nonfinite=hist.nonfinite,
+            **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)},
+        )
+        return path
+
+    def restore(self, directory: str | Path) -> None:
+        """Load what :meth:`save` wrote; the run then continues bit for bit."""
+        treedef = jax.tree.structure(self.carry)
+        with np.load(Path(directory) / CHECKPOINT_FILE) as f:
+            n = treedef.num_leaves
+            self.carry = jax.tree.unflatten(
+                treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(n)]
+            )
+            self.blocks_done = int(f["blocks_done"])
+            self.history = [BlockStats(f["hist_sq"], f["hist_n"], f["hist_nonfinite"].astype(bool))]
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
+    divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial."""
+    from ray import tune
+
+    run = TrialRun(config)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            run.restore(d)
+    while not run.finished:
+        metrics = run.advance()
+        with tempfile.TemporaryDirectory() as d:
+            run.save(d)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        if metrics["diverged"]:
+            break
