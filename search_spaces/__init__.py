@@ -11,7 +11,6 @@ of ``make_learner`` and ``make_hparams``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +91,27 @@ def _check(name: str) -> None:
         raise ValueError(f"unknown space {name!r}; allowed: {', '.join(SPACES)}")
 
 
-def make_space(
-    name: str, budget_flops: float | None = None, n_inputs: int = 12
-) -> Callable[[Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class Space:
+    """A define-by-run space (a picklable callable, as Ray Tune checkpoints its searcher)."""
+
+    name: str
+    params: tuple[Param, ...]
+    budget_flops: float | None
+    n_inputs: int
+
+    def __call__(self, trial) -> dict[str, Any]:
+        sampled = {p.name: p.suggest(trial) for p in self.params}
+        out: dict[str, Any] = {"learner": self.name}
+        if self.budget_flops is not None:
+            out["n_features"] = _sized(self.name, self.n_inputs, self.budget_flops, sampled)
+            out["budget_flops"] = float(self.budget_flops)
+        elif self.name == "hybrid":
+            out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
+        return out
+
+
+def make_space(name: str, budget_flops: float | None = None, n_inputs: int = 12) -> Space:
     """The define-by-run space of family ``name``; see the module docstring.
 
     Raises a one-line ValueError for an unknown name, a space without a size (linear) given a
@@ -110,18 +127,7 @@ def make_space(
         # Fails now, before any trial, if even the cheapest choice does not fit.
         _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1})
         params = [p for p in params if not p.size]
-
-    def space(trial) -> dict[str, Any]:
-        sampled = {p.name: p.suggest(trial) for p in params}
-        out: dict[str, Any] = {"learner": name}
-        if budget_flops is not None:
-            out["n_features"] = _sized(name, n_inputs, budget_flops, sampled)
-            out["budget_flops"] = float(budget_flops)
-        elif name == "hybrid":
-            out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
-        return out
-
-    return space
+    return Space(name, tuple(params), budget_flops, n_inputs)
 
 
 def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> int:
@@ -152,4 +158,4 @@ def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     return name, static, hparams
 
 
-__all__ = ["SPACES", "Param", "config_to_args", "describe", "make_space"]
+__all__ = ["SPACES", "Param", "Space", "config_to_args", "describe", "make_space"]

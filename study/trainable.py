@@ -14,6 +14,7 @@ Trial configuration keys: those of a search space (``learner``, sizes, hyperpara
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from search_spaces import config_to_args
 from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import make_task
 from study.tasks.metrics import horizon_for, summarise_blocks
+from study.tracking import Tracking, TrialLogger
 
 CHECKPOINT_FILE = "trial.npz"
 
@@ -105,7 +107,21 @@ class TrialRun:
             out["msre_windowed"] = out["msre_running"] = float("inf")  # worst for the search
         return out
 
-    def save(self, directory: str | Path) -> Path:
+    def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
+        """(step, {"msre_windowed_curve": mean over seeds}) at the end of every block from
+        ``since_block`` on: the learning curve, windowed over ``window`` steps."""
+        stats = self.stats()
+        window_blocks = max(1, self.window // self.block)
+        curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
+        with np.errstate(invalid="ignore"):
+            mean = np.nanmean(np.where(np.isfinite(curve), curve, np.nan), axis=0)
+        return [
+            ((b + 1) * self.block, {"msre_windowed_curve": float(mean[b])})
+            for b in range(since_block, curve.shape[-1])
+            if np.isfinite(mean[b])
+        ]
+
+    def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
         """Write the state (every leaf of the carry) and the metric history as one npz."""
         path = Path(directory) / CHECKPOINT_FILE
         leaves = jax.tree.leaves(self.carry)
@@ -116,36 +132,64 @@ class TrialRun:
             hist_sq=hist.sq_sum,
             hist_n=hist.count,
             hist_nonfinite=hist.nonfinite,
+            extra=np.asarray(json.dumps(extra or {})),
             **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)},
         )
         return path
 
-    def restore(self, directory: str | Path) -> None:
-        """Load what :meth:`save` wrote; the run then continues bit for bit."""
+    def restore(self, directory: str | Path) -> dict[str, str]:
+        """Load what :meth:`save` wrote (the run then continues bit for bit); returns its
+        ``extra``."""
         treedef = jax.tree.structure(self.carry)
         with np.load(Path(directory) / CHECKPOINT_FILE) as f:
+            extra = json.loads(str(f["extra"]))
             n = treedef.num_leaves
             self.carry = jax.tree.unflatten(
                 treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(n)]
             )
             self.blocks_done = int(f["blocks_done"])
             self.history = [BlockStats(f["hist_sq"], f["hist_n"], f["hist_nonfinite"].astype(bool))]
+        return extra
 
 
-def trainable(config: dict[str, Any]) -> None:
+def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
-    divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial."""
+    divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
+    ``tracking`` (``tune.with_parameters``) the trial logs to its own MLflow child run, which a
+    resumed trial keeps using."""
     from ray import tune
 
     run = TrialRun(config)
+    run_id = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            run.restore(d)
-    while not run.finished:
-        metrics = run.advance()
-        with tempfile.TemporaryDirectory() as d:
-            run.save(d)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        if metrics["diverged"]:
-            break
+            run_id = run.restore(d).get("mlflow_run_id")
+    logger = None
+    if tracking is not None:
+        name = tune.get_context().get_trial_name()
+        tags = {"learner": str(config["learner"]), "task": str(config.get("task")),
+                "space": str(config.get("space", config["learner"])),
+                "seeds": ",".join(str(s) for s in config["seeds"])}  # fmt: skip
+        params = {k: v for k, v in config.items() if k not in ("seeds",)}
+        logger = TrialLogger(tracking, run_id, name, tags, params)
+    metrics: dict[str, Any] = {}
+    try:
+        while not run.finished:
+            before = run.blocks_done
+            metrics = run.advance()
+            if logger is not None:
+                logger.log_curve(run.curve(since_block=before))
+            with tempfile.TemporaryDirectory() as d:
+                extra = {"mlflow_run_id": logger.run_id} if logger else {}
+                run.save(d, extra)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            if metrics["diverged"]:
+                break
+    except Exception:
+        if logger is not None:
+            logger.finish("failed", {})
+        raise
+    if logger is not None:
+        status = "diverged" if metrics.get("diverged") else "finished"
+        logger.finish(status, {k: v for k, v in metrics.items() if isinstance(v, float)})
