@@ -69,6 +69,32 @@ class TrialLogger:
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
 
+    def plot_curve(self, title: str) -> None:
+        """Log the learning curve recorded so far as ``learning_curve.png``."""
+        import tempfile
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        history = self.client.get_metric_history(self.run_id, "msre_windowed_curve")
+        if not history:
+            return
+        steps = [m.step for m in history]
+        values = [m.value for m in history]
+        fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+        ax.plot(steps, values, lw=1.5)
+        ax.set_xlabel("steps")
+        ax.set_ylabel("windowed MSRE (mean over seeds)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        with tempfile.TemporaryDirectory() as d:
+            path = f"{d}/learning_curve.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            self.client.log_artifact(self.run_id, path)
+
     def finish(self, status: str, final: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(

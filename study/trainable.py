@@ -192,4 +192,5 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         raise
     if logger is not None:
         status = "diverged" if metrics.get("diverged") else "finished"
+        logger.plot_curve(f"{config['learner']} on {config.get('task')}: {status}")
         logger.finish(status, {k: v for k, v in metrics.items() if isinstance(v, float)})

@@ -47,6 +47,8 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         curve = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
         assert [m.step for m in curve] == list(range(1000, 20_001, 1000))
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
+        artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
+        assert "learning_curve.png" in artifacts
 
 
 @pytest.mark.parametrize(
