@@ -47,6 +47,20 @@ class DenseState(NamedTuple):
     v_prev: jax.Array  # []
 
 
+def dense_forward(state, x_t: jax.Array, hp: HParams):
+    """The dense LSTM's step shared by SnAp-1, RTRL and T-BPTT.
+
+    Returns ``(zeta, gates, v_t, obs_mean, obs_var)`` with ``zeta = [x_hat, h_{t-1}, 1]`` and
+    the observation statistics updated.
+    """
+    x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
+    obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+    zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
+    gates = gates_from_preact(state.theta @ zeta, state.c)
+    v_t = jnp.dot(state.w, gates.h) + state.b
+    return zeta, gates, v_t, obs_mean, obs_var
+
+
 def rtrl_trace_step(
     theta: jax.Array,
     zeta: jax.Array,
@@ -99,11 +113,7 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
     def step(
         state: DenseState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[DenseState, dict[str, jax.Array]]:
-        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
-        zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
-        gates = gates_from_preact(state.theta @ zeta, state.c)
-        v_t = jnp.dot(state.w, gates.h) + state.b
+        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
 
         if exact:
             trace_h, trace_c = rtrl_trace_step(

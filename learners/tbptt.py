@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
-from learners.lstm_column import gates_from_preact
-from learners.td import normalise, td_lambda, update_stats
+from learners.dense import dense_forward
+from learners.td import td_lambda
 
 
 class TbpttState(NamedTuple):
@@ -114,11 +114,7 @@ def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) 
     def step(
         state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
-        zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
-        gates = gates_from_preact(state.theta @ zeta, state.c)
-        v_t = jnp.dot(state.w, gates.h) + state.b
+        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
         slot = state.t % k
         cached = state._replace(
             buf_zeta=state.buf_zeta.at[slot].set(zeta),
