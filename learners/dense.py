@@ -61,6 +61,27 @@ def dense_forward(state, x_t: jax.Array, hp: HParams):
     return zeta, gates, v_t, obs_mean, obs_var
 
 
+def dense_learn(state, gates: Gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop):
+    """TD(lambda) on the recurrent layer and readout of a dense-LSTM learner.
+
+    Returns ``(fields, delta)``: the new values of the fields SnAp-1, RTRL and T-BPTT states
+    share, for ``state._replace(**fields)``, and the TD error.
+    """
+    delta = c_t + hp.gamma * v_t - state.v_prev
+    (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
+        (state.theta, state.w, state.b),
+        (state.elig_theta, state.elig_w, state.elig_b),
+        (state.nu_theta, state.nu_w, state.nu_b),
+        state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
+    )  # fmt: skip
+    fields = dict(
+        theta=theta, h=gates.h, c=gates.c, w=w, b=b,
+        elig_theta=e_theta, elig_w=e_w, elig_b=e_b, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
+        corr=corr, obs_mean=obs_mean, obs_var=obs_var, v_prev=v_t,
+    )  # fmt: skip
+    return fields, delta
+
+
 def rtrl_trace_step(
     theta: jax.Array,
     zeta: jax.Array,
@@ -127,17 +148,10 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
                 u, zetas, state.c, gates, state.trace_h, state.trace_c
             )
             grad_theta = state.w[:, None, None] * trace_h
-        delta = c_t + hp.gamma * v_t - state.v_prev
-        (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
-            (state.theta, state.w, state.b),
-            (state.elig_theta, state.elig_w, state.elig_b),
-            (state.nu_theta, state.nu_w, state.nu_b),
-            state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
-        )  # fmt: skip
-        new = DenseState(
-            theta, gates.h, gates.c, w, b, trace_h, trace_c, e_theta, e_w, e_b,
-            nu_theta, nu_w, nu_b, corr, obs_mean, obs_var, v_prev=v_t,
-        )  # fmt: skip
+        fields, delta = dense_learn(
+            state, gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop
+        )
+        new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
         return new, {"v": v_t, "delta": delta}
 
     name = "rtrl" if exact else "snap1"

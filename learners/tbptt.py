@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
-from learners.dense import dense_forward
-from learners.td import td_lambda
+from learners.dense import dense_forward, dense_learn
 
 
 class TbpttState(NamedTuple):
@@ -124,18 +123,10 @@ def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) 
         )
         grad_theta = truncated_grad(cached, m, k, state.t, state.w)
 
-        delta = c_t + hp.gamma * v_t - state.v_prev
-        (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
-            (state.theta, state.w, state.b),
-            (state.elig_theta, state.elig_w, state.elig_b),
-            (state.nu_theta, state.nu_w, state.nu_b),
-            state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
-        )  # fmt: skip
-        new = cached._replace(
-            theta=theta, h=gates.h, c=gates.c, w=w, b=b,
-            elig_theta=e_theta, elig_w=e_w, elig_b=e_b, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
-            corr=corr, obs_mean=obs_mean, obs_var=obs_var, v_prev=v_t, t=state.t + 1,
-        )  # fmt: skip
+        fields, delta = dense_learn(
+            state, gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop
+        )
+        new = cached._replace(t=state.t + 1, **fields)
         return new, {"v": v_t, "delta": delta}
 
     n_params = H * 4 * J + H + 1
