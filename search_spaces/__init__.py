@@ -100,9 +100,12 @@ class Space:
     budget_flops: float | None
     n_inputs: int
 
+    fixed: tuple[tuple[str, Any], ...] = ()
+
     def __call__(self, trial) -> dict[str, Any]:
         sampled = {p.name: p.suggest(trial) for p in self.params}
-        out: dict[str, Any] = {"learner": self.name}
+        out: dict[str, Any] = {"learner": self.name, **dict(self.fixed)}
+        sampled.update(self.fixed)
         if self.budget_flops is not None:
             out["n_features"] = _sized(self.name, self.n_inputs, self.budget_flops, sampled)
             out["budget_flops"] = float(self.budget_flops)
@@ -111,23 +114,89 @@ class Space:
         return out
 
 
-def make_space(name: str, budget_flops: float | None = None, n_inputs: int = 12) -> Space:
+def make_space(
+    name: str,
+    budget_flops: float | None = None,
+    n_inputs: int = 12,
+    fixed: dict[str, Any] | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+) -> Space:
     """The define-by-run space of family ``name``; see the module docstring.
 
-    Raises a one-line ValueError for an unknown name, a space without a size (linear) given a
-    budget, or a budget below the family's smallest network.
+    ``fixed`` takes parameters out of the search at a given value (any parameter of the space,
+    or ``rmsprop``); ``ranges`` replaces the bounds of numeric parameters. Raises a one-line
+    ValueError for an unknown name or parameter, a bad value or range, a space without a size
+    (linear) given a budget, or a budget below the family's smallest network.
     """
     _check(name)
-    params = SPACES[name]
+    params = list(SPACES[name])
+    fixed = dict(fixed or {})
+    by_name = {p.name: p for p in params}
+    allowed = [*by_name, "rmsprop"]
+    for key in [*fixed, *(ranges or {})]:
+        if key not in allowed:
+            raise ValueError(
+                f"unknown parameter {key!r} of space {name}; allowed: {', '.join(allowed)}"
+            )
+    for key, (low, high) in (ranges or {}).items():
+        if key in fixed:
+            raise ValueError(f"{key} is both fixed and given a range; choose one")
+        params[params.index(by_name[key])] = _ranged(by_name[key], low, high)
+    for key, value in fixed.items():
+        _check_fixed(by_name.get(key), key, value)
     if budget_flops is not None:
         if name == "linear":
             raise ValueError("--budget-flops does not apply to the linear space (it has no size)")
         if budget_flops <= 0:
             raise ValueError(f"budget_flops={budget_flops:g} must be > 0")
         # Fails now, before any trial, if even the cheapest choice does not fit.
-        _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1})
+        sized = [k for k in fixed if by_name.get(k) and by_name[k].size]
+        if sized:
+            raise ValueError(f"{sized[0]} is set by --budget-flops; do not fix it as well")
+        _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1, **fixed})
         params = [p for p in params if not p.size]
-    return Space(name, tuple(params), budget_flops, n_inputs)
+    params = [p for p in params if p.name not in fixed]
+    return Space(name, tuple(params), budget_flops, n_inputs, tuple(sorted(fixed.items())))
+
+
+_UNIT = {"lambda_": (0.0, 1.0), "init_scale": (0.0, float("inf"))}
+
+
+def _ranged(param: Param, low: float, high: float) -> Param:
+    if param.choices is not None:
+        raise ValueError(
+            f"{param.name} is a choice of {{{', '.join(map(str, param.choices))}}}: fix it with "
+            f"--set {param.name}=VALUE instead of a range"
+        )
+    lo, hi = _UNIT.get(param.name, (0.0, float("inf")))
+    if not lo <= low < high <= hi or (param.log and low <= 0) or (param.integer and low < 1):
+        raise ValueError(
+            f"range {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
+            f"[{lo:g}, {hi:g}]{', LOW > 0' if param.log else ''}"
+            f"{', integers >= 1' if param.integer else ''}"
+        )
+    if param.integer and (low != int(low) or high != int(high)):
+        raise ValueError(f"range {param.name}={low:g}:{high:g} must be integers")
+    return Param(param.name, low, high, param.log, param.integer, None, param.size)
+
+
+def _check_fixed(param: Param | None, key: str, value: Any) -> None:
+    if param is None:  # rmsprop
+        if not isinstance(value, bool):
+            raise ValueError(f"rmsprop={value!r} must be true or false")
+        return
+    if param.choices is not None:
+        if value not in param.choices:
+            allowed = ", ".join(map(str, param.choices))
+            raise ValueError(f"{key}={value!r} is not one of {{{allowed}}}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}={value!r} must be a number")
+    if param.integer and (value != int(value) or value < 1):
+        raise ValueError(f"{key}={value!r} must be an integer >= 1")
+    lo, hi = _UNIT.get(key, (0.0, float("inf")))
+    if not lo <= value <= hi or (param.log and value <= 0):
+        raise ValueError(f"{key}={value!r} must be within [{lo:g}, {hi:g}]")
 
 
 def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> int:

@@ -46,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
     p.add_argument("--budget-flops", type=float, default=None, help="per-step compute budget")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a parameter of the space (or rmsprop=true|false); repeatable",
+    )
+    p.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH",
+        help="new bounds for a numeric parameter of the space; repeatable",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny budget, for checks")
     return p
 
@@ -84,7 +98,20 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     env, _ = make_task(args.task)
-    space = make_space(args.space, args.budget_flops, env.obs_size)
+    fixed = dict(_assignment(a, "--set", "NAME=VALUE") for a in args.set)
+    ranges = {}
+    for text in args.range:
+        key, value = _assignment(text, "--range", "NAME=LOW:HIGH", parse=False)
+        try:
+            low, high = (float(v) for v in value.split(":"))
+        except ValueError:
+            raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
+        ranges[key] = (low, high)
+    space = make_space(args.space, args.budget_flops, env.obs_size, fixed, ranges)
+    if args.address and args.address != "auto":
+        _probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
+    if args.tracking_uri and args.tracking_uri.startswith(("http://", "https://")):
+        _probe(args.tracking_uri, "--tracking-uri", "an MLflow server", 5000)
     runs = Path(args.runs_dir).resolve()
     name = args.study_name or f"{args.space}-{args.task}"
     return dict(
@@ -97,57 +124,108 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _probe(address: str, flag: str, what: str, default_port: int) -> None:
+    """Fail at once, not after minutes of retries, when nothing listens at ``address``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else default_port)
+    except ValueError:
+        raise ValueError(f"{flag} {address}: bad port") from None
+    if parts.scheme == "http" and not parts.port:
+        port = 80
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=5).close()
+    except OSError as e:
+        raise ValueError(f"{flag} {address}: cannot reach {what} ({e.strerror or e})") from None
+
+
+def _assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"{flag} {text!r} must have the form {form}")
+    if not parse:
+        return key, value
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     import optuna
     import ray
+    from mlflow.tracking import MlflowClient
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from study.tracking import STATUS_TAG, start_study
-    from study.trainable import trainable
+    from study.tracking import latest_launch, reconcile, start_study
+    from study.trainable import final_metrics, trainable
 
     runs: Path = plan["runs"]
-    runs.mkdir(parents=True, exist_ok=True)
     base = plan["base"]
+    path = runs / "ray" / plan["name"]
+    restorable = tune.Tuner.can_restore(str(path))
+    if args.resume and not restorable:
+        return _fail(f"--resume: no study {plan['name']!r} to resume under {path.parent}")
+    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        client = MlflowClient(plan["tracking_uri"])
+        found = client.get_experiment_by_name(plan["name"])
+        last = latest_launch(client, found.experiment_id) if found else None
+    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's input
+        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+    if not args.resume and restorable and last is not None and last.info.status == "RUNNING":
+        return _fail(f"study {plan['name']!r} was interrupted; add --resume to continue it, "
+                     f"or choose another --study-name")  # fmt: skip
     try:
         tracking = start_study(
             plan["tracking_uri"], plan["name"], (runs / "artifacts").as_uri(),
-            {"space": args.space, "task": args.task},
+            {"space": args.space, "task": args.task}, resume=args.resume,
         )  # fmt: skip
-    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's input
-        print(f"error: cannot use --tracking-uri {plan['tracking_uri']}: {e}".splitlines()[0],
-              file=sys.stderr)  # fmt: skip
-        return 2
-    env_vars = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_USAGE_STATS_ENABLED": "0"}
-    for key in ("JAX_PLATFORMS", "XLA_FLAGS"):
-        if key in os.environ:
-            env_vars[key] = os.environ[key]
-    try:
-        ctx = ray.init(
-            address=args.address or "local",
-            runtime_env={"env_vars": env_vars},
-            include_dashboard=None if args.address else True,
-            log_to_driver=False,
-        )
     except Exception as e:  # noqa: BLE001
-        print(f"error: cannot reach Ray at --address {args.address}: {e}".splitlines()[0],
-              file=sys.stderr)  # fmt: skip
-        return 2
-    if args.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < args.gpus_per_trial:
-        print(f"error: --gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
-              f"{ray.cluster_resources().get('GPU', 0):g} GPUs", file=sys.stderr)  # fmt: skip
-        return 2
-    dashboard = getattr(ctx, "dashboard_url", None)
+        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+    own_ray, dashboard = not ray.is_initialized(), None
+    if own_ray:
+        env_vars = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_USAGE_STATS_ENABLED": "0"}
+        for key in ("JAX_PLATFORMS", "XLA_FLAGS"):
+            if key in os.environ:
+                env_vars[key] = os.environ[key]
+        try:
+            ctx = ray.init(
+                address=args.address or "local",
+                runtime_env={"env_vars": env_vars},
+                include_dashboard=None if args.address else True,
+                log_to_driver=False,
+            )
+        except Exception as e:  # noqa: BLE001
+            return _fail(f"cannot reach Ray at --address {args.address}: {e}")
+        dashboard = getattr(ctx, "dashboard_url", None)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
+        return _fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
+                     f"{gpus:g} GPUs")  # fmt: skip
     print(f"study {plan['name']}: space {args.space}, task {args.task}, {base['trials']} trials "
-          f"x {base['seeds']} seeds x {base['steps']:,} steps")  # fmt: skip
+          f"x {base['seeds']} seeds x {base['steps']:,} steps"
+          f"{' (resumed)' if args.resume else ''}")  # fmt: skip
     if dashboard:
         print(f"Ray dashboard: http://{dashboard}")
     print(f"MLflow: mlflow ui --backend-store-uri {plan['tracking_uri']}")
 
+    storage = optuna.storages.RDBStorage(plan["storage"])
+    # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
+    stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
     searcher = OptunaSearch(
         space=plan["space"], metric=METRIC, mode="min",
-        storage=optuna.storages.RDBStorage(plan["storage"]), study_name=plan["name"], seed=0,
+        storage=storage, study_name=plan["name"], seed=0,
     )  # fmt: skip
     scheduler = None
     if args.scheduler == "asha":
@@ -160,8 +238,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         tune.with_parameters(trainable, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
-    path = runs / "ray" / plan["name"]
-    if args.resume and tune.Tuner.can_restore(str(path)):
+    if args.resume:
         tuner = tune.Tuner.restore(str(path), fn, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
@@ -174,6 +251,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                 max_concurrent_trials=args.concurrency,
                 metric=METRIC,
                 mode="min",
+                reuse_actors=True,
             ),  # fmt: skip
             run_config=tune.RunConfig(
                 storage_path=str(runs / "ray"),
@@ -185,9 +263,24 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         )
     t0 = time.perf_counter()
     results = tuner.fit()
-    _close_unfinished(tracking, STATUS_TAG)
+    trials = {
+        t.trial_id: (t.status, final_metrics(t.last_result))
+        for t in tune.ExperimentAnalysis(str(path)).trials
+    }
+    if own_ray:
+        ray.shutdown()
+    if any(status not in ("TERMINATED", "ERROR") for status, _ in trials.values()):
+        print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s: run the same command "
+              f"with --resume to continue")  # fmt: skip
+        return 130
+    counts = reconcile(tracking, trials)
+    if stale:
+        _fail_optuna_trials(storage, stale)
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {len(results)} trials, "
-          f"{len(results.errors)} failed")  # fmt: skip
+          f"{len(results.errors)} failed, {counts['stopped_early']} stopped early")  # fmt: skip
+    if counts["deleted"]:
+        print(f"removed {counts['deleted']} MLflow run(s) of trials lost with the interrupted "
+              f"launch before their first checkpoint")  # fmt: skip
     try:
         best = results.get_best_result(metric=METRIC, mode="min")
         shown = {k: v for k, v in best.config.items() if k not in param_space}
@@ -195,23 +288,31 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     except RuntimeError:
         print("no trial reported a result")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
-    ray.shutdown()
     return 0
 
 
-def _close_unfinished(tracking, status_tag: str) -> None:
-    """Child runs a scheduler stopped mid-way never reached their own end: mark them."""
-    from mlflow.tracking import MlflowClient
+def _fail(message: str) -> int:
+    print(f"error: {message}".splitlines()[0], file=sys.stderr)
+    return 2
 
-    client = MlflowClient(tracking.uri)
-    runs = client.search_runs(
-        [tracking.experiment_id],
-        f"tags.mlflow.parentRunId = '{tracking.parent_run_id}' and tags.`{status_tag}` = 'running'",
-    )
-    for run in runs:
-        client.set_tag(run.info.run_id, status_tag, "stopped_early")
-        client.set_terminated(run.info.run_id, "KILLED")
-    client.set_terminated(tracking.parent_run_id, "FINISHED")
+
+def _running_optuna_trials(storage, name: str) -> list[int]:
+    import optuna
+
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    running = storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,))
+    return [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in running]
+
+
+def _fail_optuna_trials(storage, trial_ids: list[int]) -> None:
+    import optuna
+
+    for trial_id in trial_ids:
+        if storage.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-STATUS_TAG = "ccn.status"  # finished, stopped_early, diverged or failed
+STATUS_TAG = "ccn.status"  # running, finished, stopped_early, diverged or failed
+CURVE = "msre_windowed_curve"  # the learning curve logged at every block
 
 
 @dataclass(frozen=True)
@@ -26,48 +27,128 @@ class Tracking:
     parent_run_id: str
 
 
-def start_study(uri: str, experiment: str, artifact_location: str, tags: dict[str, str]):
-    """Create (or find) the experiment and start the launch's parent run; returns Tracking."""
+ROLE_TAG = "ccn.role"  # "launch" on the parent run of each launch
+TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
+
+
+def start_study(uri: str, experiment: str, artifact_location: str, tags: dict[str, str],
+                resume: bool = False) -> Tracking:  # fmt: skip
+    """Create (or find) the experiment and start the launch's parent run; returns Tracking.
+
+    With ``resume`` the latest launch's parent run is reopened instead, so the trials of a
+    resumed study stay under the parent they started under.
+    """
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
     else:
         experiment_id = found.experiment_id
+    if resume:
+        last = latest_launch(client, experiment_id)
+        if last is not None:
+            client.update_run(last.info.run_id, status="RUNNING")
+            return Tracking(uri, experiment_id, last.info.run_id)
     parent = client.create_run(
-        experiment_id, tags={"mlflow.runName": f"launch-{int(time.time())}", **tags}
+        experiment_id,
+        tags={"mlflow.runName": f"launch-{int(time.time())}", ROLE_TAG: "launch", **tags},
     )
     return Tracking(uri, experiment_id, parent.info.run_id)
 
 
-class TrialLogger:
-    """One trial's child run; ``run_id`` survives checkpoints so a resumed trial reuses it."""
+def latest_launch(client: MlflowClient, experiment_id: str):
+    """The parent run of the experiment's latest launch, or None."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{ROLE_TAG}` = 'launch'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )  # fmt: skip
+    return runs[0] if runs else None
 
-    def __init__(self, tracking: Tracking, run_id: str | None, name: str, tags: dict[str, str],
-                 params: dict[str, Any]) -> None:  # fmt: skip
+
+def reconcile(
+    tracking: Tracking, trials: dict[str, tuple[str, dict[str, float]]]
+) -> dict[str, int]:
+    """At the end of a launch, settle the child runs still marked running.
+
+    ``trials`` maps each trial id of the finished Tune experiment to its status ("TERMINATED"
+    or "ERROR") and the numbers of its last report. A run still marked running whose trial
+    ended normally was stopped by the scheduler (``stopped_early``; its last report is logged
+    as its final metrics, as the search recorded it); one whose trial errored is ``failed``;
+    one whose trial id
+    the experiment does not know was started by an interrupted launch and never checkpointed
+    into the experiment state, and is deleted (MLflow's soft delete) so that every trial has
+    exactly one run. Returns the counts of each outcome.
+    """
+    client = MlflowClient(tracking.uri)
+    runs = client.search_runs(
+        [tracking.experiment_id],
+        f"tags.mlflow.parentRunId = '{tracking.parent_run_id}' and tags.`{STATUS_TAG}` = 'running'",
+    )
+    counts = {"stopped_early": 0, "failed": 0, "deleted": 0}
+    now = int(time.time() * 1000)
+    for run in runs:
+        trial = trials.get(run.data.tags.get(TRIAL_TAG, ""))
+        if trial is None:
+            client.delete_run(run.info.run_id)
+            counts["deleted"] += 1
+            continue
+        status, last = trial
+        outcome = "failed" if status == "ERROR" else "stopped_early"
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(f"final_{k}", v, now, 0) for k, v in last.items()],
+            tags=[RunTag(STATUS_TAG, outcome)],
+        )
+        client.set_terminated(run.info.run_id, "FAILED" if outcome == "failed" else "KILLED")
+        counts[outcome] += 1
+    client.set_terminated(tracking.parent_run_id, "FINISHED")
+    return counts
+
+
+class TrialLogger:
+    """One trial's child run. A trial Tune restarts or resumes (same trial id) finds its run
+    again, so a trial has one run however often it restarts; points of the curve already
+    logged are not logged twice."""
+
+    def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
+                 tags: dict[str, str], params: dict[str, Any]) -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
+        if run_id is None:
+            found = self.client.search_runs(
+                [tracking.experiment_id],
+                f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                f"tags.mlflow.parentRunId = '{tracking.parent_run_id}'",
+            )
+            run_id = found[0].info.run_id if found else None
         if run_id is None:
             run = self.client.create_run(
                 tracking.experiment_id,
                 tags={"mlflow.parentRunId": tracking.parent_run_id, "mlflow.runName": name,
-                      STATUS_TAG: "running", **tags},
+                      STATUS_TAG: "running", TRIAL_TAG: trial_id, **tags},
             )  # fmt: skip
             self.run_id = run.info.run_id
             self.client.log_batch(
                 self.run_id, params=[Param(k, str(v)[:500]) for k, v in sorted(params.items())]
             )
+            self.last_step = -1
         else:
             self.run_id = run_id
+            self.client.set_tag(run_id, STATUS_TAG, "running")
+            history = self.client.get_metric_history(run_id, CURVE)
+            self.last_step = max((m.step for m in history), default=-1)
 
     def log_curve(self, points: list[tuple[int, dict[str, float]]]) -> None:
+        """Log ``(step, {key: value})`` points in one batch, skipping steps already logged."""
         now = int(time.time() * 1000)
         metrics = [
             Metric(key, float(value), now, step)
             for step, values in points
+            if step > self.last_step
             for key, value in values.items()
         ]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
+            self.last_step = max(m.step for m in metrics)
 
     def plot_curve(self, title: str) -> None:
         """Log the learning curve recorded so far as ``learning_curve.png``."""
@@ -78,7 +159,7 @@ class TrialLogger:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        history = self.client.get_metric_history(self.run_id, "msre_windowed_curve")
+        history = self.client.get_metric_history(self.run_id, CURVE)
         if not history:
             return
         steps = [m.step for m in history]

@@ -167,12 +167,13 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
             run_id = run.restore(d).get("mlflow_run_id")
     logger = None
     if tracking is not None:
-        name = tune.get_context().get_trial_name()
+        context = tune.get_context()
+        name, trial_id = context.get_trial_name(), context.get_trial_id()
         tags = {"learner": str(config["learner"]), "task": str(config.get("task")),
                 "space": str(config.get("space", config["learner"])),
                 "seeds": ",".join(str(s) for s in config["seeds"])}  # fmt: skip
         params = {k: v for k, v in config.items() if k not in ("seeds",)}
-        logger = TrialLogger(tracking, run_id, name, tags, params)
+        logger = TrialLogger(tracking, run_id, trial_id, name, tags, params)
     metrics: dict[str, Any] = {}
     try:
         while not run.finished:
@@ -193,4 +194,16 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     if logger is not None:
         status = "diverged" if metrics.get("diverged") else "finished"
         logger.plot_curve(f"{config['learner']} on {config.get('task')}: {status}")
-        logger.finish(status, {k: v for k, v in metrics.items() if isinstance(v, float)})
+        logger.finish(status, final_metrics(metrics))
+
+
+def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numbers a trial reports (not the flags, nor the keys Tune adds), as logged as a
+    run's final metrics."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if (k.startswith("msre_") or k in ("steps_done", "steps_per_s", "diverged_at_step"))
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+    }

@@ -3,9 +3,13 @@ Optuna in SQLite; bad input stops before anything starts."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -14,12 +18,45 @@ from mlflow.tracking import MlflowClient
 from study.launch import main
 
 
-def launch(*argv, cwd):
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+def launch(*argv, cwd, **env_extra):
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1", **env_extra)
     return subprocess.run(
         [sys.executable, "-m", "study.launch", *argv],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
+
+
+def records(runs_dir: Path, name: str):
+    """(parent runs, child runs, Optuna trials) of study ``name`` under ``runs_dir``."""
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs_dir / 'optuna.db'}")
+    return client, parents, children, study.trials
+
+
+def check_one_run_per_trial(runs_dir: Path, name: str, n_trials: int, steps: int, block: int):
+    """MLflow and Optuna agree: n_trials trials, one child run each under one parent, a full
+    curve without a repeated step, and the same final values in both stores."""
+    client, parents, children, trials = records(runs_dir, name)
+    assert len(parents) == 1
+    assert len(children) == n_trials
+    assert len({r.data.tags["ccn.trial_id"] for r in children}) == n_trials
+    assert len(trials) == n_trials
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for r in children:
+        assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        curve = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
+        steps_logged = [m.step for m in curve]
+        if r.data.tags["ccn.status"] == "finished":
+            assert sorted(steps_logged) == list(range(block, steps + 1, block))
+        assert len(steps_logged) == len(set(steps_logged))  # nothing logged twice
+    values = sorted(t.value for t in trials)
+    logged = sorted(r.data.metrics["final_msre_windowed"] for r in children)
+    assert values == pytest.approx(logged, rel=1e-9)
+    return client, children, trials
 
 
 def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
@@ -27,25 +64,14 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "best msre_windowed" in proc.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
     runs_dir = tmp_path / "runs"
-    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("hybrid-trace_patterning")
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and len(children) == 2
-    study = optuna.load_study(
-        study_name="hybrid-trace_patterning", storage=f"sqlite:///{runs_dir / 'optuna.db'}"
+    client, children, _ = check_one_run_per_trial(
+        runs_dir, "hybrid-trace_patterning", 2, 20_000, 1000
     )
-    values = sorted(t.value for t in study.trials)
-    logged = sorted(r.data.metrics["final_msre_windowed"] for r in children)
-    assert values == pytest.approx(logged, rel=1e-9)
     for r in children:
-        assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert r.data.tags["ccn.status"] == "finished"
+        assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
         assert r.data.tags["learner"] == "hybrid" and r.data.tags["seeds"] == "0,1"
-        curve = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
-        assert [m.step for m in curve] == list(range(1000, 20_001, 1000))
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
@@ -58,6 +84,13 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         (["--task", "nope"], "unknown task 'nope'"),
         (["--space", "tbptt", "--budget-flops", "10"], "below the smallest tbptt network"),
         (["--trials", "0"], "trials=0 must be >= 1"),
+        (["--set", "alpha"], "--set 'alpha' must have the form NAME=VALUE"),
+        (["--range", "alpha=1:x"], "--range 'alpha=1:x' must be NAME=LOW:HIGH with numbers"),
+        (["--space", "linear", "--set", "n_features=3"], "unknown parameter 'n_features'"),
+        (["--range", "alpha=1:0.1"], "range alpha=1:0.1 is not allowed: need LOW < HIGH"),
+        (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: cannot reach a Ray cluster"),
+        (["--tracking-uri", "http://127.0.0.1:1"], "cannot reach an MLflow server"),
+        (["--resume"], "--resume: no study 'hybrid-trace_patterning' to resume"),
     ],
 )
 def test_bad_input_fails_before_any_trial(argv, needle, capsys, tmp_path):
@@ -73,3 +106,141 @@ def test_list_spaces(capsys):
     for name in ("columnar", "constructive", "hybrid", "tbptt", "snap1", "linear", "rtrl"):
         assert f"{name}:" in out
     assert "truncation int [1, 64] log" in out
+
+
+def wait_for(predicate, timeout, interval=0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            found = predicate()
+        except Exception:  # noqa: BLE001 - the stores are being written meanwhile
+            found = None
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError("timed out")
+
+
+def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
+    """Kill the driver (and its local Ray) mid-trial, relaunch with --resume: the finished
+    trial is not re-run, the running one continues from its checkpoint, the last one runs, and
+    MLflow and Optuna end with exactly one record per trial."""
+    argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
+            "--steps", "120000", "--set", "n_features=3"]  # fmt: skip
+    name = "columnar-trace_patterning"
+    runs_dir = tmp_path / "runs"
+    # Tune snapshots its experiment state every second instead of every 10 s or more.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TUNE_GLOBAL_CHECKPOINT_S="1")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "study.launch", *argv], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+
+        def second_trial_midway():
+            client, _, children, _ = records(runs_dir, name)
+            done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
+            running = [r for r in children if r.data.tags["ccn.status"] == "running"]
+            if len(done) != 1 or len(running) != 1:
+                return None
+            n = len(client.get_metric_history(running[0].info.run_id, "msre_windowed_curve"))
+            return done[0] if 30_000 <= n * 1000 <= 80_000 else None
+
+        finished_before = wait_for(second_trial_midway, timeout=400)
+        time.sleep(1.5)  # one more experiment-state snapshot
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+
+    # Relaunching without --resume refuses to start over the interrupted study.
+    proc = launch(*argv, cwd=tmp_path)
+    assert proc.returncode == 2 and "was interrupted; add --resume" in proc.stderr
+
+    proc = launch(*argv, "--resume", cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3 trials, 0 failed" in proc.stdout
+    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 120_000, 1000)
+    assert all(r.data.tags["ccn.status"] == "finished" for r in children)
+    # The trial finished before the kill was not run again (its final metrics logged once).
+    again = client.get_metric_history(finished_before.info.run_id, "final_msre_windowed")
+    assert len(again) == 1
+    # One trial restarted from a checkpoint: its first report after the restore is mid-way.
+    restored = []
+    for result in (runs_dir / "ray" / name).glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        restored += [
+            r for r in rows if r["iterations_since_restore"] == 1 and r["steps_done"] > 10_000
+        ]
+    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 90_000
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        object_store_memory=100_000_000,
+    )  # fmt: skip
+    yield ray
+    ray.shutdown()
+
+
+# Small networks keep compilation short; the README test covers hybrid with its full space.
+SMALL = {"columnar": "2:6", "constructive": "2:4", "snap1": "2:6", "tbptt": "2:6", "rtrl": "1:3"}
+
+
+@pytest.mark.parametrize("space", ["linear", *SMALL])
+def test_smoke_study_of_every_space(space, ray_local, tmp_path):
+    sized = ["--range", f"n_features={SMALL[space]}"] if space in SMALL else []
+    argv = ["--space", space, "--smoke", "--runs-dir", str(tmp_path), *sized]
+    assert main(argv) == 0
+    _, children, _ = check_one_run_per_trial(tmp_path, f"{space}-trace_patterning", 2, 20_000, 1000)
+    for r in children:
+        assert r.data.tags["learner"] == space and r.data.tags["space"] == space
+        assert r.data.tags["ccn.status"] == "finished"
+
+
+def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_local, tmp_path):
+    # Plain TD (no RMSProp) on the linear learner diverges for step sizes above about 0.5.
+    argv = ["--space", "linear", "--smoke", "--trials", "4", "--runs-dir", str(tmp_path),
+            "--set", "rmsprop=false", "--range", "alpha=1e-3:30"]  # fmt: skip
+    assert main(argv) == 0
+    _, children, trials = check_one_run_per_trial(
+        tmp_path, "linear-trace_patterning", 4, 20_000, 1000
+    )
+    status = {r.data.tags["ccn.status"] for r in children}
+    assert status == {"finished", "diverged"}
+    for r in children:
+        final = r.data.metrics["final_msre_windowed"]
+        alpha = float(r.data.params["alpha"])
+        if r.data.tags["ccn.status"] == "diverged":
+            assert final == float("inf") and alpha > 0.1
+            assert 0 <= r.data.metrics["final_diverged_at_step"] < 10_000
+        else:
+            assert final < 1.0 and alpha < 0.5
+    assert sum(t.value == float("inf") for t in trials) == sum(
+        r.data.tags["ccn.status"] == "diverged" for r in children
+    )
+
+
+def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
+    argv = ["--space", "linear", "--smoke", "--trials", "4", "--concurrency", "1",
+            "--scheduler", "asha", "--steps", "40000", "--runs-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    client, parents, children, trials = records(tmp_path, "linear-trace_patterning")
+    assert len(children) == 4 and len(trials) == 4
+    by_status = {}
+    for r in children:
+        by_status.setdefault(r.data.tags["ccn.status"], []).append(r)
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "msre_windowed_curve")]
+        if r.data.tags["ccn.status"] == "finished":
+            assert max(steps) == 40_000
+        else:
+            assert r.data.tags["ccn.status"] == "stopped_early" and max(steps) < 40_000
+            assert r.info.status == "KILLED"
+            # Its last report stands as its result, in MLflow as in Optuna.
+            assert r.data.metrics["final_steps_done"] == max(steps)
+    values = sorted(t.value for t in trials)
+    assert values == pytest.approx(sorted(r.data.metrics["final_msre_windowed"] for r in children))
+    assert by_status.keys() == {"finished", "stopped_early"}

@@ -74,3 +74,62 @@ def test_describe_and_bad_input():
         make_space("tbptt", budget_flops=50.0)
     with pytest.raises(ValueError, match="does not apply to the linear space"):
         make_space("linear", budget_flops=1e4)
+
+
+def sample_space(space, n, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        constants = space(trial)
+        configs.append({**trial.params, **constants})
+        study.tell(trial, 0.0)
+    return configs
+
+
+def test_fixed_parameters_leave_the_search_and_ranges_replace_bounds():
+    space = make_space(
+        "hybrid", fixed={"per_stage": 2, "rmsprop": False}, ranges={"alpha": (0.5, 2.0)}
+    )
+    configs = sample_space(space, 40)
+    assert all(c["per_stage"] == 2 and c["rmsprop"] is False for c in configs)
+    assert all(c["n_features"] == 2 * c["n_stages"] for c in configs)
+    alphas = [c["alpha"] for c in configs]
+    assert min(alphas) >= 0.5 and max(alphas) <= 2.0
+    assert max(alphas) / min(alphas) > 2.0  # still searched over the new range
+    names = {p.name for p in space.params}
+    assert "per_stage" not in names and "alpha" in names
+    # An integer size with a new range samples integers inside it.
+    sizes = {
+        c["n_features"]
+        for c in sample_space(make_space("columnar", ranges={"n_features": (3, 5)}), 30)
+    }
+    assert sizes == {3, 4, 5}
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(fixed={"gamma": 0.5}), "unknown parameter 'gamma' of space columnar; allowed: alpha"),
+        (dict(ranges={"alpha": (1e-2, 1e-3)}), "range alpha=0.01:0.001 is not allowed"),
+        (dict(ranges={"alpha": (0.0, 1e-3)}), "LOW > 0"),
+        (dict(ranges={"lambda_": (0.5, 1.5)}), "within [0, 1]"),
+        (dict(ranges={"n_features": (2.5, 8)}), "must be integers"),
+        (dict(fixed={"lambda_": 2.0}), "lambda_=2.0 must be within [0, 1]"),
+        (dict(fixed={"rmsprop": "no"}), "rmsprop='no' must be true or false"),
+        (dict(fixed={"n_features": 0}), "n_features=0 must be an integer >= 1"),
+        (dict(fixed={"alpha": 1e-3}, ranges={"alpha": (1e-4, 1e-2)}), "both fixed and given"),
+        (dict(fixed={"n_features": 4}, budget_flops=1e4), "set by --budget-flops"),
+    ],
+)
+def test_bad_fixed_values_and_ranges_are_one_line_errors(kwargs, needle):
+    with pytest.raises(ValueError) as info:
+        make_space("columnar", **kwargs)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_choice_cannot_take_a_range():
+    with pytest.raises(ValueError, match="per_stage is a choice of"):
+        make_space("hybrid", ranges={"per_stage": (1, 4)})
+    with pytest.raises(ValueError, match=r"per_stage=3 is not one of \{1, 2, 4, 8\}"):
+        make_space("hybrid", fixed={"per_stage": 3})
