@@ -195,8 +195,13 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
     own_ray, dashboard = not ray.is_initialized(), None
     if own_ray:
-        env_vars = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "RAY_USAGE_STATS_ENABLED": "0"}
-        for key in ("JAX_PLATFORMS", "XLA_FLAGS"):
+        env_vars = {
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Trials of one shape compile once across worker processes and resumed launches.
+            "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
+        }
+        for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
             if key in os.environ:
                 env_vars[key] = os.environ[key]
         try:
@@ -229,7 +234,9 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     )  # fmt: skip
     scheduler = None
     if args.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="steps_done", grace_period=base["chunk"])
+        scheduler = ASHAScheduler(
+            time_attr="steps_done", max_t=base["steps"], grace_period=base["chunk"]
+        )
     param_space = dict(
         task=args.task, space=args.space, seeds=list(range(base["seeds"])), steps=base["steps"],
         chunk_steps=base["chunk"], block=base["block"], window=base["window"],

@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 STATUS_TAG = "ccn.status"  # running, finished, stopped_early, diverged or failed
+RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED"}  # MLflow's run status; else FINISHED
 CURVE = "msre_windowed_curve"  # the learning curve logged at every block
 
 
@@ -99,7 +100,7 @@ def reconcile(
             metrics=[Metric(f"final_{k}", v, now, 0) for k, v in last.items()],
             tags=[RunTag(STATUS_TAG, outcome)],
         )
-        client.set_terminated(run.info.run_id, "FAILED" if outcome == "failed" else "KILLED")
+        client.set_terminated(run.info.run_id, RUN_STATUS[outcome])
         counts[outcome] += 1
     client.set_terminated(tracking.parent_run_id, "FINISHED")
     return counts
@@ -183,4 +184,4 @@ class TrialLogger:
             metrics=[Metric(f"final_{k}", float(v), now, 0) for k, v in final.items()],
             tags=[RunTag(STATUS_TAG, status)],
         )
-        self.client.set_terminated(self.run_id, "FINISHED" if status != "failed" else "FAILED")
+        self.client.set_terminated(self.run_id, RUN_STATUS.get(status, "FINISHED"))

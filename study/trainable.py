@@ -14,6 +14,7 @@ Trial configuration keys: those of a search space (``learner``, sizes, hyperpara
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -39,10 +40,8 @@ class TrialRun:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         name, static, hp_kw = config_to_args(config)
-        self.env, self.tp = make_task(config.get("task", "trace_patterning"))
-        self.learner = make_learner(
-            name, self.env.obs_size, rmsprop=config.get("rmsprop", True), **static
-        )
+        task = config.get("task", "trace_patterning")
+        _, self.tp = make_task(task)
         self.hp = make_hparams(gamma=float(self.tp.gamma), **hp_kw)
         self.seeds = [int(s) for s in config["seeds"]]
         self.steps = int(config["steps"])
@@ -55,11 +54,10 @@ class TrialRun:
                 f"block={self.block}"
             )
         self.chunk_blocks = chunk // self.block
-        runner = make_runner(self.learner, self.env, self.block, horizon_for(float(self.tp.gamma)))
-        self._init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
-        self._advance = jax.jit(
-            jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3
-        )
+        self.learner, self.env, self._init, self._advance = _program(
+            name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
+            self.block, float(self.tp.gamma),
+        )  # fmt: skip
         self.carry = self._init(seed_keys(self.seeds), self.hp, self.tp)
         self.history: list[BlockStats] = []
         self.blocks_done = 0
@@ -152,6 +150,21 @@ class TrialRun:
         return extra
 
 
+@functools.lru_cache(maxsize=32)
+def _program(name: str, static: tuple, rmsprop: bool, task: str, block: int, gamma: float):
+    """Learner, task and the jitted (vmapped over seeds) init and advance of one trial shape.
+
+    Cached, so that trials of the same shape in one worker process (Tune reuses actors)
+    compile once: hyperparameters and seeds are arguments of the compiled program, not
+    constants in it."""
+    env, _ = make_task(task)
+    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, **dict(static))
+    runner = make_runner(learner, env, block, horizon_for(gamma))
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
+    return learner, env, init, advance
+
+
 def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
     divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
@@ -175,26 +188,40 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         params = {k: v for k, v in config.items() if k not in ("seeds",)}
         logger = TrialLogger(tracking, run_id, trial_id, name, tags, params)
     metrics: dict[str, Any] = {}
+    status = "running"
+
+    def close(outcome: str) -> None:
+        nonlocal status
+        status = outcome
+        if logger is not None:
+            if outcome != "failed":
+                logger.plot_curve(f"{config['learner']} on {config.get('task')}: {outcome}")
+            logger.finish(outcome, final_metrics(metrics))
+
     try:
         while not run.finished:
             before = run.blocks_done
             metrics = run.advance()
             if logger is not None:
                 logger.log_curve(run.curve(since_block=before))
+            # The run is closed before its last report: a scheduler may stop the trial
+            # inside that report (as ASHA does at max_t).
+            if metrics["diverged"] or run.finished:
+                close("diverged" if metrics["diverged"] else "finished")
             with tempfile.TemporaryDirectory() as d:
                 extra = {"mlflow_run_id": logger.run_id} if logger else {}
                 run.save(d, extra)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
             if metrics["diverged"]:
                 break
-    except Exception:
-        if logger is not None:
-            logger.finish("failed", {})
+    except SystemExit:  # Tune stops the trial inside report(): a scheduler's decision
+        if status == "running":
+            close("stopped_early")
         raise
-    if logger is not None:
-        status = "diverged" if metrics.get("diverged") else "finished"
-        logger.plot_curve(f"{config['learner']} on {config.get('task')}: {status}")
-        logger.finish(status, final_metrics(metrics))
+    except Exception:
+        if status == "running":
+            close("failed")
+        raise
 
 
 def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -13,6 +13,9 @@ from study.run import run_batch
 from study.tasks import make_task
 from study.tasks.metrics import summarise_blocks
 
+# One xdist worker runs these, so the linear baseline (a module fixture) is computed once.
+pytestmark = pytest.mark.xdist_group("learning")
+
 STEPS = 800_000
 SEEDS = [0, 1, 2, 3]
 COMMON = dict(lambda_=0.9, norm_rate=0.0, init_scale=0.5)

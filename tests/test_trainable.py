@@ -57,6 +57,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.xdist_group("ray")
 def test_trainable_under_ray_tune_reports_chunks_and_stops_diverged(ray_local, tmp_path):
     from ray import tune
 
