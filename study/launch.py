@@ -177,12 +177,18 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     if args.resume and not restorable:
         return _fail(f"--resume: no study {plan['name']!r} to resume under {path.parent}")
     runs.mkdir(parents=True, exist_ok=True)
-    try:
-        client = MlflowClient(plan["tracking_uri"])
-        found = client.get_experiment_by_name(plan["name"])
-        last = latest_launch(client, found.experiment_id) if found else None
-    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's input
-        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+    for attempt in range(3):
+        try:
+            client = MlflowClient(plan["tracking_uri"])
+            found = client.get_experiment_by_name(plan["name"])
+            last = latest_launch(client, found.experiment_id) if found else None
+            break
+        except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
+            # A new SQLite store that another process (an `mlflow ui`) creates at the same
+            # moment fails once with "already exists": try again.
+            if attempt == 2 or "already exists" not in str(e):
+                return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+            time.sleep(2.0)
     if not args.resume and restorable and last is not None and last.info.status == "RUNNING":
         return _fail(f"study {plan['name']!r} was interrupted; add --resume to continue it, "
                      f"or choose another --study-name")  # fmt: skip

@@ -17,8 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from study.launch import main
 
-# Every test here starts Ray: they run one after another on one xdist worker.
-pytestmark = pytest.mark.xdist_group("ray")
+# Tests that start Ray run one after another on one xdist worker per group: "ray-cli" for
+# those that launch the command (with its dashboard), "ray" for one Ray started in-process.
+CLI = pytest.mark.xdist_group("ray-cli")
+IN_PROCESS = pytest.mark.xdist_group("ray")
 
 
 def launch(*argv, cwd, **env_extra):
@@ -68,6 +70,7 @@ def final(run) -> float:
     return float("inf") if value >= sys.float_info.max else value
 
 
+@CLI
 def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
     proc = launch("--space", "hybrid", "--smoke", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -117,7 +120,7 @@ def test_list_spaces(capsys):
     assert "truncation int [1, 64] log" in out
 
 
-def wait_for(predicate, timeout, interval=0.25):
+def wait_for(predicate, timeout, interval=0.25, log=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
@@ -127,35 +130,42 @@ def wait_for(predicate, timeout, interval=0.25):
         if found:
             return found
         time.sleep(interval)
-    raise AssertionError("timed out")
+    raise AssertionError("timed out" + (f"; log:\n{log.read_text()[-3000:]}" if log else ""))
 
 
+@CLI
 def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     """Kill the driver (and its local Ray) mid-trial, relaunch with --resume: the finished
     trial is not re-run, the running one continues from its checkpoint, the last one runs, and
     MLflow and Optuna end with exactly one record per trial."""
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
-            "--steps", "120000", "--set", "n_features=3"]  # fmt: skip
+            "--steps", "400000", "--set", "n_features=3"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
     # Tune snapshots its experiment state every second instead of every 10 s or more.
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TUNE_GLOBAL_CHECKPOINT_S="1")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "study.launch", *argv], cwd=tmp_path, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    log = tmp_path / "first-launch.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "study.launch", *argv], cwd=tmp_path, env=env,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
 
         def second_trial_midway():
+            # Reading the stores only once the launch has created them: two processes
+            # creating one SQLite MLflow store at once can race.
+            if "MLflow: mlflow ui" not in log.read_text():
+                return None
             client, _, children, _ = records(runs_dir, name)
             done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
             running = [r for r in children if r.data.tags["ccn.status"] == "running"]
             if len(done) != 1 or len(running) != 1:
                 return None
             n = len(client.get_metric_history(running[0].info.run_id, "msre_windowed_curve"))
-            return done[0] if 30_000 <= n * 1000 <= 80_000 else None
+            return done[0] if 30_000 <= n * 1000 <= 250_000 else None
 
-        finished_before = wait_for(second_trial_midway, timeout=400)
+        finished_before = wait_for(second_trial_midway, timeout=300, interval=0.1, log=log)
         time.sleep(1.5)  # one more experiment-state snapshot
     finally:
         os.killpg(first.pid, signal.SIGKILL)
@@ -169,7 +179,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     proc = launch(*argv, "--resume", cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3 trials, 0 failed" in proc.stdout
-    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 120_000, 1000)
+    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 400_000, 1000)
     assert all(r.data.tags["ccn.status"] == "finished" for r in children)
     # The trial finished before the kill was not run again (its final metrics logged once).
     again = client.get_metric_history(finished_before.info.run_id, "final_msre_windowed")
@@ -181,7 +191,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         restored += [
             r for r in rows if r["iterations_since_restore"] == 1 and r["steps_done"] > 10_000
         ]
-    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 90_000
+    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 300_000
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +205,13 @@ def ray_local():
     ray.shutdown()
 
 
-# Small networks keep compilation short; the README test covers hybrid with its full space.
+# Small networks keep compilation short. The README test covers hybrid with its full space,
+# the diverging study the linear space.
 SMALL = {"columnar": "2:6", "constructive": "2:4", "snap1": "2:6", "tbptt": "2:6", "rtrl": "1:3"}
 
 
-@pytest.mark.parametrize("space", ["linear", *SMALL])
+@pytest.mark.parametrize("space", list(SMALL))  # linear: the diverging study below
+@IN_PROCESS
 def test_smoke_study_of_every_space(space, ray_local, tmp_path):
     sized = ["--range", f"n_features={SMALL[space]}"] if space in SMALL else []
     argv = ["--space", space, "--smoke", "--runs-dir", str(tmp_path), *sized]
@@ -210,6 +222,7 @@ def test_smoke_study_of_every_space(space, ray_local, tmp_path):
         assert r.data.tags["ccn.status"] == "finished"
 
 
+@IN_PROCESS
 def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_local, tmp_path):
     # Plain TD (no RMSProp) on the linear learner diverges for step sizes above about 0.5.
     argv = ["--space", "linear", "--smoke", "--trials", "4", "--runs-dir", str(tmp_path),
@@ -233,6 +246,7 @@ def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_lo
     )
 
 
+@IN_PROCESS
 def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
     argv = ["--space", "linear", "--smoke", "--trials", "4", "--concurrency", "1",
             "--scheduler", "asha", "--steps", "40000", "--runs-dir", str(tmp_path)]  # fmt: skip
