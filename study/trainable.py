@@ -18,6 +18,7 @@ import functools
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import jax
 import numpy as np
 
 from learners import make_hparams, make_learner
+from learners.ledger import cost
 from search_spaces import config_to_args
 from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import make_task
@@ -106,18 +108,31 @@ class TrialRun:
         return out
 
     def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
-        """(step, {"msre_windowed_curve": mean over seeds}) at the end of every block from
-        ``since_block`` on: the learning curve, windowed over ``window`` steps."""
+        """``(step, values)`` at the end of every block from ``since_block`` on: the learning
+        curve windowed over ``window`` steps, as ``msre_windowed_curve`` (mean over seeds)
+        and ``msre_windowed_curve_seed{s}`` (each seed; a diverged seed is left out)."""
         stats = self.stats()
         window_blocks = max(1, self.window // self.block)
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
-        with np.errstate(invalid="ignore"):
-            mean = np.nanmean(np.where(np.isfinite(curve), curve, np.nan), axis=0)
-        return [
-            ((b + 1) * self.block, {"msre_windowed_curve": float(mean[b])})
-            for b in range(since_block, curve.shape[-1])
-            if np.isfinite(mean[b])
-        ]
+        finite = np.where(np.isfinite(curve), curve, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a block where every seed diverged
+            mean = np.nanmean(finite, axis=0)
+        points = []
+        for b in range(since_block, curve.shape[-1]):
+            if not np.isfinite(mean[b]):
+                continue
+            values = {"msre_windowed_curve": float(mean[b])}
+            for i, seed in enumerate(self.seeds):
+                if np.isfinite(finite[i, b]):
+                    values[f"msre_windowed_curve_seed{seed}"] = float(finite[i, b])
+            points.append(((b + 1) * self.block, values))
+        return points
+
+    def ledger(self) -> dict[str, int]:
+        """The learner's parameters and flops per step per stream (``learners.ledger``)."""
+        entry = cost(self.learner.name, self.env.obs_size, self.learner.settings)
+        return {"ledger_params": entry.params, "ledger_flops_per_step": entry.flops}
 
     def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
         """Write the state (every leaf of the carry) and the metric history as one npz."""
@@ -185,7 +200,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         tags = {"learner": str(config["learner"]), "task": str(config.get("task")),
                 "space": str(config.get("space", config["learner"])),
                 "seeds": ",".join(str(s) for s in config["seeds"])}  # fmt: skip
-        params = {k: v for k, v in config.items() if k not in ("seeds",)}
+        params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}
         logger = TrialLogger(tracking, run_id, trial_id, name, tags, params)
     metrics: dict[str, Any] = {}
     status = "running"

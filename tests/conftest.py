@@ -2,11 +2,24 @@
 never leaks into the float32 learning and run-loop tests that follow them."""
 
 import os
+import tempfile
+from pathlib import Path
 
-import jax
-import pytest
-
+# Before JAX starts (here and in the processes the tests start, which inherit it): one XLA
+# thread per process, since the xdist workers already use every core, and one compilation
+# cache for the whole run, so that a program compiled by one test or trial is not compiled
+# again by another.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"ccn-test-jax-{_run}")
+)
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture
@@ -14,3 +27,15 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", False)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the tests of this xdist worker that ask for it (group "ray")."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        object_store_memory=100_000_000,
+    )  # fmt: skip
+    yield ray
+    ray.shutdown()

@@ -46,17 +46,6 @@ def test_divergence_is_flagged_with_its_step_and_scored_worst():
     assert ok["diverged"] is False and np.isfinite(ok["msre_windowed"])
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-        object_store_memory=100_000_000,
-    )  # fmt: skip
-    yield ray
-    ray.shutdown()
-
-
 @pytest.mark.xdist_group("ray")
 def test_trainable_under_ray_tune_reports_chunks_and_stops_diverged(ray_local, tmp_path):
     from ray import tune

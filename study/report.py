@@ -1,0 +1,476 @@
+"""``python -m study.report --experiment NAME[,NAME...]``: what MLflow recorded, as a report.
+
+Reads the child runs (one per trial) of one or more MLflow experiments (studies), groups them
+by learner, and writes into ``--out`` (default ``runs/reports/NAME``):
+
+- ``summary.csv``: per learner, the best configuration (lowest final windowed MSRE among the
+  trials that ran all their steps), its parameters and flops per step (the ledger), the final
+  windowed MSRE mean and 95% t-interval over that trial's seeds, and steps per second;
+- ``trials.csv``: every trial, with its status (diverged and failed trials listed apart);
+- ``curves.csv``: the learning curve of each learner's best trial (mean and 95% half-width
+  over seeds at every logged step);
+- ``curves.png`` (learning curves of each learner's best trial, mean and 95% band over seeds,
+  stage changes marked for constructive and hybrid learners), ``sensitivity.png`` (final
+  MSRE against step size per learner, with intervals), ``compute.png`` (final MSRE against
+  flops per step, one point per configuration);
+- ``report.html``: all of it in one self-contained page (figures embedded).
+
+The files are logged as artifacts (folder ``report``) of each experiment's latest parent run,
+and the summary table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from study.stats import mean_ci
+
+CURVE = "msre_windowed_curve"
+FINAL = "final_msre_windowed"
+ORDER = ("columnar", "constructive", "hybrid", "tbptt", "snap1", "rtrl", "linear")
+
+
+@dataclass
+class Trial:
+    """One child run: a trial of a study."""
+
+    run_id: str
+    experiment: str
+    learner: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    seeds: list[int]
+    role: str = "tuning"
+    seed_finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def final(self) -> float:
+        value = self.metrics.get(FINAL, math.inf)
+        return math.inf if value >= sys.float_info.max else value
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params.get("alpha", "nan"))
+
+    @property
+    def flops(self) -> float:
+        return float(self.params.get("ledger_flops_per_step", "nan"))
+
+    @property
+    def n_params(self) -> float:
+        return float(self.params.get("ledger_params", "nan"))
+
+    def label(self) -> str:
+        keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
+        shown = []
+        for k in keys:
+            if k in self.params and self.params[k] not in ("None", ""):
+                v = self.params[k]
+                try:
+                    v = f"{float(v):.3g}"
+                except ValueError:
+                    pass
+                shown.append(f"{k}={v}")
+        return ", ".join(shown)
+
+
+def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial], dict[str, str]]:
+    """Every child run of the named experiments, and each experiment's latest parent run id.
+
+    Raises a one-line ValueError naming an unknown experiment and listing those that exist.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    trials: list[Trial] = []
+    parents: dict[str, str] = {}
+    for name in experiments:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+            raise ValueError(
+                f"unknown experiment {name!r} in {tracking_uri}; experiments: "
+                f"{', '.join(known) or '(none)'}"
+            )
+        runs = client.search_runs([exp.experiment_id], max_results=50_000)
+        launches = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        if launches:
+            parents[name] = max(launches, key=lambda r: r.info.start_time).info.run_id
+        for r in runs:
+            tags = r.data.tags
+            if "mlflow.parentRunId" not in tags:
+                continue
+            seeds = [int(s) for s in tags.get("seeds", "").split(",") if s]
+            finals = np.array(
+                [r.data.metrics.get(f"{FINAL}_seed{s}", np.nan) for s in seeds], np.float64
+            )
+            finals[finals >= sys.float_info.max] = np.inf
+            trials.append(
+                Trial(
+                    run_id=r.info.run_id,
+                    experiment=name,
+                    learner=tags.get("learner", "?"),
+                    status=tags.get("ccn.status", "unknown"),
+                    params=dict(r.data.params),
+                    metrics=dict(r.data.metrics),
+                    seeds=seeds,
+                    role=tags.get("ccn.role", "tuning"),
+                    seed_finals=finals,
+                )
+            )
+    return trials, parents
+
+
+def best_per_learner(trials: list[Trial]) -> dict[str, Trial]:
+    """Per learner, the trial with the lowest final windowed MSRE among those that finished.
+    Evaluation runs (``ccn.role`` = ``eval``) take precedence over tuning trials."""
+    best: dict[str, Trial] = {}
+    for learner in _learners(trials):
+        done = [t for t in trials if t.learner == learner and t.status == "finished"]
+        evals = [t for t in done if t.role == "eval"]
+        pool = evals or done
+        if pool:
+            best[learner] = min(pool, key=lambda t: t.final)
+    return best
+
+
+def _learners(trials: list[Trial]) -> list[str]:
+    names = {t.learner for t in trials}
+    return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+
+
+def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
+    rows = []
+    for learner, t in best.items():
+        mean, half = mean_ci(t.seed_finals) if t.seed_finals.size else (t.final, math.nan)
+        rows.append(
+            {
+                "learner": learner,
+                "experiment": t.experiment,
+                "configuration": t.label(),
+                "params": int(t.n_params) if math.isfinite(t.n_params) else "",
+                "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
+                "seeds": len(t.seeds),
+                "msre_mean": mean,
+                "msre_ci95": half,
+                "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
+                "run_id": t.run_id,
+            }
+        )
+    return rows
+
+
+def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, mean and 95% t half-width over seeds of a trial's learning curve."""
+    per_seed = []
+    for s in trial.seeds:
+        history = client.get_metric_history(trial.run_id, f"{CURVE}_seed{s}")
+        per_seed.append({m.step: m.value for m in history})
+    steps = sorted(set().union(*[set(h) for h in per_seed])) if per_seed else []
+    if not steps:  # runs logged before per-seed curves: the mean only
+        history = client.get_metric_history(trial.run_id, CURVE)
+        steps = sorted(m.step for m in history)
+        values = {m.step: m.value for m in history}
+        return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
+    means, halves = [], []
+    for step in steps:
+        values = np.array([h[step] for h in per_seed if step in h])
+        m, h = mean_ci(values)
+        means.append(m)
+        halves.append(h)
+    return np.array(steps), np.array(means), np.array(halves)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """Title, labels, grid and legend; on log axes only the decades are labelled, so that
+    tick labels never overlap; an empty plot says so."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        if scale == "log":
+            axis.set_minor_formatter(NullFormatter())
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished trial to show", transform=ax.transAxes, ha="center")
+
+
+def _colors(learners: list[str]) -> dict[str, Any]:
+    cmap = _plt().get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(learners)}
+
+
+def plot_curves(client, best: dict[str, Trial], colors, path: Path) -> dict[str, Any]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    data = {}
+    for learner, t in best.items():
+        steps, mean, half = curve_band(client, t)
+        data[learner] = (steps, mean, half)
+        if not steps.size:
+            continue
+        ax.plot(
+            steps, mean, color=colors[learner], lw=1.6, label=f"{learner} ({len(t.seeds)} seeds)"
+        )
+        if np.isfinite(half).any():
+            ax.fill_between(steps, mean - half, mean + half, color=colors[learner], alpha=0.2, lw=0)
+        sps = t.params.get("steps_per_stage")
+        if learner in ("constructive", "hybrid") and sps and sps not in ("None", ""):
+            for k in range(1, int(steps.max() // int(sps)) + 1):
+                ax.axvline(k * int(sps), color=colors[learner], ls=":", lw=1, alpha=0.8)
+    ax.set_yscale("log")
+    _finish_axes(ax, "Learning curves of each learner's best configuration (dotted: stage changes)",
+                 "steps", "windowed MSRE (mean, 95% CI over seeds)")  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return data
+
+
+def plot_sensitivity(trials: list[Trial], colors, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for learner in _learners(trials):
+        pts = [t for t in trials if t.learner == learner and t.status == "finished"]
+        pts = [t for t in pts if math.isfinite(t.alpha) and math.isfinite(t.final)]
+        if not pts:
+            continue
+        pts.sort(key=lambda t: t.alpha)
+        cis = [mean_ci(t.seed_finals) if t.seed_finals.size else (t.final, np.nan) for t in pts]
+        x = [t.alpha for t in pts]
+        y = [c[0] for c in cis]
+        err = [0.0 if not np.isfinite(c[1]) else c[1] for c in cis]
+        ax.errorbar(x, y, yerr=err, fmt="o", ms=4, capsize=2, color=colors[learner], label=learner)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _finish_axes(ax, "Step-size sensitivity: every finished trial", "step size alpha (log scale)",
+                 "final windowed MSRE (mean, 95% CI)")  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_compute(trials: list[Trial], colors, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for learner in _learners(trials):
+        pts = [t for t in trials if t.learner == learner and t.status == "finished"]
+        pts = [t for t in pts if math.isfinite(t.flops) and math.isfinite(t.final)]
+        if pts:
+            ax.scatter([t.flops for t in pts], [t.final for t in pts], s=18,
+                       color=colors[learner], label=learner)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _finish_axes(ax, "Error against compute: one point per configuration",
+                 "flops per step per stream (ledger, log scale)",
+                 "final windowed MSRE (mean over seeds)")  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "inf" if value == math.inf else "-"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    cols = ("learner", "params", "flops_per_step", "seeds", "msre", "steps_per_s", "configuration")
+    lines = []
+    body = []
+    for r in rows:
+        msre = f"{r['msre_mean']:.4g} ± {_fmt(r['msre_ci95'])}"
+        body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
+                     msre, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
+    ]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    for b in body:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        if not rows:
+            return
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def trial_rows(trials: list[Trial]) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": t.experiment,
+            "learner": t.learner,
+            "role": t.role,
+            "status": t.status,
+            "msre": t.final,
+            "diverged_at_step": t.metrics.get("final_diverged_at_step", ""),
+            "steps_done": t.metrics.get("final_steps_done", ""),
+            "flops_per_step": t.params.get("ledger_flops_per_step", ""),
+            "configuration": t.label(),
+            "run_id": t.run_id,
+        }
+        for t in sorted(trials, key=lambda t: (t.learner, t.status != "finished", t.final))
+    ]
+
+
+def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
+               figures: dict[str, Path]) -> None:  # fmt: skip
+    ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
+    bad = [r for r in trials if r not in ok]
+    figs = "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(caption)}'
+        f"</figcaption></figure>"
+        for caption, p in figures.items()
+    )
+    summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds", "msre_mean",
+                    "msre_ci95", "steps_per_s"]  # fmt: skip
+    trial_cols = ["experiment", "learner", "role", "status", "msre", "steps_done",
+                  "flops_per_step", "configuration"]  # fmt: skip
+    bad_cols = ["experiment", "learner", "status", "diverged_at_step", "steps_done",
+                "configuration", "run_id"]  # fmt: skip
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #f0f0f0; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
+figcaption {{ font-size: 0.85em; color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Final windowed MSRE: mean and half-width of the 95% Student-t interval over the seeds of
+each learner's best configuration (lowest mean among trials that ran all their steps).</p>
+<h2>Best configuration per learner</h2>
+{_html_table(summary, summary_cols)}
+<h2>Figures</h2>
+{figs}
+<h2>Every trial</h2>
+{_html_table(ok, trial_cols)}
+<h2>Diverged and failed trials ({len(bad)})</h2>
+{_html_table(bad, bad_cols) if bad else "<p>None.</p>"}
+<script>
+// Self-check for a browser: records whether every figure decoded.
+window.addEventListener("load", () => {{
+  document.body.dataset.figures = [...document.images]
+    .map((img) => img.complete && img.naturalWidth > 0).join(",");
+}});
+</script>
+</body></html>
+"""
+    path.write_text(page)
+
+
+def make_report(tracking_uri: str, experiments: list[str], out: Path,
+                log_artifacts: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Write the report of ``experiments`` into ``out``; returns what it computed."""
+    from mlflow.tracking import MlflowClient
+
+    trials, parents = load_trials(tracking_uri, experiments)
+    client = MlflowClient(tracking_uri)
+    out.mkdir(parents=True, exist_ok=True)
+    best = best_per_learner(trials)
+    summary = summary_rows(best)
+    rows = trial_rows(trials)
+    colors = _colors(_learners(trials))
+    figures = {
+        "Learning curves": out / "curves.png",
+        "Step-size sensitivity": out / "sensitivity.png",
+        "Error against compute per step": out / "compute.png",
+    }
+    curves = plot_curves(client, best, colors, figures["Learning curves"])
+    plot_sensitivity(trials, colors, figures["Step-size sensitivity"])
+    plot_compute(trials, colors, figures["Error against compute per step"])
+    _write_csv(out / "summary.csv", summary)
+    _write_csv(
+        out / "curves.csv",
+        [
+            {"learner": name, "step": int(step), "msre_mean": float(m), "msre_ci95": float(h)}
+            for name, (steps, mean, half) in curves.items()
+            for step, m, h in zip(steps, mean, half, strict=True)
+        ],
+    )
+    _write_csv(out / "trials.csv", rows)
+    write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures)
+    if log_artifacts:
+        for run_id in parents.values():
+            client.log_artifacts(run_id, str(out), artifact_path="report")
+    return {"summary": summary, "trials": rows, "curves": curves, "best": best}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m study.report",
+        description="Compare learners from what MLflow recorded: tables, figures, HTML.",
+    )
+    p.add_argument("--experiment", required=True,
+                   help="MLflow experiment (study) name; several separated by commas")  # fmt: skip
+    p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
+    p.add_argument("--tracking-uri", default=None, help="default SQLite under --runs-dir")
+    p.add_argument("--out", default=None, help="default RUNS_DIR/reports/EXPERIMENT")
+    args = p.parse_args(argv)
+    runs = Path(args.runs_dir).resolve()
+    uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
+    if args.tracking_uri is None and not (runs / "mlflow.db").exists():
+        print(f"error: no MLflow store at {runs / 'mlflow.db'}; give --runs-dir or "
+              f"--tracking-uri", file=sys.stderr)  # fmt: skip
+        return 2
+    names = [n.strip() for n in args.experiment.split(",") if n.strip()]
+    out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
+    try:
+        result = make_report(uri, names, out.resolve())
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table_text(result["summary"]))
+    bad = [r for r in result["trials"] if r["status"] in ("diverged", "failed")]
+    if bad:
+        print(f"\n{len(bad)} diverged or failed trial(s):")
+        for r in bad:
+            print(f"  {r['learner']} {r['status']}: {r['configuration']}")
+    print(f"\nreport: {out.resolve() / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
