@@ -5,14 +5,10 @@ import os
 import tempfile
 from pathlib import Path
 
-# Before JAX starts (here and in the processes the tests start, which inherit it): one XLA
-# thread per process, since the xdist workers already use every core, and one compilation
-# cache for the whole run, so that a program compiled by one test or trial is not compiled
-# again by another.
+# Before JAX starts (here and in the processes the tests start, which inherit it): one
+# compilation cache for the whole run, so that a program compiled by one test or trial is
+# not compiled again by another.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
 _run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"ccn-test-jax-{_run}")

@@ -17,7 +17,7 @@ from study.tasks.metrics import summarise_blocks
 pytestmark = pytest.mark.xdist_group("learning")
 
 STEPS = 800_000
-SEEDS = [0, 1, 2, 3]
+SEEDS = [0, 1, 2]
 COMMON = dict(lambda_=0.9, norm_rate=0.0, init_scale=0.5)
 
 
@@ -45,7 +45,8 @@ def linear_best():
         ("columnar", dict(n_features=7), {}, 0.75),
         ("hybrid", dict(n_features=12, per_stage=6), dict(steps_per_stage=STEPS // 2), 0.75),
         # One column per stage learns least within this budget (the paper gives each
-        # constructive stage 5M steps); measured mean 0.78 of linear, best seed 0.30.
+        # constructive stage 5M steps); measured mean about 0.7 of linear over seeds 0-2,
+        # best seed 0.30.
         ("constructive", dict(n_features=4), dict(steps_per_stage=STEPS // 4), 0.85),
     ],
 )
