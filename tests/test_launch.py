@@ -199,23 +199,26 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
 # With one shape per study and one trial at a time, the second trial reuses the first one's
 # compiled program (same worker process).
 SMALL = {
-    "columnar": ["n_features=3"],
-    "constructive": ["n_features=3"],
-    "snap1": ["n_features=3"],
-    "tbptt": ["n_features=3", "truncation=4"],
-    "rtrl": ["n_features=2"],
+    "columnar": ("trace_conditioning", ["n_features=3"]),
+    "constructive": ("trace_conditioning_isi30", ["n_features=3"]),
+    "snap1": ("trace_patterning_testbed", ["n_features=3"]),
+    "tbptt": ("noisy_patterning", ["n_features=3", "truncation=4"]),
+    "rtrl": ("trace_conditioning", ["n_features=2"]),
 }
 
 
 @pytest.mark.parametrize("space", list(SMALL))  # linear: the diverging study below
 @IN_PROCESS
 def test_smoke_study_of_every_space(space, ray_local, tmp_path):
-    fixed = [arg for value in SMALL[space] for arg in ("--set", value)]
-    argv = ["--space", space, "--smoke", "--concurrency", "1", "--runs-dir", str(tmp_path), *fixed]
+    task, values = SMALL[space]
+    fixed = [arg for value in values for arg in ("--set", value)]
+    argv = ["--space", space, "--task", task, "--smoke", "--concurrency", "1",
+            "--runs-dir", str(tmp_path), *fixed]  # fmt: skip
     assert main(argv) == 0
-    _, children, _ = check_one_run_per_trial(tmp_path, f"{space}-trace_patterning", 2, 20_000, 1000)
+    _, children, _ = check_one_run_per_trial(tmp_path, f"{space}-{task}", 2, 20_000, 1000)
     for r in children:
         assert r.data.tags["learner"] == space and r.data.tags["space"] == space
+        assert r.data.tags["task"] == task
         assert r.data.tags["ccn.status"] == "finished"
 
 

@@ -44,10 +44,9 @@ def linear_best():
     [
         ("columnar", dict(n_features=7), {}, 0.75),
         ("hybrid", dict(n_features=12, per_stage=6), dict(steps_per_stage=STEPS // 2), 0.75),
-        # One column per stage learns least within this budget (the paper gives each
-        # constructive stage 5M steps); measured mean about 0.7 of linear over seeds 0-2,
-        # best seed 0.30.
-        ("constructive", dict(n_features=4), dict(steps_per_stage=STEPS // 4), 0.85),
+        # Constructive (one column per stage) is left out to keep the suite short: it equals
+        # hybrid with one column per stage bit for bit (tests/test_learners.py), and learns
+        # least at this budget (README, "Tests").
     ],
 )
 def test_recurrent_learner_beats_linear_on_trace_patterning(
