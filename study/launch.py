@@ -192,13 +192,6 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     if not args.resume and restorable and last is not None and last.info.status == "RUNNING":
         return _fail(f"study {plan['name']!r} was interrupted; add --resume to continue it, "
                      f"or choose another --study-name")  # fmt: skip
-    try:
-        tracking = start_study(
-            plan["tracking_uri"], plan["name"], (runs / "artifacts").as_uri(),
-            {"space": args.space, "task": args.task}, resume=args.resume,
-        )  # fmt: skip
-    except Exception as e:  # noqa: BLE001
-        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
     own_ray, dashboard = not ray.is_initialized(), None
     if own_ray:
         env_vars = {
@@ -224,6 +217,14 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
         return _fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
                      f"{gpus:g} GPUs")  # fmt: skip
+    # The launch's parent run: only once nothing can refuse the launch any more.
+    try:
+        tracking = start_study(
+            plan["tracking_uri"], plan["name"], (runs / "artifacts").as_uri(),
+            {"space": args.space, "task": args.task}, resume=args.resume,
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001
+        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
     print(f"study {plan['name']}: space {args.space}, task {args.task}, {base['trials']} trials "
           f"x {base['seeds']} seeds x {base['steps']:,} steps"
           f"{' (resumed)' if args.resume else ''}")  # fmt: skip

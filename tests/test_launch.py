@@ -267,3 +267,15 @@ def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
     values = sorted(t.value for t in trials)
     assert values == pytest.approx(sorted(final(r) for r in children))
     assert by_status.keys() == {"finished", "stopped_early"}
+
+
+@IN_PROCESS
+def test_gpu_request_without_gpus_is_refused_before_anything_is_recorded(
+    ray_local, tmp_path, capsys
+):
+    argv = ["--space", "linear", "--smoke", "--gpus-per-trial", "0.5", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # after MLflow's own log lines
+    assert err[-1] == "error: --gpus-per-trial 0.5 but the Ray cluster has 0 GPUs"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_experiment_by_name("linear-trace_patterning") is None
