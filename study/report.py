@@ -71,6 +71,10 @@ class Trial:
     def n_params(self) -> float:
         return float(self.params.get("ledger_params", "nan"))
 
+    def ci(self) -> tuple[float, float]:
+        """Mean and 95% t half-width of the final windowed MSRE over the trial's seeds."""
+        return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
+
     def label(self) -> str:
         keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
         shown = []
@@ -153,7 +157,7 @@ def _learners(trials: list[Trial]) -> list[str]:
 def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
     rows = []
     for learner, t in best.items():
-        mean, half = mean_ci(t.seed_finals) if t.seed_finals.size else (t.final, math.nan)
+        mean, half = t.ci()
         rows.append(
             {
                 "learner": learner,
@@ -250,16 +254,26 @@ def plot_curves(client, best: dict[str, Trial], colors, path: Path) -> dict[str,
     return data
 
 
+def _finished(trials: list[Trial], learner: str, x: str) -> list[Trial]:
+    """The learner's finished trials with a finite final MSRE and a finite ``x`` attribute."""
+    return [
+        t
+        for t in trials
+        if t.learner == learner
+        and t.status == "finished"
+        and math.isfinite(getattr(t, x))
+        and math.isfinite(t.final)
+    ]
+
+
 def plot_sensitivity(trials: list[Trial], colors, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
-        pts = [t for t in trials if t.learner == learner and t.status == "finished"]
-        pts = [t for t in pts if math.isfinite(t.alpha) and math.isfinite(t.final)]
+        pts = sorted(_finished(trials, learner, "alpha"), key=lambda t: t.alpha)
         if not pts:
             continue
-        pts.sort(key=lambda t: t.alpha)
-        cis = [mean_ci(t.seed_finals) if t.seed_finals.size else (t.final, np.nan) for t in pts]
+        cis = [t.ci() for t in pts]
         x = [t.alpha for t in pts]
         y = [c[0] for c in cis]
         err = [0.0 if not np.isfinite(c[1]) else c[1] for c in cis]
@@ -276,8 +290,7 @@ def plot_compute(trials: list[Trial], colors, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
-        pts = [t for t in trials if t.learner == learner and t.status == "finished"]
-        pts = [t for t in pts if math.isfinite(t.flops) and math.isfinite(t.final)]
+        pts = _finished(trials, learner, "flops")
         if pts:
             ax.scatter([t.flops for t in pts], [t.final for t in pts], s=18,
                        color=colors[learner], label=learner)  # fmt: skip

@@ -15,15 +15,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def sample(name, n, budget=None, seed=0):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    space = make_space(name, budget)
-    configs = []
-    for _ in range(n):
-        trial = study.ask()
-        constants = space(trial)
-        configs.append({**trial.params, **constants})
-        study.tell(trial, 0.0)
-    return configs
+    return sample_space(make_space(name, budget), n, seed)
 
 
 @pytest.mark.parametrize("name", list(SPACES))
