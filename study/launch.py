@@ -194,25 +194,10 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                      f"or choose another --study-name")  # fmt: skip
     own_ray, dashboard = not ray.is_initialized(), None
     if own_ray:
-        env_vars = {
-            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            # Trials of one shape compile once across worker processes and resumed launches.
-            "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
-        }
-        for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
-            if key in os.environ:
-                env_vars[key] = os.environ[key]
         try:
-            ctx = ray.init(
-                address=args.address or "local",
-                runtime_env={"env_vars": env_vars},
-                include_dashboard=None if args.address else True,
-                log_to_driver=False,
-            )
+            dashboard = start_ray(args.address, runs)
         except Exception as e:  # noqa: BLE001
             return _fail(f"cannot reach Ray at --address {args.address}: {e}")
-        dashboard = getattr(ctx, "dashboard_url", None)
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
         return _fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
@@ -225,29 +210,35 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
         return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
-    print(f"study {plan['name']}: space {args.space}, task {args.task}, {base['trials']} trials "
-          f"x {base['seeds']} seeds x {base['steps']:,} steps"
-          f"{' (resumed)' if args.resume else ''}")  # fmt: skip
+    configs = plan.get("configs")  # an evaluation (study.compare): these configurations
+    seeds = plan.get("seeds") or list(range(base["seeds"]))
+    what = (f"{len(configs)} configurations" if configs else f"space {args.space}, "
+            f"{base['trials']} trials")  # fmt: skip
+    print(f"study {plan['name']}: {what}, task {args.task}, {len(seeds)} seeds x "
+          f"{base['steps']:,} steps{' (resumed)' if args.resume else ''}")  # fmt: skip
     if dashboard:
         print(f"Ray dashboard: http://{dashboard}")
     print(f"MLflow: mlflow ui --backend-store-uri {plan['tracking_uri']}")
 
-    storage = optuna.storages.RDBStorage(plan["storage"])
-    # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
-    stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
-    searcher = OptunaSearch(
-        space=plan["space"], metric=METRIC, mode="min",
-        storage=storage, study_name=plan["name"], seed=0,
-    )  # fmt: skip
-    scheduler = None
+    stale, searcher, scheduler = [], None, None
+    if configs is None:
+        storage = optuna.storages.RDBStorage(plan["storage"])
+        # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
+        stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
+        searcher = OptunaSearch(
+            space=plan["space"], metric=METRIC, mode="min",
+            storage=storage, study_name=plan["name"], seed=0,
+        )  # fmt: skip
     if args.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="steps_done", max_t=base["steps"], grace_period=base["chunk"]
         )
     param_space = dict(
-        task=args.task, space=args.space, seeds=list(range(base["seeds"])), steps=base["steps"],
+        task=args.task, space=args.space, seeds=seeds, steps=base["steps"],
         chunk_steps=base["chunk"], block=base["block"], window=base["window"],
     )  # fmt: skip
+    if configs is not None:
+        param_space.update(role="eval", fixed=tune.grid_search(configs))
     fn = tune.with_resources(
         tune.with_parameters(trainable, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
@@ -261,7 +252,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
-                num_samples=base["trials"],
+                num_samples=1 if configs else base["trials"],
                 max_concurrent_trials=args.concurrency,
                 metric=METRIC,
                 mode="min",
@@ -277,17 +268,17 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         )
     t0 = time.perf_counter()
     results = tuner.fit()
-    trials = {
-        t.trial_id: (t.status, final_metrics(t.last_result))
-        for t in tune.ExperimentAnalysis(str(path)).trials
-    }
+    # Tune's trials as the driver knows them at the end, not the experiment state on disk:
+    # that copy is synced from a staging folder in the background and can lag a trial.
+    analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(str(path))
+    trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
     if own_ray:
         ray.shutdown()
     if any(status not in ("TERMINATED", "ERROR") for status, _ in trials.values()):
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s: run the same command "
               f"with --resume to continue")  # fmt: skip
         return 130
-    counts = reconcile(tracking, trials)
+    counts = reconcile(tracking, trials, resumed=args.resume)
     if stale:
         _fail_optuna_trials(storage, stale)
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {len(results)} trials, "
@@ -298,11 +289,35 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     try:
         best = results.get_best_result(metric=METRIC, mode="min")
         shown = {k: v for k, v in best.config.items() if k not in param_space}
+        shown.update(best.config.get("fixed", {}))
         print(f"best {METRIC} {best.metrics[METRIC]:.5f} with {shown}")
     except RuntimeError:
         print("no trial reported a result")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
     return 0
+
+
+def start_ray(address: str | None, runs: Path) -> str | None:
+    """Start local Ray (or connect to ``address``) with what JAX needs in every worker;
+    returns the dashboard address when there is one."""
+    import ray
+
+    env_vars = {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Trials of one shape compile once across worker processes and resumed launches.
+        "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
+    }
+    for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
+        if key in os.environ:
+            env_vars[key] = os.environ[key]
+    ctx = ray.init(
+        address=address or "local",
+        runtime_env={"env_vars": env_vars},
+        include_dashboard=None if address else True,
+        log_to_driver=False,
+    )
+    return getattr(ctx, "dashboard_url", None)
 
 
 def _fail(message: str) -> int:

@@ -206,15 +206,17 @@ def _plt():
 
 
 def _finish_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
-    """Title, labels, grid and legend; on log axes only the decades are labelled, so that
-    tick labels never overlap; an empty plot says so."""
+    """Title, labels, grid and legend; a log axis spanning a decade or more labels only the
+    decades, one spanning less keeps matplotlib's sparse labels of a few minor ticks (else it
+    would show no number at all), so tick labels never overlap; an empty plot says so."""
     from matplotlib.ticker import NullFormatter
 
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-        if scale == "log":
+    for axis, scale, (lo, hi) in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
+                                  (ax.yaxis, ax.get_yscale(), ax.get_ylim())):  # fmt: skip
+        if scale == "log" and lo > 0 and math.log10(hi / lo) >= 1:
             axis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:

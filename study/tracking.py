@@ -30,6 +30,7 @@ class Tracking:
 
 ROLE_TAG = "ccn.role"  # "launch" on the parent run of each launch
 TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
+CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike params)
 
 
 def start_study(uri: str, experiment: str, artifact_location: str, tags: dict[str, str],
@@ -67,7 +68,7 @@ def latest_launch(client: MlflowClient, experiment_id: str):
 
 
 def reconcile(
-    tracking: Tracking, trials: dict[str, tuple[str, dict[str, float]]]
+    tracking: Tracking, trials: dict[str, tuple[str, dict[str, float]]], resumed: bool = False
 ) -> dict[str, int]:
     """At the end of a launch, settle the child runs still marked running.
 
@@ -75,10 +76,11 @@ def reconcile(
     or "ERROR") and the numbers of its last report. A run still marked running whose trial
     ended normally was stopped by the scheduler (``stopped_early``; its last report is logged
     as its final metrics, as the search recorded it); one whose trial errored is ``failed``;
-    one whose trial id
-    the experiment does not know was started by an interrupted launch and never checkpointed
-    into the experiment state, and is deleted (MLflow's soft delete) so that every trial has
-    exactly one run. Returns the counts of each outcome.
+    on a resumed launch, one whose trial id the experiment does not know was started by the
+    interrupted launch and never checkpointed into the experiment state, and is deleted
+    (MLflow's soft delete) so that every trial has exactly one run. A launch that was not
+    resumed deletes nothing: such a run is marked ``failed``. Returns the counts of each
+    outcome.
     """
     client = MlflowClient(tracking.uri)
     runs = client.search_runs(
@@ -89,11 +91,11 @@ def reconcile(
     now = int(time.time() * 1000)
     for run in runs:
         trial = trials.get(run.data.tags.get(TRIAL_TAG, ""))
-        if trial is None:
+        if trial is None and resumed:
             client.delete_run(run.info.run_id)
             counts["deleted"] += 1
             continue
-        status, last = trial
+        status, last = trial or ("ERROR", {})
         outcome = "failed" if status == "ERROR" else "stopped_early"
         client.log_batch(
             run.info.run_id,

@@ -31,7 +31,7 @@ from search_spaces import config_to_args
 from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import make_task
 from study.tasks.metrics import horizon_for, summarise_blocks
-from study.tracking import Tracking, TrialLogger
+from study.tracking import CONFIG_TAG, ROLE_TAG, Tracking, TrialLogger
 
 CHECKPOINT_FILE = "trial.npz"
 
@@ -187,6 +187,8 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     resumed trial keeps using."""
     from ray import tune
 
+    if "fixed" in config:  # an evaluation: the configuration Tune's grid search picked
+        config = {**{k: v for k, v in config.items() if k != "fixed"}, **config["fixed"]}
     run = TrialRun(config)
     run_id = None
     checkpoint = tune.get_checkpoint()
@@ -199,7 +201,10 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         name, trial_id = context.get_trial_name(), context.get_trial_id()
         tags = {"learner": str(config["learner"]), "task": str(config.get("task")),
                 "space": str(config.get("space", config["learner"])),
-                "seeds": ",".join(str(s) for s in config["seeds"])}  # fmt: skip
+                "seeds": ",".join(str(s) for s in config["seeds"]),
+                ROLE_TAG: str(config.get("role", "tuning")),
+                CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
+                                       sort_keys=True, default=str)}  # fmt: skip
         params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}
         logger = TrialLogger(tracking, run_id, trial_id, name, tags, params)
     metrics: dict[str, Any] = {}

@@ -35,3 +35,21 @@ def ray_local():
     )  # fmt: skip
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_finish(session):
+    """Stop at once if xdist's groups are not in effect (as with pytest 9.2): the tests of a
+    group share one Ray and one study, and must not run on two workers at once."""
+    if not hasattr(session.config, "workerinput"):
+        return
+    if session.config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in session.items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None:
+            group = mark.args[0] if mark.args else mark.kwargs.get("name")
+            if not item.nodeid.endswith(f"@{group}"):
+                raise pytest.UsageError(
+                    f"xdist group {group!r} is not in effect for {item.nodeid}: use a pytest "
+                    f"that keeps --dist loadgroup working (pyproject pins it)"
+                )

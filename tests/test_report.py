@@ -5,6 +5,7 @@ headless Chromium."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
@@ -17,25 +18,30 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from study.launch import main as launch
+from study.compare import PER_STUDY
+from study.compare import main as compare
 from study.report import main as report
+from study.report import make_report
+from study.tracking import Tracking, TrialLogger
 
-# One xdist worker runs these, so the study (a module fixture) is run once.
+# One xdist worker runs these, so the comparison (a module fixture) is run once.
 pytestmark = pytest.mark.xdist_group("report")
 
-EXPERIMENTS = ("columnar-trace_patterning", "linear-trace_patterning")
+EVAL = "cmp"  # the evaluation's experiment; the tuning studies are cmp-columnar, cmp-linear
+EXPERIMENTS = (EVAL, "cmp-columnar", "cmp-linear")
 ARTIFACTS = Path(os.environ.get("CCN_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+COMPARE = ["--name", EVAL, "--spaces", "columnar,linear", "--smoke", "--seeds", "2",
+           "--eval-seeds", "3", "--trials", "4", "--concurrency", "1",
+           # one columnar shape: one compile; plain TD with step sizes up to 30 on the
+           # linear learner: some of its trials diverge
+           "--set", "columnar.n_features=2", "--set", "linear.rmsprop=false",
+           "--range", "linear.alpha=1e-3:30"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def study(ray_local, tmp_path_factory):
     runs = tmp_path_factory.mktemp("report") / "runs"
-    common = ["--smoke", "--seeds", "3", "--runs-dir", str(runs)]
-    columnar = ["--set", "n_features=2", "--concurrency", "1"]  # one shape: one compile
-    assert launch(["--space", "columnar", *common, *columnar]) == 0
-    # Plain TD with step sizes up to 30: some linear trials diverge.
-    linear = ["--set", "rmsprop=false", "--range", "alpha=1e-3:30", "--trials", "4"]
-    assert launch(["--space", "linear", *common, *linear]) == 0
+    assert compare([*COMPARE, "--runs-dir", str(runs)]) == 0
     out = runs / "report-out"
     assert report(["--experiment", ",".join(EXPERIMENTS), "--runs-dir", str(runs),
                    "--out", str(out)]) == 0  # fmt: skip
@@ -69,29 +75,27 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
     assert set(summary) == {"columnar", "linear"}
     curves = read_csv(out / "curves.csv")
     for learner, row in summary.items():
-        mine = [r for r in found if r.data.tags["learner"] == learner]
-        done = [r for r in mine if r.data.tags["ccn.status"] == "finished"]
-        best = min(done, key=lambda r: r.data.metrics["final_msre_windowed"])
-        assert row["run_id"] == best.info.run_id
-        seeds = [int(s) for s in best.data.tags["seeds"].split(",")]
-        assert seeds == [0, 1, 2]
+        # The numbers come from the evaluation run on fresh seeds, not from tuning.
+        (evaluated,) = [r for r in found if r.data.tags["learner"] == learner
+                        and r.data.tags["ccn.role"] == "eval"]  # fmt: skip
+        assert row["run_id"] == evaluated.info.run_id and row["experiment"] == EVAL
+        seeds = [int(s) for s in evaluated.data.tags["seeds"].split(",")]
+        assert len(seeds) == 3
         # Final MSRE per seed = the last point of that seed's curve (window = whole smoke run).
-        finals = []
+        run_id = evaluated.info.run_id
+        per_seed = []
         for s in seeds:
-            history = client.get_metric_history(best.info.run_id, f"msre_windowed_curve_seed{s}")
-            finals.append(max(history, key=lambda m: m.step).value)
-        mean, half = t_interval(np.array(finals))
+            history = client.get_metric_history(run_id, f"msre_windowed_curve_seed{s}")
+            per_seed.append({m.step: m.value for m in history})
+        finals = np.array([h[max(h)] for h in per_seed])
+        mean, half = t_interval(finals)
         assert float(row["msre_mean"]) == pytest.approx(mean, rel=1e-9)
         assert float(row["msre_ci95"]) == pytest.approx(half, rel=1e-9)
         assert float(row["msre_mean"]) == pytest.approx(
-            best.data.metrics["final_msre_windowed"], rel=1e-6
+            evaluated.data.metrics["final_msre_windowed"], rel=1e-6
         )
-        assert int(row["flops_per_step"]) == int(best.data.params["ledger_flops_per_step"])
+        assert int(row["flops_per_step"]) == int(evaluated.data.params["ledger_flops_per_step"])
         # The learning curve: mean and t half-width over seeds at every logged step.
-        per_seed = []
-        for s in seeds:
-            history = client.get_metric_history(best.info.run_id, f"msre_windowed_curve_seed{s}")
-            per_seed.append({m.step: m.value for m in history})
         logged = [c for c in curves if c["learner"] == learner]
         assert [int(c["step"]) for c in logged] == sorted(per_seed[0])
         for c in logged:
@@ -99,6 +103,58 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
             m, h = t_interval(values)
             assert float(c["msre_mean"]) == pytest.approx(m, rel=1e-9)
             assert float(c["msre_ci95"]) == pytest.approx(h, rel=1e-9)
+
+
+def test_evaluation_reruns_each_best_tuned_configuration_on_fresh_seeds(study):
+    runs, _ = study
+    _, found = children(runs)
+    tuning = [r for r in found if r.data.tags["ccn.role"] == "tuning"]
+    evals = [r for r in found if r.data.tags["ccn.role"] == "eval"]
+    assert {r.data.tags["learner"] for r in evals} == {"columnar", "linear"} and len(evals) == 2
+    tuning_seeds = {int(s) for r in tuning for s in r.data.tags["seeds"].split(",")}
+    assert tuning_seeds == {0, 1}
+    for r in evals:
+        assert r.data.tags["ccn.status"] == "finished"
+        assert r.data.tags["mlflow.parentRunId"] != ""
+        seeds = {int(s) for s in r.data.tags["seeds"].split(",")}
+        assert len(seeds) == 3 and not seeds & tuning_seeds
+        # The configuration evaluated is the one of the best finished tuning trial.
+        mine = [t for t in tuning if t.data.tags["learner"] == r.data.tags["learner"]
+                and t.data.tags["ccn.status"] == "finished"]  # fmt: skip
+        best = min(mine, key=lambda t: t.data.metrics["final_msre_windowed"])
+        tuned = json.loads(best.data.tags["ccn.config"])
+        evaluated = json.loads(r.data.tags["ccn.config"])
+        for key, value in tuned.items():
+            if key not in PER_STUDY:
+                assert evaluated[key] == value, key
+        assert evaluated["role"] == "eval"
+
+
+def test_compare_again_runs_nothing_twice(study, capsys):
+    runs, _ = study
+    _, before = children(runs)
+    assert compare([*COMPARE, "--runs-dir", str(runs)]) == 0
+    _, after = children(runs)
+    assert sorted(r.info.run_id for r in after) == sorted(r.info.run_id for r in before)
+    printed = capsys.readouterr().out
+    assert printed.count("already tuned; not run again") == 2
+    assert "already evaluated; not run again" in printed
+
+
+def test_compare_bad_input_is_one_line(study, capsys):
+    runs, _ = study
+    cases = {
+        ("--spaces", "columnar,nope"): "unknown space 'nope'",
+        ("--spaces", "columnar,columnar"): "names a family twice",
+        ("--eval-seeds", "1"): "--eval-seeds 1 must be >= 2",
+        ("--set", "hybrid.alpha=0.1"): "must start with one of the families compared",
+        ("--name", "fresh", "--resume"): "--resume: no comparison 'fresh' to resume",
+    }
+    for extra, message in cases.items():
+        argv = [*COMPARE, "--runs-dir", str(runs), *extra]
+        assert compare(argv) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("error: ")
 
 
 def test_diverged_trials_are_listed_apart(study):
@@ -114,6 +170,33 @@ def test_diverged_trials_are_listed_apart(study):
     for run_id in diverged:
         assert run_id in apart
     assert math.isinf(float(next(r["msre"] for r in rows if r["status"] == "diverged")))
+
+
+def test_a_failed_trial_is_listed_apart_and_the_report_still_renders(study, tmp_path):
+    runs, _ = study
+    shutil.copy(runs / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("cmp-columnar")
+    parent = next(r for r in client.search_runs([exp.experiment_id])
+                  if "mlflow.parentRunId" not in r.data.tags)  # fmt: skip
+    # A trial that raised: its run as the trainable leaves it (status failed, no final).
+    tracking = Tracking(uri, exp.experiment_id, parent.info.run_id)
+    tags = {"learner": "columnar", "task": "trace_patterning", "space": "columnar",
+            "seeds": "0,1", "ccn.role": "tuning"}  # fmt: skip
+    logger = TrialLogger(tracking, None, "deadbeef", "trainable_deadbeef", tags, {"alpha": 0.01})
+    logger.finish("failed", {})
+    out = tmp_path / "out"
+    result = make_report(uri, list(EXPERIMENTS), out, log_artifacts=False)
+    failed = [r for r in result["trials"] if r["status"] == "failed"]
+    assert [r["run_id"] for r in failed] == [logger.run_id]
+    # The summary is unchanged: the failed trial is not anyone's best.
+    assert [r["run_id"] for r in result["summary"]] == [
+        r["run_id"] for r in read_csv(runs / "report-out" / "summary.csv")
+    ]
+    page = (out / "report.html").read_text()
+    n_bad = sum(r["status"] in ("diverged", "failed") for r in result["trials"])
+    assert logger.run_id in page.split(f"Diverged and failed trials ({n_bad})")[1]
 
 
 def test_report_is_logged_to_the_parent_runs(study):
@@ -134,7 +217,7 @@ def test_unknown_experiment_lists_those_that_exist(study, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "unknown experiment 'nope'" in err
-    assert "columnar-trace_patterning, linear-trace_patterning" in err
+    assert "cmp, cmp-columnar, cmp-linear" in err
 
 
 CHROMIUM = [
