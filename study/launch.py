@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
     p.add_argument("--study-name", default=None, help="default SPACE-TASK")
     p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
+    p.add_argument("--storage-path", default=None,
+                   help="Ray Tune's results and checkpoints: a folder every node sees (NFS) "
+                   "or a bucket URI (s3://, gs://); default RUNS_DIR/ray")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
@@ -108,12 +112,16 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
         ranges[key] = (low, high)
     space = make_space(args.space, args.budget_flops, env.obs_size, fixed, ranges)
+    args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.address and args.address != "auto":
         _probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
     if args.tracking_uri and args.tracking_uri.startswith(("http://", "https://")):
         _probe(args.tracking_uri, "--tracking-uri", "an MLflow server", 5000)
     runs = Path(args.runs_dir).resolve()
     name = args.study_name or f"{args.space}-{args.task}"
+    storage_path = args.storage_path or str(runs / "ray")
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).resolve())
     return dict(
         base=base,
         space=space,
@@ -121,6 +129,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         name=name,
         tracking_uri=args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}",
         storage=args.storage or f"sqlite:///{runs / 'optuna.db'}",
+        storage_path=storage_path,
     )
 
 
@@ -172,23 +181,17 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
 
     runs: Path = plan["runs"]
     base = plan["base"]
-    path = runs / "ray" / plan["name"]
-    restorable = tune.Tuner.can_restore(str(path))
+    path = f"{plan['storage_path'].rstrip('/')}/{plan['name']}"
+    restorable = tune.Tuner.can_restore(path)
     if args.resume and not restorable:
-        return _fail(f"--resume: no study {plan['name']!r} to resume under {path.parent}")
+        return _fail(f"--resume: no study {plan['name']!r} to resume in {plan['storage_path']}")
     runs.mkdir(parents=True, exist_ok=True)
-    for attempt in range(3):
-        try:
-            client = MlflowClient(plan["tracking_uri"])
-            found = client.get_experiment_by_name(plan["name"])
-            last = latest_launch(client, found.experiment_id) if found else None
-            break
-        except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
-            # A new SQLite store that another process (an `mlflow ui`) creates at the same
-            # moment fails once with "already exists": try again.
-            if attempt == 2 or "already exists" not in str(e):
-                return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
-            time.sleep(2.0)
+    try:
+        client = MlflowClient(plan["tracking_uri"])
+        found = _created(lambda: client.get_experiment_by_name(plan["name"]))
+        last = latest_launch(client, found.experiment_id) if found else None
+    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
+        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
     if not args.resume and restorable and last is not None and last.info.status == "RUNNING":
         return _fail(f"study {plan['name']!r} was interrupted; add --resume to continue it, "
                      f"or choose another --study-name")  # fmt: skip
@@ -204,8 +207,11 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                      f"{gpus:g} GPUs")  # fmt: skip
     # The launch's parent run: only once nothing can refuse the launch any more.
     try:
+        # An MLflow server keeps artifacts where it was told (--artifacts-destination) and
+        # proxies them; only an embedded store gets a folder beside it.
+        served = plan["tracking_uri"].startswith(("http://", "https://"))
         tracking = start_study(
-            plan["tracking_uri"], plan["name"], (runs / "artifacts").as_uri(),
+            plan["tracking_uri"], plan["name"], None if served else (runs / "artifacts").as_uri(),
             {"space": args.space, "task": args.task}, resume=args.resume,
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
@@ -222,7 +228,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
 
     stale, searcher, scheduler = [], None, None
     if configs is None:
-        storage = optuna.storages.RDBStorage(plan["storage"])
+        storage = _created(lambda: optuna.storages.RDBStorage(plan["storage"]))
         # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
         stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
         searcher = OptunaSearch(
@@ -244,7 +250,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if args.resume:
-        tuner = tune.Tuner.restore(str(path), fn, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             fn,
@@ -259,7 +265,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                 reuse_actors=True,
             ),  # fmt: skip
             run_config=tune.RunConfig(
-                storage_path=str(runs / "ray"),
+                storage_path=plan["storage_path"],
                 name=plan["name"],
                 verbose=1,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -270,7 +276,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     results = tuner.fit()
     # Tune's trials as the driver knows them at the end, not the experiment state on disk:
     # that copy is synced from a staging folder in the background and can lag a trial.
-    analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(str(path))
+    analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(path)
     trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
     if own_ray:
         ray.shutdown()
@@ -295,6 +301,19 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         print("no trial reported a result")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
     return 0
+
+
+def _created(open_store: Callable[[], Any]) -> Any:
+    """``open_store()``, tried again when a new SQLite store that another process (an
+    ``mlflow ui``, an Optuna dashboard, a monitoring script) creates at the same moment fails
+    with "already exists"."""
+    for attempt in range(4):
+        try:
+            return open_store()
+        except Exception as e:
+            if attempt == 3 or "already exists" not in str(e):
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def start_ray(address: str | None, runs: Path) -> str | None:

@@ -30,10 +30,12 @@ class Tracking:
 
 ROLE_TAG = "ccn.role"  # "launch" on the parent run of each launch
 TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
+# The Ray node ids a trial ran on, in order: a trial restarted elsewhere lists both.
+NODES_TAG = "ccn.nodes"
 CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike params)
 
 
-def start_study(uri: str, experiment: str, artifact_location: str, tags: dict[str, str],
+def start_study(uri: str, experiment: str, artifact_location: str | None, tags: dict[str, str],
                 resume: bool = False) -> Tracking:  # fmt: skip
     """Create (or find) the experiment and start the launch's parent run; returns Tracking.
 
@@ -56,6 +58,18 @@ def start_study(uri: str, experiment: str, artifact_location: str, tags: dict[st
         tags={"mlflow.runName": f"launch-{int(time.time())}", ROLE_TAG: "launch", **tags},
     )
     return Tracking(uri, experiment_id, parent.info.run_id)
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on ("local" outside Ray)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - a tag, never worth failing a trial for
+        pass
+    return "local"
 
 
 def latest_launch(client: MlflowClient, experiment_id: str):
@@ -123,11 +137,12 @@ class TrialLogger:
                 f"tags.mlflow.parentRunId = '{tracking.parent_run_id}'",
             )
             run_id = found[0].info.run_id if found else None
+        node = _node_id()
         if run_id is None:
             run = self.client.create_run(
                 tracking.experiment_id,
                 tags={"mlflow.parentRunId": tracking.parent_run_id, "mlflow.runName": name,
-                      STATUS_TAG: "running", TRIAL_TAG: trial_id, **tags},
+                      STATUS_TAG: "running", TRIAL_TAG: trial_id, NODES_TAG: node, **tags},
             )  # fmt: skip
             self.run_id = run.info.run_id
             self.client.log_batch(
@@ -136,7 +151,11 @@ class TrialLogger:
             self.last_step = -1
         else:
             self.run_id = run_id
-            self.client.set_tag(run_id, STATUS_TAG, "running")
+            before = self.client.get_run(run_id).data.tags.get(NODES_TAG, "")
+            self.client.log_batch(run_id, tags=[
+                RunTag(STATUS_TAG, "running"),
+                RunTag(NODES_TAG, f"{before},{node}".strip(",")[-4000:]),
+            ])  # fmt: skip
             history = self.client.get_metric_history(run_id, CURVE)
             self.last_step = max((m.step for m in history), default=-1)
 

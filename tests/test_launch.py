@@ -31,13 +31,16 @@ def launch(*argv, cwd, **env_extra):
     )  # fmt: skip
 
 
-def records(runs_dir: Path, name: str):
-    """(parent runs, child runs, Optuna trials) of study ``name`` under ``runs_dir``."""
+def records(runs_dir: Path, name: str, optuna_too: bool = True):
+    """(parent runs, child runs, Optuna trials) of study ``name`` under ``runs_dir``; without
+    ``optuna_too`` (while a launch may still be creating the Optuna store) no trials."""
     client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    if not optuna_too:
+        return client, parents, children, []
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs_dir / 'optuna.db'}")
     return client, parents, children, study.trials
 
@@ -157,7 +160,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
             # creating one SQLite MLflow store at once can race.
             if "MLflow: mlflow ui" not in log.read_text():
                 return None
-            client, _, children, _ = records(runs_dir, name)
+            client, _, children, _ = records(runs_dir, name, optuna_too=False)
             done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
             running = [r for r in children if r.data.tags["ccn.status"] == "running"]
             if len(done) != 1 or len(running) != 1:
