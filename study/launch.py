@@ -321,6 +321,7 @@ def start_ray(address: str | None, runs: Path) -> str | None:
     returns the dashboard address when there is one."""
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None
     env_vars = {
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "RAY_USAGE_STATS_ENABLED": "0",

@@ -167,6 +167,10 @@ def two_nodes_and_mlflow(tmp_path):
     finally:
         for proc in started.values():
             _kill(proc)
+        # Nothing of this cluster is left: no process still names its GCS port.
+        left = subprocess.run(["pgrep", "-f", f"127.0.0.1:{env['CCN_TEST_GCS_PORT']}"],
+                              capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert left == [], f"processes left behind: {left}"
         # Ray's pointer to "the current cluster" must not name the dead one, or the next
         # ray.init() without an address would try to join it.
         current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
