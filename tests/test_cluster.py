@@ -127,7 +127,7 @@ def _ray_node(name: str, head: str | None, env, tmp_path: Path) -> subprocess.Po
         cmd += ["--head", "--port", env["CCN_TEST_GCS_PORT"], "--include-dashboard", "false",
                 "--ray-client-server-port", str(free_port())]  # fmt: skip
     else:
-        cmd += ["--address", head]
+        cmd += ["--address", head, "--resources", json.dumps({"ccn_test_worker": 1})]
     log = tmp_path / f"{name}.log"
     proc = _spawn(cmd, env, log)
     _wait_for(f"Ray {name} node", lambda: "Ray runtime started" in log.read_text(), 120, [proc])
@@ -137,8 +137,9 @@ def _ray_node(name: str, head: str | None, env, tmp_path: Path) -> subprocess.Po
 @pytest.fixture
 def two_nodes_and_mlflow(tmp_path):
     """A Ray head and a worker node (separate `ray start` processes, 1 CPU each, token auth
-    on) and an `mlflow server` (SQLite backend, artifacts proxied), all on 127.0.0.1 and all
-    stopped by PID at the end."""
+    on; the worker carries a resource that names it) and an `mlflow server` (SQLite backend,
+    artifacts proxied), all on 127.0.0.1 and all stopped by PID at the end. Yields the
+    driver's environment, the tracking URI, the processes and the node ids."""
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                RAY_USAGE_STATS_ENABLED="0", CCN_TEST_GCS_PORT=str(free_port()))  # fmt: skip
     started: dict[str, subprocess.Popen] = {}
@@ -163,7 +164,16 @@ def two_nodes_and_mlflow(tmp_path):
                 return False
 
         _wait_for("mlflow server", healthy, 120, [started["mlflow"]])
-        yield dict(env, RAY_ADDRESS=head), uri, started
+        # Which node is which, as Ray names them (trials tag their runs with these ids).
+        listed = subprocess.run(
+            [sys.executable, "-c", "import json, ray; ray.init(log_to_driver=False); print("
+             "json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))"],
+            env=dict(env, RAY_ADDRESS=head), capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        nodes = json.loads(listed.stdout.strip().splitlines()[-1])
+        assert len(nodes) == 2, listed.stderr[-2000:]
+        ids = {("worker" if "ccn_test_worker" in r else "head"): n for n, r in nodes.items()}
+        yield dict(env, RAY_ADDRESS=head), uri, started, ids
     finally:
         for proc in started.values():
             _kill(proc)
@@ -180,7 +190,7 @@ def two_nodes_and_mlflow(tmp_path):
 
 @pytest.mark.xdist_group("ray-cli")
 def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow, tmp_path):
-    env, uri, started = two_nodes_and_mlflow
+    env, uri, started, node_ids = two_nodes_and_mlflow
     runs = tmp_path / "runs"
     argv = [sys.executable, "-m", "study.launch", "--space", "columnar", "--smoke",
             "--trials", "3", "--steps", "300000", "--concurrency", "2",
@@ -190,19 +200,20 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
     client = MlflowClient(uri)
     name = "columnar-trace_patterning"
 
-    def both_nodes_mid_trial() -> bool:
+    def worker_node_mid_trial() -> bool:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             return False
         running = client.search_runs([exp.experiment_id], "tags.`ccn.status` = 'running'")
-        steps = {}
         for r in running:
-            history = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
-            steps[r.data.tags.get("ccn.nodes", "")] = max((m.step for m in history), default=0)
-        return len(steps) == 2 and all(30_000 <= s <= 200_000 for s in steps.values())
+            if r.data.tags.get("ccn.nodes") == node_ids["worker"]:
+                history = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
+                if 30_000 <= max((m.step for m in history), default=0) <= 200_000:
+                    return True
+        return False
 
     try:
-        _wait_for("a trial on each node, mid-way", both_nodes_mid_trial, 300, [driver])
+        _wait_for("a trial mid-way on the worker node", worker_node_mid_trial, 300, [driver])
         _kill(started.pop("worker"))  # the worker node's raylet, its workers and agents
         driver.wait(timeout=400)
     finally:
@@ -214,9 +225,10 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
     children = [r for r in runs_found if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 3 and len(runs_found) == 4
     nodes = [r.data.tags["ccn.nodes"].split(",") for r in children]
-    assert len({n for ns in nodes for n in ns}) == 2  # trials ran on both nodes
+    assert {n for ns in nodes for n in ns} == set(node_ids.values())  # trials ran on both
     moved = [r for r, ns in zip(children, nodes, strict=True) if len(ns) > 1]
-    assert len(moved) == 1  # the trial on the lost node started again on the head
+    # The trial on the lost node started again on the head.
+    assert [ns for ns in nodes if len(ns) > 1] == [[node_ids["worker"], node_ids["head"]]]
     for r in children:
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "msre_windowed_curve")]
