@@ -322,22 +322,31 @@ def start_ray(address: str | None, runs: Path) -> str | None:
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
+    ctx = ray.init(
+        address=address or "local",
+        runtime_env={"env_vars": worker_env(runs)},
+        include_dashboard=None if address else True,
+        log_to_driver=False,
+    )
+    return getattr(ctx, "dashboard_url", None)
+
+
+def worker_env(runs: Path) -> dict[str, str]:
+    """The environment every Ray worker of a study gets (set before JAX starts there)."""
     env_vars = {
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "RAY_USAGE_STATS_ENABLED": "0",
         # Trials of one shape compile once across worker processes and resumed launches.
         "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
+        # A trial stopped by the scheduler closes its MLflow run (curve plot, final metrics)
+        # before its actor is reused; Tune's default of 2 s for that is too short on a busy
+        # machine, and a failed reuse errors the next trial before it starts.
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
     }
     for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
         if key in os.environ:
             env_vars[key] = os.environ[key]
-    ctx = ray.init(
-        address=address or "local",
-        runtime_env={"env_vars": env_vars},
-        include_dashboard=None if address else True,
-        log_to_driver=False,
-    )
-    return getattr(ctx, "dashboard_url", None)
+    return env_vars
 
 
 def _fail(message: str) -> int:

@@ -29,9 +29,12 @@ def x64():
 def ray_local():
     """One local Ray for the tests of this xdist worker that ask for it (group "ray")."""
     ray = pytest.importorskip("ray")
+    from study.launch import worker_env
+
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
         object_store_memory=100_000_000,
+        runtime_env={"env_vars": worker_env(Path(tempfile.gettempdir()))},
     )  # fmt: skip
     yield ray
     ray.shutdown()
