@@ -30,10 +30,12 @@ def make_learner(
     per_stage: int | None = None,
     truncation: int | None = None,
     rmsprop: bool = True,
+    n_classes: int = 0,
 ) -> Learner:
     """Build a learner by name. Sizes default to the paper's: columnar 7, constructive 10,
     hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4 hidden units; T-BPTT 8 units with
-    truncation 5 (the paper's 5:8 pair)."""
+    truncation 5 (the paper's 5:8 pair). ``n_classes > 0`` makes it a classifier
+    (``learners.readout``)."""
     if name not in LEARNERS:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
     if per_stage is not None and name != "hybrid":
@@ -42,28 +44,29 @@ def make_learner(
         raise ValueError(f"truncation={truncation} applies to the tbptt learner only, not {name}")
     if n_features is not None and name == "linear":
         raise ValueError(f"n_features={n_features} does not apply to the linear learner")
+    kw = dict(rmsprop=rmsprop, n_classes=n_classes)
     if name == "linear":
-        return linear(n_inputs, rmsprop=rmsprop)
+        return linear(n_inputs, **kw)
     if name == "snap1":
-        return snap1(n_inputs, 8 if n_features is None else n_features, rmsprop=rmsprop)
+        return snap1(n_inputs, 8 if n_features is None else n_features, **kw)
     if name == "tbptt":
         return tbptt(
             n_inputs,
             8 if n_features is None else n_features,
             5 if truncation is None else truncation,
-            rmsprop=rmsprop,
+            **kw,
         )
     if name == "rtrl":
-        return rtrl(n_inputs, 4 if n_features is None else n_features, rmsprop=rmsprop)
+        return rtrl(n_inputs, 4 if n_features is None else n_features, **kw)
     if name == "columnar":
-        return columnar(n_inputs, 7 if n_features is None else n_features, rmsprop=rmsprop)
+        return columnar(n_inputs, 7 if n_features is None else n_features, **kw)
     if name == "constructive":
-        return constructive(n_inputs, 10 if n_features is None else n_features, rmsprop=rmsprop)
+        return constructive(n_inputs, 10 if n_features is None else n_features, **kw)
     return hybrid(
         n_inputs,
         20 if n_features is None else n_features,
         4 if per_stage is None else per_stage,
-        rmsprop=rmsprop,
+        **kw,
     )
 
 

@@ -10,6 +10,12 @@ A learner is built by a factory from static settings (anything that sets a shape
 ``v_t`` and learns from the TD error of the previous prediction,
 ``delta_{t-1} = c_t + gamma * v_t - v_{t-1}`` (Sutton and Barto, ch. 12). Both functions are
 written for one stream; callers ``vmap`` them over seeds and over hyperparameters.
+
+A learner built with ``n_classes = C > 0`` classifies instead (``learners.readout``): its
+``step(state, x_t, y_t, hparams)`` takes an int32 label ``y_t`` (-1 at steps without one),
+returns ``out["logits"]`` [C], ``out["loss"]`` and ``out["correct"]``, and takes one
+cross-entropy gradient step at each labelled step; ``learner.reset(state)`` starts a new
+sequence (zero recurrent state and traces, weights kept).
 """
 
 from __future__ import annotations
@@ -110,3 +116,6 @@ class Learner(NamedTuple):
     step: Callable[[Any, jax.Array, jax.Array, HParams], tuple[Any, dict[str, jax.Array]]]
     n_params: int  # number of learnable parameters (readout included)
     settings: dict[str, Any]  # the static settings it was built with
+    # The recurrent state (and its traces) back to the start of a sequence, weights kept:
+    # ``reset(state) -> state``. Classification tasks call it between images.
+    reset: Callable[[Any], Any] | None = None

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from learners.api import HParams, Learner
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
+from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
 
 
@@ -31,16 +32,16 @@ class DenseState(NamedTuple):
     theta: jax.Array  # [H, 4, J] recurrent layer
     h: jax.Array  # [H]
     c: jax.Array  # [H]
-    w: jax.Array  # [H] readout
-    b: jax.Array  # []
+    w: jax.Array  # [H] readout ([C, H] when classifying)
+    b: jax.Array  # [] ([C] when classifying)
     trace_h: jax.Array  # rtrl: [H, H, 4, J]; snap1: [H, 4, J]
     trace_c: jax.Array  # same shape as trace_h
-    elig_theta: jax.Array  # [H, 4, J]
+    elig_theta: jax.Array  # [H, 4, J] ([0] when classifying: no eligibility)
     elig_w: jax.Array  # [H]
     elig_b: jax.Array  # []
     nu_theta: jax.Array  # [H, 4, J]
-    nu_w: jax.Array  # [H]
-    nu_b: jax.Array  # []
+    nu_w: jax.Array  # shape of w
+    nu_b: jax.Array  # shape of b
     corr: jax.Array  # [] 1 - beta2^n
     obs_mean: jax.Array  # [m]
     obs_var: jax.Array  # [m]
@@ -57,7 +58,7 @@ def dense_forward(state, x_t: jax.Array, hp: HParams):
     obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
     zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
     gates = gates_from_preact(state.theta @ zeta, state.c)
-    v_t = jnp.dot(state.w, gates.h) + state.b
+    v_t = state.w @ gates.h + state.b  # the logits [C] of a classifier
     return zeta, gates, v_t, obs_mean, obs_var
 
 
@@ -109,12 +110,14 @@ def rtrl_trace_step(
     return new_h, new_c
 
 
-def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
+def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: int) -> Learner:
     if n_inputs < 1:
         raise ValueError(f"n_inputs={n_inputs} must be >= 1")
     if hidden < 1:
         raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
-    m, H = n_inputs, hidden
+    if n_classes < 0:
+        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    m, H, C = n_inputs, hidden, n_classes
     J = m + H + 1
     trace_shape = (H, H, 4, J) if exact else (H, 4, J)
     own = jnp.arange(H)
@@ -126,44 +129,77 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool) -> Learner:
         zs = jnp.zeros((), dtype)
         zt = jnp.zeros((H, 4, J), dtype)
         zr = jnp.zeros(trace_shape, dtype)
-        return DenseState(
-            theta, zh, zh, zh, zs, zr, zr, zt, zh, zs, zt, zh, zs, zs,
-            jnp.zeros(m, dtype), jnp.ones(m, dtype), zs,
-        )  # fmt: skip
+        obs = (jnp.zeros(m, dtype), jnp.ones(m, dtype))
+        if C:  # readout [C, H] and [C]; no eligibility
+            zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
+            return DenseState(theta, zh, zh, zw, zb, zr, zr, z0, z0, z0, zt, zw, zb, zs, *obs, zs)
+        return DenseState(theta, zh, zh, zh, zs, zr, zr, zt, zh, zs, zt, zh, zs, zs, *obs, zs)
+
+    def traces(state: DenseState, zeta: jax.Array, gates: Gates, seed: jax.Array):
+        """New ``(trace_h, trace_c)`` and ``seed . dh_t/dtheta`` [H, 4, J], where ``seed``
+        [H] is the gradient reaching the hidden units (the readout ``w`` for TD)."""
+        if exact:
+            trace_h, trace_c = rtrl_trace_step(
+                state.theta, zeta, state.c, gates, state.trace_h, state.trace_c, m
+            )
+            return trace_h, trace_c, jnp.einsum("n,npqj->pqj", seed, trace_h)
+        u = state.theta[own, :, m + own]  # [H, 4] each unit's weight on its own h
+        zetas = jnp.broadcast_to(zeta, (H, J))
+        trace_h, trace_c = own_trace_step(u, zetas, state.c, gates, state.trace_h, state.trace_c)
+        return trace_h, trace_c, seed[:, None, None] * trace_h
 
     def step(
         state: DenseState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[DenseState, dict[str, jax.Array]]:
         zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
-
-        if exact:
-            trace_h, trace_c = rtrl_trace_step(
-                state.theta, zeta, state.c, gates, state.trace_h, state.trace_c, m
-            )
-            grad_theta = jnp.einsum("n,npqj->pqj", state.w, trace_h)
-        else:
-            u = state.theta[own, :, m + own]  # [H, 4] each unit's weight on its own h
-            zetas = jnp.broadcast_to(zeta, (H, J))
-            trace_h, trace_c = own_trace_step(
-                u, zetas, state.c, gates, state.trace_h, state.trace_c
-            )
-            grad_theta = state.w[:, None, None] * trace_h
+        trace_h, trace_c, grad_theta = traces(state, zeta, gates, state.w)
         fields, delta = dense_learn(
             state, gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop
         )
         new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
         return new, {"v": v_t, "delta": delta}
 
+    def classify(
+        state: DenseState, x_t: jax.Array, y_t: jax.Array, hp: HParams
+    ) -> tuple[DenseState, dict[str, jax.Array]]:
+        zeta, gates, logits, obs_mean, obs_var = dense_forward(state, x_t, hp)
+        loss, dlogits = cross_entropy(logits, y_t)
+        trace_h, trace_c, grad_theta = traces(state, zeta, gates, state.w.T @ dlogits)
+        fields = dense_descend(state, gates, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
+        new = state._replace(
+            trace_h=trace_h, trace_c=trace_c, obs_mean=obs_mean, obs_var=obs_var, **fields
+        )
+        return new, readout_out(logits, loss, y_t)
+
+    def reset(state: DenseState) -> DenseState:
+        zero = jnp.zeros_like
+        return state._replace(
+            h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h),
+            trace_c=zero(state.trace_c),
+        )  # fmt: skip
+
     name = "rtrl" if exact else "snap1"
-    n_params = H * 4 * J + H + 1
-    return Learner(name, init, step, n_params, dict(n_inputs=m, hidden=H, rmsprop=rmsprop))
+    n_params = H * 4 * J + (C or 1) * (H + 1)
+    settings = dict(n_inputs=m, hidden=H, rmsprop=rmsprop, **({"n_classes": C} if C else {}))
+    return Learner(name, init, classify if C else step, n_params, settings, reset)
 
 
-def snap1(n_inputs: int, hidden: int, *, rmsprop: bool = True) -> Learner:
+def dense_descend(state, gates: Gates, dlogits, grad_theta, on, hp, rmsprop) -> dict:
+    """One cross-entropy step on the recurrent layer and the [C, H] readout of a dense-LSTM
+    classifier (``learners.readout``); returns the fields to replace."""
+    (theta, w, b), (nu_theta, nu_w, nu_b), corr = descend(
+        (state.theta, state.w, state.b), (grad_theta, jnp.outer(dlogits, gates.h), dlogits),
+        (state.nu_theta, state.nu_w, state.nu_b), state.corr, on, hp, rmsprop,
+    )  # fmt: skip
+    return dict(theta=theta, h=gates.h, c=gates.c, w=w, b=b, nu_theta=nu_theta, nu_w=nu_w,
+                nu_b=nu_b, corr=corr)  # fmt: skip
+
+
+def snap1(n_inputs: int, hidden: int, *, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     """SnAp-1 on a dense LSTM of ``hidden`` units: O(|theta|) per step, biased."""
-    return _dense(n_inputs, hidden, exact=False, rmsprop=rmsprop)
+    return _dense(n_inputs, hidden, exact=False, rmsprop=rmsprop, n_classes=n_classes)
 
 
-def rtrl(n_inputs: int, hidden: int, *, rmsprop: bool = True) -> Learner:
+def rtrl(n_inputs: int, hidden: int, *, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     """Exact RTRL on a dense LSTM of ``hidden`` units: O(hidden^2 |theta|) per step."""
-    return _dense(n_inputs, hidden, exact=True, rmsprop=rmsprop)
+    return _dense(n_inputs, hidden, exact=True, rmsprop=rmsprop, n_classes=n_classes)

@@ -110,19 +110,45 @@ def tbptt_reference_flops(m: int, hidden: int, truncation: int) -> int:
 
 
 def cost(name: str, m: int, settings: dict) -> Cost:
-    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``)."""
+    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``;
+    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``)."""
     rms = settings.get("rmsprop", True)
     if name == "linear":
-        return linear_cost(m, rms)
-    if name in ("columnar", "constructive", "hybrid"):
-        return staged_cost(m, settings["n_features"], settings["per_stage"], rms)
-    if name == "snap1":
-        return snap1_cost(m, settings["hidden"], rms)
-    if name == "rtrl":
-        return rtrl_cost(m, settings["hidden"], rms)
-    if name == "tbptt":
-        return tbptt_cost(m, settings["hidden"], settings["truncation"], rms)
-    raise ValueError(f"no ledger entry for learner {name!r}")
+        entry, features, elig = linear_cost(m, rms), m, 0
+    elif name in ("columnar", "constructive", "hybrid"):
+        N, P = settings["n_features"], settings["per_stage"]
+        entry, features, elig = staged_cost(m, N, P, rms), N, P * 4 * (m + N - P + 2)
+    elif name in ("snap1", "rtrl", "tbptt"):
+        H = settings["hidden"]
+        if name == "snap1":
+            entry = snap1_cost(m, H, rms)
+        elif name == "rtrl":
+            entry = rtrl_cost(m, H, rms)
+        else:
+            entry = tbptt_cost(m, H, settings["truncation"], rms)
+        features, elig = H, _dense_params(m, H)
+    else:
+        raise ValueError(f"no ledger entry for learner {name!r}")
+    n_classes = settings.get("n_classes", 0)
+    return classifier_cost(entry, features, elig, n_classes, rms) if n_classes else entry
+
+
+def classifier_cost(entry: Cost, features: int, elig: int, n_classes: int, rmsprop: bool) -> Cost:
+    """A prediction learner's entry turned into its ``n_classes``-way classifier's: the
+    readout grows from ``features + 1`` to ``C (features + 1)`` parameters (forward, the
+    gradient ``W^T dL/dlogits``, the outer product and the update: about 6 flops each, plus
+    RMSProp), softmax cross-entropy costs ``5 C``, and the ``elig`` recurrent eligibilities
+    and the readout's are gone. The traces are unchanged."""
+    C, F = n_classes, features
+    readout = C * (F + 1)
+    flops = (
+        entry.flops - _td(F + 1, rmsprop) - 2 * elig - 2 * F  # the scalar readout and TD
+        + 2 * C * F + 2 * C * F + C * F + 5 * C  # logits, W^T dlogits, outer product, CE
+        + readout * (3 + (RMSPROP if rmsprop else 0))  # the readout's descent
+    )  # fmt: skip
+    # w, b, nu_w, nu_b at [C, F] and [C] replace w, b and their elig and nu; no elig_theta.
+    state = entry.state_bytes // BYTES - 3 * (F + 1) + 2 * readout - elig
+    return Cost(entry.params - (F + 1) + readout, flops, state * BYTES)
 
 
 def size_for_budget(

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
+from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
 
 
@@ -29,9 +30,15 @@ class LinearState(NamedTuple):
     v_prev: jax.Array  # [], v_{t-1}
 
 
-def linear(n_inputs: int, rmsprop: bool = True) -> Learner:
+def linear(n_inputs: int, rmsprop: bool = True, n_classes: int = 0) -> Learner:
+    """Linear TD(lambda); with ``n_classes > 0`` a softmax classifier of the observation."""
     if n_inputs < 1:
         raise ValueError(f"n_inputs={n_inputs} must be >= 1")
+    if n_classes < 0:
+        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    C = n_classes
+    if C:
+        return _classifier(n_inputs, C, rmsprop)
 
     def init(key: jax.Array, hp: HParams) -> LinearState:
         del key
@@ -54,3 +61,33 @@ def linear(n_inputs: int, rmsprop: bool = True) -> Learner:
         return new, {"v": v_t, "delta": delta}
 
     return Learner("linear", init, step, n_inputs + 1, dict(n_inputs=n_inputs, rmsprop=rmsprop))
+
+
+def _classifier(m: int, C: int, rmsprop: bool) -> Learner:
+    """``logits = W x_hat + b`` learned by cross-entropy (``learners.readout``); the fields
+    of :class:`LinearState` hold ``W`` [C, m] and ``b`` [C], no eligibility."""
+
+    def init(key: jax.Array, hp: HParams) -> LinearState:
+        del key
+        dt = hp.alpha.dtype
+        w, b, s, z0 = jnp.zeros((C, m), dt), jnp.zeros(C, dt), jnp.zeros((), dt), jnp.zeros(0, dt)
+        return LinearState(w, b, z0, z0, w, b, s, jnp.zeros(m, dt), jnp.ones(m, dt), s)
+
+    def step(
+        state: LinearState, x_t: jax.Array, y_t: jax.Array, hp: HParams
+    ) -> tuple[LinearState, dict[str, jax.Array]]:
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        logits = state.w @ x_hat + state.b
+        loss, dlogits = cross_entropy(logits, y_t)
+        (w, b), (nu_w, nu_b), corr = descend(
+            (state.w, state.b), (jnp.outer(dlogits, x_hat), dlogits), (state.nu_w, state.nu_b),
+            state.corr, y_t >= 0, hp, rmsprop,
+        )  # fmt: skip
+        new = state._replace(
+            w=w, b=b, nu_w=nu_w, nu_b=nu_b, corr=corr, obs_mean=obs_mean, obs_var=obs_var
+        )
+        return new, readout_out(logits, loss, y_t)
+
+    settings = dict(n_inputs=m, rmsprop=rmsprop, n_classes=C)
+    return Learner("linear", init, step, C * (m + 1), settings, lambda state: state)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from learners.api import STAGE_FOREVER, HParams, Learner
 from learners.lstm_column import gates_from_preact, preact, trace_step
+from learners.readout import cross_entropy, descend, readout_out
 from learners.td import next_corr, normalise, td_update, update_stats
 
 
@@ -38,16 +39,16 @@ class StagedState(NamedTuple):
     theta: jax.Array  # [S, P, 4, K+2] column parameters of every stage
     h: jax.Array  # [N] hidden state of every column (0 for stages not started)
     c: jax.Array  # [N] cell state
-    w: jax.Array  # [N] readout weights
-    b: jax.Array  # [] readout bias
+    w: jax.Array  # [N] readout weights ([C, N] when classifying)
+    b: jax.Array  # [] readout bias ([C] when classifying)
     trace_h: jax.Array  # [P, 4, K+2] dh/dtheta of the learning stage
     trace_c: jax.Array  # [P, 4, K+2] dc/dtheta of the learning stage
-    elig_theta: jax.Array  # [P, 4, K+2] TD(lambda) eligibility of the learning stage
-    elig_w: jax.Array  # [N]
+    elig_theta: jax.Array  # [P, 4, K+2] TD(lambda) eligibility of the learning stage ([0]
+    elig_w: jax.Array  # [N]                              when classifying: no eligibility)
     elig_b: jax.Array  # []
     nu_theta: jax.Array  # [P, 4, K+2] RMSProp second moments of the learning stage
-    nu_w: jax.Array  # [N]
-    nu_b: jax.Array  # []
+    nu_w: jax.Array  # shape of w
+    nu_b: jax.Array  # shape of b
     corr_theta: jax.Array  # [] 1 - beta2^n over the learning stage's updates
     corr_out: jax.Array  # [] 1 - beta2^n over the readout's updates
     obs_mean: jax.Array  # [m]
@@ -66,8 +67,12 @@ def staged(
     *,
     rmsprop: bool = True,
     name: str = "hybrid",
+    n_classes: int = 0,
 ) -> Learner:
-    """The staged network with ``n_features`` columns, ``per_stage`` learning at a time."""
+    """The staged network with ``n_features`` columns, ``per_stage`` learning at a time;
+    a classifier of ``n_classes`` classes when that is > 0 (``learners.readout``)."""
+    if n_classes < 0:
+        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
     if n_inputs < 1:
         raise ValueError(f"n_inputs={n_inputs} must be >= 1")
     if n_features < 1:
@@ -89,7 +94,9 @@ def staged(
             for s in range(S)
         ]
     )
-    n_params = sum(P * 4 * (m + s * P + 2) for s in range(S)) + N + 1
+    C = n_classes
+    out_shape = (C, N) if C else (N,)
+    n_params = sum(P * 4 * (m + s * P + 2) for s in range(S)) + (C or 1) * (N + 1)
 
     def init(key: jax.Array, hp: HParams) -> StagedState:
         dtype = hp.alpha.dtype
@@ -100,20 +107,22 @@ def staged(
         zs = jnp.zeros((), dtype)
         zt = jnp.zeros((P, 4, K + 2), dtype)
         zn = jnp.zeros(N, dtype)
+        zw = jnp.zeros(out_shape, dtype)
+        zb = jnp.zeros(out_shape[:-1], dtype)
+        z0 = jnp.zeros(0, dtype)
         return StagedState(
-            theta=theta, h=zn, c=zn, w=zn, b=zs,
-            trace_h=zt, trace_c=zt, elig_theta=zt, elig_w=zn, elig_b=zs,
-            nu_theta=zt, nu_w=zn, nu_b=zs, corr_theta=zs, corr_out=zs,
+            theta=theta, h=zn, c=zn, w=zw, b=zb,
+            trace_h=zt, trace_c=zt, elig_theta=z0 if C else zt, elig_w=z0 if C else zn,
+            elig_b=z0 if C else zs, nu_theta=zt, nu_w=zw, nu_b=zb, corr_theta=zs, corr_out=zs,
             obs_mean=jnp.zeros(m, dtype), obs_var=jnp.ones(m, dtype),
             feat_mean=zn, feat_var=zn + 1.0, v_prev=zs,
             t=jnp.zeros((), jnp.int32), stage=jnp.zeros((), jnp.int32),
         )  # fmt: skip
 
-    def step(
-        state: StagedState, x_t: jax.Array, c_t: jax.Array, hp: HParams
-    ) -> tuple[StagedState, dict[str, jax.Array]]:
+    def forward(state: StagedState, x_t: jax.Array, hp: HParams):
+        """Every active column at step t, stage by stage: stage s reads the features of
+        stages < s at step t. Returns ``(stage, x_hat, std, h, c, preacts, h_hat)``."""
         stage = jnp.minimum(state.t // hp.steps_per_stage, S - 1)
-        new_stage = stage != state.stage
         x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
         std = jnp.maximum(jnp.sqrt(state.feat_var), hp.norm_floor)
 
@@ -130,9 +139,44 @@ def staged(
             cs.append(jnp.where(active, gt.c, 0.0))
             preacts.append(a)
             feats.append(jnp.where(active, (h_s - state.feat_mean[sl]) / std[sl], 0.0))
-        h = jnp.concatenate(hs)
-        c = jnp.concatenate(cs)
-        h_hat = jnp.concatenate(feats)
+        return (
+            stage,
+            x_hat,
+            std,
+            jnp.concatenate(hs),
+            jnp.concatenate(cs),
+            preacts,
+            jnp.concatenate(feats),
+        )
+
+    def traces(state: StagedState, stage, x_hat, h_hat, preacts):
+        """The learning stage's ``(trace_h, trace_c)`` after step t (from the pre-update
+        theta), restarted from zero when a new stage starts at t."""
+        keep = stage == state.stage
+        trace_h = jnp.where(keep, state.trace_h, 0.0)
+        trace_c = jnp.where(keep, state.trace_c, 0.0)
+        z_cur = jnp.concatenate([x_hat, h_hat[: N - P] * read_mask[stage, m:]])
+        start = stage * P
+        h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
+        c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
+        gt = gates_from_preact(jnp.stack(preacts)[stage], c_prev)
+        return trace_step(state.theta[stage], z_cur, h_prev, c_prev, gt, trace_h, trace_c)
+
+    def stats(state: StagedState, stage, x_t, h, hp: HParams):
+        """Running statistics of the observation, and of the learning stage's features."""
+        learning = (jnp.arange(N) // P) == stage
+        feat_mean, feat_var = update_stats(h, state.feat_mean, state.feat_var, hp.norm_rate)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        return dict(
+            obs_mean=obs_mean, obs_var=obs_var,
+            feat_mean=jnp.where(learning, feat_mean, state.feat_mean),
+            feat_var=jnp.where(learning, feat_var, state.feat_var),
+        )  # fmt: skip
+
+    def step(
+        state: StagedState, x_t: jax.Array, c_t: jax.Array, hp: HParams
+    ) -> tuple[StagedState, dict[str, jax.Array]]:
+        stage, x_hat, std, h, c, preacts, h_hat = forward(state, x_t, hp)
         v_t = jnp.dot(state.w, h_hat) + state.b
 
         # TD(lambda): apply delta_{t-1} with the eligibilities of step t-1 (the stage that
@@ -149,55 +193,68 @@ def staged(
         theta = state.theta.at[state.stage].set(theta_new)
 
         # Traces of the stage learning now, from the forward pass above (pre-update theta).
-        keep = jnp.logical_not(new_stage)
-        trace_h = jnp.where(keep, state.trace_h, 0.0)
-        trace_c = jnp.where(keep, state.trace_c, 0.0)
+        keep = stage == state.stage
         elig_theta = jnp.where(keep, state.elig_theta, 0.0)
         nu_theta = jnp.where(keep, nu_theta, 0.0)
         corr_theta = jnp.where(keep, corr_theta, 0.0)
-        z_cur = jnp.concatenate([x_hat, h_hat[: N - P] * read_mask[stage, m:]])
+        trace_h, trace_c = traces(state, stage, x_hat, h_hat, preacts)
         start = stage * P
-        h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
-        c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
-        gt = gates_from_preact(jnp.stack(preacts)[stage], c_prev)
-        trace_h, trace_c = trace_step(
-            state.theta[stage], z_cur, h_prev, c_prev, gt, trace_h, trace_c
-        )
         w_cur = jax.lax.dynamic_slice(state.w, (start,), (P,))
         std_cur = jax.lax.dynamic_slice(std, (start,), (P,))
         grad_theta = (w_cur / std_cur)[:, None, None] * trace_h
         decay = hp.gamma * hp.lambda_
-        learning = (jnp.arange(N) // P) == stage
-        feat_mean, feat_var = update_stats(h, state.feat_mean, state.feat_var, hp.norm_rate)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
         new = StagedState(
-            theta=theta,
-            h=h,
-            c=c,
-            w=w,
-            b=b,
-            trace_h=trace_h,
-            trace_c=trace_c,
+            theta=theta, h=h, c=c, w=w, b=b, trace_h=trace_h, trace_c=trace_c,
             elig_theta=decay * elig_theta + grad_theta,
             elig_w=decay * state.elig_w + h_hat,
             elig_b=decay * state.elig_b + 1.0,
-            nu_theta=nu_theta,
-            nu_w=nu_w,
-            nu_b=nu_b,
-            corr_theta=corr_theta,
-            corr_out=corr_out,
-            obs_mean=obs_mean,
-            obs_var=obs_var,
-            feat_mean=jnp.where(learning, feat_mean, state.feat_mean),
-            feat_var=jnp.where(learning, feat_var, state.feat_var),
-            v_prev=v_t,
-            t=state.t + 1,
-            stage=stage,
-        )
+            nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b, corr_theta=corr_theta, corr_out=corr_out,
+            v_prev=v_t, t=state.t + 1, stage=stage, **stats(state, stage, x_t, h, hp),
+        )  # fmt: skip
         return new, {"v": v_t, "delta": delta, "stage": stage}
 
+    def classify(
+        state: StagedState, x_t: jax.Array, y_t: jax.Array, hp: HParams
+    ) -> tuple[StagedState, dict[str, jax.Array]]:
+        """Cross-entropy at labelled steps: ``dL/dtheta = (W^T dL/dlogits / std) . trace``
+        for the learning stage, from this step's traces (``learners.readout``)."""
+        stage, x_hat, std, h, c, preacts, h_hat = forward(state, x_t, hp)
+        logits = state.w @ h_hat + state.b
+        loss, dlogits = cross_entropy(logits, y_t)
+        on = y_t >= 0
+        keep = stage == state.stage
+        nu_theta = jnp.where(keep, state.nu_theta, 0.0)
+        corr_theta = jnp.where(keep, state.corr_theta, 0.0)
+        trace_h, trace_c = traces(state, stage, x_hat, h_hat, preacts)
+        g = (state.w.T @ dlogits) / std  # dL/dh of every column
+        g_cur = jax.lax.dynamic_slice(g, (stage * P,), (P,))
+        grad_theta = g_cur[:, None, None] * trace_h
+        (w, b), (nu_w, nu_b), corr_out = descend(
+            (state.w, state.b), (jnp.outer(dlogits, h_hat), dlogits), (state.nu_w, state.nu_b),
+            state.corr_out, on, hp, rmsprop,
+        )  # fmt: skip
+        (theta_cur,), (nu_theta,), corr_theta = descend(
+            (state.theta[stage],), (grad_theta,), (nu_theta,), corr_theta, on, hp, rmsprop
+        )
+        new = state._replace(
+            theta=state.theta.at[stage].set(theta_cur), h=h, c=c, w=w, b=b,
+            trace_h=trace_h, trace_c=trace_c, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
+            corr_theta=corr_theta, corr_out=corr_out, t=state.t + 1, stage=stage,
+            **stats(state, stage, x_t, h, hp),
+        )  # fmt: skip
+        return new, {**readout_out(logits, loss, y_t), "stage": stage}
+
+    def reset(state: StagedState) -> StagedState:
+        zero = jnp.zeros_like
+        return state._replace(
+            h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h),
+            trace_c=zero(state.trace_c),
+        )  # fmt: skip
+
     settings = dict(n_inputs=m, n_features=N, per_stage=P, rmsprop=rmsprop)
-    return Learner(name, init, step, n_params, settings)
+    if C:
+        settings["n_classes"] = C
+    return Learner(name, init, classify if C else step, n_params, settings, reset)
 
 
 def columnar(n_inputs: int, n_columns: int, **kw) -> Learner:

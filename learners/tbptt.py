@@ -27,15 +27,16 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
-from learners.dense import dense_forward, dense_learn
+from learners.dense import dense_descend, dense_forward, dense_learn
+from learners.readout import cross_entropy, readout_out
 
 
 class TbpttState(NamedTuple):
     theta: jax.Array  # [H, 4, J]
     h: jax.Array  # [H]
     c: jax.Array  # [H]
-    w: jax.Array  # [H]
-    b: jax.Array  # []
+    w: jax.Array  # [H] ([C, H] when classifying)
+    b: jax.Array  # [] ([C] when classifying)
     buf_zeta: jax.Array  # [k, J] zeta_s of the last k steps (ring buffer, slot s mod k)
     buf_gates: jax.Array  # [k, 4, H] i, f, o, g of the last k steps
     buf_c: jax.Array  # [k, H] c_s
@@ -85,8 +86,15 @@ def truncated_grad(state: TbpttState, n_inputs: int, k: int, t: jax.Array, w: ja
     return grad
 
 
-def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) -> Learner:
-    """Dense LSTM of ``hidden`` units trained by T-BPTT with truncation ``truncation``."""
+def tbptt(
+    n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True, n_classes: int = 0
+) -> Learner:
+    """Dense LSTM of ``hidden`` units trained by T-BPTT with truncation ``truncation``; a
+    classifier when ``n_classes > 0``: the backward pass then starts from
+    ``dL/dh_t = W^T dL/dlogits`` at labelled steps, and ``reset`` empties the window."""
+    if n_classes < 0:
+        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    C = n_classes
     if n_inputs < 1:
         raise ValueError(f"n_inputs={n_inputs} must be >= 1")
     if hidden < 1:
@@ -102,25 +110,31 @@ def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) 
         zh = jnp.zeros(H, dtype)
         zs = jnp.zeros((), dtype)
         zt = jnp.zeros((H, 4, J), dtype)
-        return TbpttState(
-            theta, zh, zh, zh, zs,
-            jnp.zeros((k, J), dtype), jnp.zeros((k, 4, H), dtype), jnp.zeros((k, H), dtype),
-            jnp.zeros((k, H), dtype),
-            zt, zh, zs, zt, zh, zs, zs, jnp.zeros(m, dtype), jnp.ones(m, dtype), zs,
-            jnp.zeros((), jnp.int32),
-        )  # fmt: skip
+        buffers = (jnp.zeros((k, J), dtype), jnp.zeros((k, 4, H), dtype),
+                   jnp.zeros((k, H), dtype), jnp.zeros((k, H), dtype))  # fmt: skip
+        obs = (jnp.zeros(m, dtype), jnp.ones(m, dtype))
+        t0 = jnp.zeros((), jnp.int32)
+        if C:  # readout [C, H] and [C]; no eligibility
+            zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
+            return TbpttState(theta, zh, zh, zw, zb, *buffers, z0, z0, z0, zt, zw, zb, zs,
+                              *obs, zs, t0)  # fmt: skip
+        return TbpttState(theta, zh, zh, zh, zs, *buffers, zt, zh, zs, zt, zh, zs, zs,
+                          *obs, zs, t0)  # fmt: skip
 
-    def step(
-        state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
-    ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
+    def cache(state: TbpttState, zeta: jax.Array, gates) -> TbpttState:
         slot = state.t % k
-        cached = state._replace(
+        return state._replace(
             buf_zeta=state.buf_zeta.at[slot].set(zeta),
             buf_gates=state.buf_gates.at[slot].set(jnp.stack(gates[:4])),
             buf_c=state.buf_c.at[slot].set(gates.c),
             buf_c_prev=state.buf_c_prev.at[slot].set(state.c),
         )
+
+    def step(
+        state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
+    ) -> tuple[TbpttState, dict[str, jax.Array]]:
+        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
+        cached = cache(state, zeta, gates)
         grad_theta = truncated_grad(cached, m, k, state.t, state.w)
 
         fields, delta = dense_learn(
@@ -129,6 +143,24 @@ def tbptt(n_inputs: int, hidden: int, truncation: int, *, rmsprop: bool = True) 
         new = cached._replace(t=state.t + 1, **fields)
         return new, {"v": v_t, "delta": delta}
 
-    n_params = H * 4 * J + H + 1
+    def classify(
+        state: TbpttState, x_t: jax.Array, y_t: jax.Array, hp: HParams
+    ) -> tuple[TbpttState, dict[str, jax.Array]]:
+        zeta, gates, logits, obs_mean, obs_var = dense_forward(state, x_t, hp)
+        loss, dlogits = cross_entropy(logits, y_t)
+        cached = cache(state, zeta, gates)
+        grad_theta = truncated_grad(cached, m, k, state.t, state.w.T @ dlogits)
+        fields = dense_descend(state, gates, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
+        new = cached._replace(t=state.t + 1, obs_mean=obs_mean, obs_var=obs_var, **fields)
+        return new, readout_out(logits, loss, y_t)
+
+    def reset(state: TbpttState) -> TbpttState:
+        # t = 0 marks every cached slot as before the sequence: the window starts afresh.
+        zero = jnp.zeros_like
+        return state._replace(h=zero(state.h), c=zero(state.c), t=zero(state.t))
+
+    n_params = H * 4 * J + (C or 1) * (H + 1)
     settings = dict(n_inputs=m, hidden=H, truncation=k, rmsprop=rmsprop)
-    return Learner("tbptt", init, step, n_params, settings)
+    if C:
+        settings["n_classes"] = C
+    return Learner("tbptt", init, classify if C else step, n_params, settings, reset)

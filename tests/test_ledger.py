@@ -20,14 +20,32 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("n_classes", [0, 10])
 @pytest.mark.parametrize("name,kw", CONFIGS)
-def test_ledger_params_and_state_bytes_match_the_learner(name, kw):
-    learner = make_learner(name, 12, **kw)
+def test_ledger_params_and_state_bytes_match_the_learner(name, kw, n_classes):
+    learner = make_learner(name, 12, n_classes=n_classes, **kw)
     entry = cost(name, 12, learner.settings)
     assert entry.params == learner.n_params
     shapes = jax.eval_shape(learner.init, jax.random.PRNGKey(0), make_hparams())
     nbytes = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     assert entry.state_bytes == nbytes
+    if n_classes:
+        # The readout's shapes are what the parameter count says: W [C, F] and b [C].
+        F = shapes.w.shape[-1]
+        assert shapes.w.shape == (n_classes, F) and shapes.b.shape == (n_classes,)
+        assert learner.n_params == cost(name, 12, {**learner.settings, "n_classes": 0}).params + (
+            n_classes - 1
+        ) * (F + 1)
+
+
+def test_classifier_traces_do_not_grow_with_the_classes():
+    """Flops per step of a CCN classifier: the traces are shared by the classes, so going
+    from 2 to 20 classes adds only readout work (a few flops per readout weight)."""
+    s = dict(n_features=20, per_stage=4)
+    few, many = (cost("hybrid", 28, {**s, "n_classes": c}) for c in (2, 20))
+    readout_growth = 18 * (20 + 1)
+    assert many.flops - few.flops <= 20 * readout_growth
+    assert many.flops - few.flops < 0.5 * few.flops
 
 
 def test_ledger_scaling_laws():
