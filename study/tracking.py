@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 STATUS_TAG = "ccn.status"  # running, finished, stopped_early, diverged or failed
 RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED"}  # MLflow's run status; else FINISHED
-CURVE = "msre_windowed_curve"  # the learning curve logged at every block
+CURVE = "msre_windowed_curve"  # the learning curve logged at every block (prediction)
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,10 @@ class TrialLogger:
     logged are not logged twice."""
 
     def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
-                 tags: dict[str, str], params: dict[str, Any]) -> None:  # fmt: skip
+                 tags: dict[str, str], params: dict[str, Any], curve: str = CURVE,
+                 curve_label: str = "windowed MSRE (mean over seeds)") -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
+        self.curve, self.curve_label = curve, curve_label
         if run_id is None:
             found = self.client.search_runs(
                 [tracking.experiment_id],
@@ -156,7 +158,7 @@ class TrialLogger:
                 RunTag(STATUS_TAG, "running"),
                 RunTag(NODES_TAG, f"{before},{node}".strip(",")[-4000:]),
             ])  # fmt: skip
-            history = self.client.get_metric_history(run_id, CURVE)
+            history = self.client.get_metric_history(run_id, self.curve)
             self.last_step = max((m.step for m in history), default=-1)
 
     def log_curve(self, points: list[tuple[int, dict[str, float]]]) -> None:
@@ -181,7 +183,7 @@ class TrialLogger:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        history = self.client.get_metric_history(self.run_id, CURVE)
+        history = self.client.get_metric_history(self.run_id, self.curve)
         if not history:
             return
         steps = [m.step for m in history]
@@ -189,7 +191,7 @@ class TrialLogger:
         fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
         ax.plot(steps, values, lw=1.5)
         ax.set_xlabel("steps")
-        ax.set_ylabel("windowed MSRE (mean over seeds)")
+        ax.set_ylabel(self.curve_label)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         with tempfile.TemporaryDirectory() as d:

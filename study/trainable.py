@@ -28,16 +28,20 @@ import numpy as np
 from learners import make_hparams, make_learner
 from learners.ledger import cost
 from search_spaces import config_to_args
+from study.classify import ClassifyStats, make_classify_runner, make_evaluate
 from study.run import BlockStats, make_runner, seed_keys
-from study.tasks import make_task
+from study.tasks import is_classification, make_task
 from study.tasks.metrics import horizon_for, summarise_blocks
-from study.tracking import CONFIG_TAG, ROLE_TAG, Tracking, TrialLogger
+from study.tracking import CONFIG_TAG, CURVE, ROLE_TAG, Tracking, TrialLogger
 
 CHECKPOINT_FILE = "trial.npz"
 
 
 class TrialRun:
     """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics."""
+
+    curve_key = CURVE
+    curve_label = "windowed MSRE (mean over seeds)"
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -136,33 +140,200 @@ class TrialRun:
 
     def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
         """Write the state (every leaf of the carry) and the metric history as one npz."""
-        path = Path(directory) / CHECKPOINT_FILE
-        leaves = jax.tree.leaves(self.carry)
-        hist = self.stats() if self.history else BlockStats(*[np.zeros((len(self.seeds), 0))] * 3)
-        np.savez(
-            path,
-            blocks_done=self.blocks_done,
-            hist_sq=hist.sq_sum,
-            hist_n=hist.count,
-            hist_nonfinite=hist.nonfinite,
-            extra=np.asarray(json.dumps(extra or {})),
-            **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)},
-        )
-        return path
+        return save_state(directory, self.carry, self.blocks_done, self._history_arrays(), extra)
+
+    def _history_arrays(self) -> dict[str, np.ndarray]:
+        fields = BlockStats._fields
+        if not self.history:
+            return {f: np.zeros((len(self.seeds), 0)) for f in fields}
+        return dict(zip(fields, self.stats(), strict=True))
 
     def restore(self, directory: str | Path) -> dict[str, str]:
         """Load what :meth:`save` wrote (the run then continues bit for bit); returns its
         ``extra``."""
-        treedef = jax.tree.structure(self.carry)
-        with np.load(Path(directory) / CHECKPOINT_FILE) as f:
-            extra = json.loads(str(f["extra"]))
-            n = treedef.num_leaves
-            self.carry = jax.tree.unflatten(
-                treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(n)]
-            )
-            self.blocks_done = int(f["blocks_done"])
-            self.history = [BlockStats(f["hist_sq"], f["hist_n"], f["hist_nonfinite"].astype(bool))]
+        self.carry, self.blocks_done, hist, extra = load_state(directory, self.carry)
+        self.history = [BlockStats(*(hist[f] for f in BlockStats._fields))]
         return extra
+
+
+def save_state(directory, carry, blocks_done: int, history: dict[str, np.ndarray],
+               extra: dict[str, str] | None) -> Path:  # fmt: skip
+    """A trial's checkpoint: the carry's leaves, blocks done, the history of per-block
+    statistics (``hist_FIELD``) and ``extra`` (JSON)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    np.savez(
+        path,
+        blocks_done=blocks_done,
+        extra=np.asarray(json.dumps(extra or {})),
+        **{f"hist_{k}": np.asarray(v) for k, v in history.items()},
+        **{f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(carry))},
+    )
+    return path
+
+
+def load_state(directory, like):
+    """``(carry, blocks_done, history, extra)`` from :func:`save_state`'s file; ``like`` gives
+    the carry's tree structure."""
+    treedef = jax.tree.structure(like)
+    with np.load(Path(directory) / CHECKPOINT_FILE) as f:
+        carry = jax.tree.unflatten(
+            treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(treedef.num_leaves)]
+        )
+        history = {k[5:]: f[k] for k in f.files if k.startswith("hist_")}
+        if "nonfinite" in history:
+            history["nonfinite"] = history["nonfinite"].astype(bool)
+        return carry, int(f["blocks_done"]), history, json.loads(str(f["extra"]))
+
+
+class ClassifyTrialRun:
+    """A classification trial (sequential MNIST): the seeds vmapped into one program that
+    advances ``chunk_steps`` at a time (``study.classify``), with the held-out images scored
+    after every chunk. The same interface as :class:`TrialRun`; its objective is
+    ``heldout_accuracy`` (higher is better)."""
+
+    curve_key = "accuracy_windowed_curve"
+    curve_label = "online accuracy, windowed (mean over seeds)"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        name, static, hp_kw = config_to_args(config)
+        hp_kw.pop("lambda_", None)  # no eligibility in a classifier: lambda does nothing
+        task = config["task"]
+        data_dir = config.get("data_dir")
+        self.hp = make_hparams(gamma=0.0, **hp_kw)
+        self.seeds = [int(s) for s in config["seeds"]]
+        self.steps = int(config["steps"])
+        self.block = int(config.get("block", 2_800))
+        self.window = int(config.get("window", 28_000))
+        chunk = int(config.get("chunk_steps", 28_000))
+        if self.steps % self.block or chunk % self.block:
+            raise ValueError(
+                f"steps={self.steps} and chunk_steps={chunk} must be multiples of "
+                f"block={self.block}"
+            )
+        self.chunk_blocks = chunk // self.block
+        self.learner, self.env, self._init, self._advance, self._evaluate = _classify_program(
+            name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
+            self.block, data_dir,
+        )  # fmt: skip
+        _, tp = make_task(task, data_dir=data_dir)
+        self.tp = jax.tree.map(jax.numpy.asarray, tp)
+        self.carry = self._init(seed_keys(self.seeds), self.hp, self.tp)
+        self.history: list[ClassifyStats] = []
+        self.blocks_done = 0
+        self.heldout: tuple[np.ndarray, np.ndarray] | None = None  # accuracy, CE per seed
+
+    steps_done = TrialRun.steps_done
+    finished = TrialRun.finished
+    ledger = TrialRun.ledger
+
+    def stats(self) -> ClassifyStats:
+        return ClassifyStats(*[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)])
+
+    def advance(self) -> dict[str, Any]:
+        n = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
+        t0 = time.perf_counter()
+        self.carry, stats = self._advance(self.carry, self.hp, self.tp, n)
+        stats = jax.tree.map(np.asarray, stats)
+        seconds = time.perf_counter() - t0
+        self.history.append(ClassifyStats(*stats))
+        self.blocks_done += n
+        acc, ce = self._evaluate(self.carry.learner_state, self.hp, self.tp)
+        self.heldout = (np.asarray(acc), np.asarray(ce))
+        return self.metrics(n * self.block / seconds)
+
+    def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
+        stats = self.stats()
+        window_blocks = max(1, min(self.window, self.steps_done) // self.block)
+        err = summarise_blocks(stats.errors, stats.count, window_blocks)
+        ce = summarise_blocks(stats.ce_sum, stats.count, window_blocks)
+        nonfinite = stats.nonfinite.any(axis=0)
+        diverged = bool(nonfinite.any())
+        acc_heldout, ce_heldout = self.heldout if self.heldout else (np.nan, np.nan)
+        acc_heldout = np.broadcast_to(acc_heldout, (len(self.seeds),))
+        out: dict[str, Any] = {
+            "steps_done": self.steps_done,
+            "steps_per_s": steps_per_s,
+            "images_done": int(stats.count.sum() // len(self.seeds)),
+            "accuracy_windowed": float(np.mean(1.0 - err["windowed"])),
+            "accuracy_running": float(np.mean(1.0 - err["running"])),
+            "ce_windowed": float(np.mean(ce["windowed"])),
+            "heldout_accuracy": float(np.mean(acc_heldout)),
+            "heldout_ce": float(np.mean(ce_heldout)),
+            "diverged": diverged,
+            "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
+        }
+        for i, seed in enumerate(self.seeds):
+            out[f"accuracy_windowed_seed{seed}"] = float(1.0 - err["windowed"][i])
+            out[f"heldout_accuracy_seed{seed}"] = float(acc_heldout[i])
+        if diverged or not np.isfinite(out["heldout_accuracy"]):
+            # The worst result for the search (a diverged learner's argmax is meaningless).
+            out["heldout_accuracy"] = out["accuracy_windowed"] = 0.0
+        return out
+
+    def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
+        """``(step, values)`` at the end of every block from ``since_block`` on: the online
+        accuracy windowed over ``window`` steps (mean and per seed), and at the chunk's last
+        block the held-out accuracy (``heldout_accuracy_curve``)."""
+        stats = self.stats()
+        window_blocks = max(1, self.window // self.block)
+        err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
+        points = []
+        for b in range(since_block, err.shape[-1]):
+            acc = 1.0 - err[:, b]
+            if not np.all(np.isfinite(acc)):
+                continue
+            values = {self.curve_key: float(np.mean(acc))}
+            for i, seed in enumerate(self.seeds):
+                values[f"{self.curve_key}_seed{seed}"] = float(acc[i])
+            if b == err.shape[-1] - 1 and self.heldout is not None:
+                values["heldout_accuracy_curve"] = float(np.mean(self.heldout[0]))
+            points.append(((b + 1) * self.block, values))
+        return points
+
+    def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
+        history = (
+            dict(zip(ClassifyStats._fields, self.stats(), strict=True))
+            if self.history
+            else {f: np.zeros((len(self.seeds), 0)) for f in ClassifyStats._fields}
+        )
+        if self.heldout is not None:
+            history["heldout_acc"], history["heldout_ce"] = self.heldout
+        return save_state(directory, self.carry, self.blocks_done, history, extra)
+
+    def restore(self, directory: str | Path) -> dict[str, str]:
+        self.carry, self.blocks_done, hist, extra = load_state(directory, self.carry)
+        self.history = [ClassifyStats(*(hist[f] for f in ClassifyStats._fields))]
+        if "heldout_acc" in hist:
+            self.heldout = (hist["heldout_acc"], hist["heldout_ce"])
+        return extra
+
+
+def trial_run(config: dict[str, Any]) -> TrialRun | ClassifyTrialRun:
+    """The trial of ``config``: classification for sequential MNIST, else prediction."""
+    if is_classification(config.get("task", "trace_patterning")):
+        return ClassifyTrialRun(config)
+    return TrialRun(config)
+
+
+def objective(task: str) -> tuple[str, str]:
+    """``(metric, mode)`` a study of ``task`` optimises."""
+    return ("heldout_accuracy", "max") if is_classification(task) else ("msre_windowed", "min")
+
+
+@functools.lru_cache(maxsize=32)
+def _classify_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
+                      data_dir: str | None):  # fmt: skip
+    """Learner, task and the jitted (vmapped over seeds) init, advance and held-out
+    evaluation of one classification trial shape (cached like :func:`_program`)."""
+    env, _ = make_task(task, data_dir=data_dir)
+    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, n_classes=env.n_classes,
+                           **dict(static))  # fmt: skip
+    runner = make_classify_runner(learner, env, block)
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
+    evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, None, None)))
+    return learner, env, init, advance, evaluate
 
 
 @functools.lru_cache(maxsize=32)
@@ -189,7 +360,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
 
     if "fixed" in config:  # an evaluation: the configuration Tune's grid search picked
         config = {**{k: v for k, v in config.items() if k != "fixed"}, **config["fixed"]}
-    run = TrialRun(config)
+    run = trial_run(config)
     run_id = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -206,7 +377,8 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                        sort_keys=True, default=str)}  # fmt: skip
         params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}
-        logger = TrialLogger(tracking, run_id, trial_id, name, tags, params)
+        logger = TrialLogger(tracking, run_id, trial_id, name, tags, params,
+                             curve=run.curve_key, curve_label=run.curve_label)  # fmt: skip
     metrics: dict[str, Any] = {}
     status = "running"
 
@@ -250,7 +422,10 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in metrics.items()
-        if (k.startswith("msre_") or k in ("steps_done", "steps_per_s", "diverged_at_step"))
+        if (
+            k.startswith(("msre_", "accuracy_", "heldout_", "ce_"))
+            or k in ("steps_done", "steps_per_s", "diverged_at_step", "images_done")
+        )
         and isinstance(v, int | float)
         and not isinstance(v, bool)
     }

@@ -1,4 +1,5 @@
-"""Prediction tasks by name: presets of the animal-learning testbed.
+"""Tasks by name: presets of the animal-learning testbed (prediction) and sequential MNIST
+(classification, ``study.tasks.seq_mnist``).
 
 ``make_task(name, **overrides)`` returns ``(env, params)``; ``TASKS`` maps every preset name to
 a one-line description (``python -m study.run --list-tasks`` prints them).
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from study.tasks.animal import Animal, AnimalParams, isi_range
+from study.tasks.seq_mnist import TASKS as CLASSIFICATION_TASKS
+from study.tasks.seq_mnist import is_classification, make_seq_mnist
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,26 @@ PRESETS["trace_conditioning"] = Preset(
     **{k: getattr(PRESETS["trace_conditioning_isi10"], k) for k in ("env", "params")},
 )
 
-TASKS: dict[str, str] = {name: p.description for name, p in sorted(PRESETS.items())}
+TASKS: dict[str, str] = {
+    **{name: p.description for name, p in sorted(PRESETS.items())},
+    **CLASSIFICATION_TASKS,
+}
 DEFAULT_TASK = "trace_patterning"
 
 
-def make_task(name: str, **overrides: Any) -> tuple[Animal, AnimalParams]:
-    """The preset ``name`` with parameter overrides (``isi=(lo, hi)``, ``gamma=...``, ...)."""
+def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
+    """The preset ``name`` with parameter overrides (``isi=(lo, hi)``, ``gamma=...``, ...);
+    for a classification task (``seq_mnist``, ``seq_mnist_carry``) the only override is
+    ``data_dir``, the folder of MNIST files."""
+    if name in CLASSIFICATION_TASKS:
+        return make_seq_mnist(name, overrides.get("data_dir"))
     if name not in PRESETS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(PRESETS))}")
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+    overrides.pop("data_dir", None)
     preset = PRESETS[name]
     env = Animal(**preset.env)
     kwargs = {**preset.params, **{k: v for k, v in overrides.items() if v is not None}}
     return env, env.make_params(**kwargs)
 
 
-__all__ = ["Animal", "AnimalParams", "DEFAULT_TASK", "TASKS", "make_task"]
+__all__ = ["Animal", "AnimalParams", "DEFAULT_TASK", "TASKS", "is_classification", "make_task"]
