@@ -106,6 +106,8 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: cannot reach a Ray cluster"),
         (["--tracking-uri", "http://127.0.0.1:1"], "cannot reach an MLflow server"),
         (["--resume"], "--resume: no study 'hybrid-trace_patterning' to resume"),
+        (["--task", "seq_mnist", "--data-dir", "/nonexistent"], "MNIST folder /nonexistent"),
+        (["--data-dir", "/tmp"], "--data-dir applies to seq_mnist tasks only"),
     ],
 )
 def test_bad_input_fails_before_any_trial(argv, needle, capsys, tmp_path):
@@ -282,3 +284,25 @@ def test_gpu_request_without_gpus_is_refused_before_anything_is_recorded(
     assert err[-1] == "error: --gpus-per-trial 0.5 but the Ray cluster has 0 GPUs"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment_by_name("linear-trace_patterning") is None
+
+
+@IN_PROCESS
+def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, tmp_path):
+    argv = ["--space", "hybrid", "--task", "seq_mnist", "--smoke", "--concurrency", "1",
+            "--runs-dir", str(tmp_path), "--set", "n_stages=2", "--set", "per_stage=2"]  # fmt: skip
+    assert main(argv) == 0
+    client, parents, children, trials = records(tmp_path, "hybrid-seq_mnist")
+    assert len(parents) == 1 and len(children) == 2 and len(trials) == 2
+    study = optuna.load_study(study_name="hybrid-seq_mnist",
+                              storage=f"sqlite:///{tmp_path / 'optuna.db'}")  # fmt: skip
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    logged = sorted(r.data.metrics["final_heldout_accuracy"] for r in children)
+    assert sorted(t.value for t in trials) == pytest.approx(logged, rel=1e-9)
+    for r in children:
+        assert r.data.tags["task"] == "seq_mnist" and r.data.tags["ccn.status"] == "finished"
+        curve = client.get_metric_history(r.info.run_id, "accuracy_windowed_curve")
+        assert [m.step for m in curve] == list(range(1000, 20_001, 1000))
+        assert all(0.0 <= m.value <= 1.0 for m in curve)
+        heldout = client.get_metric_history(r.info.run_id, "heldout_accuracy_curve")
+        assert [m.step for m in heldout] == [10_000, 20_000]
+        assert "learning_curve.png" in [a.path for a in client.list_artifacts(r.info.run_id)]
