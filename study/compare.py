@@ -30,7 +30,6 @@ from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
-FINAL = "final_msre_windowed"
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
 PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
 
@@ -43,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--spaces", default=",".join(FAMILIES), help="families, comma-separated")
     p.add_argument("--task", default=DEFAULT_TASK)
+    p.add_argument("--data-dir", default=None, help="seq_mnist: folder of the MNIST files")
     p.add_argument("--name", default=None, help="comparison name (default compare-TASK)")
     p.add_argument("--trials", type=int, default=None, help="tuning trials per family")
     p.add_argument("--seeds", type=int, default=None, help="seeds per tuning trial")
@@ -72,7 +72,16 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
             "--runs-dir", args.runs_dir, "--concurrency", str(args.concurrency),
             "--cpus-per-trial", str(args.cpus_per_trial),
             "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
-    for key in ("trials", "seeds", "steps", "budget_flops", "address", "tracking_uri", "storage"):
+    for key in (
+        "trials",
+        "seeds",
+        "steps",
+        "budget_flops",
+        "address",
+        "tracking_uri",
+        "storage",
+        "data_dir",
+    ):
         value = getattr(args, key)
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -185,15 +194,19 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
 
 def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
     """The best configuration of each tuning study, as its trial ran it (the ``ccn.config``
-    tag of the finished child run with the lowest final windowed MSRE, the run the report
-    calls best), and the evaluation seeds: ``--eval-seeds`` seeds from ``EVAL_SEED_BASE`` on,
+    tag of the finished child run with the best final value of the study's objective: the
+    lowest windowed MSRE, or the highest held-out accuracy on sequential MNIST; the run the
+    report calls best), and the evaluation seeds: ``--eval-seeds`` seeds from ``EVAL_SEED_BASE`` on,
     or after the largest seed any tuning run used (their ``seeds`` tags). Raises a one-line
     ValueError when no family has a finished trial."""
     from mlflow.tracking import MlflowClient
 
     from study.tracking import CONFIG_TAG, STATUS_TAG
+    from study.trainable import objective
 
     client = MlflowClient(eval_plan["tracking_uri"])
+    metric, mode = objective(args.task)
+    final, pick = f"final_{metric}", max if mode == "max" else min
     configs, used, lost = [], {-1}, []
     for study in stages:
         exp = client.get_experiment_by_name(study)
@@ -206,12 +219,12 @@ def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
             for r in runs
             if r.data.tags.get(STATUS_TAG) == "finished"
             and CONFIG_TAG in r.data.tags
-            and math.isfinite(r.data.metrics.get(FINAL, math.inf))
+            and math.isfinite(r.data.metrics.get(final, math.inf))
         ]
         if not done:
             lost.append(study)
             continue
-        best = min(done, key=lambda r: r.data.metrics[FINAL])
+        best = pick(done, key=lambda r: r.data.metrics[final])
         config = json.loads(best.data.tags[CONFIG_TAG])
         configs.append({k: v for k, v in config.items() if k not in PER_STUDY})
     for study in lost:
@@ -227,7 +240,7 @@ def _report(plan: dict[str, Any], experiments: list[str]) -> int:
 
     out = plan["runs"] / "reports" / experiments[0]
     result = make_report(plan["tracking_uri"], experiments, out)
-    print("\n" + table_text(result["summary"]))
+    print("\n" + table_text(result["summary"], result["measure"].name))
     print(f"\nreport: {out / 'report.html'}")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
     return 0

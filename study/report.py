@@ -35,9 +35,49 @@ import numpy as np
 
 from study.stats import mean_ci
 
-CURVE = "msre_windowed_curve"
-FINAL = "final_msre_windowed"
 ORDER = ("columnar", "constructive", "hybrid", "tbptt", "snap1", "rtrl", "linear")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a report compares: the final metric of each trial and its learning curve."""
+
+    name: str  # column name in the tables ("msre", "accuracy")
+    final: str  # MLflow key of the final value (per seed: FINAL_seed{s})
+    curve: str  # MLflow key of the learning curve (per seed: CURVE_seed{s})
+    higher_better: bool
+    label: str  # axis label of the final value
+    curve_label: str  # axis label of the curve
+    log: bool  # log axis for the value
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_better else math.inf
+
+    def best(self, trials: list[Trial]) -> Trial:
+        return (max if self.higher_better else min)(trials, key=lambda t: t.final)
+
+
+PREDICTION = Measure("msre", "final_msre_windowed", "msre_windowed_curve", False,
+                     "final windowed MSRE", "windowed MSRE", True)  # fmt: skip
+CLASSIFICATION = Measure(
+    "accuracy", "final_heldout_accuracy", "accuracy_windowed_curve", True,
+    "final held-out accuracy", "online accuracy (windowed)", False,
+)  # fmt: skip
+# Kept for callers of the prediction names.
+CURVE, FINAL = PREDICTION.curve, PREDICTION.final
+
+
+def measure_for(trials: list[Trial]) -> Measure:
+    """Accuracy for sequential MNIST studies, MSRE for prediction; one or the other."""
+    from study.tasks import is_classification
+
+    kinds = {is_classification(t.task) for t in trials if t.task}
+    if len(kinds) > 1:
+        tasks = sorted({t.task for t in trials})
+        raise ValueError(f"cannot compare classification and prediction studies in one report "
+                         f"(tasks: {', '.join(tasks)})")  # fmt: skip
+    return CLASSIFICATION if kinds == {True} else PREDICTION
 
 
 @dataclass
@@ -53,11 +93,15 @@ class Trial:
     seeds: list[int]
     role: str = "tuning"
     seed_finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    task: str = ""
+    measure: Measure = PREDICTION
 
     @property
     def final(self) -> float:
-        value = self.metrics.get(FINAL, math.inf)
-        return math.inf if value >= sys.float_info.max else value
+        value = self.metrics.get(self.measure.final, self.measure.worst)
+        if abs(value) >= sys.float_info.max:  # MLflow's SQL store keeps infinities so
+            return math.copysign(math.inf, value)
+        return value
 
     @property
     def alpha(self) -> float:
@@ -72,11 +116,13 @@ class Trial:
         return float(self.params.get("ledger_params", "nan"))
 
     def ci(self) -> tuple[float, float]:
-        """Mean and 95% t half-width of the final windowed MSRE over the trial's seeds."""
+        """Mean and 95% t half-width of the final value over the trial's seeds."""
         return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
 
     def label(self) -> str:
         keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
+        if self.measure.higher_better:  # a classifier keeps no eligibility: lambda is unused
+            keys = tuple(k for k in keys if k != "lambda_")
         shown = []
         for k in keys:
             if k in self.params and self.params[k] not in ("None", ""):
@@ -116,10 +162,6 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
             if "mlflow.parentRunId" not in tags:
                 continue
             seeds = [int(s) for s in tags.get("seeds", "").split(",") if s]
-            finals = np.array(
-                [r.data.metrics.get(f"{FINAL}_seed{s}", np.nan) for s in seeds], np.float64
-            )
-            finals[finals >= sys.float_info.max] = np.inf
             trials.append(
                 Trial(
                     run_id=r.info.run_id,
@@ -130,22 +172,30 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     metrics=dict(r.data.metrics),
                     seeds=seeds,
                     role=tags.get("ccn.role", "tuning"),
-                    seed_finals=finals,
+                    task=tags.get("task", ""),
                 )
             )
+    measure = measure_for(trials)
+    for t in trials:
+        finals = np.array(
+            [t.metrics.get(f"{measure.final}_seed{s}", np.nan) for s in t.seeds], np.float64
+        )
+        finals[np.abs(finals) >= sys.float_info.max] *= np.inf
+        t.measure, t.seed_finals = measure, finals
     return trials, parents
 
 
 def best_per_learner(trials: list[Trial]) -> dict[str, Trial]:
-    """Per learner, the trial with the lowest final windowed MSRE among those that finished.
-    Evaluation runs (``ccn.role`` = ``eval``) take precedence over tuning trials."""
+    """Per learner, the trial with the best final value (lowest MSRE, highest accuracy) among
+    those that finished. Evaluation runs (``ccn.role`` = ``eval``) take precedence over
+    tuning trials."""
     best: dict[str, Trial] = {}
     for learner in _learners(trials):
         done = [t for t in trials if t.learner == learner and t.status == "finished"]
         evals = [t for t in done if t.role == "eval"]
         pool = evals or done
         if pool:
-            best[learner] = min(pool, key=lambda t: t.final)
+            best[learner] = pool[0].measure.best(pool)
     return best
 
 
@@ -166,8 +216,8 @@ def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
                 "params": int(t.n_params) if math.isfinite(t.n_params) else "",
                 "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
                 "seeds": len(t.seeds),
-                "msre_mean": mean,
-                "msre_ci95": half,
+                f"{t.measure.name}_mean": mean,
+                f"{t.measure.name}_ci95": half,
                 "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
                 "run_id": t.run_id,
             }
@@ -178,12 +228,13 @@ def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
 def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean and 95% t half-width over seeds of a trial's learning curve."""
     per_seed = []
+    curve = trial.measure.curve
     for s in trial.seeds:
-        history = client.get_metric_history(trial.run_id, f"{CURVE}_seed{s}")
+        history = client.get_metric_history(trial.run_id, f"{curve}_seed{s}")
         per_seed.append({m.step: m.value for m in history})
     steps = sorted(set().union(*[set(h) for h in per_seed])) if per_seed else []
     if not steps:  # runs logged before per-seed curves: the mean only
-        history = client.get_metric_history(trial.run_id, CURVE)
+        history = client.get_metric_history(trial.run_id, curve)
         steps = sorted(m.step for m in history)
         values = {m.step: m.value for m in history}
         return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
@@ -230,7 +281,8 @@ def _colors(learners: list[str]) -> dict[str, Any]:
     return {name: cmap(i % 10) for i, name in enumerate(learners)}
 
 
-def plot_curves(client, best: dict[str, Trial], colors, path: Path) -> dict[str, Any]:
+def plot_curves(client, best: dict[str, Trial], colors, path: Path,
+                m: Measure = PREDICTION) -> dict[str, Any]:  # fmt: skip
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     data = {}
@@ -248,16 +300,16 @@ def plot_curves(client, best: dict[str, Trial], colors, path: Path) -> dict[str,
         if learner in ("constructive", "hybrid") and sps and sps not in ("None", ""):
             for k in range(1, int(steps.max() // int(sps)) + 1):
                 ax.axvline(k * int(sps), color=colors[learner], ls=":", lw=1, alpha=0.8)
-    ax.set_yscale("log")
+    ax.set_yscale("log" if m.log else "linear")
     _finish_axes(ax, "Learning curves of each learner's best configuration (dotted: stage changes)",
-                 "steps", "windowed MSRE (mean, 95% CI over seeds)")  # fmt: skip
+                 "steps", f"{m.curve_label} (mean, 95% CI over seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return data
 
 
 def _finished(trials: list[Trial], learner: str, x: str) -> list[Trial]:
-    """The learner's finished trials with a finite final MSRE and a finite ``x`` attribute."""
+    """The learner's finished trials with a finite final value and a finite ``x`` attribute."""
     return [
         t
         for t in trials
@@ -268,7 +320,7 @@ def _finished(trials: list[Trial], learner: str, x: str) -> list[Trial]:
     ]
 
 
-def plot_sensitivity(trials: list[Trial], colors, path: Path) -> None:
+def plot_sensitivity(trials: list[Trial], colors, path: Path, m: Measure = PREDICTION) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
@@ -281,14 +333,14 @@ def plot_sensitivity(trials: list[Trial], colors, path: Path) -> None:
         err = [0.0 if not np.isfinite(c[1]) else c[1] for c in cis]
         ax.errorbar(x, y, yerr=err, fmt="o", ms=4, capsize=2, color=colors[learner], label=learner)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if m.log else "linear")
     _finish_axes(ax, "Step-size sensitivity: every finished trial", "step size alpha (log scale)",
-                 "final windowed MSRE (mean, 95% CI)")  # fmt: skip
+                 f"{m.label} (mean, 95% CI)")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_compute(trials: list[Trial], colors, path: Path) -> None:
+def plot_compute(trials: list[Trial], colors, path: Path, m: Measure = PREDICTION) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
@@ -297,10 +349,10 @@ def plot_compute(trials: list[Trial], colors, path: Path) -> None:
             ax.scatter([t.flops for t in pts], [t.final for t in pts], s=18,
                        color=colors[learner], label=learner)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    _finish_axes(ax, "Error against compute: one point per configuration",
+    ax.set_yscale("log" if m.log else "linear")
+    _finish_axes(ax, f"{m.label.capitalize()} against compute: one point per configuration",
                  "flops per step per stream (ledger, log scale)",
-                 "final windowed MSRE (mean over seeds)")  # fmt: skip
+                 f"{m.label} (mean over seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -313,12 +365,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def table_text(rows: list[dict[str, Any]]) -> str:
-    cols = ("learner", "params", "flops_per_step", "seeds", "msre", "steps_per_s", "configuration")
+def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
+    cols = ("learner", "params", "flops_per_step", "seeds", name, "steps_per_s", "configuration")
     lines = []
     body = []
     for r in rows:
-        msre = f"{r['msre_mean']:.4g} ± {_fmt(r['msre_ci95'])}"
+        msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
         body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
                      msre, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
     widths = [
@@ -341,20 +393,21 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def trial_rows(trials: list[Trial]) -> list[dict[str, Any]]:
+    sign = -1.0 if trials and trials[0].measure.higher_better else 1.0
     return [
         {
             "experiment": t.experiment,
             "learner": t.learner,
             "role": t.role,
             "status": t.status,
-            "msre": t.final,
+            t.measure.name: t.final,
             "diverged_at_step": t.metrics.get("final_diverged_at_step", ""),
             "steps_done": t.metrics.get("final_steps_done", ""),
             "flops_per_step": t.params.get("ledger_flops_per_step", ""),
             "configuration": t.label(),
             "run_id": t.run_id,
         }
-        for t in sorted(trials, key=lambda t: (t.learner, t.status != "finished", t.final))
+        for t in sorted(trials, key=lambda t: (t.learner, t.status != "finished", sign * t.final))
     ]
 
 
@@ -368,7 +421,7 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
-               figures: dict[str, Path]) -> None:  # fmt: skip
+               figures: dict[str, Path], m: Measure = PREDICTION) -> None:  # fmt: skip
     ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
     bad = [r for r in trials if r not in ok]
     figs = "".join(
@@ -377,10 +430,11 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
         f"</figcaption></figure>"
         for caption, p in figures.items()
     )
-    summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds", "msre_mean",
-                    "msre_ci95", "steps_per_s"]  # fmt: skip
-    trial_cols = ["experiment", "learner", "role", "status", "msre", "steps_done",
+    summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds",
+                    f"{m.name}_mean", f"{m.name}_ci95", "steps_per_s"]  # fmt: skip
+    trial_cols = ["experiment", "learner", "role", "status", m.name, "steps_done",
                   "flops_per_step", "configuration"]  # fmt: skip
+    which = "highest" if m.higher_better else "lowest"
     bad_cols = ["experiment", "learner", "status", "diverged_at_step", "steps_done",
                 "configuration", "run_id"]  # fmt: skip
     page = f"""<!doctype html>
@@ -394,8 +448,9 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Final windowed MSRE: mean and half-width of the 95% Student-t interval over the seeds of
-each learner's best configuration (lowest mean among trials that ran all their steps).</p>
+<p>{html.escape(m.label.capitalize())}: mean and half-width of the 95% Student-t interval over
+the seeds of each learner's best configuration ({which} mean among trials that ran all their
+steps).</p>
 <h2>Best configuration per learner</h2>
 {_html_table(summary, summary_cols)}
 <h2>Figures</h2>
@@ -422,6 +477,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     from mlflow.tracking import MlflowClient
 
     trials, parents = load_trials(tracking_uri, experiments)
+    m = measure_for(trials)
     client = MlflowClient(tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
     best = best_per_learner(trials)
@@ -433,24 +489,29 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
         "Step-size sensitivity": out / "sensitivity.png",
         "Error against compute per step": out / "compute.png",
     }
-    curves = plot_curves(client, best, colors, figures["Learning curves"])
-    plot_sensitivity(trials, colors, figures["Step-size sensitivity"])
-    plot_compute(trials, colors, figures["Error against compute per step"])
+    curves = plot_curves(client, best, colors, figures["Learning curves"], m)
+    plot_sensitivity(trials, colors, figures["Step-size sensitivity"], m)
+    plot_compute(trials, colors, figures["Error against compute per step"], m)
     _write_csv(out / "summary.csv", summary)
     _write_csv(
         out / "curves.csv",
         [
-            {"learner": name, "step": int(step), "msre_mean": float(m), "msre_ci95": float(h)}
+            {
+                "learner": name,
+                "step": int(step),
+                f"{m.name}_mean": float(v),
+                f"{m.name}_ci95": float(h),
+            }  # fmt: skip
             for name, (steps, mean, half) in curves.items()
-            for step, m, h in zip(steps, mean, half, strict=True)
+            for step, v, h in zip(steps, mean, half, strict=True)
         ],
     )
     _write_csv(out / "trials.csv", rows)
-    write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures)
+    write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m)
     if log_artifacts:
         for run_id in parents.values():
             client.log_artifacts(run_id, str(out), artifact_path="report")
-    return {"summary": summary, "trials": rows, "curves": curves, "best": best}
+    return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(table_text(result["summary"]))
+    print(table_text(result["summary"], result["measure"].name))
     bad = [r for r in result["trials"] if r["status"] in ("diverged", "failed")]
     if bad:
         print(f"\n{len(bad)} diverged or failed trial(s):")

@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
+import scipy.stats
 from mlflow.tracking import MlflowClient
 
 from study.launch import main
+from study.report import make_report
 
 # Tests that start Ray run one after another on one xdist worker per group: "ray-cli" for
 # those that launch the command (with its dashboard), "ray" for one Ray started in-process.
@@ -306,3 +309,18 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
         heldout = client.get_metric_history(r.info.run_id, "heldout_accuracy_curve")
         assert [m.step for m in heldout] == [10_000, 20_000]
         assert "learning_curve.png" in [a.path for a in client.list_artifacts(r.info.run_id)]
+
+    # The report compares accuracy: the best trial is the one with the HIGHEST held-out
+    # accuracy, its interval a t-interval over the per-seed values MLflow holds.
+    result = make_report(f"sqlite:///{tmp_path / 'mlflow.db'}", ["hybrid-seq_mnist"],
+                         tmp_path / "report", log_artifacts=False)  # fmt: skip
+    assert result["measure"].name == "accuracy"
+    best = max(children, key=lambda r: r.data.metrics["final_heldout_accuracy"])
+    seeds = [best.data.metrics[f"final_heldout_accuracy_seed{s}"] for s in (0, 1)]
+    (row,) = result["summary"]
+    assert row["run_id"] == best.info.run_id
+    assert row["accuracy_mean"] == pytest.approx(np.mean(seeds), rel=1e-9)
+    half = scipy.stats.t.ppf(0.975, 1) * np.std(seeds, ddof=1) / np.sqrt(2)
+    assert row["accuracy_ci95"] == pytest.approx(half, rel=1e-9)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "accuracy_mean" in page and "msre" not in page.lower()

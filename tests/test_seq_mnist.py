@@ -143,3 +143,15 @@ def test_bad_data_dir_is_one_line(argv, needle, capsys):
     assert run_main([*argv, "--steps", "2800"]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.strip().count("\n") == 0
+
+
+def test_report_measure_follows_the_task_and_refuses_a_mix():
+    from study.report import CLASSIFICATION, PREDICTION, Trial, measure_for
+
+    def trial(task):
+        return Trial("r", "e", "columnar", "finished", {}, {}, [0], task=task)
+
+    assert measure_for([trial("seq_mnist"), trial("seq_mnist_carry")]) is CLASSIFICATION
+    assert measure_for([trial("trace_patterning")]) is PREDICTION
+    with pytest.raises(ValueError, match="cannot compare classification and prediction"):
+        measure_for([trial("seq_mnist"), trial("trace_patterning")])
