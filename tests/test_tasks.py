@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from study.tasks import TASKS, make_task
+from study.tasks import TASKS, is_classification, make_task
 from study.tasks.animal import Animal, half_patterns, pattern_probability
 from study.tasks.metrics import horizon_for, msre_init, msre_update, offline_errors, returns
 
@@ -223,6 +223,10 @@ def test_presets_are_listed_and_build():
     assert "trace_patterning" in TASKS and "trace_conditioning" in TASKS
     for name in TASKS:
         env, params = make_task(name)
+        if is_classification(name):  # sequential MNIST: 28-pixel rows of 28x28 images
+            assert env.obs_size == 28 and params.train_x.shape[1:] == (28, 28)
+            assert env.reset == (name == "seq_mnist")
+            continue
         obs, _ = env.reset(jax.random.PRNGKey(0), params)
         assert obs.shape == (env.obs_size,)
     env, params = make_task("trace_patterning")
