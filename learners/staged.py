@@ -68,9 +68,12 @@ def staged(
     rmsprop: bool = True,
     name: str = "hybrid",
     n_classes: int = 0,
+    trace_fn=trace_step,
 ) -> Learner:
     """The staged network with ``n_features`` columns, ``per_stage`` learning at a time;
-    a classifier of ``n_classes`` classes when that is > 0 (``learners.readout``)."""
+    a classifier of ``n_classes`` classes when that is > 0 (``learners.readout``).
+    ``trace_fn`` computes the learning stage's traces (``learners.lstm_column.trace_step``;
+    ``learners.autodiff`` swaps in autodiff to measure what the closed form saves)."""
     if n_classes < 0:
         raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
     if n_inputs < 1:
@@ -160,7 +163,7 @@ def staged(
         h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
         c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
         gt = gates_from_preact(jnp.stack(preacts)[stage], c_prev)
-        return trace_step(state.theta[stage], z_cur, h_prev, c_prev, gt, trace_h, trace_c)
+        return trace_fn(state.theta[stage], z_cur, h_prev, c_prev, gt, trace_h, trace_c)
 
     def stats(state: StagedState, stage, x_t, h, hp: HParams):
         """Running statistics of the observation, and of the learning stage's features."""

@@ -36,7 +36,21 @@ SIZES: dict[str, list[dict[str, int]]] = {
     "snap1": [dict(n_features=n) for n in (8, 32, 128)],
     "tbptt": [dict(n_features=8, truncation=k) for k in (5, 15, 30)],
     "rtrl": [dict(n_features=n) for n in (2, 4, 8)],
+    # The columnar learner with traces from per-step jax.jacrev (learners.autodiff): what the
+    # closed-form traces are measured against.
+    "columnar_autodiff": [dict(n_features=n) for n in (7, 32, 128)],
 }
+
+
+def build(name: str, kw: dict[str, int]):
+    """The learner ``name`` of bench size ``kw`` on 12 inputs, and its ledger entry."""
+    if name == "columnar_autodiff":
+        from learners.autodiff import columnar_autodiff
+
+        learner = columnar_autodiff(12, kw["n_features"])
+        return learner, cost("columnar", 12, learner.settings)
+    learner = make_learner(name, 12, **kw)
+    return learner, cost(name, 12, learner.settings)
 
 
 def size_label(kw: dict[str, int]) -> str:
@@ -107,6 +121,17 @@ def time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array
     return statistics.median(times)
 
 
+def autodiff_speedups(rows: list[list]) -> list[tuple[str, int, float]]:
+    """``(size, streams, time of autodiff / time of closed form)`` for every columnar size
+    and stream count benchmarked both ways."""
+    closed = {(r[1], r[3]): r[4] for r in rows if r[0] == "columnar"}
+    return [
+        (r[1], r[3], closed[(r[1], r[3])] / r[4])
+        for r in rows
+        if r[0] == "columnar_autodiff" and (r[1], r[3]) in closed
+    ]
+
+
 def fit_exponent(params: list[int], seconds: list[float]) -> float:
     if len(params) < 2:
         return float("nan")
@@ -154,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             obs = observations(args.steps, streams)
             ps, ts = [], []
             for kw in SIZES[name]:
-                learner = make_learner(name, 12, **kw)
+                learner, entry = build(name, kw)
                 if learner.n_params * streams > args.max_params:
                     continue
-                entry = cost(name, 12, learner.settings)
                 sec = time_learner(learner, streams, args.steps, args.repeats, obs)
                 sps = args.steps / sec
                 gflops = entry.flops * sps * streams / 1e9
@@ -189,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
             mine = [r[9] for r in rows if r[0] == name and r[9] is not None]
             if mine:
                 print(f"  {name:13s} {max(mine):.2f}  (min {min(mine):.2f})")
+    speedups = autodiff_speedups(rows)
+    if speedups:
+        print("\nclosed-form traces against autodiff (jax.jacrev per column), same run:")
+        for size, streams, ratio in speedups:
+            print(f"  columnar {size:>5s} columns, streams={streams:<5d} {ratio:6.1f}x faster")
     if fits:
         print("\nfitted exponent b of time/step ~ params^b (target <= 1.1):")
         for name, streams, b, lo, hi in fits:
