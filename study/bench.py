@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import platform
 import statistics
@@ -138,6 +139,110 @@ def fit_exponent(params: list[int], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(params), np.log(seconds), 1)[0])
 
 
+def rss_bytes() -> int:
+    """This process's resident memory (Linux), or 0 where /proc is not there."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def memory_check(args: argparse.Namespace, where: str) -> int:
+    """Run ``--memory-steps`` steps of the columnar learner on trace patterning (the full
+    run loop: task, learner and streaming MSRE) in chunks of 1M steps, and record the
+    process's resident memory after each chunk, and the learner state's real bytes per
+    stream against the ledger's."""
+    from study.run import make_runner, seed_keys
+    from study.tasks.metrics import horizon_for
+
+    learner = make_learner("columnar", 12, n_features=7)
+    env, tp = make_task("trace_patterning")
+    runner = make_runner(learner, env, 10_000, horizon_for(float(tp.gamma)))
+    hp = make_hparams()
+    streams = args.memory_streams
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
+    carry = init(seed_keys(list(range(streams))), hp, tp)
+    measured = sum(x.nbytes for x in jax.tree.leaves(carry.learner_state)) // streams
+    ledger = cost("columnar", 12, learner.settings).state_bytes
+    chunk = 1_000_000
+    rows, done, t0 = [], 0, time.perf_counter()
+    while done < args.memory_steps:
+        n = min(chunk, args.memory_steps - done)
+        carry, stats = advance(carry, hp, tp, n // 10_000)
+        jax.block_until_ready(stats)
+        done += n
+        rows.append((done, rss_bytes()))
+        print(f"  {done:>12,d} steps  resident {rows[-1][1] / 2**20:8.1f} MiB  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    growth = rows[-1][1] - rows[0][1]
+    print(f"\ncolumnar 7 x {streams} streams, {done:,} steps: resident memory grew "
+          f"{growth / 2**20:+.1f} MiB after the first chunk; learner state per stream "
+          f"{measured:,} bytes measured, {ledger:,} in the ledger (ratio "
+          f"{measured / ledger:.2f})")  # fmt: skip
+    with Path(args.out).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["learner", "streams", "steps", "rss_bytes", "state_bytes_per_stream",
+                    "state_bytes_ledger", "machine"])  # fmt: skip
+        for steps, rss in rows:
+            w.writerow(["columnar:7", streams, steps, rss, measured, ledger, where])
+    print(f"wrote {args.out}")
+    return 0
+
+
+STUDY_PARTS = ("learner", "compile", "logging", "checkpoint")
+
+
+def study_overhead(args: argparse.Namespace, where: str) -> int:
+    """Run a real study (``study.launch``: local Ray, Optuna, MLflow in SQLite under a fresh
+    folder) and split its trials' time, from the ``trial_time_*`` metrics each trial logs
+    (``study.trainable.Clock``): the share of the trials' wall time spent in learner
+    computation, compilation, MLflow logging and checkpoints/reports."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from study import launch
+
+    runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
+    argv = ["--space", args.study_space, "--trials", str(args.study_trials),
+            "--seeds", str(args.study_seeds), "--steps", str(args.study_steps),
+            "--concurrency", str(args.study_concurrency), "--runs-dir", str(runs),
+            "--study-name", "bench-overhead", *args.study_set]  # fmt: skip
+    print(f"study: python -m study.launch {' '.join(argv)}")
+    t0 = time.perf_counter()
+    rc = launch.main(argv)
+    driver_s = time.perf_counter() - t0
+    if rc != 0:
+        print(f"error: the study failed (exit {rc})", file=sys.stderr)
+        return rc
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bench-overhead")
+    trials = [r.data.metrics for r in client.search_runs([exp.experiment_id])
+              if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    wall = sum(m.get("trial_time_wall_s", math.nan) for m in trials)
+    shares = {k: sum(m.get(f"trial_time_{k}_s", math.nan) for m in trials) / wall
+              for k in STUDY_PARTS}  # fmt: skip
+    busy = wall / (driver_s * args.study_concurrency)
+    print(f"\n{len(trials)} trials, {wall:.1f} s of trial wall time in {driver_s:.1f} s "
+          f"(driver, {args.study_concurrency} at once: trial slots busy {busy:.0%})")  # fmt: skip
+    print("share of trial wall time: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    out = Path(args.out)
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["space", "trials", "seeds", "steps", "trial_wall_s", "driver_s",
+                    *[f"share_{k}" for k in STUDY_PARTS], "slots_busy", "machine"])  # fmt: skip
+        w.writerow([args.study_space, len(trials), args.study_seeds, args.study_steps,
+                    round(wall, 2), round(driver_s, 2), *[round(v, 4) for v in shares.values()],
+                    round(busy, 4), where])  # fmt: skip
+    print(f"wrote {out} (the study's stores: {runs})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
     p.add_argument("--learners", default=",".join(SIZES))
@@ -148,7 +253,28 @@ def main(argv: list[str] | None = None) -> int:
         "--max-params", type=int, default=1_000_000, help="skip batches with more parameters"
     )
     p.add_argument("--out", default="bench.csv", help="CSV path (default bench.csv)")
+    p.add_argument("--study", action="store_true",
+                   help="measure a real study's overhead instead of the learners")  # fmt: skip
+    p.add_argument("--study-space", default="columnar")
+    p.add_argument("--study-trials", type=int, default=4)
+    p.add_argument("--study-seeds", type=int, default=5)
+    p.add_argument("--study-steps", type=int, default=1_000_000,
+                   help="steps per trial (about a minute of columnar work here)")  # fmt: skip
+    p.add_argument("--study-concurrency", type=int, default=2)
+    p.add_argument("--study-set", nargs="*", default=["--set", "n_features=7"],
+                   help="more study.launch arguments")  # fmt: skip
+    p.add_argument("--memory-steps", type=int, default=0,
+                   help="measure memory over a run this long (e.g. 10000000) instead")  # fmt: skip
+    p.add_argument("--memory-streams", type=int, default=8)
     args = p.parse_args(argv)
+    if args.study:
+        return study_overhead(args, machine())
+    if args.memory_steps:
+        if args.memory_steps % 10_000 or args.memory_streams < 1:
+            print(f"error: --memory-steps {args.memory_steps} must be a multiple of 10000 "
+                  f"and --memory-streams >= 1", file=sys.stderr)  # fmt: skip
+            return 2
+        return memory_check(args, machine())
     names = [n.strip() for n in args.learners.split(",") if n.strip()]
     for n in names:
         if n not in SIZES:

@@ -200,6 +200,13 @@ class TrialLogger:
             plt.close(fig)
             self.client.log_artifact(self.run_id, path)
 
+    def log_final(self, values: dict[str, float]) -> None:
+        """Log ``values`` as final metrics (one batch), after the run has finished."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()]
+        )
+
     def finish(self, status: str, final: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(

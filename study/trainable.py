@@ -351,6 +351,54 @@ def _program(name: str, static: tuple, rmsprop: bool, task: str, block: int, gam
     return learner, env, init, advance
 
 
+class Clock:
+    """Where a trial's time goes, in seconds, summed over the trial (since the trainable
+    started in this process): ``wall``; ``compute`` (the compiled chunks, waiting for their
+    results included); ``compile`` (JAX tracing, lowering and XLA compilation, from JAX's
+    own monitoring events, wherever it happened); ``logging`` (every MLflow call);
+    ``checkpoint`` (writing the checkpoint and ``tune.report``, which waits for the driver).
+    ``learner = compute - compile inside compute`` is the time the learners computed."""
+
+    PARTS = ("compute", "compile", "logging", "checkpoint")
+    _compile_total = [0.0]  # this process's compile seconds, from JAX's events
+    _listening = [False]
+
+    def __init__(self) -> None:
+        if not Clock._listening[0]:
+            jax.monitoring.register_event_duration_secs_listener(Clock._on_event)
+            Clock._listening[0] = True
+        self.t0 = time.perf_counter()
+        self.compile0 = Clock._compile_total[0]
+        self.totals = dict.fromkeys(self.PARTS, 0.0)
+        self.compile_in_compute = 0.0
+
+    @staticmethod
+    def _on_event(event: str, duration: float, **_: Any) -> None:
+        if event.startswith("/jax/core/compile/"):
+            Clock._compile_total[0] += duration
+
+    def part(self, name: str):
+        clock = self
+
+        class _Part:
+            def __enter__(self):
+                self.t, self.c = time.perf_counter(), Clock._compile_total[0]
+
+            def __exit__(self, *exc):
+                clock.totals[name] += time.perf_counter() - self.t
+                if name == "compute":
+                    clock.compile_in_compute += Clock._compile_total[0] - self.c
+
+        return _Part()
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"time_{k}_s": v for k, v in self.totals.items() if k != "compile"}
+        out["time_compile_s"] = Clock._compile_total[0] - self.compile0
+        out["time_learner_s"] = self.totals["compute"] - self.compile_in_compute
+        out["time_wall_s"] = time.perf_counter() - self.t0
+        return out
+
+
 def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
     divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
@@ -358,6 +406,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     resumed trial keeps using."""
     from ray import tune
 
+    clock = Clock()
     if "fixed" in config:  # an evaluation: the configuration Tune's grid search picked
         config = {**{k: v for k, v in config.items() if k != "fixed"}, **config["fixed"]}
     run = trial_run(config)
@@ -377,8 +426,9 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                        sort_keys=True, default=str)}  # fmt: skip
         params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}
-        logger = TrialLogger(tracking, run_id, trial_id, name, tags, params,
-                             curve=run.curve_key, curve_label=run.curve_label)  # fmt: skip
+        with clock.part("logging"):
+            logger = TrialLogger(tracking, run_id, trial_id, name, tags, params,
+                                 curve=run.curve_key, curve_label=run.curve_label)  # fmt: skip
     metrics: dict[str, Any] = {}
     status = "running"
 
@@ -386,26 +436,32 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         nonlocal status
         status = outcome
         if logger is not None:
-            if outcome != "failed":
-                logger.plot_curve(f"{config['learner']} on {config.get('task')}: {outcome}")
-            logger.finish(outcome, final_metrics(metrics))
+            with clock.part("logging"):
+                if outcome != "failed":
+                    logger.plot_curve(f"{config['learner']} on {config.get('task')}: {outcome}")
+                logger.finish(outcome, final_metrics({**metrics, **clock.metrics()}))
 
     try:
         while not run.finished:
             before = run.blocks_done
-            metrics = run.advance()
+            with clock.part("compute"):
+                metrics = run.advance()
             if logger is not None:
-                logger.log_curve(run.curve(since_block=before))
+                with clock.part("logging"):
+                    logger.log_curve(run.curve(since_block=before))
+            metrics.update(clock.metrics())
             # The run is closed before its last report: a scheduler may stop the trial
             # inside that report (as ASHA does at max_t).
             if metrics["diverged"] or run.finished:
                 close("diverged" if metrics["diverged"] else "finished")
-            with tempfile.TemporaryDirectory() as d:
+            with clock.part("checkpoint"), tempfile.TemporaryDirectory() as d:
                 extra = {"mlflow_run_id": logger.run_id} if logger else {}
                 run.save(d, extra)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
             if metrics["diverged"]:
                 break
+        if logger is not None:  # the whole trial's timing, last report and closing included
+            logger.log_final({f"trial_{k}": v for k, v in clock.metrics().items()})
     except SystemExit:  # Tune stops the trial inside report(): a scheduler's decision
         if status == "running":
             close("stopped_early")
@@ -423,7 +479,7 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         k: float(v)
         for k, v in metrics.items()
         if (
-            k.startswith(("msre_", "accuracy_", "heldout_", "ce_"))
+            k.startswith(("msre_", "accuracy_", "heldout_", "ce_", "time_"))
             or k in ("steps_done", "steps_per_s", "diverged_at_step", "images_done")
         )
         and isinstance(v, int | float)

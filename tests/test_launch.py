@@ -93,6 +93,13 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
+        # Where the trial's time went (study.trainable.Clock): the parts are disjoint and
+        # within the wall time; the learner's share excludes compilation.
+        t = {k[len("trial_time_") : -2]: v for k, v in r.data.metrics.items()
+             if k.startswith("trial_time_")}  # fmt: skip
+        assert set(t) == {"wall", "compute", "learner", "compile", "logging", "checkpoint"}
+        assert 0 < t["learner"] <= t["compute"] and t["logging"] > 0 and t["checkpoint"] > 0
+        assert t["compute"] + t["logging"] + t["checkpoint"] <= t["wall"]
 
 
 @pytest.mark.parametrize(

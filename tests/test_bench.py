@@ -1,0 +1,54 @@
+"""``python -m study.bench`` as a user runs it, on a tiny budget: the table's columns and their
+arithmetic, the autodiff baseline beside the closed form, the memory check against the ledger,
+and bad input. (Speed targets are read from its output, never asserted here.)"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from study.bench import main
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_learner_table_has_the_columns_and_consistent_figures(tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    argv = ["--learners", "columnar,columnar_autodiff,tbptt", "--streams", "2", "--steps", "50",
+            "--repeats", "1", "--max-params", "2000", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = read(out)
+    for col in ("learner", "params_per_stream", "streams", "steps_per_s", "param_steps_per_s",
+                "flops_per_step_ledger", "machine"):  # fmt: skip
+        assert col in rows[0]
+    assert {r["learner"] for r in rows} == {"columnar", "columnar_autodiff", "tbptt"}
+    for r in rows:
+        assert int(r["params_per_stream"]) * int(r["streams"]) <= 2000
+        want = float(r["steps_per_s"]) * int(r["params_per_stream"]) * int(r["streams"])
+        assert float(r["param_steps_per_s"]) == pytest.approx(want, rel=1e-3)
+        assert "cores" in r["machine"] and "jax" in r["machine"]
+    text = capsys.readouterr().out
+    assert "closed-form traces against autodiff" in text and "7 columns, streams=2" in text
+
+
+def test_memory_check_measures_the_state_the_ledger_predicts(tmp_path):
+    out = tmp_path / "memory.csv"
+    assert main(["--memory-steps", "20000", "--memory-streams", "2", "--out", str(out)]) == 0
+    (row,) = read(out)
+    assert row["state_bytes_per_stream"] == row["state_bytes_ledger"]
+    assert int(row["steps"]) == 20000 and int(row["rss_bytes"]) > 0
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [(["--learners", "gru"], "unknown learner 'gru'"),
+     (["--memory-steps", "12345"], "--memory-steps 12345 must be a multiple of 10000")],
+)  # fmt: skip
+def test_bad_input_is_one_line(argv, needle, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.strip().count("\n") == 0
