@@ -119,3 +119,12 @@ class Learner(NamedTuple):
     # The recurrent state (and its traces) back to the start of a sequence, weights kept:
     # ``reset(state) -> state``. Classification tasks call it between images.
     reset: Callable[[Any], Any] | None = None
+
+
+def reset_recurrent(state: Any) -> Any:
+    """``state`` with its recurrent state and traces (``h``, ``c``, ``trace_h``, ``trace_c``)
+    zeroed and everything else kept: the start of a new sequence."""
+    zero = jnp.zeros_like
+    return state._replace(
+        h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h), trace_c=zero(state.trace_c)
+    )

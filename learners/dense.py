@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, reset_recurrent
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
@@ -171,17 +171,10 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
         )
         return new, readout_out(logits, loss, y_t)
 
-    def reset(state: DenseState) -> DenseState:
-        zero = jnp.zeros_like
-        return state._replace(
-            h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h),
-            trace_c=zero(state.trace_c),
-        )  # fmt: skip
-
     name = "rtrl" if exact else "snap1"
     n_params = H * 4 * J + (C or 1) * (H + 1)
     settings = dict(n_inputs=m, hidden=H, rmsprop=rmsprop, **({"n_classes": C} if C else {}))
-    return Learner(name, init, classify if C else step, n_params, settings, reset)
+    return Learner(name, init, classify if C else step, n_params, settings, reset_recurrent)
 
 
 def dense_descend(state, gates: Gates, dlogits, grad_theta, on, hp, rmsprop) -> dict:

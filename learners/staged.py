@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import STAGE_FOREVER, HParams, Learner
+from learners.api import STAGE_FOREVER, HParams, Learner, reset_recurrent
 from learners.lstm_column import gates_from_preact, preact, trace_step
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import next_corr, normalise, td_update, update_stats
@@ -247,17 +247,10 @@ def staged(
         )  # fmt: skip
         return new, {**readout_out(logits, loss, y_t), "stage": stage}
 
-    def reset(state: StagedState) -> StagedState:
-        zero = jnp.zeros_like
-        return state._replace(
-            h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h),
-            trace_c=zero(state.trace_c),
-        )  # fmt: skip
-
     settings = dict(n_inputs=m, n_features=N, per_stage=P, rmsprop=rmsprop)
     if C:
         settings["n_classes"] = C
-    return Learner(name, init, classify if C else step, n_params, settings, reset)
+    return Learner(name, init, classify if C else step, n_params, settings, reset_recurrent)
 
 
 def columnar(n_inputs: int, n_columns: int, **kw) -> Learner:

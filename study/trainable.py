@@ -37,6 +37,20 @@ from study.tracking import CONFIG_TAG, CURVE, ROLE_TAG, Tracking, TrialLogger
 CHECKPOINT_FILE = "trial.npz"
 
 
+def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) -> None:
+    """Set a trial's ``seeds``, ``steps``, ``block``, ``window`` and ``chunk_blocks`` from its
+    configuration (the keyword values are the defaults)."""
+    run.seeds = [int(s) for s in config["seeds"]]
+    run.steps = int(config["steps"])
+    run.block = int(config.get("block", block))
+    run.window = int(config.get("window", window))
+    chunk = int(config.get("chunk_steps", chunk))
+    if run.steps % run.block or chunk % run.block:
+        raise ValueError(f"steps={run.steps} and chunk_steps={chunk} must be multiples of "
+                         f"block={run.block}")  # fmt: skip
+    run.chunk_blocks = chunk // run.block
+
+
 class TrialRun:
     """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics."""
 
@@ -49,17 +63,7 @@ class TrialRun:
         task = config.get("task", "trace_patterning")
         _, self.tp = make_task(task)
         self.hp = make_hparams(gamma=float(self.tp.gamma), **hp_kw)
-        self.seeds = [int(s) for s in config["seeds"]]
-        self.steps = int(config["steps"])
-        self.block = int(config.get("block", 10_000))
-        self.window = int(config.get("window", 100_000))
-        chunk = int(config.get("chunk_steps", 200_000))
-        if self.steps % self.block or chunk % self.block:
-            raise ValueError(
-                f"steps={self.steps} and chunk_steps={chunk} must be multiples of "
-                f"block={self.block}"
-            )
-        self.chunk_blocks = chunk // self.block
+        _schedule(self, config, block=10_000, window=100_000, chunk=200_000)
         self.learner, self.env, self._init, self._advance = _program(
             name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
             self.block, float(self.tp.gamma),
@@ -201,17 +205,7 @@ class ClassifyTrialRun:
         task = config["task"]
         data_dir = config.get("data_dir")
         self.hp = make_hparams(gamma=0.0, **hp_kw)
-        self.seeds = [int(s) for s in config["seeds"]]
-        self.steps = int(config["steps"])
-        self.block = int(config.get("block", 2_800))
-        self.window = int(config.get("window", 28_000))
-        chunk = int(config.get("chunk_steps", 28_000))
-        if self.steps % self.block or chunk % self.block:
-            raise ValueError(
-                f"steps={self.steps} and chunk_steps={chunk} must be multiples of "
-                f"block={self.block}"
-            )
-        self.chunk_blocks = chunk // self.block
+        _schedule(self, config, block=2_800, window=28_000, chunk=28_000)
         self.learner, self.env, self._init, self._advance, self._evaluate = _classify_program(
             name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
             self.block, data_dir,
