@@ -54,7 +54,12 @@ class Runner(NamedTuple):
 
 
 def make_runner(
-    learner: Learner, env: Animal, block_size: int, horizon: int, record: bool = False
+    learner: Learner,
+    env: Animal,
+    block_size: int,
+    horizon: int,
+    record: bool = False,
+    unroll: int = 1,
 ) -> Runner:
     """Pure ``init`` and ``advance`` of one stream; ``advance``'s ``n_blocks`` is static.
 

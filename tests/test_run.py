@@ -78,7 +78,9 @@ def test_vmap_over_seeds_and_step_sizes_equals_single_runs(name):
         hp_a = jax.tree.map(lambda x, a=a: x[a], hp)
         for s in range(2):
             one = single(keys[s], hp_a, tp)
-            np.testing.assert_allclose(batched.sq_sum[a, s], one.sq_sum, rtol=1e-5)
+            # float32: vmap reorders sums, and 2,000 learning steps at alpha 1e-2 grow that
+            # rounding to about 1e-5; different runs differ by far more (checked below).
+            np.testing.assert_allclose(batched.sq_sum[a, s], one.sq_sum, rtol=1e-4)
             np.testing.assert_array_equal(batched.count[a, s], one.count)
     # Different step sizes and seeds really are different runs.
     assert not np.allclose(batched.sq_sum[0, 0], batched.sq_sum[2, 0])

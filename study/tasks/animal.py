@@ -201,25 +201,39 @@ class Animal:
         order = jax.random.permutation(key, candidates.shape[0])
         return candidates[order[: self.n_patterns]]
 
-    def _new_trial(self, key: jax.Array, state: AnimalState, params: AnimalParams) -> AnimalState:
-        k_isi, k_iti, k_pick, k_rand, k_mix, k_noise, k_dist = jax.random.split(key, 7)
-        isi = jax.random.randint(k_isi, (), params.isi_lo, params.isi_hi + 1)
-        iti = jax.random.randint(k_iti, (), params.iti_lo, params.iti_hi + 1)
+    @property
+    def _n_uniform(self) -> int:
+        """Uniform numbers one step draws: a new trial's 5 + CS + distractors, and one per
+        distractor for the per-step switch-on."""
+        return 5 + self.n_cs + 2 * self.n_distractors
+
+    def _new_trial(self, u: jax.Array, state: AnimalState, params: AnimalParams) -> AnimalState:
+        """The next trial from uniforms ``u`` in [0, 1) (``5 + n_cs + n_distractors`` of
+        them). All of a step's randomness comes from one draw of uniforms: one call of the
+        generator per step, not one per quantity, which made the task cost more than the
+        learners it feeds."""
+        n_cs, n_d = self.n_cs, self.n_distractors
+
+        def pick(x: jax.Array, lo: jax.Array, n: jax.Array) -> jax.Array:
+            # lo + floor(x n), clipped: uniform over lo..lo+n-1 (float32 bias below 1e-6)
+            k = jnp.floor(x * n.astype(jnp.float32)).astype(jnp.int32)
+            return lo + jnp.clip(k, 0, n - 1)
+
+        isi = pick(u[0], params.isi_lo, params.isi_hi - params.isi_lo + 1)
+        iti = pick(u[1], params.iti_lo, params.iti_hi - params.iti_lo + 1)
         patterns = state.patterns
         if self.rule == "conditioning":
-            cs = jnp.ones(self.n_cs, jnp.float32)
+            cs = jnp.ones(n_cs, jnp.float32)
         elif self.rule == "half_patterns":
-            candidates = jnp.asarray(half_patterns(self.n_cs))
-            cs = candidates[jax.random.randint(k_pick, (), 0, candidates.shape[0])]
+            candidates = jnp.asarray(half_patterns(n_cs))
+            cs = candidates[pick(u[2], 0, jnp.asarray(candidates.shape[0]))]
         else:
-            stored = patterns[jax.random.randint(k_pick, (), 0, self.n_patterns)]
-            random = jax.random.bernoulli(k_rand, 0.5, (self.n_cs,)).astype(jnp.float32)
-            cs = jnp.where(jax.random.uniform(k_mix) < params.p_pattern, stored, random)
+            stored = patterns[pick(u[2], 0, jnp.asarray(self.n_patterns))]
+            random = (u[5 : 5 + n_cs] < 0.5).astype(jnp.float32)
+            cs = jnp.where(u[3] < params.p_pattern, stored, random)
         positive = jnp.any(jnp.all(cs[None, :] == patterns, axis=1))
-        us = jnp.logical_xor(positive, jax.random.uniform(k_noise) < params.noise)
-        distractor_pattern = jax.random.bernoulli(k_dist, 0.5, (self.n_distractors,)).astype(
-            jnp.float32
-        )
+        us = jnp.logical_xor(positive, u[4] < params.noise)
+        distractor_pattern = (u[5 + n_cs : 5 + n_cs + n_d] < 0.5).astype(jnp.float32)
         return state._replace(
             tau=jnp.zeros((), jnp.int32),
             isi=isi,
@@ -229,10 +243,9 @@ class Animal:
             distractor_pattern=distractor_pattern,
         )
 
-    def _update_distractors(
-        self, key: jax.Array, left: jax.Array, params: AnimalParams
-    ) -> jax.Array:
-        switch_on = jax.random.uniform(key, (self.n_distractors,)) < params.distractor_probs
+    def _update_distractors(self, u: jax.Array, left: jax.Array, params: AnimalParams) -> jax.Array:
+        """Per-step distractors from uniforms ``u`` [n_distractors]."""
+        switch_on = u < params.distractor_probs
         return jnp.where(left > 0, left - 1, jnp.where(switch_on, params.distractor_len, 0))
 
     def observe(self, state: AnimalState, params: AnimalParams) -> jax.Array:
@@ -249,7 +262,9 @@ class Animal:
 
     def reset(self, key: jax.Array, params: AnimalParams) -> tuple[jax.Array, AnimalState]:
         """Draw this seed's stored patterns and the first trial; returns ``(obs_0, state)``."""
-        k_pat, k_trial, k_dist = jax.random.split(key, 3)
+        k_pat, k_step = jax.random.split(key)
+        u = jax.random.uniform(k_step, (self._n_uniform,))
+        n_trial = self._n_uniform - self.n_distractors
         d = self.n_distractors
         state = AnimalState(
             tau=jnp.zeros((), jnp.int32),
@@ -261,9 +276,9 @@ class Animal:
             distractor_pattern=jnp.zeros(d, jnp.float32),
             patterns=self._draw_patterns(k_pat),
         )
-        state = self._new_trial(k_trial, state, params)
+        state = self._new_trial(u[:n_trial], state, params)
         state = state._replace(
-            distractor_left=self._update_distractors(k_dist, state.distractor_left, params)
+            distractor_left=self._update_distractors(u[n_trial:], state.distractor_left, params)
         )
         return self.observe(state, params), state
 
@@ -271,15 +286,16 @@ class Animal:
         self, key: jax.Array, state: AnimalState, params: AnimalParams
     ) -> tuple[jax.Array, AnimalState, jax.Array]:
         """Advance one step; returns ``(obs, state, cumulant)`` with cumulant = the US bit."""
-        k_trial, k_dist = jax.random.split(key)
+        u = jax.random.uniform(key, (self._n_uniform,))
+        n_trial = self._n_uniform - self.n_distractors
         tau = state.tau + 1
         advanced = state._replace(tau=tau)
-        fresh = self._new_trial(k_trial, state, params)
+        fresh = self._new_trial(u[:n_trial], state, params)
         state = jax.tree.map(
             lambda new, old: jnp.where(tau >= state.trial_len, new, old), fresh, advanced
         )
         state = state._replace(
-            distractor_left=self._update_distractors(k_dist, state.distractor_left, params)
+            distractor_left=self._update_distractors(u[n_trial:], state.distractor_left, params)
         )
         obs = self.observe(state, params)
         return obs, state, obs[0]
