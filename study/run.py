@@ -54,12 +54,7 @@ class Runner(NamedTuple):
 
 
 def make_runner(
-    learner: Learner,
-    env: Animal,
-    block_size: int,
-    horizon: int,
-    record: bool = False,
-    unroll: int = 1,
+    learner: Learner, env: Animal, block_size: int, horizon: int, record: bool = False
 ) -> Runner:
     """Pure ``init`` and ``advance`` of one stream; ``advance``'s ``n_blocks`` is static.
 
