@@ -20,7 +20,7 @@ from search_spaces import SPACES, describe, make_space
 from study.tasks import DEFAULT_TASK, is_classification, make_task
 
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
-DEFAULT = dict(trials=8, seeds=3, steps=200_000, chunk=100_000, block=10_000, window=100_000)
+DEFAULT = dict(trials=8, seeds=5, steps=200_000, chunk=100_000, block=10_000, window=100_000)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -351,7 +351,8 @@ class Clock:
     results included); ``compile`` (JAX tracing, lowering and XLA compilation, from JAX's
     own monitoring events, wherever it happened); ``logging`` (every MLflow call);
     ``checkpoint`` (writing the checkpoint and ``tune.report``, which waits for the driver).
-    ``learner = compute - compile inside compute`` is the time the learners computed."""
+    ``loop = compute - compile inside compute`` is the time the compiled run loop (task,
+    learner and metric) computed."""
 
     PARTS = ("compute", "compile", "logging", "checkpoint")
     _compile_total = [0.0]  # this process's compile seconds, from JAX's events
@@ -388,7 +389,7 @@ class Clock:
     def metrics(self) -> dict[str, float]:
         out = {f"time_{k}_s": v for k, v in self.totals.items() if k != "compile"}
         out["time_compile_s"] = Clock._compile_total[0] - self.compile0
-        out["time_learner_s"] = self.totals["compute"] - self.compile_in_compute
+        out["time_loop_s"] = self.totals["compute"] - self.compile_in_compute
         out["time_wall_s"] = time.perf_counter() - self.t0
         return out
 

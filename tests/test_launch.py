@@ -94,11 +94,11 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
         # Where the trial's time went (study.trainable.Clock): the parts are disjoint and
-        # within the wall time; the learner's share excludes compilation.
+        # within the wall time; the run loop's share excludes compilation.
         t = {k[len("trial_time_") : -2]: v for k, v in r.data.metrics.items()
              if k.startswith("trial_time_")}  # fmt: skip
-        assert set(t) == {"wall", "compute", "learner", "compile", "logging", "checkpoint"}
-        assert 0 < t["learner"] <= t["compute"] and t["logging"] > 0 and t["checkpoint"] > 0
+        assert set(t) == {"wall", "compute", "loop", "compile", "logging", "checkpoint"}
+        assert 0 < t["loop"] <= t["compute"] and t["logging"] > 0 and t["checkpoint"] > 0
         assert t["compute"] + t["logging"] + t["checkpoint"] <= t["wall"]
 
 

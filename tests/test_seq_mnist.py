@@ -155,3 +155,23 @@ def test_report_measure_follows_the_task_and_refuses_a_mix():
     assert measure_for([trial("trace_patterning")]) is PREDICTION
     with pytest.raises(ValueError, match="cannot compare classification and prediction"):
         measure_for([trial("seq_mnist"), trial("trace_patterning")])
+
+
+@pytest.mark.parametrize(
+    "learner,sizes",
+    [("linear", {}), ("columnar", dict(n_features=3)), ("constructive", dict(n_features=2)),
+     ("hybrid", dict(n_features=4, per_stage=2)), ("snap1", dict(n_features=3)),
+     ("rtrl", dict(n_features=2)), ("tbptt", dict(n_features=3, truncation=7))],
+)  # fmt: skip
+def test_every_learner_runs_as_a_classification_trial(learner, sizes):
+    base = {k: v for k, v in CONFIG.items() if k not in ("learner", "n_features", "per_stage")}
+    config = dict(base, learner=learner, steps=5600, steps_per_stage=2800, **sizes)
+    run = trial_run(config)
+    assert run.learner.name == learner and run.learner.settings["n_classes"] == 10
+    while not run.finished:
+        out = run.advance()
+    assert out["images_done"] == 200 and not out["diverged"]
+    for key in ("heldout_accuracy", "accuracy_windowed", "heldout_accuracy_seed1"):
+        assert 0.0 <= out[key] <= 1.0
+    assert out["heldout_ce"] > 0 and np.isfinite(out["ce_windowed"])
+    assert run.ledger()["ledger_params"] == run.learner.n_params
