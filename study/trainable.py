@@ -80,19 +80,28 @@ class TrialRun:
     def finished(self) -> bool:
         return self.steps_done >= self.steps
 
-    def stats(self) -> BlockStats:
-        return BlockStats(*[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)])
+    stats_type: type = BlockStats  # per-block statistics of the run loop
 
-    def advance(self) -> dict[str, Any]:
-        """Run the next chunk (or what is left of the run) and return its metrics."""
+    def stats(self):
+        """The history of per-block statistics, blocks concatenated: [seeds, blocks] each."""
+        return self.stats_type(
+            *[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)]
+        )
+
+    def _run_chunk(self) -> float:
+        """Run the next chunk (or what is left of the run); returns steps per second."""
         n = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
         t0 = time.perf_counter()
         self.carry, stats = self._advance(self.carry, self.hp, self.tp, n)
         stats = jax.tree.map(np.asarray, stats)
         seconds = time.perf_counter() - t0
-        self.history.append(BlockStats(*stats))
+        self.history.append(self.stats_type(*stats))
         self.blocks_done += n
-        return self.metrics(n * self.block / seconds)
+        return n * self.block / seconds
+
+    def advance(self) -> dict[str, Any]:
+        """Run the next chunk (or what is left of the run) and return its metrics."""
+        return self.metrics(self._run_chunk())
 
     def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
         stats = self.stats()
@@ -189,7 +198,7 @@ def load_state(directory, like):
         return carry, int(f["blocks_done"]), history, json.loads(str(f["extra"]))
 
 
-class ClassifyTrialRun:
+class ClassifyTrialRun(TrialRun):
     """A classification trial (sequential MNIST): the seeds vmapped into one program that
     advances ``chunk_steps`` at a time (``study.classify``), with the held-out images scored
     after every chunk. The same interface as :class:`TrialRun`; its objective is
@@ -217,24 +226,14 @@ class ClassifyTrialRun:
         self.blocks_done = 0
         self.heldout: tuple[np.ndarray, np.ndarray] | None = None  # accuracy, CE per seed
 
-    steps_done = TrialRun.steps_done
-    finished = TrialRun.finished
-    ledger = TrialRun.ledger
-
-    def stats(self) -> ClassifyStats:
-        return ClassifyStats(*[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)])
+    stats_type = ClassifyStats
 
     def advance(self) -> dict[str, Any]:
-        n = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
-        t0 = time.perf_counter()
-        self.carry, stats = self._advance(self.carry, self.hp, self.tp, n)
-        stats = jax.tree.map(np.asarray, stats)
-        seconds = time.perf_counter() - t0
-        self.history.append(ClassifyStats(*stats))
-        self.blocks_done += n
+        """Run the next chunk, score the held-out images, and return the metrics."""
+        steps_per_s = self._run_chunk()
         acc, ce = self._evaluate(self.carry.learner_state, self.hp, self.tp)
         self.heldout = (np.asarray(acc), np.asarray(ce))
-        return self.metrics(n * self.block / seconds)
+        return self.metrics(steps_per_s)
 
     def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
         stats = self.stats()
