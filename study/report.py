@@ -350,11 +350,16 @@ def plot_compute(trials: list[Trial], colors, path: Path, m: Measure = PREDICTIO
                        color=colors[learner], label=learner)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log" if m.log else "linear")
-    _finish_axes(ax, f"{m.label.capitalize()} against compute: one point per configuration",
+    _finish_axes(ax, f"{_sentence(m.label)} against compute: one point per configuration",
                  "flops per step per stream (ledger, log scale)",
                  f"{m.label} (mean over seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalised and the rest as it is ("MSRE" stays)."""
+    return text[:1].upper() + text[1:]
 
 
 def _fmt(value: Any) -> str:
@@ -448,7 +453,7 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{html.escape(m.label.capitalize())}: mean and half-width of the 95% Student-t interval over
+<p>{html.escape(_sentence(m.label))}: mean and half-width of the 95% Student-t interval over
 the seeds of each learner's best configuration ({which} mean among trials that ran all their
 steps).</p>
 <h2>Best configuration per learner</h2>

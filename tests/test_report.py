@@ -166,6 +166,7 @@ def test_diverged_trials_are_listed_apart(study):
     assert {r["run_id"] for r in rows if r["status"] == "diverged"} == diverged
     assert len(rows) == len(found)
     page = (out / "report.html").read_text()
+    assert "<p>Final windowed MSRE: mean and half-width" in page
     apart = page.split(f"Diverged and failed trials ({len(diverged)})")[1]
     for run_id in diverged:
         assert run_id in apart
