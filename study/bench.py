@@ -31,7 +31,7 @@ from study.tasks import make_task
 # Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
 SIZES: dict[str, list[dict[str, int]]] = {
     "linear": [{}],
-    "columnar": [dict(n_features=n) for n in (7, 32, 128, 512, 2048)],
+    "columnar": [dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)],
     "constructive": [dict(n_features=n) for n in (4, 8, 16, 32)],
     "hybrid": [dict(n_features=n, per_stage=p) for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))],
     "snap1": [dict(n_features=n) for n in (8, 32, 128)],
