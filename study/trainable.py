@@ -14,6 +14,7 @@ Trial configuration keys: those of a search space (``learner``, sizes, hyperpara
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import tempfile
@@ -156,7 +157,8 @@ class TrialRun:
         return save_state(directory, self.carry, self.blocks_done, self._history_arrays(), extra)
 
     def _history_arrays(self) -> dict[str, np.ndarray]:
-        fields = BlockStats._fields
+        """What a checkpoint keeps of the history: each statistic, [seeds, blocks]."""
+        fields = self.stats_type._fields
         if not self.history:
             return {f: np.zeros((len(self.seeds), 0)) for f in fields}
         return dict(zip(fields, self.stats(), strict=True))
@@ -165,8 +167,12 @@ class TrialRun:
         """Load what :meth:`save` wrote (the run then continues bit for bit); returns its
         ``extra``."""
         self.carry, self.blocks_done, hist, extra = load_state(directory, self.carry)
-        self.history = [BlockStats(*(hist[f] for f in BlockStats._fields))]
+        self.history = [self.stats_type(*(hist[f] for f in self.stats_type._fields))]
+        self._restored(hist)
         return extra
+
+    def _restored(self, history: dict[str, np.ndarray]) -> None:
+        """Take back what :meth:`_history_arrays` added beyond the statistics."""
 
 
 def save_state(directory, carry, blocks_done: int, history: dict[str, np.ndarray],
@@ -284,22 +290,15 @@ class ClassifyTrialRun(TrialRun):
             points.append(((b + 1) * self.block, values))
         return points
 
-    def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
-        history = (
-            dict(zip(ClassifyStats._fields, self.stats(), strict=True))
-            if self.history
-            else {f: np.zeros((len(self.seeds), 0)) for f in ClassifyStats._fields}
-        )
+    def _history_arrays(self) -> dict[str, np.ndarray]:
+        history = super()._history_arrays()
         if self.heldout is not None:
             history["heldout_acc"], history["heldout_ce"] = self.heldout
-        return save_state(directory, self.carry, self.blocks_done, history, extra)
+        return history
 
-    def restore(self, directory: str | Path) -> dict[str, str]:
-        self.carry, self.blocks_done, hist, extra = load_state(directory, self.carry)
-        self.history = [ClassifyStats(*(hist[f] for f in ClassifyStats._fields))]
-        if "heldout_acc" in hist:
-            self.heldout = (hist["heldout_acc"], hist["heldout_ce"])
-        return extra
+    def _restored(self, history: dict[str, np.ndarray]) -> None:
+        if "heldout_acc" in history:
+            self.heldout = (history["heldout_acc"], history["heldout_ce"])
 
 
 def trial_run(config: dict[str, Any]) -> TrialRun | ClassifyTrialRun:
@@ -371,19 +370,17 @@ class Clock:
         if event.startswith("/jax/core/compile/"):
             Clock._compile_total[0] += duration
 
+    @contextlib.contextmanager
     def part(self, name: str):
-        clock = self
-
-        class _Part:
-            def __enter__(self):
-                self.t, self.c = time.perf_counter(), Clock._compile_total[0]
-
-            def __exit__(self, *exc):
-                clock.totals[name] += time.perf_counter() - self.t
-                if name == "compute":
-                    clock.compile_in_compute += Clock._compile_total[0] - self.c
-
-        return _Part()
+        """Count the time inside the ``with`` block as ``name`` (also when it raises, as
+        ``tune.report`` does when Tune stops the trial)."""
+        t, compiled = time.perf_counter(), Clock._compile_total[0]
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter() - t
+            if name == "compute":
+                self.compile_in_compute += Clock._compile_total[0] - compiled
 
     def metrics(self) -> dict[str, float]:
         out = {f"time_{k}_s": v for k, v in self.totals.items() if k != "compile"}
