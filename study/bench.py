@@ -65,7 +65,20 @@ def size_label(kw: dict[str, int]) -> str:
     return label
 
 
-def machine() -> str:
+def platforms() -> dict[str, jax.Device]:
+    """The first device of each platform JAX has here: always ``cpu``, and ``gpu`` (or
+    ``tpu``) where jax was installed with that backend and finds the hardware."""
+    found = {}
+    for name in ("cpu", "gpu", "tpu"):
+        try:
+            found[name] = jax.devices(name)[0]
+        except RuntimeError:
+            continue
+    return found
+
+
+def machine(device: jax.Device | None = None) -> str:
+    """The CPU model, its cores, jax's version and the device the figures were measured on."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -75,11 +88,16 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__} {jax.default_backend()}"
+    where = f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__}"
+    device = device or jax.devices()[0]
+    if device.platform == "cpu":
+        return f"{where} cpu"
+    return f"{where} {device.platform} ({device.device_kind})"
 
 
-def observations(steps: int, streams: int) -> jax.Array:
-    """Recorded trace-patterning observations [steps, streams, 12] (the learner's real input)."""
+def observations(steps: int, streams: int, device: jax.Device | None = None) -> jax.Array:
+    """Recorded trace-patterning observations [steps, streams, 12] (the learner's real input),
+    on ``device`` (JAX's default when None)."""
     env, tp = make_task("trace_patterning")
     keys = jax.random.split(jax.random.PRNGKey(0), streams)
 
@@ -93,11 +111,20 @@ def observations(steps: int, streams: int) -> jax.Array:
         _, obs = jax.lax.scan(body, s0, jax.random.split(key, steps - 1))
         return jnp.concatenate([obs0[None], obs])
 
-    return jnp.swapaxes(jax.jit(jax.vmap(one))(keys), 0, 1)
+    with jax.default_device(device or jax.devices()[0]):
+        return jnp.swapaxes(jax.jit(jax.vmap(one))(keys), 0, 1)
 
 
-def time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array) -> float:
-    """Median seconds for ``steps`` steps of ``streams`` vmapped streams (compile excluded)."""
+def time_learner(
+    learner, streams: int, steps: int, repeats: int, obs: jax.Array, device=None
+) -> float:
+    """Median seconds for ``steps`` steps of ``streams`` vmapped streams (compile excluded),
+    run on ``device`` (JAX's default when None)."""
+    with jax.default_device(device or jax.devices()[0]):
+        return _time_learner(learner, streams, steps, repeats, jax.device_put(obs, device))
+
+
+def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array) -> float:
     stages = learner.settings.get("n_features", 1) // learner.settings.get("per_stage", 1)
     hp = make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
     states = jax.vmap(learner.init, in_axes=(0, None))(
@@ -194,6 +221,90 @@ def memory_check(args: argparse.Namespace, where: str) -> int:
     return 0
 
 
+# Batch sizes (streams) swept by --crossover, and the fewest steps a timed call runs.
+CROSSOVER_STREAMS = (1, 16, 256, 1024, 4096, 16384, 65536)
+CROSSOVER_MIN_STEPS = 32
+
+
+def crossover_steps(streams: int, steps: int, budget: int) -> int:
+    """Steps per timed call for a batch of ``streams``: ``steps``, cut so that a call runs at
+    most ``budget`` stream-steps (large CPU batches would otherwise take minutes), but never
+    fewer than ``CROSSOVER_MIN_STEPS``."""
+    return max(CROSSOVER_MIN_STEPS, min(steps, budget // streams))
+
+
+def overtakes(throughput: dict[int, dict[str, float]], accel: str) -> int | None:
+    """The smallest batch from which ``accel`` runs more parameter-steps per second than the
+    CPU at that batch and at every larger one swept; None where it never does (or where a
+    batch lacks either figure). ``throughput[streams][platform]`` holds the figures."""
+    first = None
+    for streams in sorted(throughput, reverse=True):
+        mine = throughput[streams]
+        if accel not in mine or "cpu" not in mine or mine[accel] <= mine["cpu"]:
+            break
+        first = streams
+    return first
+
+
+def crossover(args: argparse.Namespace, names: list[str]) -> int:
+    """Time each learner's paper-sized network at growing batch sizes on every platform JAX
+    has (the CPU, and a GPU where there is one), and report the batch size from which the
+    accelerator runs more parameter-steps per second than the CPU."""
+    devices = platforms()
+    accels = [p for p in devices if p != "cpu"]
+    for p, d in devices.items():
+        print(f"{p}: {machine(d)}")
+    if not accels:
+        print("no accelerator here (JAX sees only the CPU): the CPU rows are measured, and the "
+              "crossover needs a machine with jax[cuda] and a GPU")  # fmt: skip
+    header = ("learner", "size", "params_per_stream", "streams", "device", "steps",
+              "steps_per_s", "param_steps_per_s", "us_per_step", "flops_per_step_ledger",
+              "machine")  # fmt: skip
+    rows = []
+    print(f"\n{'learner':13s} {'size':>6s} {'params':>7s} {'streams':>7s} {'device':>6s} "
+          f"{'steps':>6s} {'steps/s/stream':>15s} {'param-steps/s':>15s} "
+          f"{'us/step':>10s}")  # fmt: skip
+    found = []
+    for name in names:
+        kw = SIZES[name][0]
+        learner, entry = build(name, kw)
+        throughput: dict[int, dict[str, float]] = {}
+        for streams in args.streams:
+            steps = crossover_steps(streams, args.steps, args.crossover_budget)
+            for platform_name, device in devices.items():
+                obs = observations(steps, streams, device)
+                sec = time_learner(learner, streams, steps, args.repeats, obs, device)
+                sps = steps / sec
+                pss = sps * learner.n_params * streams
+                throughput.setdefault(streams, {})[platform_name] = pss
+                rows.append([name, size_label(kw), learner.n_params, streams, platform_name,
+                             steps, round(sps, 1), round(pss), round(1e6 * sec / steps, 3),
+                             entry.flops, machine(device)])  # fmt: skip
+                print(f"{name:13s} {size_label(kw):>6s} {learner.n_params:7,d} {streams:7d} "
+                      f"{platform_name:>6s} {steps:6d} {sps:15,.0f} {pss:15,.0f} "
+                      f"{1e6 * sec / steps:10.2f}", flush=True)  # fmt: skip
+        for accel in accels:
+            found.append((name, size_label(kw), accel, overtakes(throughput, accel), throughput))
+    if found:
+        print("\nbatch size from which the accelerator beats the CPU (parameter-steps/s):")
+    for name, size, accel, n, throughput in found:
+        if n is None:
+            print(f"  {name} {size}: {accel} never overtakes the CPU up to "
+                  f"{max(throughput):,} streams")  # fmt: skip
+            continue
+        top = max(throughput)
+        ratio = throughput[top][accel] / throughput[top]["cpu"]
+        print(f"  {name} {size}: {accel} from {n:,} streams; at {top:,} streams "
+              f"{throughput[top][accel] / 1e9:.2f} G against {throughput[top]['cpu'] / 1e9:.2f} G "
+              f"on the CPU ({ratio:.1f}x)")  # fmt: skip
+    with Path(args.out).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
 STUDY_PARTS = ("loop", "compile", "logging", "checkpoint")
 
 
@@ -245,8 +356,18 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--learners", default=",".join(SIZES))
-    p.add_argument("--streams", type=int, nargs="+", default=[1, 256])
+    p.add_argument("--learners", default=None, help=f"comma list (default all: {','.join(SIZES)})")
+    p.add_argument("--streams", type=int, nargs="+", default=None,
+                   help="batch sizes (default 1 256; with --crossover "
+                   f"{' '.join(map(str, CROSSOVER_STREAMS))})")  # fmt: skip
+    p.add_argument("--device", default="default",
+                   help="where the learner table runs: default (JAX's), cpu or gpu")  # fmt: skip
+    p.add_argument("--crossover", action="store_true",
+                   help="sweep batch sizes on the CPU and the GPU and find where the GPU wins "
+                   "(default learners columnar,hybrid,snap1)")  # fmt: skip
+    p.add_argument("--crossover-budget", type=int, default=2**21,
+                   help="stream-steps per timed call in --crossover (fewer steps for big "
+                   "batches)")  # fmt: skip
     p.add_argument("--steps", type=int, default=1000, help="timed steps per call")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
@@ -275,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"and --memory-streams >= 1", file=sys.stderr)  # fmt: skip
             return 2
         return memory_check(args, machine())
+    if args.learners is None:
+        args.learners = "columnar,hybrid,snap1" if args.crossover else ",".join(SIZES)
+    if args.streams is None:
+        args.streams = list(CROSSOVER_STREAMS) if args.crossover else [1, 256]
     names = [n.strip() for n in args.learners.split(",") if n.strip()]
     for n in names:
         if n not in SIZES:
@@ -287,7 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.repeats < 1:
         print("error: --steps and --repeats must be >= 1", file=sys.stderr)
         return 2
-    where = machine()
+    if args.crossover:
+        return crossover(args, names)
+    devices = platforms()
+    if args.device != "default" and args.device not in devices:
+        print(f"error: --device {args.device!r} is not available here; allowed: default, "
+              f"{', '.join(devices)}", file=sys.stderr)  # fmt: skip
+        return 2
+    device = devices.get(args.device)
+    where = machine(device)
     print(f"machine: {where}")
     header = (
         "learner", "size", "params_per_stream", "streams", "steps_per_s", "param_steps_per_s",
@@ -302,13 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     fits = []
     for name in names:
         for streams in args.streams:
-            obs = observations(args.steps, streams)
+            obs = observations(args.steps, streams, device)
             ps, ts = [], []
             for kw in SIZES[name]:
                 learner, entry = build(name, kw)
                 if learner.n_params * streams > args.max_params:
                     continue
-                sec = time_learner(learner, streams, args.steps, args.repeats, obs)
+                sec = time_learner(learner, streams, args.steps, args.repeats, obs, device)
                 sps = args.steps / sec
                 gflops = entry.flops * sps * streams / 1e9
                 row = [

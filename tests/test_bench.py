@@ -52,3 +52,50 @@ def test_bad_input_is_one_line(argv, needle, capsys, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.strip().count("\n") == 0
+
+
+def test_crossover_is_the_smallest_batch_from_which_the_accelerator_stays_ahead():
+    from study.bench import overtakes
+
+    figures = {1: {"cpu": 5.0, "gpu": 1.0}, 16: {"cpu": 5.0, "gpu": 6.0},
+               256: {"cpu": 5.0, "gpu": 4.0}, 1024: {"cpu": 5.0, "gpu": 9.0},
+               4096: {"cpu": 4.0, "gpu": 30.0}}  # fmt: skip
+    # Ahead at 16 but behind again at 256: the crossover is 1024, not 16.
+    assert overtakes(figures, "gpu") == 1024
+    figures[4096]["gpu"] = 3.0
+    assert overtakes(figures, "gpu") is None
+    assert overtakes({1: {"cpu": 1.0}}, "gpu") is None
+
+
+def test_crossover_sweep_times_every_batch_on_every_platform(tmp_path, capsys):
+    from study.bench import CROSSOVER_MIN_STEPS, platforms
+
+    out = tmp_path / "cross.csv"
+    argv = ["--crossover", "--learners", "columnar", "--streams", "1", "3", "--steps", "40",
+            "--crossover-budget", "60", "--repeats", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = read(out)
+    have = sorted(platforms())
+    assert sorted((int(r["streams"]), r["device"]) for r in rows) == sorted(
+        (s, p) for s in (1, 3) for p in have
+    )
+    for r in rows:
+        # 60 stream-steps per call: 40 steps for one stream, 20 -> the floor for three.
+        want = 40 if r["streams"] == "1" else CROSSOVER_MIN_STEPS
+        assert int(r["steps"]) == want
+        assert r["size"] == "7" and int(r["params_per_stream"]) == 400
+        pss = float(r["steps_per_s"]) * 400 * int(r["streams"])
+        assert float(r["param_steps_per_s"]) == pytest.approx(pss, rel=1e-3)
+    if have == ["cpu"]:
+        assert "no accelerator here" in capsys.readouterr().out
+
+
+def test_unavailable_device_is_one_line(capsys, tmp_path):
+    from study.bench import platforms
+
+    if "tpu" in platforms():
+        pytest.skip("a TPU is here")
+    assert main(["--device", "tpu", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--device 'tpu' is not available here; allowed: default, cpu" in err
+    assert err.strip().count("\n") == 0
