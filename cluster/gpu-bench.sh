@@ -12,7 +12,7 @@ nvidia-smi -L
 $py -c "import jax; print('jax', jax.__version__, jax.devices())" || exit 1
 timeout "${CROSSOVER_S:-240}" $py -m study.bench --crossover --repeats 3 \
   --out "$out/crossover.csv" 2>&1 | tee "$out/crossover.log"
-timeout "${TABLE_S:-120}" $py -m study.bench --device gpu --streams 1 4096 \
+timeout "${TABLE_S:-240}" $py -m study.bench --device gpu --streams 1 4096 \
   --learners columnar,constructive,hybrid,snap1,tbptt,columnar_autodiff \
   --max-params 400000000 --out "$out/gpu.csv" 2>&1 | tee "$out/gpu.log"
 timeout "${TESTS_S:-120}" $py -m pytest -q -p no:cacheprovider -n 8 tests/test_columns.py \

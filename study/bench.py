@@ -160,6 +160,14 @@ def autodiff_speedups(rows: list[list]) -> list[tuple[str, int, float]]:
     ]
 
 
+def write_csv(path: str, header, rows: list[list]) -> None:
+    """Write the table so far (after every row: a run stopped early keeps what it measured)."""
+    with Path(path).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def fit_exponent(params: list[int], seconds: list[float]) -> float:
     if len(params) < 2:
         return float("nan")
@@ -280,6 +288,7 @@ def crossover(args: argparse.Namespace, names: list[str]) -> int:
                 rows.append([name, size_label(kw), learner.n_params, streams, platform_name,
                              steps, round(sps, 1), round(pss), round(1e6 * sec / steps, 3),
                              entry.flops, machine(device)])  # fmt: skip
+                write_csv(args.out, header, rows)
                 print(f"{name:13s} {size_label(kw):>6s} {learner.n_params:7,d} {streams:7d} "
                       f"{platform_name:>6s} {steps:6d} {sps:15,.0f} {pss:15,.0f} "
                       f"{1e6 * sec / steps:10.2f}", flush=True)  # fmt: skip
@@ -297,10 +306,6 @@ def crossover(args: argparse.Namespace, names: list[str]) -> int:
         print(f"  {name} {size}: {accel} from {n:,} streams; at {top:,} streams "
               f"{throughput[top][accel] / 1e9:.2f} G against {throughput[top]['cpu'] / 1e9:.2f} G "
               f"on the CPU ({ratio:.1f}x)")  # fmt: skip
-    with Path(args.out).open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
     print(f"\nwrote {args.out}")
     return 0
 
@@ -450,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                     entry.flops, round(gflops, 3), None, entry.state_bytes, where,
                 ]  # fmt: skip
                 rows.append(row)
+                write_csv(args.out, header, rows)
                 ps.append(learner.n_params)
                 ts.append(sec)
                 print(
@@ -481,12 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nfitted exponent b of time/step ~ params^b (target <= 1.1):")
         for name, streams, b, lo, hi in fits:
             print(f"  {name:13s} streams={streams:<5d} b={b:.3f}  ({lo:,}..{hi:,} params)")
-    out = Path(args.out)
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    print(f"\nwrote {out}")
+    write_csv(args.out, header, rows)
+    print(f"\nwrote {args.out}")
     return 0
 
 
