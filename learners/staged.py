@@ -99,6 +99,22 @@ def staged(
     )
     C = n_classes
     out_shape = (C, N) if C else (N,)
+    # One stage (the columnar learner): the learning stage is always 0. Saying so at trace
+    # time lets XLA drop the stage bookkeeping: no gather of theta[stage], no scatter back, no
+    # restart selects, each of which is a pass over every parameter (about a third of the
+    # step's memory traffic with 256 streams, and many small kernels with one).
+    single = S == 1
+
+    def same_stage(stage, state):
+        """Whether the stage learning now also learned at the last step."""
+        return True if single else stage == state.stage
+
+    def stage_theta(theta, stage):
+        return theta[0] if single else theta[stage]
+
+    def set_stage_theta(theta, stage, value):
+        return value.reshape(theta.shape) if single else theta.at[stage].set(value)
+
     n_params = sum(P * 4 * (m + s * P + 2) for s in range(S)) + (C or 1) * (N + 1)
 
     def init(key: jax.Array, hp: HParams) -> StagedState:
@@ -125,7 +141,10 @@ def staged(
     def forward(state: StagedState, x_t: jax.Array, hp: HParams):
         """Every active column at step t, stage by stage: stage s reads the features of
         stages < s at step t. Returns ``(stage, x_hat, std, h, c, preacts, h_hat)``."""
-        stage = jnp.minimum(state.t // hp.steps_per_stage, S - 1)
+        if single:
+            stage = jnp.zeros((), jnp.int32)
+        else:
+            stage = jnp.minimum(state.t // hp.steps_per_stage, S - 1)
         x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
         std = jnp.maximum(jnp.sqrt(state.feat_var), hp.norm_floor)
 
@@ -155,15 +174,20 @@ def staged(
     def traces(state: StagedState, stage, x_hat, h_hat, preacts):
         """The learning stage's ``(trace_h, trace_c)`` after step t (from the pre-update
         theta), restarted from zero when a new stage starts at t."""
-        keep = stage == state.stage
+        keep = same_stage(stage, state)
         trace_h = jnp.where(keep, state.trace_h, 0.0)
         trace_c = jnp.where(keep, state.trace_c, 0.0)
-        z_cur = jnp.concatenate([x_hat, h_hat[: N - P] * read_mask[stage, m:]])
-        start = stage * P
-        h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
-        c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
-        gt = gates_from_preact(jnp.stack(preacts)[stage], c_prev)
-        return trace_fn(state.theta[stage], z_cur, h_prev, c_prev, gt, trace_h, trace_c)
+        if single:
+            z_cur, h_prev, c_prev, a = x_hat, state.h, state.c, preacts[0]
+        else:
+            z_cur = jnp.concatenate([x_hat, h_hat[: N - P] * read_mask[stage, m:]])
+            start = stage * P
+            h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
+            c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
+            a = jnp.stack(preacts)[stage]
+        gt = gates_from_preact(a, c_prev)
+        return trace_fn(stage_theta(state.theta, stage), z_cur, h_prev, c_prev, gt, trace_h,
+                        trace_c)  # fmt: skip
 
     def stats(state: StagedState, stage, x_t, h, hp: HParams):
         """Running statistics of the observation, and of the learning stage's features."""
@@ -189,14 +213,31 @@ def staged(
         corr_theta = next_corr(state.corr_theta, hp)
         w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr_out, delta, hp, rmsprop)
         b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr_out, delta, hp, rmsprop)
-        theta_old = state.theta[state.stage]
-        theta_new, nu_theta = td_update(
-            theta_old, state.elig_theta, state.nu_theta, corr_theta, delta, hp, rmsprop
-        )
-        theta = state.theta.at[state.stage].set(theta_new)
+        if single:  # updated in its stored shape [1, ...]: no layout copy of theta
+            theta, nu_theta = td_update(
+                state.theta,
+                state.elig_theta[None],
+                state.nu_theta[None],
+                corr_theta,
+                delta,
+                hp,
+                rmsprop,
+            )
+            nu_theta = nu_theta[0]
+        else:
+            theta_new, nu_theta = td_update(
+                state.theta[state.stage],
+                state.elig_theta,
+                state.nu_theta,
+                corr_theta,
+                delta,
+                hp,
+                rmsprop,
+            )
+            theta = state.theta.at[state.stage].set(theta_new)
 
         # Traces of the stage learning now, from the forward pass above (pre-update theta).
-        keep = stage == state.stage
+        keep = same_stage(stage, state)
         elig_theta = jnp.where(keep, state.elig_theta, 0.0)
         nu_theta = jnp.where(keep, nu_theta, 0.0)
         corr_theta = jnp.where(keep, corr_theta, 0.0)
@@ -225,7 +266,7 @@ def staged(
         logits = state.w @ h_hat + state.b
         loss, dlogits = cross_entropy(logits, y_t)
         on = y_t >= 0
-        keep = stage == state.stage
+        keep = same_stage(stage, state)
         nu_theta = jnp.where(keep, state.nu_theta, 0.0)
         corr_theta = jnp.where(keep, state.corr_theta, 0.0)
         trace_h, trace_c = traces(state, stage, x_hat, h_hat, preacts)
@@ -237,10 +278,11 @@ def staged(
             state.corr_out, on, hp, rmsprop,
         )  # fmt: skip
         (theta_cur,), (nu_theta,), corr_theta = descend(
-            (state.theta[stage],), (grad_theta,), (nu_theta,), corr_theta, on, hp, rmsprop
-        )
+            (stage_theta(state.theta, stage),), (grad_theta,), (nu_theta,), corr_theta, on, hp,
+            rmsprop,
+        )  # fmt: skip
         new = state._replace(
-            theta=state.theta.at[stage].set(theta_cur), h=h, c=c, w=w, b=b,
+            theta=set_stage_theta(state.theta, stage, theta_cur), h=h, c=c, w=w, b=b,
             trace_h=trace_h, trace_c=trace_c, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
             corr_theta=corr_theta, corr_out=corr_out, t=state.t + 1, stage=stage,
             **stats(state, stage, x_t, h, hp),

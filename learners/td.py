@@ -28,7 +28,8 @@ def td_update(
     if not rmsprop:
         return param + hp.alpha * g, nu
     nu = hp.beta2 * nu + (1.0 - hp.beta2) * g * g
-    return param + hp.alpha * g / (jnp.sqrt(nu / corr) + hp.eps), nu
+    # sqrt(nu / corr) with the division done once, on the scalar corr
+    return param + hp.alpha * g / (jnp.sqrt(nu) * jax.lax.rsqrt(corr) + hp.eps), nu
 
 
 def next_corr(corr: jax.Array, hp: HParams) -> jax.Array:

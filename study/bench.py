@@ -27,6 +27,7 @@ import numpy as np
 from learners import STAGE_FOREVER, make_hparams, make_learner
 from learners.ledger import cost
 from study.tasks import make_task
+from study.threads import limit_xla_threads, pool_size
 
 # Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
 SIZES: dict[str, list[dict[str, int]]] = {
@@ -91,7 +92,7 @@ def machine(device: jax.Device | None = None) -> str:
     where = f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__}"
     device = device or jax.devices()[0]
     if device.platform == "cpu":
-        return f"{where} cpu"
+        return f"{where} cpu, {pool_size()} thread{'s' if pool_size() > 1 else ''}"
     return f"{where} {device.platform} ({device.device_kind})"
 
 
@@ -367,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{' '.join(map(str, CROSSOVER_STREAMS))})")  # fmt: skip
     p.add_argument("--device", default="default",
                    help="where the learner table runs: default (JAX's), cpu or gpu")  # fmt: skip
+    p.add_argument("--threads", type=int, default=0,
+                   help="XLA CPU threads (default 0: every core, JAX's default; 1 for the "
+                   "one-core figures)")  # fmt: skip
     p.add_argument("--crossover", action="store_true",
                    help="sweep batch sizes on the CPU and the GPU and find where the GPU wins "
                    "(default learners columnar,hybrid,snap1)")  # fmt: skip
@@ -393,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure memory over a run this long (e.g. 10000000) instead")  # fmt: skip
     p.add_argument("--memory-streams", type=int, default=8)
     args = p.parse_args(argv)
+    if args.threads < 0:
+        print(f"error: --threads {args.threads} must be >= 0 (0: every core)", file=sys.stderr)
+        return 2
+    limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
         return study_overhead(args, machine())
     if args.memory_steps:

@@ -29,6 +29,7 @@ from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
 from study.tasks.animal import Animal, AnimalParams
 from study.tasks.metrics import MsreState, horizon_for, msre_init, msre_update, summarise_blocks
+from study.threads import describe, limit_xla_threads
 
 
 class Carry(NamedTuple):
@@ -246,6 +247,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1_000_000, help="steps per stream (default 1M)")
     p.add_argument("--seeds", type=int, default=4, help="number of seeds (0..N-1 + offset)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed")
+    p.add_argument("--threads", type=int, default=1,
+                   help="XLA CPU threads (default 1, fastest for paper-sized networks; 0: every "
+                   "core, faster for batches of 100k+ parameter-streams)")  # fmt: skip
     p.add_argument(
         "--alpha", type=float, nargs="+", default=None,
         help=f"step size(s); several run side by side (default {DEFAULTS['alpha']:g})",
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"seeds={args.seeds} must be >= 1")
+    limit_xla_threads(args.threads)  # before anything starts JAX's backends
     if is_classification(args.task):
         return _run_classify(args)
     if args.data_dir:
@@ -334,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"task {args.task} | learner {learner.name} {learner.settings} | "
         f"{learner.n_params} parameters | {args.steps:,} steps x {len(seeds)} seeds x "
-        f"{A} step size(s) | backend {jax.default_backend()}"
+        f"{A} step size(s) | backend {describe()}"
     )
     res = run_batch(learner, env, tp, hp, seeds, args.steps, block_size=block, progress=True)
     summary = summarise_blocks(res.sq_sum, res.count, window // block)
@@ -386,7 +391,7 @@ def _run_classify(args: argparse.Namespace) -> int:
         f"task {args.task} ({env.source}{'' if env.full else '; not comparable with full MNIST'}"
         f") | learner {learner.name} {learner.settings} | {learner.n_params} parameters | "
         f"{args.steps:,} steps ({args.steps // env.rows:,} images) x {len(seeds)} seeds x "
-        f"{A} step size(s) | backend {jax.default_backend()}"
+        f"{A} step size(s) | backend {describe()}"
     )
     runner = make_classify_runner(learner, env, block)
     both = (0, None, None)

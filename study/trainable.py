@@ -33,6 +33,7 @@ from study.classify import ClassifyStats, make_classify_runner, make_evaluate
 from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import is_classification, make_task
 from study.tasks.metrics import horizon_for, summarise_blocks
+from study.threads import limit_xla_threads, trial_threads
 from study.tracking import CONFIG_TAG, CURVE, ROLE_TAG, Tracking, TrialLogger
 
 CHECKPOINT_FILE = "trial.npz"
@@ -397,6 +398,9 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     resumed trial keeps using."""
     from ray import tune
 
+    # XLA's CPU pool sized to the CPUs Ray reserved for the trial (study.threads), before
+    # anything in this worker starts JAX's backends.
+    threads = limit_xla_threads(trial_threads())
     clock = Clock()
     if "fixed" in config:  # an evaluation: the configuration Tune's grid search picked
         config = {**{k: v for k, v in config.items() if k != "fixed"}, **config["fixed"]}
@@ -414,6 +418,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 "space": str(config.get("space", config["learner"])),
                 "seeds": ",".join(str(s) for s in config["seeds"]),
                 ROLE_TAG: str(config.get("role", "tuning")),
+                "xla_threads": str(threads or "default"),
                 CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                        sort_keys=True, default=str)}  # fmt: skip
         params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}

@@ -46,7 +46,8 @@ def test_memory_check_measures_the_state_the_ledger_predicts(tmp_path):
 @pytest.mark.parametrize(
     "argv,needle",
     [(["--learners", "gru"], "unknown learner 'gru'"),
-     (["--memory-steps", "12345"], "--memory-steps 12345 must be a multiple of 10000")],
+     (["--memory-steps", "12345"], "--memory-steps 12345 must be a multiple of 10000"),
+     (["--threads", "-2"], "--threads -2 must be >= 0")],
 )  # fmt: skip
 def test_bad_input_is_one_line(argv, needle, capsys, tmp_path):
     assert main([*argv, "--out", str(tmp_path / "x.csv")]) == 2

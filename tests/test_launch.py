@@ -90,6 +90,8 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
     for r in children:
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
         assert r.data.tags["learner"] == "hybrid" and r.data.tags["seeds"] == "0,1"
+        # XLA's CPU pool follows the trial's one reserved CPU (study.threads)
+        assert r.data.tags["xla_threads"] == "1"
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
