@@ -233,9 +233,12 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "msre_windowed_curve")]
         assert sorted(steps) == list(range(1000, 300_001, 1000))  # complete, none twice
-    # It continued from its last checkpoint: Tune's record of the trial never goes back
-    # (a restart from scratch would report 10,000 steps again).
+    # It continued from its last checkpoint: Tune's record of the trial goes back at most one
+    # chunk (a result the driver recorded just before the node died, whose checkpoint had not
+    # been registered yet, is run again), never to the start (a restart from scratch would
+    # report 10,000 steps again).
     trial_id = moved[0].data.tags["ccn.trial_id"]
     (result,) = (tmp_path / "shared" / "ray" / name).glob(f"*{trial_id}*/result.json")
     done = [json.loads(line)["steps_done"] for line in result.read_text().splitlines()]
-    assert done == sorted(set(done)) and done[-1] == 300_000
+    assert all(b >= a - 10_000 for a, b in zip(done, done[1:], strict=False))
+    assert done.count(10_000) == 1 and done[-1] == 300_000
