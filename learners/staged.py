@@ -214,26 +214,13 @@ def staged(
         w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr_out, delta, hp, rmsprop)
         b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr_out, delta, hp, rmsprop)
         if single:  # updated in its stored shape [1, ...]: no layout copy of theta
-            theta, nu_theta = td_update(
-                state.theta,
-                state.elig_theta[None],
-                state.nu_theta[None],
-                corr_theta,
-                delta,
-                hp,
-                rmsprop,
-            )
+            theta, nu_theta = td_update(state.theta, state.elig_theta[None], state.nu_theta[None],
+                                        corr_theta, delta, hp, rmsprop)  # fmt: skip
             nu_theta = nu_theta[0]
         else:
-            theta_new, nu_theta = td_update(
-                state.theta[state.stage],
-                state.elig_theta,
-                state.nu_theta,
-                corr_theta,
-                delta,
-                hp,
-                rmsprop,
-            )
+            theta_new, nu_theta = td_update(state.theta[state.stage], state.elig_theta,
+                                            state.nu_theta, corr_theta, delta, hp,
+                                            rmsprop)  # fmt: skip
             theta = state.theta.at[state.stage].set(theta_new)
 
         # Traces of the stage learning now, from the forward pass above (pre-update theta).

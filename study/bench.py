@@ -27,7 +27,7 @@ import numpy as np
 from learners import STAGE_FOREVER, make_hparams, make_learner
 from learners.ledger import cost
 from study.tasks import make_task
-from study.threads import limit_xla_threads, pool_size
+from study.threads import limit_xla_threads, pool_size, threads_label
 
 # Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
 SIZES: dict[str, list[dict[str, int]]] = {
@@ -92,7 +92,7 @@ def machine(device: jax.Device | None = None) -> str:
     where = f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__}"
     device = device or jax.devices()[0]
     if device.platform == "cpu":
-        return f"{where} cpu, {pool_size()} thread{'s' if pool_size() > 1 else ''}"
+        return f"{where} cpu, {threads_label(pool_size())}"
     return f"{where} {device.platform} ({device.device_kind})"
 
 

@@ -77,9 +77,14 @@ def pool_size() -> int:
     return os.cpu_count() or 1
 
 
+def threads_label(n: int) -> str:
+    """``"1 thread"``, ``"2 threads"``."""
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
 def describe() -> str:
     """JAX's default backend, with the CPU pool's size where this module set it."""
     backend = jax.default_backend()
     if _pool[0] is None:
         return backend
-    return f"{backend} ({_pool[0]} XLA CPU thread{'s' if _pool[0] > 1 else ''})"
+    return f"{backend} (XLA CPU pool of {threads_label(_pool[0])})"
