@@ -40,9 +40,14 @@ class HParams(NamedTuple):
     gamma: jax.Array  # discount, in [0, 1); the run loop sets it from the task
     beta2: jax.Array  # decay of the RMSProp second-moment estimate (if rmsprop is on)
     eps: jax.Array  # RMSProp's denominator floor
-    norm_rate: jax.Array  # rate of the running mean/variance of inputs and features; 0 = off
-    norm_floor: jax.Array  # floor on the running std used to normalise
-    init_scale: jax.Array  # recurrent weights start U(-init_scale, init_scale)
+    # Running normalisation of inputs and features (``learners.td.update_stats``): the
+    # reference's normalization_rate r is ``1 - norm_rate`` and its std_cap (a floor on the
+    # variance) is ``norm_floor``. norm_rate = 0 turns it off.
+    norm_rate: jax.Array  # in [0, 1]
+    norm_floor: jax.Array  # floor on the running variance, in (0, 1]
+    # Columns start U(-init_scale, init_scale); a dense LSTM's layer U(-s, s) with
+    # s = init_scale / sqrt(fan-in) (``learners.dense``).
+    init_scale: jax.Array
     steps_per_stage: jax.Array  # int32, steps each constructive stage learns for
 
 
@@ -56,7 +61,7 @@ DEFAULTS: dict[str, float] = dict(
     beta2=0.9999,
     eps=1e-8,
     norm_rate=0.0,
-    norm_floor=0.1,
+    norm_floor=0.01,
     init_scale=0.5,
     steps_per_stage=STAGE_FOREVER,
 )
@@ -88,18 +93,18 @@ def check_hparams(values: dict[str, Any]) -> None:
     import numpy as np
 
     ranges = {
-        "alpha": (0.0, None, "alpha >= 0"),
+        "alpha": (0.0, None, "a finite alpha >= 0"),
         "lambda_": (0.0, 1.0, "0 <= lambda <= 1"),
         "beta2": (0.0, 1.0, "0 <= beta2 < 1"),
         "eps": (0.0, None, "eps >= 0"),
         "norm_rate": (0.0, 1.0, "0 <= norm_rate <= 1"),
-        "norm_floor": (0.0, None, "norm_floor > 0"),
+        "norm_floor": (0.0, 1.0, "0 < norm_floor <= 1"),
         "init_scale": (0.0, None, "init_scale >= 0"),
         "steps_per_stage": (1, None, "steps_per_stage >= 1"),
     }
     for name, (lo, hi, rule) in ranges.items():
         v = np.asarray(values[name], np.float64)
-        if np.any(v < lo) or (hi is not None and np.any(v > hi)) or np.any(np.isnan(v)):
+        if np.any(v < lo) or (hi is not None and np.any(v > hi)) or not np.all(np.isfinite(v)):
             raise ValueError(f"{name}={values[name]} is not allowed; need {rule}")
     g = np.asarray(values["gamma"], np.float64)
     if np.any(g < 0) or np.any(g >= 1):
@@ -107,7 +112,9 @@ def check_hparams(values: dict[str, Any]) -> None:
     if np.any(np.asarray(values["beta2"]) >= 1.0):
         raise ValueError(f"beta2={values['beta2']} is not allowed; need 0 <= beta2 < 1")
     if np.any(np.asarray(values["norm_floor"]) <= 0.0):
-        raise ValueError(f"norm_floor={values['norm_floor']} is not allowed; need norm_floor > 0")
+        raise ValueError(
+            f"norm_floor={values['norm_floor']} is not allowed; need 0 < norm_floor <= 1"
+        )
 
 
 class Learner(NamedTuple):

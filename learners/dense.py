@@ -12,7 +12,12 @@ the pre-activations are ``a[n, k] = theta[n, k] . zeta_t``.
   O(|theta|) per step. It drops the paths through other units, so it is biased, except on a
   network without cross-unit recurrence where it equals RTRL.
 
-The readout, TD(lambda), RMSProp and input normalisation are those of the other learners.
+The readout, TD(lambda), RMSProp and the running normalisation of the observation and of the
+features read by the readout (``learners.td.update_stats``) are those of the other learners.
+
+Initialisation: the recurrent layer starts ``U(-s, s)`` with ``s = init_scale / sqrt(J)``,
+scaled by each gate's fan-in ``J``, so one ``init_scale`` suits every hidden size (a dense
+matrix drawn at a fixed scale saturates the gates of a wide network).
 """
 
 from __future__ import annotations
@@ -45,40 +50,66 @@ class DenseState(NamedTuple):
     corr: jax.Array  # [] 1 - beta2^n
     obs_mean: jax.Array  # [m]
     obs_var: jax.Array  # [m]
+    feat_mean: jax.Array  # [H] running statistics of the features the readout reads
+    feat_var: jax.Array  # [H]
     v_prev: jax.Array  # []
 
 
-def dense_forward(state, x_t: jax.Array, hp: HParams):
-    """The dense LSTM's step shared by SnAp-1, RTRL and T-BPTT.
+class DenseStep(NamedTuple):
+    """What the forward pass of a dense LSTM at step t gives its learning rule."""
 
-    Returns ``(zeta, gates, v_t, obs_mean, obs_var)`` with ``zeta = [x_hat, h_{t-1}, 1]`` and
-    the observation statistics updated.
-    """
-    x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-    obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+    zeta: jax.Array  # [J] [x_hat, h_{t-1}, 1]
+    gates: Gates
+    v: jax.Array  # [] v_t (the logits [C] of a classifier)
+    h_hat: jax.Array  # [H] the normalised features the readout reads
+    inv_std: jax.Array  # [H] d h_hat / d h
+    stats: dict  # obs_mean, obs_var, feat_mean, feat_var after step t
+
+
+def dense_init(key: jax.Array, hp: HParams, shape: tuple[int, int, int]) -> jax.Array:
+    """The recurrent layer [H, 4, J] drawn ``U(-s, s)`` with ``s = init_scale / sqrt(J)``."""
+    scale = hp.init_scale / jnp.sqrt(jnp.asarray(shape[-1], hp.alpha.dtype))
+    return jax.random.uniform(key, shape, hp.alpha.dtype, -1.0, 1.0) * scale
+
+
+def dense_stats_init(m: int, H: int, dtype) -> tuple[jax.Array, ...]:
+    """``obs_mean, obs_var, feat_mean, feat_var`` at the start: mean 0, variance 1."""
+    return jnp.zeros(m, dtype), jnp.ones(m, dtype), jnp.zeros(H, dtype), jnp.ones(H, dtype)
+
+
+def dense_forward(state, x_t: jax.Array, hp: HParams) -> DenseStep:
+    """The dense LSTM's step shared by SnAp-1, RTRL and T-BPTT: the observation normalised by
+    the statistics before step t, the features by those that include it (as the reference
+    code does)."""
+    x_hat = normalise(x_t, state.obs_mean, state.obs_var)
+    obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp)
     zeta = jnp.concatenate([x_hat, state.h, jnp.ones(1, state.h.dtype)])
     gates = gates_from_preact(state.theta @ zeta, state.c)
-    v_t = state.w @ gates.h + state.b  # the logits [C] of a classifier
-    return zeta, gates, v_t, obs_mean, obs_var
+    feat_mean, feat_var = update_stats(gates.h, state.feat_mean, state.feat_var, hp)
+    inv_std = jax.lax.rsqrt(feat_var)
+    h_hat = (gates.h - feat_mean) * inv_std
+    v_t = state.w @ h_hat + state.b
+    stats = dict(obs_mean=obs_mean, obs_var=obs_var, feat_mean=feat_mean, feat_var=feat_var)
+    return DenseStep(zeta, gates, v_t, h_hat, inv_std, stats)
 
 
-def dense_learn(state, gates: Gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop):
+def dense_learn(state, fw: DenseStep, c_t, grad_theta, hp, rmsprop):
     """TD(lambda) on the recurrent layer and readout of a dense-LSTM learner.
 
     Returns ``(fields, delta)``: the new values of the fields SnAp-1, RTRL and T-BPTT states
     share, for ``state._replace(**fields)``, and the TD error.
     """
-    delta = c_t + hp.gamma * v_t - state.v_prev
+    delta = c_t + hp.gamma * fw.v - state.v_prev
     (theta, w, b), (e_theta, e_w, e_b), (nu_theta, nu_w, nu_b), corr = td_lambda(
         (state.theta, state.w, state.b),
         (state.elig_theta, state.elig_w, state.elig_b),
         (state.nu_theta, state.nu_w, state.nu_b),
-        state.corr, (grad_theta, gates.h, 1.0), delta, hp, rmsprop,
+        state.corr, (grad_theta, fw.h_hat, 1.0), delta, hp, rmsprop,
     )  # fmt: skip
     fields = dict(
-        theta=theta, h=gates.h, c=gates.c, w=w, b=b,
+        theta=theta, h=fw.gates.h, c=fw.gates.c, w=w, b=b,
         elig_theta=e_theta, elig_w=e_w, elig_b=e_b, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
-        corr=corr, obs_mean=obs_mean, obs_var=obs_var, v_prev=v_t,
+        corr=corr, v_prev=fw.v, **fw.stats,
     )  # fmt: skip
     return fields, delta
 
@@ -124,12 +155,12 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
 
     def init(key: jax.Array, hp: HParams) -> DenseState:
         dtype = hp.alpha.dtype
-        theta = jax.random.uniform(key, (H, 4, J), dtype, -1.0, 1.0) * hp.init_scale
+        theta = dense_init(key, hp, (H, 4, J))
         zh = jnp.zeros(H, dtype)
         zs = jnp.zeros((), dtype)
         zt = jnp.zeros((H, 4, J), dtype)
         zr = jnp.zeros(trace_shape, dtype)
-        obs = (jnp.zeros(m, dtype), jnp.ones(m, dtype))
+        obs = dense_stats_init(m, H, dtype)
         if C:  # readout [C, H] and [C]; no eligibility
             zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
             return DenseState(theta, zh, zh, zw, zb, zr, zr, z0, z0, z0, zt, zw, zb, zs, *obs, zs)
@@ -151,25 +182,22 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
     def step(
         state: DenseState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[DenseState, dict[str, jax.Array]]:
-        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
-        trace_h, trace_c, grad_theta = traces(state, zeta, gates, state.w)
-        fields, delta = dense_learn(
-            state, gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop
-        )
+        fw = dense_forward(state, x_t, hp)
+        trace_h, trace_c, grad_theta = traces(state, fw.zeta, fw.gates, state.w * fw.inv_std)
+        fields, delta = dense_learn(state, fw, c_t, grad_theta, hp, rmsprop)
         new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
-        return new, {"v": v_t, "delta": delta}
+        return new, {"v": fw.v, "delta": delta}
 
     def classify(
         state: DenseState, x_t: jax.Array, y_t: jax.Array, hp: HParams
     ) -> tuple[DenseState, dict[str, jax.Array]]:
-        zeta, gates, logits, obs_mean, obs_var = dense_forward(state, x_t, hp)
-        loss, dlogits = cross_entropy(logits, y_t)
-        trace_h, trace_c, grad_theta = traces(state, zeta, gates, state.w.T @ dlogits)
-        fields = dense_descend(state, gates, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
-        new = state._replace(
-            trace_h=trace_h, trace_c=trace_c, obs_mean=obs_mean, obs_var=obs_var, **fields
-        )
-        return new, readout_out(logits, loss, y_t)
+        fw = dense_forward(state, x_t, hp)
+        loss, dlogits = cross_entropy(fw.v, y_t)
+        seed = (state.w.T @ dlogits) * fw.inv_std
+        trace_h, trace_c, grad_theta = traces(state, fw.zeta, fw.gates, seed)
+        fields = dense_descend(state, fw, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
+        new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
+        return new, readout_out(fw.v, loss, y_t)
 
     name = "rtrl" if exact else "snap1"
     n_params = H * 4 * J + (C or 1) * (H + 1)
@@ -177,15 +205,15 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
     return Learner(name, init, classify if C else step, n_params, settings, reset_recurrent)
 
 
-def dense_descend(state, gates: Gates, dlogits, grad_theta, on, hp, rmsprop) -> dict:
+def dense_descend(state, fw: DenseStep, dlogits, grad_theta, on, hp, rmsprop) -> dict:
     """One cross-entropy step on the recurrent layer and the [C, H] readout of a dense-LSTM
     classifier (``learners.readout``); returns the fields to replace."""
     (theta, w, b), (nu_theta, nu_w, nu_b), corr = descend(
-        (state.theta, state.w, state.b), (grad_theta, jnp.outer(dlogits, gates.h), dlogits),
+        (state.theta, state.w, state.b), (grad_theta, jnp.outer(dlogits, fw.h_hat), dlogits),
         (state.nu_theta, state.nu_w, state.nu_b), state.corr, on, hp, rmsprop,
     )  # fmt: skip
-    return dict(theta=theta, h=gates.h, c=gates.c, w=w, b=b, nu_theta=nu_theta, nu_w=nu_w,
-                nu_b=nu_b, corr=corr)  # fmt: skip
+    return dict(theta=theta, h=fw.gates.h, c=fw.gates.c, w=w, b=b, nu_theta=nu_theta,
+                nu_w=nu_w, nu_b=nu_b, corr=corr, **fw.stats)  # fmt: skip
 
 
 def snap1(n_inputs: int, hidden: int, *, rmsprop: bool = True, n_classes: int = 0) -> Learner:

@@ -49,8 +49,8 @@ def linear(n_inputs: int, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     def step(
         state: LinearState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[LinearState, dict[str, jax.Array]]:
-        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp)
         v_t = jnp.dot(state.w, x_hat) + state.b
         delta = c_t + hp.gamma * v_t - state.v_prev
         (w, b), (elig_w, elig_b), (nu_w, nu_b), corr = td_lambda(
@@ -76,8 +76,8 @@ def _classifier(m: int, C: int, rmsprop: bool) -> Learner:
     def step(
         state: LinearState, x_t: jax.Array, y_t: jax.Array, hp: HParams
     ) -> tuple[LinearState, dict[str, jax.Array]]:
-        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp)
         logits = state.w @ x_hat + state.b
         loss, dlogits = cross_entropy(logits, y_t)
         (w, b), (nu_w, nu_b), corr = descend(

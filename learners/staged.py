@@ -140,15 +140,17 @@ def staged(
 
     def forward(state: StagedState, x_t: jax.Array, hp: HParams):
         """Every active column at step t, stage by stage: stage s reads the features of
-        stages < s at step t. Returns ``(stage, x_hat, std, h, c, preacts, h_hat)``."""
+        stages < s at step t. Returns ``(stage, x_hat, h, c, preacts, feats)``, ``feats``
+        the normalised features each stage read (one [P] array per stage)."""
         if single:
             stage = jnp.zeros((), jnp.int32)
         else:
             stage = jnp.minimum(state.t // hp.steps_per_stage, S - 1)
-        x_hat = normalise(x_t, state.obs_mean, state.obs_var, hp)
-        std = jnp.maximum(jnp.sqrt(state.feat_var), hp.norm_floor)
+        x_hat = normalise(x_t, state.obs_mean, state.obs_var)
+        inv_std = jax.lax.rsqrt(state.feat_var)
 
-        # Forward pass, stage by stage: stage s reads the features of stages < s at step t.
+        # Forward pass, stage by stage: stage s reads the features of stages < s at step t
+        # (frozen, so their statistics are those of the step they froze at).
         hs, cs, preacts, feats = [], [], [], []
         for s in range(S):
             sl = slice(s * P, (s + 1) * P)
@@ -160,18 +162,18 @@ def staged(
             hs.append(h_s)
             cs.append(jnp.where(active, gt.c, 0.0))
             preacts.append(a)
-            feats.append(jnp.where(active, (h_s - state.feat_mean[sl]) / std[sl], 0.0))
-        return (
-            stage,
-            x_hat,
-            std,
-            jnp.concatenate(hs),
-            jnp.concatenate(cs),
-            preacts,
-            jnp.concatenate(feats),
-        )
+            feats.append(jnp.where(active, (h_s - state.feat_mean[sl]) * inv_std[sl], 0.0))
+        return stage, x_hat, jnp.concatenate(hs), jnp.concatenate(cs), preacts, feats
 
-    def traces(state: StagedState, stage, x_hat, h_hat, preacts):
+    def features(state: StagedState, stage, h, feat_mean, feat_var):
+        """The readout's features ``h_hat`` [N] and ``1 / std`` [N]: every active column
+        normalised by the statistics that include step t, as the reference code does (only
+        the learning stage's differ from those the forward pass used)."""
+        inv_std = jax.lax.rsqrt(feat_var)
+        active = (jnp.arange(N) // P) <= stage
+        return jnp.where(active, (h - feat_mean) * inv_std, 0.0), inv_std
+
+    def traces(state: StagedState, stage, x_hat, feats, preacts):
         """The learning stage's ``(trace_h, trace_c)`` after step t (from the pre-update
         theta), restarted from zero when a new stage starts at t."""
         keep = same_stage(stage, state)
@@ -180,7 +182,7 @@ def staged(
         if single:
             z_cur, h_prev, c_prev, a = x_hat, state.h, state.c, preacts[0]
         else:
-            z_cur = jnp.concatenate([x_hat, h_hat[: N - P] * read_mask[stage, m:]])
+            z_cur = jnp.concatenate([x_hat, *feats[:-1]]) * read_mask[stage]
             start = stage * P
             h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
             c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))
@@ -192,8 +194,8 @@ def staged(
     def stats(state: StagedState, stage, x_t, h, hp: HParams):
         """Running statistics of the observation, and of the learning stage's features."""
         learning = (jnp.arange(N) // P) == stage
-        feat_mean, feat_var = update_stats(h, state.feat_mean, state.feat_var, hp.norm_rate)
-        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp.norm_rate)
+        feat_mean, feat_var = update_stats(h, state.feat_mean, state.feat_var, hp)
+        obs_mean, obs_var = update_stats(x_t, state.obs_mean, state.obs_var, hp)
         return dict(
             obs_mean=obs_mean, obs_var=obs_var,
             feat_mean=jnp.where(learning, feat_mean, state.feat_mean),
@@ -203,7 +205,9 @@ def staged(
     def step(
         state: StagedState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[StagedState, dict[str, jax.Array]]:
-        stage, x_hat, std, h, c, preacts, h_hat = forward(state, x_t, hp)
+        stage, x_hat, h, c, preacts, feats = forward(state, x_t, hp)
+        new_stats = stats(state, stage, x_t, h, hp)
+        h_hat, inv_std = features(state, stage, h, new_stats["feat_mean"], new_stats["feat_var"])
         v_t = jnp.dot(state.w, h_hat) + state.b
 
         # TD(lambda): apply delta_{t-1} with the eligibilities of step t-1 (the stage that
@@ -228,11 +232,10 @@ def staged(
         elig_theta = jnp.where(keep, state.elig_theta, 0.0)
         nu_theta = jnp.where(keep, nu_theta, 0.0)
         corr_theta = jnp.where(keep, corr_theta, 0.0)
-        trace_h, trace_c = traces(state, stage, x_hat, h_hat, preacts)
+        trace_h, trace_c = traces(state, stage, x_hat, feats, preacts)
         start = stage * P
-        w_cur = jax.lax.dynamic_slice(state.w, (start,), (P,))
-        std_cur = jax.lax.dynamic_slice(std, (start,), (P,))
-        grad_theta = (w_cur / std_cur)[:, None, None] * trace_h
+        w_cur = jax.lax.dynamic_slice(state.w * inv_std, (start,), (P,))
+        grad_theta = w_cur[:, None, None] * trace_h
         decay = hp.gamma * hp.lambda_
         new = StagedState(
             theta=theta, h=h, c=c, w=w, b=b, trace_h=trace_h, trace_c=trace_c,
@@ -240,7 +243,7 @@ def staged(
             elig_w=decay * state.elig_w + h_hat,
             elig_b=decay * state.elig_b + 1.0,
             nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b, corr_theta=corr_theta, corr_out=corr_out,
-            v_prev=v_t, t=state.t + 1, stage=stage, **stats(state, stage, x_t, h, hp),
+            v_prev=v_t, t=state.t + 1, stage=stage, **new_stats,
         )  # fmt: skip
         return new, {"v": v_t, "delta": delta, "stage": stage}
 
@@ -249,15 +252,17 @@ def staged(
     ) -> tuple[StagedState, dict[str, jax.Array]]:
         """Cross-entropy at labelled steps: ``dL/dtheta = (W^T dL/dlogits / std) . trace``
         for the learning stage, from this step's traces (``learners.readout``)."""
-        stage, x_hat, std, h, c, preacts, h_hat = forward(state, x_t, hp)
+        stage, x_hat, h, c, preacts, feats = forward(state, x_t, hp)
+        new_stats = stats(state, stage, x_t, h, hp)
+        h_hat, inv_std = features(state, stage, h, new_stats["feat_mean"], new_stats["feat_var"])
         logits = state.w @ h_hat + state.b
         loss, dlogits = cross_entropy(logits, y_t)
         on = y_t >= 0
         keep = same_stage(stage, state)
         nu_theta = jnp.where(keep, state.nu_theta, 0.0)
         corr_theta = jnp.where(keep, state.corr_theta, 0.0)
-        trace_h, trace_c = traces(state, stage, x_hat, h_hat, preacts)
-        g = (state.w.T @ dlogits) / std  # dL/dh of every column
+        trace_h, trace_c = traces(state, stage, x_hat, feats, preacts)
+        g = (state.w.T @ dlogits) * inv_std  # dL/dh of every column
         g_cur = jax.lax.dynamic_slice(g, (stage * P,), (P,))
         grad_theta = g_cur[:, None, None] * trace_h
         (w, b), (nu_w, nu_b), corr_out = descend(
@@ -271,8 +276,7 @@ def staged(
         new = state._replace(
             theta=set_stage_theta(state.theta, stage, theta_cur), h=h, c=c, w=w, b=b,
             trace_h=trace_h, trace_c=trace_c, nu_theta=nu_theta, nu_w=nu_w, nu_b=nu_b,
-            corr_theta=corr_theta, corr_out=corr_out, t=state.t + 1, stage=stage,
-            **stats(state, stage, x_t, h, hp),
+            corr_theta=corr_theta, corr_out=corr_out, t=state.t + 1, stage=stage, **new_stats,
         )  # fmt: skip
         return new, {**readout_out(logits, loss, y_t), "stage": stage}
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner
-from learners.dense import dense_descend, dense_forward, dense_learn
+from learners.dense import dense_descend, dense_forward, dense_init, dense_learn, dense_stats_init
 from learners.readout import cross_entropy, readout_out
 
 
@@ -50,6 +50,8 @@ class TbpttState(NamedTuple):
     corr: jax.Array  # []
     obs_mean: jax.Array  # [m]
     obs_var: jax.Array  # [m]
+    feat_mean: jax.Array  # [H]
+    feat_var: jax.Array  # [H]
     v_prev: jax.Array  # []
     t: jax.Array  # int32 [] steps taken
 
@@ -106,13 +108,13 @@ def tbptt(
 
     def init(key: jax.Array, hp: HParams) -> TbpttState:
         dtype = hp.alpha.dtype
-        theta = jax.random.uniform(key, (H, 4, J), dtype, -1.0, 1.0) * hp.init_scale
+        theta = dense_init(key, hp, (H, 4, J))
         zh = jnp.zeros(H, dtype)
         zs = jnp.zeros((), dtype)
         zt = jnp.zeros((H, 4, J), dtype)
         buffers = (jnp.zeros((k, J), dtype), jnp.zeros((k, 4, H), dtype),
                    jnp.zeros((k, H), dtype), jnp.zeros((k, H), dtype))  # fmt: skip
-        obs = (jnp.zeros(m, dtype), jnp.ones(m, dtype))
+        obs = dense_stats_init(m, H, dtype)
         t0 = jnp.zeros((), jnp.int32)
         if C:  # readout [C, H] and [C]; no eligibility
             zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
@@ -133,26 +135,24 @@ def tbptt(
     def step(
         state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
     ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        zeta, gates, v_t, obs_mean, obs_var = dense_forward(state, x_t, hp)
-        cached = cache(state, zeta, gates)
-        grad_theta = truncated_grad(cached, m, k, state.t, state.w)
+        fw = dense_forward(state, x_t, hp)
+        cached = cache(state, fw.zeta, fw.gates)
+        grad_theta = truncated_grad(cached, m, k, state.t, state.w * fw.inv_std)
 
-        fields, delta = dense_learn(
-            state, gates, v_t, c_t, grad_theta, obs_mean, obs_var, hp, rmsprop
-        )
+        fields, delta = dense_learn(state, fw, c_t, grad_theta, hp, rmsprop)
         new = cached._replace(t=state.t + 1, **fields)
-        return new, {"v": v_t, "delta": delta}
+        return new, {"v": fw.v, "delta": delta}
 
     def classify(
         state: TbpttState, x_t: jax.Array, y_t: jax.Array, hp: HParams
     ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        zeta, gates, logits, obs_mean, obs_var = dense_forward(state, x_t, hp)
-        loss, dlogits = cross_entropy(logits, y_t)
-        cached = cache(state, zeta, gates)
-        grad_theta = truncated_grad(cached, m, k, state.t, state.w.T @ dlogits)
-        fields = dense_descend(state, gates, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
-        new = cached._replace(t=state.t + 1, obs_mean=obs_mean, obs_var=obs_var, **fields)
-        return new, readout_out(logits, loss, y_t)
+        fw = dense_forward(state, x_t, hp)
+        loss, dlogits = cross_entropy(fw.v, y_t)
+        cached = cache(state, fw.zeta, fw.gates)
+        grad_theta = truncated_grad(cached, m, k, state.t, (state.w.T @ dlogits) * fw.inv_std)
+        fields = dense_descend(state, fw, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
+        new = cached._replace(t=state.t + 1, **fields)
+        return new, readout_out(fw.v, loss, y_t)
 
     def reset(state: TbpttState) -> TbpttState:
         # t = 0 marks every cached slot as before the sequence: the window starts afresh.

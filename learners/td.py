@@ -37,17 +37,33 @@ def next_corr(corr: jax.Array, hp: HParams) -> jax.Array:
     return hp.beta2 * corr + (1.0 - hp.beta2)
 
 
-def normalise(x: jax.Array, mean: jax.Array, var: jax.Array, hp: HParams) -> jax.Array:
-    """``(x - mean) / max(std, norm_floor)``; identity at the initial ``mean=0, var=1``."""
-    return (x - mean) / jnp.maximum(jnp.sqrt(var), hp.norm_floor)
+def normalise(x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
+    """``(x - mean) / sqrt(var)``; the identity at the initial ``mean = 0, var = 1``.
+
+    ``var`` is already floored by :func:`update_stats` (the reference code floors the stored
+    variance, not the value used), so it is never below ``norm_floor``.
+    """
+    return (x - mean) * jax.lax.rsqrt(var)
 
 
 def update_stats(
-    x: jax.Array, mean: jax.Array, var: jax.Array, rate: jax.Array
+    x: jax.Array, mean: jax.Array, var: jax.Array, hp: HParams
 ) -> tuple[jax.Array, jax.Array]:
-    """Exponentially weighted mean and variance with rate ``rate`` (0 leaves them as they are)."""
+    """The running mean and variance of the authors' reference code, one step.
+
+    With ``r = 1 - norm_rate`` (the reference's ``normalization_rate``, 0.99999 in its paper
+    runs) and ``floor = norm_floor`` (its ``std_cap``, a floor on the *variance*)::
+
+        mean <- r mean + (1 - r) x
+        var  <- max(r var + (1 - r) (x - mean)^2, floor)     # with the mean just updated
+
+    ``norm_rate = 0`` (``r = 1``) leaves both at their start, ``mean = 0, var = 1``: no
+    normalisation (``norm_floor`` is at most 1).
+    """
+    r = 1.0 - hp.norm_rate
+    mean = r * mean + hp.norm_rate * x
     d = x - mean
-    return mean + rate * d, (1.0 - rate) * (var + rate * d * d)
+    return mean, jnp.maximum(r * var + hp.norm_rate * d * d, hp.norm_floor)
 
 
 def td_lambda(

@@ -28,7 +28,15 @@ from learners import make_learner as _make_learner
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
 from study.tasks.animal import Animal, AnimalParams
-from study.tasks.metrics import MsreState, horizon_for, msre_init, msre_update, summarise_blocks
+from study.tasks.metrics import (
+    MsreState,
+    baselines,
+    horizon_for,
+    msre_init,
+    msre_update,
+    normalised,
+    summarise_blocks,
+)
 from study.threads import describe, limit_xla_threads
 
 
@@ -45,6 +53,8 @@ class BlockStats(NamedTuple):
     sq_sum: jax.Array  # [n_blocks] sum of squared return errors scored in each block
     count: jax.Array  # [n_blocks] number of errors scored in each block
     nonfinite: jax.Array  # [n_blocks] bool, whether any prediction was NaN or infinite
+    ret_sum: jax.Array  # [n_blocks] sum of the true returns G of the errors scored
+    ret_sq_sum: jax.Array  # [n_blocks] sum of their squares (``metrics.baselines``)
 
 
 class Runner(NamedTuple):
@@ -79,18 +89,18 @@ def make_runner(
 
     def one_step(carry: Carry, hp: HParams, tp: AnimalParams):
         learner_state, out = learner.step(carry.learner_state, carry.obs, carry.cumulant, hp)
-        msre, sq, counted = msre_update(carry.msre, out["v"], carry.cumulant)
+        msre, sq, counted, ret = msre_update(carry.msre, out["v"], carry.cumulant)
         key, k_step = jax.random.split(carry.key)
         obs, env_state, cumulant = env.step(k_step, carry.env_state, tp)
         new = Carry(key, env_state, obs, cumulant, learner_state, msre)
-        return new, (sq, counted, out["v"], carry.cumulant)
+        return new, (sq, counted, ret, out["v"], carry.cumulant)
 
     def block(carry: Carry, hp: HParams, tp: AnimalParams):
         def body(c, _):
             return one_step(c, hp, tp)
 
-        carry, (sq, counted, v, c) = jax.lax.scan(body, carry, None, length=block_size)
-        stats = (sq.sum(), counted.sum(), jnp.any(~jnp.isfinite(v)))
+        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, None, length=block_size)
+        stats = (sq.sum(), counted.sum(), jnp.any(~jnp.isfinite(v)), ret.sum(), (ret * ret).sum())
         return carry, (stats, (v, c) if record else None)
 
     def advance(carry: Carry, hp: HParams, tp: AnimalParams, n_blocks: int):
@@ -155,6 +165,8 @@ class Result(NamedTuple):
     sq_sum: np.ndarray  # [A, S, n_blocks]
     count: np.ndarray  # [A, S, n_blocks]
     nonfinite: np.ndarray  # [A, S, n_blocks]
+    ret_sum: np.ndarray  # [A, S, n_blocks]
+    ret_sq_sum: np.ndarray  # [A, S, n_blocks]
     seconds: float  # wall time of the run, compilation included
     steps: int
 
@@ -265,7 +277,11 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--no-rmsprop", action="store_true", help="plain TD(lambda) updates")
     p.add_argument("--beta2", type=float, default=None)
-    p.add_argument("--norm-rate", type=float, default=None, help="0 turns normalisation off")
+    p.add_argument("--norm-rate", type=float, default=None,
+                   help="rate of the running mean and variance of inputs and features, "
+                   "1 - the reference's normalization_rate (0 turns normalisation off)")
+    p.add_argument("--norm-floor", type=float, default=None,
+                   help="floor on the running variance, in (0, 1]: the reference's std_cap")
     p.add_argument("--init-scale", type=float, default=None)
     p.add_argument("--block", type=int, default=None, help="steps per logged block")
     p.add_argument(
@@ -330,6 +346,7 @@ def _run(args: argparse.Namespace) -> int:
         gamma=float(tp.gamma),
         beta2=args.beta2,
         norm_rate=args.norm_rate,
+        norm_floor=args.norm_floor,
         init_scale=args.init_scale,
         steps_per_stage=stage_steps,
     )
@@ -343,6 +360,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     res = run_batch(learner, env, tp, hp, seeds, args.steps, block_size=block, progress=True)
     summary = summarise_blocks(res.sq_sum, res.count, window // block)
+    base = baselines(res.ret_sum, res.ret_sq_sum, res.count, window // block)
+    ratio = normalised(summary["windowed"], base["constant_windowed"])
     streams = A * len(seeds)
     print(
         f"done in {res.seconds:.1f} s (compilation included): "
@@ -352,13 +371,22 @@ def _run(args: argparse.Namespace) -> int:
         win = summary["windowed"][a_i]
         run_ = summary["running"][a_i]
         diverged = res.nonfinite[a_i].any(axis=-1)
-        print(f"\nalpha={alpha:g}  MSRE over the last {window:,} steps (windowed) and all steps")
+        const, zero = base["constant_windowed"][a_i], base["zero_windowed"][a_i]
+        print(f"\nalpha={alpha:g}  MSRE over the last {window:,} steps (windowed) and all steps; "
+              "normalised = windowed / best constant predictor's (1: nothing learned)")
         for s_i, seed in enumerate(seeds):
             flag = "  DIVERGED" if diverged[s_i] else ""
-            print(f"  seed {seed:3d}: windowed {win[s_i]:.5f}  running {run_[s_i]:.5f}{flag}")
+            print(f"  seed {seed:3d}: windowed {win[s_i]:.5f}  running {run_[s_i]:.5f}  "
+                  f"normalised {ratio[a_i, s_i]:.3f}  (constant {const[s_i]:.5f}, "
+                  f"zero {zero[s_i]:.5f}){flag}")  # fmt: skip
         m, h = mean_ci(win)
         mr, hr = mean_ci(run_)
-        print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}")
+        mn, hn = mean_ci(ratio[a_i])
+        print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
+              f"normalised {mn:.3f} +- {hn:.3f}")
+        if not mn + (hn if np.isfinite(hn) else 0.0) < 1.0:
+            print("  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
+                  "prediction does as well")
     return 0
 
 

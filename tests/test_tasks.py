@@ -261,7 +261,7 @@ def test_streaming_msre_equals_offline_on_same_stream():
     step = jax.jit(msre_update)
     got = []
     for t in range(T):
-        state, sq, counted = step(state, v[t], c[t])
+        state, sq, counted, _ = step(state, v[t], c[t])
         if counted:
             got.append(float(sq))
     want = offline_errors(v, c, gamma, H)

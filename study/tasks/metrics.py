@@ -14,6 +14,13 @@ steps scores predictions ``0 .. T-H-1``. Cost per step: ``O(H)``, independent of
 
 Offline: ``offline_errors(v, c, gamma, H)`` computes the same errors from recorded arrays, so
 the two can be compared on one stream.
+
+Baselines: the same buffer run for the prediction 0 (``MsreState.pending_zero``) gives each
+scored step's true return ``G``, so the run loop also sums ``G`` and ``G^2`` per block. Over
+any window that gives, with no second pass, the MSRE of predicting 0 (``mean G^2``) and of the
+best constant predictor in hindsight (``mean G^2 - (mean G)^2``, the variance of the return),
+and the *normalised* MSRE, ours divided by the best constant's: 1.0 means nothing was learned
+that a constant could not do (``baselines``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ class MsreState(NamedTuple):
     pending: jax.Array  # float32 [H], v_t minus the part of G_t seen so far; k=0 newest
     valid: jax.Array  # bool [H], whether slot k holds a prediction yet
     powers: jax.Array  # float32 [H], gamma^k
+    pending_zero: jax.Array  # float32 [H], minus the part of G_t seen so far (predicting 0)
 
 
 def msre_init(gamma: jax.Array, horizon: int) -> MsreState:
@@ -47,23 +55,27 @@ def msre_init(gamma: jax.Array, horizon: int) -> MsreState:
         pending=jnp.zeros(horizon, jnp.float32),
         valid=jnp.zeros(horizon, bool),
         powers=powers,
+        pending_zero=jnp.zeros(horizon, jnp.float32),
     )
 
 
 def msre_update(
     state: MsreState, v_s: jax.Array, c_s: jax.Array
-) -> tuple[MsreState, jax.Array, jax.Array]:
-    """Take cumulant ``c_s`` then prediction ``v_s``; return ``(state, sq_error, counted)``.
+) -> tuple[MsreState, jax.Array, jax.Array, jax.Array]:
+    """Take cumulant ``c_s`` then prediction ``v_s``; return ``(state, sq_error, counted, G)``.
 
-    ``sq_error`` is the squared error of prediction ``s - H`` (zero while ``counted`` is False,
-    during the first ``H`` steps).
+    ``sq_error`` is the squared error of prediction ``s - H`` and ``G`` its (truncated) true
+    return; both are zero while ``counted`` is False, during the first ``H`` steps.
     """
     pending = state.pending - state.powers * c_s
+    pending_zero = state.pending_zero - state.powers * c_s
     err, counted = pending[-1], state.valid[-1]
     sq = jnp.where(counted, err * err, 0.0)
+    ret = jnp.where(counted, -pending_zero[-1], 0.0)
     pending = jnp.concatenate([jnp.asarray(v_s, jnp.float32)[None], pending[:-1]])
+    pending_zero = jnp.concatenate([jnp.zeros(1, jnp.float32), pending_zero[:-1]])
     valid = jnp.concatenate([jnp.ones(1, bool), state.valid[:-1]])
-    return MsreState(pending, valid, state.powers), sq, counted
+    return MsreState(pending, valid, state.powers, pending_zero), sq, counted, ret
 
 
 def returns(c: np.ndarray, gamma: float, horizon: int | None = None) -> np.ndarray:
@@ -117,3 +129,26 @@ def summarise_blocks(
         curve = (cs_sq - lag_sq) / (cs_n - lag_n)
         running = cs_sq[..., -1] / cs_n[..., -1]
     return {"running": running, "windowed": curve[..., -1], "curve": curve}
+
+
+def baselines(
+    ret_sum: np.ndarray, ret_sq_sum: np.ndarray, count: np.ndarray, window_blocks: int
+) -> dict[str, np.ndarray]:
+    """The windowed MSRE of two predictors that learn nothing, from per-block sums of the true
+    return ``G`` and of ``G^2`` (blocks on axis -1): ``zero`` (predicting 0, ``mean G^2``) and
+    ``constant`` (the best constant in hindsight, ``mean G^2 - (mean G)^2``), each as
+    ``windowed`` (the last ``window_blocks`` blocks) and ``curve`` (at every block)."""
+    g = summarise_blocks(ret_sum, count, window_blocks)
+    g2 = summarise_blocks(ret_sq_sum, count, window_blocks)
+    out = {}
+    for key in ("windowed", "curve"):
+        out[f"zero_{key}"] = g2[key]
+        out[f"constant_{key}"] = np.maximum(g2[key] - g[key] ** 2, 0.0)
+    return out
+
+
+def normalised(msre: np.ndarray, constant: np.ndarray) -> np.ndarray:
+    """MSRE divided by the best constant predictor's on the same steps (1.0: nothing learned
+    beyond a constant; below 1: learned). NaN where the return did not vary."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(constant > 0, np.asarray(msre) / constant, np.nan)
