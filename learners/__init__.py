@@ -22,6 +22,18 @@ LEARNERS: dict[str, str] = {
 }
 
 
+# The paper's sizes (12 inputs): columnar 7, constructive 10:1, CCN 20:4, T-BPTT's 5:8 pair.
+DEFAULT_SIZES: dict[str, dict[str, int]] = {
+    "linear": {},
+    "columnar": {"n_features": 7},
+    "constructive": {"n_features": 10},
+    "hybrid": {"n_features": 20, "per_stage": 4},
+    "snap1": {"n_features": 8},
+    "rtrl": {"n_features": 4},
+    "tbptt": {"n_features": 8, "truncation": 5},
+}
+
+
 def make_learner(
     name: str,
     n_inputs: int,
@@ -44,30 +56,58 @@ def make_learner(
         raise ValueError(f"truncation={truncation} applies to the tbptt learner only, not {name}")
     if n_features is not None and name == "linear":
         raise ValueError(f"n_features={n_features} does not apply to the linear learner")
+    given = dict(n_features=n_features, per_stage=per_stage, truncation=truncation)
+    size = {**DEFAULT_SIZES[name], **{k: v for k, v in given.items() if v is not None}}
     kw = dict(rmsprop=rmsprop, n_classes=n_classes)
     if name == "linear":
         return linear(n_inputs, **kw)
     if name == "snap1":
-        return snap1(n_inputs, 8 if n_features is None else n_features, **kw)
+        return snap1(n_inputs, size["n_features"], **kw)
     if name == "tbptt":
-        return tbptt(
-            n_inputs,
-            8 if n_features is None else n_features,
-            5 if truncation is None else truncation,
-            **kw,
-        )
+        return tbptt(n_inputs, size["n_features"], size["truncation"], **kw)
     if name == "rtrl":
-        return rtrl(n_inputs, 4 if n_features is None else n_features, **kw)
+        return rtrl(n_inputs, size["n_features"], **kw)
     if name == "columnar":
-        return columnar(n_inputs, 7 if n_features is None else n_features, **kw)
+        return columnar(n_inputs, size["n_features"], **kw)
     if name == "constructive":
-        return constructive(n_inputs, 10 if n_features is None else n_features, **kw)
-    return hybrid(
-        n_inputs,
-        20 if n_features is None else n_features,
-        4 if per_stage is None else per_stage,
-        **kw,
-    )
+        return constructive(n_inputs, size["n_features"], **kw)
+    return hybrid(n_inputs, size["n_features"], size["per_stage"], **kw)
+
+
+# Each family's defaults over ``learners.api.DEFAULTS``: what ``study.run --learner X`` uses
+# and what every study tries first. Chosen by measurement (README, "Defaults that learn";
+# ``python -m study.defaults`` reproduces the table).
+FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
+    "linear": dict(alpha=3e-4),
+    "columnar": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
+    "constructive": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
+    "hybrid": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
+    "snap1": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
+    "rtrl": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
+    "tbptt": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
+}
+
+
+def family_defaults(name: str) -> dict[str, float]:
+    """The hyperparameters family ``name`` runs with unless told otherwise (every field of
+    ``HParams`` but ``gamma``, which is the task's, and ``steps_per_stage``)."""
+    if name not in LEARNERS:
+        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
+    out = {k: v for k, v in DEFAULTS.items() if k not in ("gamma", "steps_per_stage")}
+    return {**out, **FAMILY_DEFAULTS[name]}
+
+
+def stage_steps(steps: int, n_stages: int, last_stage_at: float | None = None) -> int:
+    """``steps_per_stage`` that divides a run of ``steps`` into ``n_stages`` stages: the last
+    starts at ``last_stage_at`` x ``steps`` and the others share the time before it equally;
+    by default all stages are equal (``steps // n_stages``). One stage never ends."""
+    if n_stages <= 1:
+        return STAGE_FOREVER
+    if last_stage_at is None:
+        return max(1, steps // n_stages)
+    if not 0.0 < last_stage_at < 1.0:
+        raise ValueError(f"last_stage_at={last_stage_at} is not allowed; need 0 < value < 1")
+    return max(1, int(last_stage_at * steps) // (n_stages - 1))
 
 
 def num_stages(learner: Learner) -> int:
@@ -80,12 +120,15 @@ def num_stages(learner: Learner) -> int:
 
 __all__ = [
     "DEFAULTS",
+    "DEFAULT_SIZES",
+    "FAMILY_DEFAULTS",
     "LEARNERS",
     "STAGE_FOREVER",
     "HParams",
     "Learner",
     "columnar",
     "constructive",
+    "family_defaults",
     "hybrid",
     "linear",
     "make_hparams",
@@ -93,6 +136,7 @@ __all__ = [
     "num_stages",
     "rtrl",
     "snap1",
+    "stage_steps",
     "staged",
     "tbptt",
 ]

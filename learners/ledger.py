@@ -70,8 +70,9 @@ def _dense_params(m: int, hidden: int) -> int:
 def snap1_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
     rec = _dense_params(m, hidden)
     flops = 2 * rec + hidden * UNIT + 2 * hidden + rec * 11 + _td(rec + hidden + 1, rmsprop)
-    # theta, trace_h, trace_c, elig, nu; h, c; readout with elig, nu; statistics; corr, v_prev
-    state = rec * 5 + 2 * hidden + 3 * (hidden + 1) + 2 * m + 2
+    # theta, trace_h, trace_c, elig, nu; h, c; readout with elig, nu; input and feature
+    # statistics; corr, v_prev
+    state = rec * 5 + 2 * hidden + 3 * (hidden + 1) + 2 * m + 2 * hidden + 2
     return Cost(rec + hidden + 1, flops, state * BYTES)
 
 
@@ -85,7 +86,7 @@ def rtrl_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
         + 2 * H * rec  # readout-weighted sum of the traces
         + _td(rec + H + 1, rmsprop)
     )  # fmt: skip
-    state = rec * (2 * H + 3) + 2 * H + 3 * (H + 1) + 2 * m + 2
+    state = rec * (2 * H + 3) + 2 * H + 3 * (H + 1) + 2 * m + 2 * H + 2
     return Cost(rec + H + 1, flops, state * BYTES)
 
 
@@ -96,7 +97,7 @@ def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Co
     backward_step = 2 * rec + 8 * H * H + 16 * H  # outer product, U^T da, gate derivatives
     flops = 2 * rec + H * UNIT + 2 * H + k * backward_step + _td(rec + H + 1, rmsprop)
     window = k * (J + 4 * H + 2 * H)  # zeta, gates, c, c_prev of the last k steps
-    state = rec * 3 + window + 2 * H + 3 * (H + 1) + 2 * m + 3
+    state = rec * 3 + window + 2 * H + 3 * (H + 1) + 2 * m + 2 * H + 3
     return Cost(rec + H + 1, flops, state * BYTES)
 
 

@@ -11,10 +11,10 @@ of ``make_learner`` and ``make_hparams``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from learners import STAGE_FOREVER
+from learners import DEFAULT_SIZES, STAGE_FOREVER, HParams, family_defaults, stage_steps
 from learners.ledger import size_for_budget
 
 
@@ -27,6 +27,7 @@ class Param:
     integer: bool = False
     choices: tuple[Any, ...] | None = None
     size: bool = False  # sets the network's size: derived from the budget when one is given
+    only_if: str | None = None  # sampled only when this earlier parameter is non-zero
 
     def suggest(self, trial) -> Any:
         if self.choices is not None:
@@ -42,19 +43,30 @@ class Param:
         kind = "int" if self.integer else "float"
         return f"{self.name} {kind} [{self.low:g}, {self.high:g}] {scale}"
 
+    def describe_when(self) -> str:
+        text = self.describe()
+        return f"{text} (when {self.only_if} > 0)" if self.only_if else text
+
 
 def _common(alpha: tuple[float, float] = (1e-4, 3e-2), init: bool = True) -> list[Param]:
     params = [
         Param("alpha", *alpha, log=True),
         Param("lambda_", 0.0, 0.99),
-        Param("norm_rate", choices=(0.0, 1e-4, 1e-3)),
+        # 1 - the reference's normalization_rate (0.99999 in its paper runs): 0 is off
+        Param("norm_rate", choices=(0.0, 1e-5, 1e-4, 1e-3)),
+        # the reference's std_cap, a floor on the running variance (0.01 or 0.1 in its runs)
+        Param("norm_floor", choices=(0.01, 0.1), only_if="norm_rate"),
     ]
     if init:
         params.append(Param("init_scale", 0.05, 1.0, log=True))
     return params
 
 
-_STAGE = Param("steps_per_stage", 10_000, 5_000_000, log=True, integer=True)
+# How a staged run is divided: the last stage starts at this fraction of ``steps``, and the
+# stages before it share the time before that equally (``steps_per_stage``). Every sampled
+# network therefore grows all its stages within the run, whatever ``--steps`` is; an absolute
+# ``steps_per_stage`` is still available through ``--set``.
+_LAST_STAGE = Param("last_stage_at", 0.3, 0.9)
 
 SPACES: dict[str, list[Param]] = {
     "linear": _common(init=False),
@@ -62,13 +74,13 @@ SPACES: dict[str, list[Param]] = {
     "constructive": [
         *_common(),
         Param("n_features", 2, 16, integer=True, size=True),
-        _STAGE,
+        _LAST_STAGE,
     ],
     "hybrid": [
         *_common(),
         Param("per_stage", choices=(1, 2, 4, 8)),
         Param("n_stages", 1, 8, integer=True, size=True),
-        _STAGE,
+        _LAST_STAGE,
     ],
     "snap1": [*_common(), Param("n_features", 2, 64, log=True, integer=True, size=True)],
     "tbptt": [
@@ -83,7 +95,7 @@ SPACES: dict[str, list[Param]] = {
 def describe(name: str) -> list[str]:
     """One line per searched parameter of space ``name``."""
     _check(name)
-    return [p.describe() for p in SPACES[name]]
+    return [p.describe_when() for p in SPACES[name]]
 
 
 def _check(name: str) -> None:
@@ -101,17 +113,46 @@ class Space:
     n_inputs: int
 
     fixed: tuple[tuple[str, Any], ...] = ()
+    steps: int | None = None  # the run's length: staged spaces divide it into their stages
 
     def __call__(self, trial) -> dict[str, Any]:
-        sampled = {p.name: p.suggest(trial) for p in self.params}
+        sampled = dict(self.fixed)
+        for p in self.params:
+            if p.only_if is None or sampled.get(p.only_if):
+                sampled[p.name] = p.suggest(trial)
         out: dict[str, Any] = {"learner": self.name, **dict(self.fixed)}
-        sampled.update(self.fixed)
         if self.budget_flops is not None:
             out["n_features"] = _sized(self.name, self.n_inputs, self.budget_flops, sampled)
             out["budget_flops"] = float(self.budget_flops)
         elif self.name == "hybrid":
             out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
+        if "last_stage_at" in sampled and self.steps is not None:
+            n = out.get("n_features", sampled.get("n_features"))
+            stages = n // sampled["per_stage"] if self.name == "hybrid" else n
+            out["steps_per_stage"] = stage_steps(self.steps, stages, sampled["last_stage_at"])
         return out
+
+    def first_point(self) -> dict[str, Any] | None:
+        """The family's defaults (``learners.family_defaults``) as a point of this space, for
+        the search to try first; None when a default lies outside a range the user set."""
+        defaults = {**family_defaults(self.name), **DEFAULT_SIZES[self.name]}
+        if "per_stage" in defaults:
+            defaults["n_stages"] = defaults["n_features"] // defaults["per_stage"]
+        stages = defaults.get("n_stages", defaults.get("n_features", 1))
+        defaults["last_stage_at"] = (stages - 1) / stages  # equal stages, as study.run
+        point = {}
+        for p in self.params:
+            if p.name not in defaults:
+                return None
+            value = defaults[p.name]
+            if p.only_if is not None and not point.get(p.only_if, dict(self.fixed).get(p.only_if)):
+                continue
+            if p.choices is not None and value not in p.choices:
+                return None
+            if p.choices is None and not p.low <= value <= p.high:
+                return None
+            point[p.name] = value
+        return point
 
 
 def make_space(
@@ -120,19 +161,22 @@ def make_space(
     n_inputs: int = 12,
     fixed: dict[str, Any] | None = None,
     ranges: dict[str, tuple[float, float]] | None = None,
+    steps: int | None = None,
 ) -> Space:
     """The define-by-run space of family ``name``; see the module docstring.
 
     ``fixed`` takes parameters out of the search at a given value (any parameter of the space,
-    or ``rmsprop``); ``ranges`` replaces the bounds of numeric parameters. Raises a one-line
-    ValueError for an unknown name or parameter, a bad value or range, a space without a size
-    (linear) given a budget, or a budget below the family's smallest network.
+    ``rmsprop``, or for a staged family an absolute ``steps_per_stage``); ``ranges`` replaces
+    the bounds of numeric parameters; ``steps`` is the run's length, which a staged family
+    divides into its stages (``last_stage_at``). Raises a one-line ValueError for an unknown
+    name or parameter, a bad value or range, stages that cannot fit the run, a space without a
+    size (linear) given a budget, or a budget below the family's smallest network.
     """
     _check(name)
     params = list(SPACES[name])
     fixed = dict(fixed or {})
     by_name = {p.name: p for p in params}
-    allowed = [*by_name, "rmsprop"]
+    allowed = [*by_name, "rmsprop", *(["steps_per_stage"] if "last_stage_at" in by_name else [])]
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(
@@ -144,11 +188,23 @@ def make_space(
         params[params.index(by_name[key])] = _ranged(by_name[key], low, high)
     for key, value in fixed.items():
         _check_fixed(by_name.get(key), key, value)
+    if "steps_per_stage" in fixed:
+        if "last_stage_at" in fixed:
+            raise ValueError("steps_per_stage and last_stage_at both divide the run; set one")
+        if steps is not None and fixed["steps_per_stage"] >= steps:
+            raise ValueError(
+                f"steps_per_stage={fixed['steps_per_stage']} does not fit a run of {steps} "
+                f"steps: no second stage would start; allowed: below {steps}"
+            )
+        params = [p for p in params if p.name != "last_stage_at"]
     if budget_flops is not None:
         if name == "linear":
             raise ValueError("--budget-flops does not apply to the linear space (it has no size)")
-        if budget_flops <= 0:
-            raise ValueError(f"budget_flops={budget_flops:g} must be > 0")
+        if not 0 < budget_flops < 1e12:
+            raise ValueError(
+                f"budget_flops={budget_flops:g} is not allowed: need a number of flops per "
+                "step in (0, 1e12)"
+            )
         # Fails now, before any trial, if even the cheapest choice does not fit.
         sized = [k for k in fixed if by_name.get(k) and by_name[k].size]
         if sized:
@@ -156,10 +212,16 @@ def make_space(
         _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1, **fixed})
         params = [p for p in params if not p.size]
     params = [p for p in params if p.name not in fixed]
-    return Space(name, tuple(params), budget_flops, n_inputs, tuple(sorted(fixed.items())))
+    return Space(name, tuple(params), budget_flops, n_inputs, tuple(sorted(fixed.items())), steps)
 
 
-_UNIT = {"lambda_": (0.0, 1.0), "init_scale": (0.0, float("inf"))}
+_UNIT = {
+    "lambda_": (0.0, 1.0),
+    "init_scale": (0.0, float("inf")),
+    "last_stage_at": (0.0, 1.0),
+    "norm_rate": (0.0, 1.0),
+    "norm_floor": (0.0, 1.0),
+}
 
 
 def _ranged(param: Param, low: float, high: float) -> Param:
@@ -177,10 +239,14 @@ def _ranged(param: Param, low: float, high: float) -> Param:
         )
     if param.integer and (low != int(low) or high != int(high)):
         raise ValueError(f"range {param.name}={low:g}:{high:g} must be integers")
-    return Param(param.name, low, high, param.log, param.integer, None, param.size)
+    return replace(param, low=low, high=high)
 
 
 def _check_fixed(param: Param | None, key: str, value: Any) -> None:
+    if key == "steps_per_stage":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"steps_per_stage={value!r} must be an integer >= 1")
+        return
     if param is None:  # rmsprop
         if not isinstance(value, bool):
             raise ValueError(f"rmsprop={value!r} must be true or false")
@@ -210,20 +276,32 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
 
 
 def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config."""
+    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config.
+
+    Hyperparameters are every key of ``HParams`` the config holds, over the family's defaults
+    (``learners.family_defaults``). A staged network's ``steps_per_stage`` comes from the
+    config, else from ``last_stage_at`` and ``steps``, else from ``steps`` alone (equal
+    stages, as ``study.run`` divides a run).
+    """
     name = config["learner"]
     static = {
         k: config[k] for k in ("n_features", "per_stage", "truncation") if config.get(k) is not None
     }
-    hparams = {
-        k: config[k]
-        for k in ("alpha", "lambda_", "norm_rate", "init_scale", "steps_per_stage")
-        if k in config
-    }
     if name == "hybrid" and "n_features" not in config:
         static["n_features"] = config["per_stage"] * config["n_stages"]
-    if name in ("columnar", "snap1", "rtrl", "tbptt", "linear"):
-        hparams.setdefault("steps_per_stage", STAGE_FOREVER)
+    hparams = {**family_defaults(name), **{k: config[k] for k in HParams._fields if k in config}}
+    hparams.pop("gamma", None)  # the task's
+    stages = 1
+    if name == "constructive":
+        stages = static.get("n_features", 10)
+    elif name == "hybrid":
+        stages = static.get("n_features", 20) // static.get("per_stage", 4)
+    if stages == 1:
+        hparams["steps_per_stage"] = STAGE_FOREVER
+    elif "steps_per_stage" not in config and "steps" in config:
+        hparams["steps_per_stage"] = stage_steps(
+            int(config["steps"]), stages, config.get("last_stage_at")
+        )
     return name, static, hparams
 
 

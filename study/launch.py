@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=LOW:HIGH",
         help="new bounds for a numeric parameter of the space; repeatable",
     )
+    p.add_argument("--sampler-seed", type=int, default=0,
+                   help="seed of Optuna's sampler (default 0)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny budget, for checks")
     return p
 
@@ -116,7 +118,9 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
         ranges[key] = (low, high)
-    space = make_space(args.space, args.budget_flops, env.obs_size, fixed, ranges)
+    space = make_space(
+        args.space, args.budget_flops, env.obs_size, fixed, ranges, steps=base["steps"]
+    )
     args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.address and args.address != "auto":
         _probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
@@ -237,9 +241,13 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         storage = _created(lambda: optuna.storages.RDBStorage(plan["storage"]))
         # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
         stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
+        # The family's defaults are the first configuration tried: a study never reports a
+        # best below what the family does untuned.
+        first = plan["space"].first_point()
         searcher = OptunaSearch(
-            space=plan["space"], metric=metric, mode=mode,
-            storage=storage, study_name=plan["name"], seed=0,
+            space=plan["space"], metric=metric, mode=mode, storage=storage,
+            study_name=plan["name"], seed=args.sampler_seed,
+            points_to_evaluate=[first] if first and not args.resume else None,
         )  # fmt: skip
     if args.scheduler == "asha":
         scheduler = ASHAScheduler(

@@ -23,7 +23,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learners import DEFAULTS, LEARNERS, STAGE_FOREVER, HParams, Learner, make_hparams, num_stages
+from learners import (
+    LEARNERS,
+    HParams,
+    Learner,
+    family_defaults,
+    make_hparams,
+    num_stages,
+    stage_steps,
+)
 from learners import make_learner as _make_learner
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
@@ -264,7 +272,8 @@ def _parser() -> argparse.ArgumentParser:
                    "core, faster for batches of 100k+ parameter-streams)")  # fmt: skip
     p.add_argument(
         "--alpha", type=float, nargs="+", default=None,
-        help=f"step size(s); several run side by side (default {DEFAULTS['alpha']:g})",
+        help="step size(s); several run side by side (default: the learner family's, "
+        "learners.FAMILY_DEFAULTS)",
     )  # fmt: skip
     p.add_argument("--lambda", dest="lambda_", type=float, default=None, help="TD lambda")
     p.add_argument("--gamma", type=float, default=None, help="discount (default: the task's)")
@@ -277,11 +286,19 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--no-rmsprop", action="store_true", help="plain TD(lambda) updates")
     p.add_argument("--beta2", type=float, default=None)
-    p.add_argument("--norm-rate", type=float, default=None,
-                   help="rate of the running mean and variance of inputs and features, "
-                   "1 - the reference's normalization_rate (0 turns normalisation off)")
-    p.add_argument("--norm-floor", type=float, default=None,
-                   help="floor on the running variance, in (0, 1]: the reference's std_cap")
+    p.add_argument(
+        "--norm-rate",
+        type=float,
+        default=None,
+        help="rate of the running mean and variance of inputs and features, "
+        "1 - the reference's normalization_rate (0 turns normalisation off)",
+    )
+    p.add_argument(
+        "--norm-floor",
+        type=float,
+        default=None,
+        help="floor on the running variance, in (0, 1]: the reference's std_cap",
+    )
     p.add_argument("--init-scale", type=float, default=None)
     p.add_argument("--block", type=int, default=None, help="steps per logged block")
     p.add_argument(
@@ -335,21 +352,15 @@ def _run(args: argparse.Namespace) -> int:
     window = min(args.window, args.steps)
     if window % block:
         raise ValueError(f"window={window} is not a multiple of the block size {block}")
-    n_stages = num_stages(learner)
-    stage_steps = args.stage_steps
-    if stage_steps is None:
-        stage_steps = max(1, args.steps // n_stages) if n_stages > 1 else STAGE_FOREVER
-    alphas = args.alpha or [DEFAULTS["alpha"]]
-    hp = make_hparams(
-        alpha=np.asarray(alphas),
-        lambda_=args.lambda_,
-        gamma=float(tp.gamma),
-        beta2=args.beta2,
-        norm_rate=args.norm_rate,
-        norm_floor=args.norm_floor,
-        init_scale=args.init_scale,
-        steps_per_stage=stage_steps,
-    )
+    stage_steps = _stage_steps(args, learner)
+    defaults = family_defaults(learner.name)
+    alphas = args.alpha or [defaults["alpha"]]
+    given = dict(lambda_=args.lambda_, beta2=args.beta2, norm_rate=args.norm_rate,
+                 norm_floor=args.norm_floor, init_scale=args.init_scale)  # fmt: skip
+    hp = make_hparams(**{
+        **defaults, **{k: v for k, v in given.items() if v is not None},
+        "alpha": np.asarray(alphas), "gamma": float(tp.gamma), "steps_per_stage": stage_steps,
+    })  # fmt: skip
     A = len(alphas)
     hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (A,)), hp)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
@@ -372,8 +383,10 @@ def _run(args: argparse.Namespace) -> int:
         run_ = summary["running"][a_i]
         diverged = res.nonfinite[a_i].any(axis=-1)
         const, zero = base["constant_windowed"][a_i], base["zero_windowed"][a_i]
-        print(f"\nalpha={alpha:g}  MSRE over the last {window:,} steps (windowed) and all steps; "
-              "normalised = windowed / best constant predictor's (1: nothing learned)")
+        print(
+            f"\nalpha={alpha:g}  MSRE over the last {window:,} steps (windowed) and all steps; "
+            "normalised = windowed / best constant predictor's (1: nothing learned)"
+        )
         for s_i, seed in enumerate(seeds):
             flag = "  DIVERGED" if diverged[s_i] else ""
             print(f"  seed {seed:3d}: windowed {win[s_i]:.5f}  running {run_[s_i]:.5f}  "
@@ -382,12 +395,32 @@ def _run(args: argparse.Namespace) -> int:
         m, h = mean_ci(win)
         mr, hr = mean_ci(run_)
         mn, hn = mean_ci(ratio[a_i])
-        print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
-              f"normalised {mn:.3f} +- {hn:.3f}")
+        print(
+            f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
+            f"normalised {mn:.3f} +- {hn:.3f}"
+        )
         if not mn + (hn if np.isfinite(hn) else 0.0) < 1.0:
-            print("  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
-                  "prediction does as well")
+            print(
+                "  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
+                "prediction does as well"
+            )
     return 0
+
+
+def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
+    """``--stage-steps``, checked against the run, or the run divided into equal stages."""
+    n_stages = num_stages(learner)
+    if args.stage_steps is None:
+        return stage_steps(args.steps, n_stages)
+    if args.stage_steps < 1:
+        raise ValueError(f"--stage-steps {args.stage_steps} must be >= 1")
+    if n_stages > 1 and (n_stages - 1) * args.stage_steps >= args.steps:
+        raise ValueError(
+            f"--stage-steps {args.stage_steps} does not fit the run: the last of {n_stages} "
+            f"stages would start at step {(n_stages - 1) * args.stage_steps:,}, not before "
+            f"--steps {args.steps:,}; allowed: below {-(-args.steps // (n_stages - 1)):,}"
+        )
+    return args.stage_steps
 
 
 def _run_classify(args: argparse.Namespace) -> int:
@@ -402,15 +435,15 @@ def _run_classify(args: argparse.Namespace) -> int:
     )  # fmt: skip
     block = args.block or 28 * 100
     check_steps(args.steps, block)
-    stage_steps = args.stage_steps
-    if stage_steps is None:
-        n_stages = num_stages(learner)
-        stage_steps = max(1, args.steps // n_stages) if n_stages > 1 else STAGE_FOREVER
-    alphas = args.alpha or [DEFAULTS["alpha"]]
-    hp = make_hparams(
-        alpha=np.asarray(alphas), beta2=args.beta2, norm_rate=args.norm_rate,
-        init_scale=args.init_scale, steps_per_stage=stage_steps, gamma=0.0,
-    )  # fmt: skip
+    stage_steps = _stage_steps(args, learner)
+    defaults = family_defaults(learner.name)
+    alphas = args.alpha or [defaults["alpha"]]
+    given = dict(beta2=args.beta2, norm_rate=args.norm_rate, norm_floor=args.norm_floor,
+                 init_scale=args.init_scale)  # fmt: skip
+    hp = make_hparams(**{
+        **defaults, **{k: v for k, v in given.items() if v is not None},
+        "alpha": np.asarray(alphas), "steps_per_stage": stage_steps, "gamma": 0.0,
+    })  # fmt: skip
     A = len(alphas)
     hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (A,)), hp)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))

@@ -32,7 +32,7 @@ from search_spaces import config_to_args
 from study.classify import ClassifyStats, make_classify_runner, make_evaluate
 from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import is_classification, make_task
-from study.tasks.metrics import horizon_for, summarise_blocks
+from study.tasks.metrics import baselines, horizon_for, normalised, summarise_blocks
 from study.threads import limit_xla_threads, trial_threads
 from study.tracking import CONFIG_TAG, CURVE, ROLE_TAG, Tracking, TrialLogger
 
@@ -109,6 +109,8 @@ class TrialRun:
         stats = self.stats()
         window_blocks = max(1, min(self.window, self.steps_done) // self.block)
         summary = summarise_blocks(stats.sq_sum, stats.count, window_blocks)
+        base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
+        ratio = normalised(summary["windowed"], base["constant_windowed"])
         nonfinite = stats.nonfinite.any(axis=0)  # [blocks]: any seed
         diverged = bool(nonfinite.any())
         out: dict[str, Any] = {
@@ -116,14 +118,20 @@ class TrialRun:
             "steps_per_s": steps_per_s,
             "msre_windowed": float(np.mean(summary["windowed"])),
             "msre_running": float(np.mean(summary["running"])),
+            # Ours over the best constant predictor's on the same window (1: nothing learned).
+            "nmsre_windowed": float(np.mean(ratio)),
+            "msre_constant_windowed": float(np.mean(base["constant_windowed"])),
+            "msre_zero_windowed": float(np.mean(base["zero_windowed"])),
             "diverged": diverged,
             "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
         }
         for i, seed in enumerate(self.seeds):
             out[f"msre_windowed_seed{seed}"] = float(summary["windowed"][i])
             out[f"msre_running_seed{seed}"] = float(summary["running"][i])
+            out[f"nmsre_windowed_seed{seed}"] = float(ratio[i])
         if diverged or not np.isfinite(out["msre_windowed"]):
-            out["msre_windowed"] = out["msre_running"] = float("inf")  # worst for the search
+            # the worst for the search
+            out["msre_windowed"] = out["msre_running"] = out["nmsre_windowed"] = float("inf")
         return out
 
     def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
@@ -133,15 +141,21 @@ class TrialRun:
         stats = self.stats()
         window_blocks = max(1, self.window // self.block)
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
+        const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
+        ratio = normalised(curve, const["constant_curve"])
         finite = np.where(np.isfinite(curve), curve, np.nan)
+        ratio = np.where(np.isfinite(ratio), ratio, np.nan)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a block where every seed diverged
             mean = np.nanmean(finite, axis=0)
+            mean_ratio = np.nanmean(ratio, axis=0)
         points = []
         for b in range(since_block, curve.shape[-1]):
             if not np.isfinite(mean[b]):
                 continue
             values = {"msre_windowed_curve": float(mean[b])}
+            if np.isfinite(mean_ratio[b]):
+                values["nmsre_windowed_curve"] = float(mean_ratio[b])
             for i, seed in enumerate(self.seeds):
                 if np.isfinite(finite[i, b]):
                     values[f"msre_windowed_curve_seed{seed}"] = float(finite[i, b])
@@ -475,7 +489,7 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         k: float(v)
         for k, v in metrics.items()
         if (
-            k.startswith(("msre_", "accuracy_", "heldout_", "ce_", "time_"))
+            k.startswith(("msre_", "nmsre_", "accuracy_", "heldout_", "ce_", "time_"))
             or k in ("steps_done", "steps_per_s", "diverged_at_step", "images_done")
         )
         and isinstance(v, int | float)

@@ -7,7 +7,7 @@ import jax
 import optuna
 import pytest
 
-from learners import make_hparams, make_learner
+from learners import DEFAULT_SIZES, family_defaults, make_hparams, make_learner
 from learners.ledger import cost
 from search_spaces import SPACES, config_to_args, describe, make_space
 
@@ -23,6 +23,9 @@ def test_every_space_samples_buildable_learners_within_ranges(name):
     ranges = {p.name: p for p in SPACES[name]}
     for config in sample(name, 25):
         for key, p in ranges.items():
+            if p.only_if is not None and not config[p.only_if]:
+                assert key not in config  # a conditional parameter is not sampled
+                continue
             value = config[key]
             if p.choices is not None:
                 assert value in p.choices
@@ -125,3 +128,56 @@ def test_a_choice_cannot_take_a_range():
         make_space("hybrid", ranges={"per_stage": (1, 4)})
     with pytest.raises(ValueError, match=r"per_stage=3 is not one of \{1, 2, 4, 8\}"):
         make_space("hybrid", fixed={"per_stage": 3})
+
+
+@pytest.mark.parametrize("name", ["constructive", "hybrid"])
+def test_staged_spaces_grow_every_stage_within_the_run(name):
+    """Catches a stage length sampled regardless of the run (a network that never grows its
+    later stages): with ``steps`` known, the last stage starts inside the run, at the sampled
+    ``last_stage_at`` fraction of it."""
+    steps = 200_000
+    configs = sample_space(make_space(name, steps=steps), 40)
+    for c in configs:
+        _, static, hp = config_to_args({**c, "steps": steps})
+        stages = static["n_features"] // static.get("per_stage", 1)
+        if stages == 1:
+            continue
+        last_start = (stages - 1) * hp["steps_per_stage"]
+        assert last_start < steps, c
+        assert abs(last_start - c["last_stage_at"] * steps) <= stages, c
+    # the same rule after sizing by a budget
+    for c in sample_space(make_space(name, budget_flops=20_000.0, steps=steps), 10):
+        _, static, hp = config_to_args({**c, "steps": steps})
+        stages = static["n_features"] // static.get("per_stage", 1)
+        assert stages == 1 or (stages - 1) * hp["steps_per_stage"] < steps
+
+
+def test_an_absolute_stage_length_is_still_available_and_checked_against_the_run():
+    space = make_space("hybrid", fixed={"steps_per_stage": 50_000}, steps=200_000)
+    assert "last_stage_at" not in {p.name for p in space.params}
+    assert {c["steps_per_stage"] for c in sample_space(space, 5)} == {50_000}
+    with pytest.raises(ValueError, match=r"steps_per_stage=200000 does not fit a run of 200000"):
+        make_space("hybrid", fixed={"steps_per_stage": 200_000}, steps=200_000)
+    with pytest.raises(ValueError, match="unknown parameter 'steps_per_stage' of space snap1"):
+        make_space("snap1", fixed={"steps_per_stage": 10})
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_the_first_point_is_the_family_defaults(name):
+    """Catches a study whose first trial is not the family's defaults (the point a study must
+    at least match): the point lies in the space and maps back to those hyperparameters."""
+    space = make_space(name, steps=1_000_000)
+    point = space.first_point()
+    assert point is not None
+    params = {p.name: p for p in space.params}
+    assert set(point) <= set(params)
+    _, static, hp = config_to_args({"learner": name, **point, "steps": 1_000_000})
+    want = family_defaults(name)
+    for key in ("alpha", "lambda_", "norm_rate", "init_scale"):
+        if key in hp and key in point:
+            assert hp[key] == want[key]
+    assert {k: v for k, v in static.items()} == {
+        k: v for k, v in DEFAULT_SIZES[name].items() if k in static
+    }
+    # A range that excludes a default drops the point rather than leaving the range.
+    assert make_space(name, ranges={"alpha": (0.5, 0.9)}).first_point() is None
