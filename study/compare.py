@@ -14,6 +14,12 @@ Stages, each a launch of ``study.launch`` recorded in MLflow like any other:
 A stage whose latest launch finished is not run again, so the same command continues a
 comparison killed part way (with ``--resume`` when a stage was interrupted mid-way, as
 ``study.launch`` asks).
+
+``--preset jmlr-trace-patterning`` runs instead the paper's experiment (Javed et al., JMLR
+2023) as a grid, with no search: every configuration of ``PRESETS`` on the same seeds, then
+the report and the paper's orderings checked with intervals (``orderings``). ``--scale F``
+divides its steps and stage lengths by F and ``--seeds`` sets its seeds, so the same protocol
+runs on a laptop.
 """
 
 from __future__ import annotations
@@ -22,13 +28,54 @@ import argparse
 import json
 import math
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from search_spaces import SPACES
 from study import launch
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
+
+
+class Preset(NamedTuple):
+    """A published protocol: a grid of configurations on fixed seeds."""
+
+    task: str
+    steps: int  # per seed, before --scale
+    seeds: int
+    configs: tuple[dict[str, Any], ...]  # stage lengths in steps, before --scale
+    claims: str  # what the paper reports, for the page
+
+
+def _jmlr_trace_patterning() -> Preset:
+    """Trace patterning as in the paper: columnar 7, constructive 10:1 (stages of 5M), CCN 20:4
+    (stages of 10M), T-BPTT at the eight matched-compute truncation:hidden pairs, SnAp-1 on
+    the 5:8 pair's network; the paper's step-size grids; lambda 0.99; the reference's
+    normalisation (rate 1 - 0.99999, variance floor 0.01) on and off; 30 seeds x 50M steps."""
+    rtrl_alphas = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+    tbptt_alphas = (1e-3, 3e-4, 1e-4, 3e-5)
+    shapes = [
+        (dict(learner="columnar", n_features=7), rtrl_alphas),
+        (dict(learner="constructive", n_features=10, steps_per_stage=5_000_000), rtrl_alphas),
+        (dict(learner="hybrid", n_features=20, per_stage=4, steps_per_stage=10_000_000),
+         rtrl_alphas),
+        (dict(learner="snap1", n_features=8), rtrl_alphas),
+        *((dict(learner="tbptt", truncation=k, n_features=h), tbptt_alphas)
+          for k, h in ((2, 13), (3, 10), (5, 8), (8, 5), (10, 5), (15, 4), (20, 3), (30, 2))),
+    ]  # fmt: skip
+    norms = (dict(norm_rate=0.0), dict(norm_rate=1e-5, norm_floor=0.01))
+    configs = tuple(
+        {**shape, "alpha": a, "lambda_": 0.99, **norm}
+        for shape, alphas in shapes
+        for norm in norms
+        for a in alphas
+    )
+    claims = ("SnAp-1 worst, then T-BPTT; columnar about equal to constructive; the hybrid "
+              "(CCN) lowest")  # fmt: skip
+    return Preset("trace_patterning", 50_000_000, 30, configs, claims)
+
+
+PRESETS = {"jmlr-trace-patterning": _jmlr_trace_patterning()}
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
 PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
@@ -40,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Tune each learner family, evaluate each best configuration on fresh "
         "seeds, and report the comparison.",
     )
-    p.add_argument("--spaces", default=",".join(FAMILIES), help="families, comma-separated")
+    p.add_argument("--spaces", default=",".join(FAMILIES),
+                   help="families, comma-separated (with --preset: the preset's families to "
+                   "run, default all)")  # fmt: skip
     p.add_argument("--task", default=DEFAULT_TASK)
     p.add_argument("--data-dir", default=None, help="seq_mnist: folder of the MNIST files")
     p.add_argument("--name", default=None, help="comparison name (default compare-TASK)")
@@ -62,6 +111,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="fix a parameter of one family's space; repeatable")  # fmt: skip
     p.add_argument("--range", action="append", default=[], metavar="SPACE.NAME=LOW:HIGH",
                    help="new bounds for a parameter of one family's space; repeatable")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"run a published protocol as a grid instead: {', '.join(PRESETS)}",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="--preset: divide its steps and stage lengths by this (default 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.add_argument("--smoke", action="store_true", help="tiny budget, for checks")
     return p
@@ -95,6 +155,8 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.preset is not None or args.scale != 1.0:
+        return run_preset(args)
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     name = args.name or f"compare-{args.task}"
     try:
@@ -235,12 +297,163 @@ def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
     return configs, list(range(start, start + args.eval_seeds))
 
 
-def _report(plan: dict[str, Any], experiments: list[str]) -> int:
+def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]], list[str]]:
+    """The preset's configurations at ``--scale`` and the launch arguments that run them;
+    raises a one-line ValueError for a bad preset, scale or option."""
+    if args.preset is None:
+        raise ValueError("--scale applies to --preset only")
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown --preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset]
+    if not (math.isfinite(args.scale) and 1.0 <= args.scale <= preset.steps / 20_000):
+        raise ValueError(f"--scale {args.scale:g} is not allowed: need a number from 1 to "
+                         f"{preset.steps / 20_000:g} (at least 20,000 steps a run)")  # fmt: skip
+    given = [f"--{k.replace('_', '-')}" for k in ("trials", "budget_flops", "eval_steps")
+             if getattr(args, k) is not None] + [f"--{k}" for k in ("set", "range")
+                                                 if getattr(args, k)]  # fmt: skip
+    if args.steps is not None:
+        given.append("--steps (use --scale)")
+    if given:
+        raise ValueError(f"{given[0]} does not apply to --preset: its grid is fixed")
+    block = 10_000
+    steps = max(2 * block, round(preset.steps / args.scale / block) * block)
+    families = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    known = sorted({c["learner"] for c in preset.configs})
+    if not families or any(f not in known for f in families):
+        raise ValueError(f"--spaces {args.spaces!r} with --preset: allowed: families of the "
+                         f"preset, {', '.join(known)}")  # fmt: skip
+    configs = []
+    for c in preset.configs:
+        if c["learner"] not in families:
+            continue
+        c = dict(c)
+        if "steps_per_stage" in c:
+            c["steps_per_stage"] = max(1, round(c["steps_per_stage"] / args.scale))
+        configs.append(c)
+    seeds = args.seeds if args.seeds is not None else preset.seeds
+    name = args.name or args.preset
+    argv = ["--space", configs[0]["learner"], "--task", preset.task, "--study-name", name,
+            "--runs-dir", args.runs_dir, "--steps", str(steps), "--seeds", str(seeds),
+            "--concurrency", str(args.concurrency), "--cpus-per-trial", str(args.cpus_per_trial),
+            "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
+    for key in ("address", "tracking_uri", "storage"):
+        if getattr(args, key) is not None:
+            argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    return preset, configs, argv
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    """``--preset``: the grid as one evaluation launch, then its report and orderings."""
+    try:
+        preset, configs, argv = preset_plan(args)
+        launch_args = launch._parser().parse_args(argv)
+        plan = launch._plan(launch_args)
+    except ValueError as e:
+        return launch._fail(str(e))
+    name = plan["name"]
+    state = _state(plan["tracking_uri"], name)
+    if state == "interrupted" and not args.resume:
+        return launch._fail(f"preset run {name!r} was interrupted; add --resume to continue it")
+    if args.resume and state == "new":
+        return launch._fail(f"--resume: no preset run {name!r} in {plan['tracking_uri']}")
+    base = plan["base"]
+    print(
+        f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "
+        f"{base['seeds']} seeds x {base['steps']:,} steps ({preset.claims}, in the paper)"
+    )
+    if state == "done":
+        print("already run; reporting")
+    else:
+        if args.resume:
+            launch_args = launch._parser().parse_args([*argv, "--resume"])
+        rc = launch._launch(
+            launch_args, {**plan, "configs": configs, "seeds": list(range(base["seeds"]))}
+        )
+        if rc:
+            return rc
+    return _report(plan, [name], orderings_of=preset)
+
+
+def orderings(summary: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The paper's orderings on trace patterning checked against each family's best
+    configuration: ``(claim, verdict, evidence)``; verdict ``holds`` (separated by the 95%
+    intervals), ``holds in the means`` (intervals overlap), ``does not hold``, or ``not
+    measured``. "About equal" holds when the intervals overlap."""
+    rows = {r["learner"]: (r["msre_mean"], r["msre_ci95"]) for r in summary}
+
+    def bounds(name):
+        m, h = rows[name]
+        h = h if math.isfinite(h) else 0.0
+        return m - h, m + h
+
+    def text(names):
+        return "; ".join(f"{n} {rows[n][0]:.4g} ± {rows[n][1]:.2g}" for n in names)
+
+    def above(name, others, claim):
+        need = [name, *others]
+        if any(n not in rows for n in need):
+            return claim, "not measured", f"needs {', '.join(need)}"
+        mean = all(rows[name][0] > rows[o][0] for o in others)
+        sep = all(bounds(name)[0] > bounds(o)[1] for o in others)
+        return (
+            claim,
+            "holds" if sep else "holds in the means" if mean else "does not hold",
+            text(need),
+        )
+
+    def below(name, others, claim):
+        need = [name, *others]
+        if any(n not in rows for n in need):
+            return claim, "not measured", f"needs {', '.join(need)}"
+        mean = all(rows[name][0] < rows[o][0] for o in others)
+        sep = all(bounds(name)[1] < bounds(o)[0] for o in others)
+        return (
+            claim,
+            "holds" if sep else "holds in the means" if mean else "does not hold",
+            text(need),
+        )
+
+    out = [
+        above("snap1", ["tbptt", "columnar", "constructive", "hybrid"], "SnAp-1 worst"),
+        above(
+            "tbptt",
+            ["columnar", "constructive", "hybrid"],
+            "T-BPTT next worst (above columnar, constructive, CCN)",
+        ),  # fmt: skip
+    ]
+    claim = "columnar about equal to constructive"
+    if "columnar" in rows and "constructive" in rows:
+        lo_a, hi_a = bounds("columnar")
+        lo_b, hi_b = bounds("constructive")
+        overlap = lo_a <= hi_b and lo_b <= hi_a
+        out.append((claim, "holds" if overlap else "does not hold",
+                    text(["columnar", "constructive"])))  # fmt: skip
+    else:
+        out.append((claim, "not measured", "needs columnar, constructive"))
+    out.append(below("hybrid", ["columnar", "constructive", "tbptt", "snap1"], "CCN lowest"))
+    return out
+
+
+def _report(
+    plan: dict[str, Any], experiments: list[str], orderings_of: Preset | None = None
+) -> int:
     from study.report import make_report, table_text
 
     out = plan["runs"] / "reports" / experiments[0]
-    result = make_report(plan["tracking_uri"], experiments, out)
+
+    def notes(summary):
+        heading = (f"The paper's orderings at this scale ({orderings_of.claims}, in the paper); "
+                   "best configuration per family, mean ± 95% CI over seeds")  # fmt: skip
+        return heading, [f"{c}: {v} ({e})" for c, v, e in orderings(summary)]
+
+    result = make_report(plan["tracking_uri"], experiments, out,
+                         notes=notes if orderings_of is not None else None)  # fmt: skip
     print("\n" + table_text(result["summary"], result["measure"].name))
+    if orderings_of is not None:
+        heading, lines = notes(result["summary"])
+        text = "\n".join([heading + ":", *(f"- {line}" for line in lines)])
+        (out / "orderings.txt").write_text(text + "\n")
+        print("\n" + text)
     print(f"\nreport: {out / 'report.html'}")
     print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
     return 0

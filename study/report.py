@@ -119,6 +119,25 @@ class Trial:
         """Mean and 95% t half-width of the final value over the trial's seeds."""
         return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
 
+    def normalised_ci(self) -> tuple[float, float]:
+        """Mean and 95% t half-width over the seeds of the final normalised MSRE (ours over the
+        best constant predictor's on the same window); NaN for classification or runs that
+        predate it."""
+        values = [self.metrics.get(f"final_nmsre_windowed_seed{s}", math.nan) for s in self.seeds]
+        values = [math.inf if abs(v) >= sys.float_info.max else v for v in values]
+        if self.measure.higher_better or not values or any(math.isnan(v) for v in values):
+            return math.nan, math.nan
+        return mean_ci(np.asarray(values))
+
+    def learned(self) -> str:
+        """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
+        not (a constant predicts as well), ``""`` when unknown (classification)."""
+        mean, half = self.normalised_ci()
+        if math.isnan(mean):
+            return ""
+        upper = mean + (half if math.isfinite(half) else 0.0)
+        return "yes" if upper < 1.0 else "NO"
+
     def label(self) -> str:
         keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
         if self.measure.higher_better:  # a classifier keeps no eligibility: lambda is unused
@@ -218,11 +237,21 @@ def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
                 "seeds": len(t.seeds),
                 f"{t.measure.name}_mean": mean,
                 f"{t.measure.name}_ci95": half,
+                **_normalised_columns(t),
                 "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
                 "run_id": t.run_id,
             }
         )
     return rows
+
+
+def _normalised_columns(t: Trial) -> dict[str, Any]:
+    """``nmsre_mean``, ``nmsre_ci95`` and ``learned`` of a prediction trial (none for
+    classification)."""
+    if t.measure.higher_better:
+        return {}
+    mean, half = t.normalised_ci()
+    return {"nmsre_mean": mean, "nmsre_ci95": half, "learned": t.learned()}
 
 
 def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -371,13 +400,16 @@ def _fmt(value: Any) -> str:
 
 
 def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
-    cols = ("learner", "params", "flops_per_step", "seeds", name, "steps_per_s", "configuration")
+    extra = ("normalised", "learned") if rows and "learned" in rows[0] else ()
+    cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, "steps_per_s",
+            "configuration")  # fmt: skip
     lines = []
     body = []
     for r in rows:
         msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
+        norm = [f"{_fmt(r['nmsre_mean'])} ± {_fmt(r['nmsre_ci95'])}", r["learned"]] if extra else []
         body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
-                     msre, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
+                     msre, *norm, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
     widths = [
         max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
     ]
@@ -406,6 +438,7 @@ def trial_rows(trials: list[Trial]) -> list[dict[str, Any]]:
             "role": t.role,
             "status": t.status,
             t.measure.name: t.final,
+            **{k: v for k, v in _normalised_columns(t).items() if k != "nmsre_ci95"},
             "diverged_at_step": t.metrics.get("final_diverged_at_step", ""),
             "steps_done": t.metrics.get("final_steps_done", ""),
             "flops_per_step": t.params.get("ledger_flops_per_step", ""),
@@ -426,7 +459,9 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
-               figures: dict[str, Path], m: Measure = PREDICTION) -> None:  # fmt: skip
+               figures: dict[str, Path], m: Measure = PREDICTION,
+               notes: tuple[str, list[str]] | None = None) -> None:  # fmt: skip
+    """The report page; ``notes`` = (heading, lines) adds a section after the summary."""
     ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
     bad = [r for r in trials if r not in ok]
     figs = "".join(
@@ -435,10 +470,20 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
         f"</figcaption></figure>"
         for caption, p in figures.items()
     )
+    normalised = [] if m.higher_better else ["nmsre_mean", "nmsre_ci95", "learned"]
     summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds",
-                    f"{m.name}_mean", f"{m.name}_ci95", "steps_per_s"]  # fmt: skip
-    trial_cols = ["experiment", "learner", "role", "status", m.name, "steps_done",
+                    f"{m.name}_mean", f"{m.name}_ci95", *normalised, "steps_per_s"]  # fmt: skip
+    trial_cols = ["experiment", "learner", "role", "status", m.name,
+                  *(["nmsre_mean", "learned"] if normalised else []), "steps_done",
                   "flops_per_step", "configuration"]  # fmt: skip
+    unlearned = [r["learner"] for r in summary if r.get("learned") == "NO"]
+    warning = (
+        f'<p class="warn"><strong>Learned nothing a constant could not:</strong> '
+        f"{html.escape(', '.join(unlearned))} (normalised MSRE not below 1 with 95% "
+        f"confidence).</p>"
+        if unlearned
+        else ""
+    )
     which = "highest" if m.higher_better else "lowest"
     bad_cols = ["experiment", "learner", "status", "diverged_at_step", "steps_done",
                 "configuration", "run_id"]  # fmt: skip
@@ -451,13 +496,22 @@ th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
 th {{ background: #f0f0f0; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
+.warn {{ background: #fde8e8; border-left: 4px solid #c0392b; padding: 0.5em 1em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(_sentence(m.label))}: mean and half-width of the 95% Student-t interval over
 the seeds of each learner's best configuration ({which} mean among trials that ran all their
-steps).</p>
+steps).{
+        ""
+        if m.higher_better
+        else " Normalised MSRE: the windowed MSRE over that of the best "
+        "constant predictor on the same steps (1: nothing learned); learned = below 1 with 95% "
+        "confidence."
+    }</p>
+{warning}
 <h2>Best configuration per learner</h2>
 {_html_table(summary, summary_cols)}
+{_notes_html(notes)}
 <h2>Figures</h2>
 {figs}
 <h2>Every trial</h2>
@@ -476,9 +530,20 @@ window.addEventListener("load", () => {{
     path.write_text(page)
 
 
+def _notes_html(notes: tuple[str, list[str]] | None) -> str:
+    if not notes:
+        return ""
+    heading, lines = notes
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<h2>{html.escape(heading)}</h2><ul>{items}</ul>"
+
+
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
-                log_artifacts: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Write the report of ``experiments`` into ``out``; returns what it computed."""
+                log_artifacts: bool = True, notes=None) -> dict[str, Any]:  # fmt: skip
+    """Write the report of ``experiments`` into ``out``; returns what it computed.
+
+    ``notes(summary) -> (heading, lines)`` adds a section to the page (``study.compare``'s
+    preset states the paper's orderings there)."""
     from mlflow.tracking import MlflowClient
 
     trials, parents = load_trials(tracking_uri, experiments)
@@ -512,7 +577,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
         ],
     )
     _write_csv(out / "trials.csv", rows)
-    write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m)
+    write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
+               notes(summary) if notes else None)  # fmt: skip
     if log_artifacts:
         for run_id in parents.values():
             client.log_artifacts(run_id, str(out), artifact_path="report")
@@ -544,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(table_text(result["summary"], result["measure"].name))
+    unlearned = [r["learner"] for r in result["summary"] if r.get("learned") == "NO"]
+    if unlearned:
+        print(f"\nNOT LEARNED (normalised MSRE not below 1 with 95% confidence): "
+              f"{', '.join(unlearned)}")  # fmt: skip
     bad = [r for r in result["trials"] if r["status"] in ("diverged", "failed")]
     if bad:
         print(f"\n{len(bad)} diverged or failed trial(s):")

@@ -352,17 +352,13 @@ def _run(args: argparse.Namespace) -> int:
     window = min(args.window, args.steps)
     if window % block:
         raise ValueError(f"window={window} is not a multiple of the block size {block}")
-    stage_steps = _stage_steps(args, learner)
-    defaults = family_defaults(learner.name)
-    alphas = args.alpha or [defaults["alpha"]]
-    given = dict(lambda_=args.lambda_, beta2=args.beta2, norm_rate=args.norm_rate,
-                 norm_floor=args.norm_floor, init_scale=args.init_scale)  # fmt: skip
-    hp = make_hparams(**{
-        **defaults, **{k: v for k, v in given.items() if v is not None},
-        "alpha": np.asarray(alphas), "gamma": float(tp.gamma), "steps_per_stage": stage_steps,
-    })  # fmt: skip
+    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
+    hp = learner_hparams(
+        learner, alphas, _stage_steps(args, learner), gamma=float(tp.gamma),
+        lambda_=args.lambda_, beta2=args.beta2, norm_rate=args.norm_rate,
+        norm_floor=args.norm_floor, init_scale=args.init_scale,
+    )  # fmt: skip
     A = len(alphas)
-    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (A,)), hp)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     print(
         f"task {args.task} | learner {learner.name} {learner.settings} | "
@@ -407,6 +403,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def learner_hparams(
+    learner: Learner, alphas: list[float], steps_per_stage: int, **given: Any
+) -> HParams:
+    """The family's defaults (``learners.family_defaults``) overridden by the ``given`` values
+    that are not None, one row per step size in ``alphas`` (leading axis A)."""
+    values = {**family_defaults(learner.name), **{k: v for k, v in given.items() if v is not None}}
+    values.update(alpha=np.asarray(alphas, np.float64), steps_per_stage=steps_per_stage)
+    hp = make_hparams(**values)
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (len(alphas),)), hp)
+
+
 def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
     """``--stage-steps``, checked against the run, or the run divided into equal stages."""
     n_stages = num_stages(learner)
@@ -435,17 +442,12 @@ def _run_classify(args: argparse.Namespace) -> int:
     )  # fmt: skip
     block = args.block or 28 * 100
     check_steps(args.steps, block)
-    stage_steps = _stage_steps(args, learner)
-    defaults = family_defaults(learner.name)
-    alphas = args.alpha or [defaults["alpha"]]
-    given = dict(beta2=args.beta2, norm_rate=args.norm_rate, norm_floor=args.norm_floor,
-                 init_scale=args.init_scale)  # fmt: skip
-    hp = make_hparams(**{
-        **defaults, **{k: v for k, v in given.items() if v is not None},
-        "alpha": np.asarray(alphas), "steps_per_stage": stage_steps, "gamma": 0.0,
-    })  # fmt: skip
+    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
+    hp = learner_hparams(
+        learner, alphas, _stage_steps(args, learner), gamma=0.0, beta2=args.beta2,
+        norm_rate=args.norm_rate, norm_floor=args.norm_floor, init_scale=args.init_scale,
+    )  # fmt: skip
     A = len(alphas)
-    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (A,)), hp)
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     tp = jax.tree.map(jnp.asarray, tp)
     print(

@@ -1,0 +1,130 @@
+"""``python -m study.defaults``: every learner family on its own defaults, as a table.
+
+What ``python -m study.run --learner X`` does with only the task set, for every family: the
+paper's size (``learners.DEFAULT_SIZES``), the family's hyperparameters
+(``learners.FAMILY_DEFAULTS``), a staged network's run divided into equal stages. Each row gives
+the windowed MSRE and the normalised MSRE (ours over the best constant predictor's on the same
+window, ``study.tasks.metrics.baselines``) as mean and 95% t-interval over the seeds, and the
+wall time. A family whose interval is not below 1 learned nothing a constant could not do.
+
+The README's table "Defaults that learn" is this command's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+from learners import DEFAULT_SIZES, LEARNERS, family_defaults, make_learner, num_stages, stage_steps
+from study.stats import mean_ci
+from study.tasks import DEFAULT_TASK, is_classification, make_task
+from study.threads import limit_xla_threads
+
+COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "nmsre",
+           "nmsre_ci", "learned", "seconds")  # fmt: skip
+
+
+def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
+    """One family on its defaults: a row of the table."""
+    import numpy as np
+
+    from study.run import learner_hparams, run_batch
+    from study.tasks.metrics import baselines, normalised, summarise_blocks
+
+    env, tp = make_task(task)
+    learner = make_learner(name, env.obs_size)
+    defaults = family_defaults(name)
+    hp = learner_hparams(
+        learner, [defaults["alpha"]], stage_steps(steps, num_stages(learner)), gamma=float(tp.gamma)
+    )
+    block = 10_000 if steps % 10_000 == 0 else steps
+    res = run_batch(learner, env, tp, hp, list(range(seeds)), steps, block_size=block,
+                    progress=True)  # fmt: skip
+    window = max(1, min(100_000, steps) // block)
+    msre = summarise_blocks(res.sq_sum, res.count, window)["windowed"][0]
+    const = baselines(res.ret_sum, res.ret_sq_sum, res.count, window)["constant_windowed"][0]
+    ratio = normalised(msre, const)
+    m, h = mean_ci(msre)
+    n, hn = mean_ci(ratio)
+    shown = ("alpha", "lambda_", "init_scale", "norm_rate")
+    return dict(
+        learner=name,
+        size=":".join(str(v) for v in DEFAULT_SIZES[name].values()) or "-",
+        defaults=" ".join(f"{k}={defaults[k]:g}" for k in shown),
+        steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=n, nmsre_ci=hn,
+        learned=bool(np.isfinite(hn) and n + hn < 1.0),
+        seconds=res.seconds,
+    )  # fmt: skip
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The table as the README shows it."""
+    lines = [
+        "| learner | size | defaults | windowed MSRE | normalised MSRE | learned | time |",
+        "|---|---|---|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['learner']} | {r['size']} | {r['defaults']} | {r['msre']:.4f} ± "
+            f"{r['msre_ci']:.4f} | {r['nmsre']:.3f} ± {r['nmsre_ci']:.3f} | "
+            f"{'yes' if r['learned'] else 'no'} | {r['seconds']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.defaults",
+        description="Run every learner family on its defaults and print whether each learned "
+        "(normalised MSRE below 1 with 95%% confidence).",
+    )
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"prediction task (default {DEFAULT_TASK})")
+    p.add_argument("--steps", type=int, default=2_000_000, help="steps per seed (default 2M)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    p.add_argument("--learners", default=",".join(LEARNERS),
+                   help="comma-separated families (default: all)")  # fmt: skip
+    p.add_argument("--out", default="defaults.csv", help="CSV written row by row")
+    p.add_argument("--threads", type=int, default=1, help="XLA CPU threads (default 1)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    names = [n for n in args.learners.split(",") if n]
+    try:
+        bad = [n for n in names if n not in LEARNERS]
+        if bad or not names:
+            raise ValueError(f"--learners {args.learners!r}: allowed: {', '.join(LEARNERS)}")
+        if args.steps < 1 or args.steps > 10**9:
+            raise ValueError(f"--steps {args.steps} is not allowed: need 1 <= steps <= 1e9")
+        if args.seeds < 2:
+            raise ValueError(f"--seeds {args.seeds} is not allowed: need >= 2 for an interval")
+        if is_classification(args.task):
+            raise ValueError(f"--task {args.task}: allowed: a prediction task")
+        make_task(args.task)
+        out = Path(args.out)
+        if not out.parent.is_dir() or out.is_dir():
+            raise ValueError(f"--out {args.out}: not a file in an existing folder")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    limit_xla_threads(args.threads)
+    rows = []
+    for name in names:
+        print(f"{name}: {args.steps:,} steps x {args.seeds} seeds", file=sys.stderr)
+        rows.append(measure(name, args.task, args.steps, args.seeds))
+        with out.open("w", newline="") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"{args.task}, {args.steps:,} steps, seeds 0-{args.seeds - 1}; normalised MSRE = "
+          "windowed MSRE / the best constant predictor's (1: nothing learned)")  # fmt: skip
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
