@@ -78,13 +78,13 @@ def make_learner(
 # and what every study tries first. Chosen by measurement (README, "Defaults that learn";
 # ``python -m study.defaults`` reproduces the table).
 FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "linear": dict(alpha=3e-4),
-    "columnar": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
-    "constructive": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
-    "hybrid": dict(alpha=1e-3, lambda_=0.9, init_scale=0.5),
-    "snap1": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
-    "rtrl": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
-    "tbptt": dict(alpha=1e-3, lambda_=0.9, init_scale=1.0),
+    "linear": dict(alpha=3e-4, lambda_=0.9),
+    "columnar": dict(alpha=1e-3, lambda_=0.99, init_scale=0.5),
+    "constructive": dict(alpha=1e-3, lambda_=0.99, init_scale=0.2),
+    "hybrid": dict(alpha=1e-3, lambda_=0.99, init_scale=0.5),
+    "snap1": dict(alpha=1e-3, lambda_=0.99, init_scale=1.0),
+    "rtrl": dict(alpha=1e-3, lambda_=0.99, init_scale=1.0),
+    "tbptt": dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
 }
 
 

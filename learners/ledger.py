@@ -198,7 +198,15 @@ def size_for_budget(
             f"budget of {budget_flops:g} flops/step is below the smallest {name} network "
             f"({flops(1)} flops/step)"
         )
-    n = 1
-    while flops(n + 1) <= budget_flops:
-        n += 1
+    # flops(n) grows with n: double past the budget, then bisect (a huge budget stays quick)
+    lo, hi = 1, 2
+    while flops(hi) <= budget_flops:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 24:
+            raise ValueError(f"budget of {budget_flops:g} flops/step is beyond any {name} "
+                             f"network this ledger sizes (over 16M units)")  # fmt: skip
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
+    n = lo
     return n * (per_stage or 4) if name == "hybrid" else n

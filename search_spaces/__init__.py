@@ -11,6 +11,7 @@ of ``make_learner`` and ``make_hparams``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,18 +49,26 @@ class Param:
         return f"{text} (when {self.only_if} > 0)" if self.only_if else text
 
 
-def _common(alpha: tuple[float, float] = (1e-4, 3e-2), init: bool = True) -> list[Param]:
+def _common(
+    alpha: tuple[float, float] = (1e-4, 3e-2), init: tuple[float, float] | None = (0.05, 1.0)
+) -> list[Param]:
+    """Step size, lambda, normalisation and initialisation. ``init`` is the range of
+    ``init_scale``: absolute for columns, relative to 1 / sqrt(fan-in) for a dense layer."""
     params = [
         Param("alpha", *alpha, log=True),
-        Param("lambda_", 0.0, 0.99),
+        # the paper's grid and 0.95: uniform sampling on [0, 1) would rarely reach 0.99
+        Param("lambda_", choices=(0.0, 0.5, 0.9, 0.95, 0.99)),
         # 1 - the reference's normalization_rate (0.99999 in its paper runs): 0 is off
         Param("norm_rate", choices=(0.0, 1e-5, 1e-4, 1e-3)),
         # the reference's std_cap, a floor on the running variance (0.01 or 0.1 in its runs)
         Param("norm_floor", choices=(0.01, 0.1), only_if="norm_rate"),
     ]
     if init:
-        params.append(Param("init_scale", 0.05, 1.0, log=True))
+        params.append(Param("init_scale", *init, log=True))
     return params
+
+
+_DENSE_INIT = (0.1, 4.0)
 
 
 # How a staged run is divided: the last stage starts at this fraction of ``steps``, and the
@@ -69,7 +78,7 @@ def _common(alpha: tuple[float, float] = (1e-4, 3e-2), init: bool = True) -> lis
 _LAST_STAGE = Param("last_stage_at", 0.3, 0.9)
 
 SPACES: dict[str, list[Param]] = {
-    "linear": _common(init=False),
+    "linear": _common(init=None),
     "columnar": [*_common(), Param("n_features", 2, 64, log=True, integer=True, size=True)],
     "constructive": [
         *_common(),
@@ -82,13 +91,16 @@ SPACES: dict[str, list[Param]] = {
         Param("n_stages", 1, 8, integer=True, size=True),
         _LAST_STAGE,
     ],
-    "snap1": [*_common(), Param("n_features", 2, 64, log=True, integer=True, size=True)],
+    "snap1": [
+        *_common(init=_DENSE_INIT),
+        Param("n_features", 2, 64, log=True, integer=True, size=True),
+    ],
     "tbptt": [
-        *_common(alpha=(1e-5, 3e-3)),
+        *_common(alpha=(1e-5, 3e-3), init=_DENSE_INIT),
         Param("truncation", 1, 64, log=True, integer=True),
         Param("n_features", 2, 32, log=True, integer=True, size=True),
     ],
-    "rtrl": [*_common(), Param("n_features", 1, 8, integer=True, size=True)],
+    "rtrl": [*_common(init=_DENSE_INIT), Param("n_features", 1, 8, integer=True, size=True)],
 }
 
 
@@ -251,7 +263,7 @@ def _check_fixed(param: Param | None, key: str, value: Any) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"rmsprop={value!r} must be true or false")
         return
-    if param.choices is not None:
+    if param.choices is not None and key not in _UNIT:  # a numeric grid takes any value
         if value not in param.choices:
             allowed = ", ".join(map(str, param.choices))
             raise ValueError(f"{key}={value!r} is not one of {{{allowed}}}")
@@ -261,8 +273,10 @@ def _check_fixed(param: Param | None, key: str, value: Any) -> None:
     if param.integer and (value != int(value) or value < 1):
         raise ValueError(f"{key}={value!r} must be an integer >= 1")
     lo, hi = _UNIT.get(key, (0.0, float("inf")))
-    if not lo <= value <= hi or (param.log and value <= 0):
-        raise ValueError(f"{key}={value!r} must be within [{lo:g}, {hi:g}]")
+    positive = param.log or key == "norm_floor"
+    if not (lo <= value <= hi and math.isfinite(value)) or (positive and value <= 0):
+        raise ValueError(f"{key}={value!r} must be a finite number within [{lo:g}, {hi:g}]"
+                         f"{', above 0' if positive else ''}")  # fmt: skip
 
 
 def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> int:

@@ -98,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="steps per seed when tuning")
     p.add_argument("--eval-seeds", type=int, default=30, help="fresh seeds per family (30)")
     p.add_argument("--eval-steps", type=int, default=None, help="default: the tuning steps")
-    p.add_argument("--budget-flops", type=float, default=None,
-                   help="size every family's network to this per-step budget")  # fmt: skip
+    p.add_argument("--budget-flops", default=None,
+                   help="size every family's network to this per-step budget (default auto: "
+                   "each family's paper-sized compute; none: sizes are searched)")  # fmt: skip
     p.add_argument("--concurrency", type=int, default=2, help="trials at once")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default SQLite)")

@@ -9,6 +9,7 @@ before any trial starts; each trial logs to its own child run.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -20,7 +21,9 @@ from search_spaces import SPACES, describe, make_space
 from study.tasks import DEFAULT_TASK, is_classification, make_task
 
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
-DEFAULT = dict(trials=8, seeds=5, steps=200_000, chunk=100_000, block=10_000, window=100_000)
+# The main job: 8 trials x 5 seeds x 2M steps, about 8 minutes on 2 cores (README, "What the
+# main job shows"); its first trial is the family's defaults.
+DEFAULT = dict(trials=8, seeds=5, steps=2_000_000, chunk=100_000, block=10_000, window=100_000)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
-    p.add_argument("--budget-flops", type=float, default=None, help="per-step compute budget")
+    p.add_argument("--budget-flops", default="auto",
+                   help="flops per step per stream every network is sized to: a number, "
+                   "'auto' (default: the compute of the family's paper-sized network, unless a "
+                   "size is set or ranged) or 'none' (sizes are searched)")  # fmt: skip
     p.add_argument(
         "--set",
         action="append",
@@ -118,9 +124,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
         ranges[key] = (low, high)
-    space = make_space(
-        args.space, args.budget_flops, env.obs_size, fixed, ranges, steps=base["steps"]
-    )
+    budget = _budget(args.budget_flops, args.space, env.obs_size, {**fixed, **ranges})
+    space = make_space(args.space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
     args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.address and args.address != "auto":
         _probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
@@ -140,6 +145,35 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         storage=args.storage or f"sqlite:///{runs / 'optuna.db'}",
         storage_path=storage_path,
     )
+
+
+def _budget(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
+    """``--budget-flops`` as typed: a number, ``none``, or ``auto`` (the ledger flops of the
+    family's default network, ``learners.DEFAULT_SIZES``; none for a space without a size or
+    when a size parameter is set or ranged)."""
+    from learners import make_learner
+    from learners.ledger import cost
+    from search_spaces import SPACES
+
+    word = str(text).strip().lower()
+    if word == "none":
+        return None
+    if space not in SPACES:
+        return None  # make_space names the spaces allowed
+    sizes = [p.name for p in SPACES[space] if p.size]
+    if word == "auto":
+        if not sizes or any(k in given for k in sizes):
+            return None
+        learner = make_learner(space, n_inputs)
+        return float(cost(space, n_inputs, learner.settings).flops)
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1e12:  # NaN fails too
+        raise ValueError(f"--budget-flops {text}: allowed: a number of flops per step in "
+                         f"(0, 1e12), auto or none")  # fmt: skip
+    return value
 
 
 def _probe(address: str, flag: str, what: str, default_port: int) -> None:
@@ -232,6 +266,10 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
             f"{base['trials']} trials")  # fmt: skip
     print(f"study {plan['name']}: {what}, task {args.task}, {len(seeds)} seeds x "
           f"{base['steps']:,} steps{' (resumed)' if args.resume else ''}")  # fmt: skip
+    budget = plan["space"].budget_flops
+    if budget is not None and configs is None:
+        print(f"networks sized to {budget:,.0f} flops per step per stream (--budget-flops "
+              f"{args.budget_flops}; 'none' searches sizes)")  # fmt: skip
     if dashboard:
         print(f"Ray dashboard: http://{dashboard}")
     print(f"MLflow: mlflow ui --backend-store-uri {plan['tracking_uri']}")
