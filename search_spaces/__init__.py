@@ -274,6 +274,8 @@ def _check_fixed(param: Param | None, key: str, value: Any) -> None:
         raise ValueError(f"{key}={value!r} must be a number")
     if param.integer and (value != int(value) or value < 1):
         raise ValueError(f"{key}={value!r} must be an integer >= 1")
+    if key == "last_stage_at" and not 0.0 < value < 1.0:
+        raise ValueError(f"last_stage_at={value!r} must be a fraction of the run in (0, 1)")
     lo, hi = _UNIT.get(key, (0.0, float("inf")))
     positive = param.log or key == "norm_floor"
     if not (lo <= value <= hi and math.isfinite(value)) or (positive and value <= 0):

@@ -120,6 +120,19 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         (["--resume"], "--resume: no study 'hybrid-trace_patterning' to resume"),
         (["--task", "seq_mnist", "--data-dir", "/nonexistent"], "MNIST folder /nonexistent"),
         (["--data-dir", "/tmp"], "--data-dir applies to seq_mnist tasks only"),
+        # stages that cannot fit the run, normalisation outside its range, budgets
+        (
+            ["--steps", "100000", "--set", "steps_per_stage=100000"],
+            "steps_per_stage=100000 does not fit a run of 100000 steps",
+        ),
+        (["--set", "norm_floor=0"], "norm_floor=0 must be a finite number within [0, 1], above 0"),
+        (["--set", "norm_floor=-1"], "norm_floor=-1 must be a finite number"),
+        (["--set", "norm_rate=1.5"], "norm_rate=1.5 must be a finite number within [0, 1]"),
+        (["--set", "last_stage_at=1"], "last_stage_at=1 must be a fraction of the run in (0, 1)"),
+        (["--budget-flops", "inf"], "--budget-flops inf: allowed: a number of flops per step"),
+        (["--budget-flops", "nan"], "--budget-flops nan: allowed"),
+        (["--budget-flops", "lots"], "--budget-flops lots: allowed"),
+        (["--set", "alpha=inf"], "alpha=inf must be a finite number"),
     ],
 )
 def test_bad_input_fails_before_any_trial(argv, needle, capsys, tmp_path):

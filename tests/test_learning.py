@@ -59,3 +59,18 @@ def test_recurrent_learner_beats_linear_on_trace_patterning(
     # vary: some discover the pattern memory later than others within this short budget).
     assert msre.mean() < mean_ratio * linear_best, (msre, linear_best)
     assert msre.min() < 0.5 * linear_best, (msre, linear_best)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["columnar", "snap1"])
+def test_a_familys_defaults_learn(name):
+    """The smaller version of ``python -m study.defaults`` (README, "Defaults that learn"):
+    with nothing but the task set, a family's defaults end below the best constant predictor
+    with 95% confidence. Catches a default that cripples a family (SnAp-1's dense layer drawn
+    at a fixed scale, or lambda 0.9, left it at the constant's score at this budget)."""
+    from study.defaults import measure
+
+    row = measure(name, "trace_patterning", 1_000_000, 3)
+    print(row)
+    assert row["learned"], row
+    assert row["nmsre"] < 0.6, row

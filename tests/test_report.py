@@ -95,6 +95,15 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
             evaluated.data.metrics["final_msre_windowed"], rel=1e-6
         )
         assert int(row["flops_per_step"]) == int(evaluated.data.params["ledger_flops_per_step"])
+        # The normalised MSRE: per seed, ours over the best constant's, then its interval;
+        # 20,000-step smoke runs learn nothing, so each reads near 1 and is marked "NO".
+        ratios = np.array([evaluated.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in seeds])
+        mean, half = t_interval(ratios)
+        assert float(row["nmsre_mean"]) == pytest.approx(mean, rel=1e-9)
+        assert float(row["nmsre_ci95"]) == pytest.approx(half, rel=1e-9)
+        constant = evaluated.data.metrics["final_msre_constant_windowed"]
+        assert 0.01 < constant < evaluated.data.metrics["final_msre_zero_windowed"]
+        assert row["learned"] == ("yes" if mean + half < 1.0 else "NO")
         # The learning curve: mean and t half-width over seeds at every logged step.
         logged = [c for c in curves if c["learner"] == learner]
         assert [int(c["step"]) for c in logged] == sorted(per_seed[0])

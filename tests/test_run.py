@@ -14,7 +14,14 @@ import pytest
 from learners import make_hparams, make_learner
 from study.run import main, make_run, make_runner, run_batch, seed_keys
 from study.tasks import make_task
-from study.tasks.metrics import horizon_for, offline_errors, summarise_blocks
+from study.tasks.metrics import (
+    baselines,
+    horizon_for,
+    normalised,
+    offline_errors,
+    returns,
+    summarise_blocks,
+)
 
 LEARNERS = ["linear", "columnar", "constructive", "hybrid", "snap1", "tbptt", "rtrl"]
 
@@ -62,6 +69,29 @@ def test_scan_equals_python_loop(name):
     np.testing.assert_allclose(float(stats.sq_sum.sum()), off.sum(), rtol=1e-4)
     per_block = [off[max(0, b * 100 - H) : max(0, (b + 1) * 100 - H)].sum() for b in range(4)]
     np.testing.assert_allclose(stats.sq_sum, per_block, rtol=1e-4, atol=1e-7)
+    # The baselines' sums are those of the true returns of the same scored predictions.
+    G = returns(c_scan, 0.9, H)[: 400 - H]
+    scored = [slice(max(0, b * 100 - H), max(0, (b + 1) * 100 - H)) for b in range(4)]
+    np.testing.assert_allclose(stats.ret_sum, [G[s].sum() for s in scored], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats.ret_sq_sum, [(G[s] ** 2).sum() for s in scored], rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+    assert G.max() > 0.1  # the stream had a US: the sums are not trivially zero
+
+
+def test_baselines_are_the_mse_of_zero_and_of_the_best_constant():
+    """Catches a wrong formula: on known returns, predicting 0 scores mean G^2 and the best
+    constant (the mean, in hindsight) scores the variance, window by window."""
+    rng = np.random.default_rng(1)
+    G = rng.random((2, 30))  # two seeds, 30 blocks of 10 returns each
+    G = np.repeat(G, 10, axis=-1).reshape(2, 30, 10) * rng.random((2, 30, 10))
+    base = baselines(G.sum(-1), (G**2).sum(-1), np.full((2, 30), 10.0), window_blocks=5)
+    last = G[:, -5:].reshape(2, -1)
+    np.testing.assert_allclose(base["zero_windowed"], (last**2).mean(-1), rtol=1e-12)
+    np.testing.assert_allclose(base["constant_windowed"], last.var(-1), rtol=1e-9)
+    best = ((last - last.mean(-1, keepdims=True)) ** 2).mean(-1)
+    other = ((last - last.mean(-1, keepdims=True) - 0.05) ** 2).mean(-1)
+    assert np.all(best < other)  # no other constant does better
+    np.testing.assert_allclose(normalised(best, base["constant_windowed"]), 1.0, rtol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["linear", "hybrid"])
