@@ -333,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"seeds={args.seeds} must be >= 1")
+    if args.block is not None and args.block < 1:
+        raise ValueError(f"--block {args.block} must be >= 1 (steps per logged block)")
+    if args.window < 1:
+        raise ValueError(f"--window {args.window} must be >= 1 (steps in the windowed MSRE)")
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
     if is_classification(args.task):
         return _run_classify(args)

@@ -206,6 +206,8 @@ def test_cli_runs_every_learner_on_other_tasks(learner, task):
         (["--norm-floor", "-0.1"], "norm_floor=-0.1 is not allowed"),
         (["--norm-rate", "1.5"], "norm_rate=1.5 is not allowed; need 0 <= norm_rate <= 1"),
         (["--alpha", "inf"], "alpha=[inf] is not allowed"),
+        (["--block", "0"], "--block 0 must be >= 1"),
+        (["--window", "0"], "--window 0 must be >= 1"),
         (["--steps", "12345", "--block", "1000"], "steps=12345 is not a multiple"),
         (["--seeds", "0"], "seeds=0 must be >= 1"),
         (["--learner", "columnar", "--per-stage", "2"], "applies to the hybrid learner only"),
