@@ -245,7 +245,9 @@ def _ranged(param: Param, low: float, high: float) -> Param:
             f"--set {param.name}=VALUE instead of a range"
         )
     lo, hi = _UNIT.get(param.name, (0.0, float("inf")))
-    if not lo <= low < high <= hi or (param.log and low <= 0) or (param.integer and low < 1):
+    finite = math.isfinite(low) and math.isfinite(high)
+    if (not finite or not lo <= low < high <= hi or (param.log and low <= 0)
+            or (param.integer and low < 1)):  # fmt: skip
         raise ValueError(
             f"range {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
             f"[{lo:g}, {hi:g}]{', LOW > 0' if param.log else ''}"

@@ -49,10 +49,13 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     ratio = normalised(msre, const)
     m, h = mean_ci(msre)
     n, hn = mean_ci(ratio)
-    shown = ("alpha", "lambda_", "init_scale", "norm_rate")
+    shown = ("alpha", "lambda_", "norm_rate") + (("init_scale",) if name != "linear" else ())
+    size = DEFAULT_SIZES[name]
+    if name == "tbptt":  # the paper's truncation:hidden
+        size = {"truncation": size["truncation"], "n_features": size["n_features"]}
     return dict(
         learner=name,
-        size=":".join(str(v) for v in DEFAULT_SIZES[name].values()) or "-",
+        size=":".join(str(v) for v in size.values()) or "-",
         defaults=" ".join(f"{k}={defaults[k]:g}" for k in shown),
         steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=n, nmsre_ci=hn,
         learned=bool(np.isfinite(hn) and n + hn < 1.0),

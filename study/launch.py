@@ -110,8 +110,11 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     base["window"] = min(base["window"], base["steps"])
     if args.concurrency < 1:
         raise ValueError(f"concurrency={args.concurrency} must be >= 1")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise ValueError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if not (0 < args.cpus_per_trial < 1e6 and 0 <= args.gpus_per_trial < 1e6):  # NaN too
+        raise ValueError(
+            f"--cpus-per-trial {args.cpus_per_trial:g} --gpus-per-trial "
+            f"{args.gpus_per_trial:g}: allowed: finite numbers, cpus > 0, gpus >= 0"
+        )
     if args.data_dir and not is_classification(args.task):
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
     if args.data_dir:
@@ -232,6 +235,9 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     if args.resume and not restorable:
         return _fail(f"--resume: no study {plan['name']!r} to resume in {plan['storage_path']}")
     runs.mkdir(parents=True, exist_ok=True)
+    ignore = runs / ".gitignore"
+    if not ignore.exists():  # the stores stay out of the user's git status
+        ignore.write_text("# written by ccn-study: studies' stores, results and checkpoints\n*\n")
     try:
         client = MlflowClient(plan["tracking_uri"])
         found = _created(lambda: client.get_experiment_by_name(plan["name"]))

@@ -133,6 +133,9 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         (["--budget-flops", "nan"], "--budget-flops nan: allowed"),
         (["--budget-flops", "lots"], "--budget-flops lots: allowed"),
         (["--set", "alpha=inf"], "alpha=inf must be a finite number"),
+        (["--range", "alpha=1e-5:inf"], "range alpha=1e-05:inf is not allowed"),
+        (["--cpus-per-trial", "nan"], "--cpus-per-trial nan --gpus-per-trial 0: allowed"),
+        (["--cpus-per-trial", "inf"], "--cpus-per-trial inf --gpus-per-trial 0: allowed"),
     ],
 )
 def test_bad_input_fails_before_any_trial(argv, needle, capsys, tmp_path):
