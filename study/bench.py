@@ -400,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 0:
         print(f"error: --threads {args.threads} must be >= 0 (0: every core)", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        print(f"error: --out {args.out}: allowed: a file in an existing folder", file=sys.stderr)
+        return 2
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
         return study_overhead(args, machine())

@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
         if args.eval_seeds < 2:
             raise ValueError(f"--eval-seeds {args.eval_seeds} must be >= 2 (for an interval)")
+        if args.eval_steps is not None and args.eval_steps < 1:
+            raise ValueError(f"--eval-steps {args.eval_steps} must be >= 1")
         stages = {}  # study name -> (launch argv, its plan)
         for s in spaces:
             a = _launch_argv(args, s, f"{name}-{s}")

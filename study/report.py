@@ -603,7 +603,14 @@ def main(argv: list[str] | None = None) -> int:
               f"--tracking-uri", file=sys.stderr)  # fmt: skip
         return 2
     names = [n.strip() for n in args.experiment.split(",") if n.strip()]
+    if not names:
+        print(f"error: --experiment {args.experiment!r} names no experiment; allowed: one or "
+              f"more names separated by commas", file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {args.out}: a file; allowed: a folder", file=sys.stderr)
+        return 2
     try:
         result = make_report(uri, names, out.resolve())
     except ValueError as e:

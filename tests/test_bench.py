@@ -100,3 +100,13 @@ def test_unavailable_device_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "--device 'tpu' is not available here; allowed: default, cpu" in err
     assert err.strip().count("\n") == 0
+
+
+def test_bench_refuses_an_out_file_it_cannot_write(tmp_path, capsys):
+    """Caught before any timing: a folder that does not exist, or a folder as the file."""
+    from study.bench import main as bench
+
+    for out in (tmp_path / "missing" / "b.csv", tmp_path):
+        assert bench(["--out", str(out), "--steps", "10"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out {out}: allowed: a file in an existing folder" in err[0]

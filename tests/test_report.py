@@ -158,6 +158,7 @@ def test_compare_bad_input_is_one_line(study, capsys):
         ("--eval-seeds", "1"): "--eval-seeds 1 must be >= 2",
         ("--set", "hybrid.alpha=0.1"): "must start with one of the families compared",
         ("--name", "fresh", "--resume"): "--resume: no comparison 'fresh' to resume",
+        ("--eval-steps", "-5"): "--eval-steps -5 must be >= 1",
     }
     for extra, message in cases.items():
         argv = [*COMPARE, "--runs-dir", str(runs), *extra]
@@ -261,3 +262,18 @@ def test_report_page_in_headless_chromium(study, tmp_path):
     )  # fmt: skip
     assert shot.stat().st_size > 50_000
     print(f"screenshot: {shot}", file=sys.stderr)
+
+
+def test_report_bad_input_is_one_line_and_writes_nothing(study, tmp_path, capsys):
+    runs, _ = study
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    cases = {
+        ("--experiment", ","): "--experiment ',' names no experiment",
+        ("--experiment", EVAL, "--out", str(a_file)): f"--out {a_file}: a file",
+    }
+    for argv, message in cases.items():
+        assert report([*argv, "--runs-dir", str(runs)]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert a_file.read_text() == "not a folder"
