@@ -142,7 +142,7 @@ class Space:
             out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
         if "last_stage_at" in sampled and self.steps is not None:
             n = out.get("n_features", sampled.get("n_features"))
-            stages = n // sampled["per_stage"] if self.name == "hybrid" else n
+            stages = _stages(self.name, {"n_features": n, "per_stage": sampled.get("per_stage")})
             out["steps_per_stage"] = stage_steps(self.steps, stages, sampled["last_stage_at"])
         return out
 
@@ -152,7 +152,7 @@ class Space:
         defaults = {**family_defaults(self.name), **DEFAULT_SIZES[self.name]}
         if "per_stage" in defaults:
             defaults["n_stages"] = defaults["n_features"] // defaults["per_stage"]
-        stages = defaults.get("n_stages", defaults.get("n_features", 1))
+        stages = _stages(self.name, {})
         defaults["last_stage_at"] = (stages - 1) / stages  # equal stages, as study.run
         point = {}
         for p in self.params:
@@ -295,6 +295,18 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
     )
 
 
+def _stages(name: str, sizes: dict[str, Any]) -> int:
+    """How many stages a network of family ``name`` has with these sizes (the family's
+    ``learners.DEFAULT_SIZES`` where one is missing or None)."""
+    given = {k: v for k, v in sizes.items() if v is not None}
+    s = {**DEFAULT_SIZES[name], **given}
+    if name == "constructive":
+        return s["n_features"]
+    if name == "hybrid":
+        return s["n_features"] // s["per_stage"]
+    return 1
+
+
 def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config.
 
@@ -311,11 +323,7 @@ def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
         static["n_features"] = config["per_stage"] * config["n_stages"]
     hparams = {**family_defaults(name), **{k: config[k] for k in HParams._fields if k in config}}
     hparams.pop("gamma", None)  # the task's
-    stages = 1
-    if name == "constructive":
-        stages = static.get("n_features", 10)
-    elif name == "hybrid":
-        stages = static.get("n_features", 20) // static.get("per_stage", 4)
+    stages = _stages(name, static)
     if stages == 1:
         hparams["steps_per_stage"] = STAGE_FOREVER
     elif "steps_per_stage" not in config and "steps" in config:
