@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from search_spaces import SPACES
 from study import launch
+from study.cli import Parser, count, real
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
@@ -82,7 +83,7 @@ PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.compare",
         description="Tune each learner family, evaluate each best configuration on fresh "
         "seeds, and report the comparison.",
@@ -93,21 +94,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=DEFAULT_TASK)
     p.add_argument("--data-dir", default=None, help="seq_mnist: folder of the MNIST files")
     p.add_argument("--name", default=None, help="comparison name (default compare-TASK)")
-    p.add_argument("--trials", type=int, default=None, help="tuning trials per family")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per tuning trial")
-    p.add_argument("--steps", type=int, default=None, help="steps per seed when tuning")
-    p.add_argument("--eval-seeds", type=int, default=30, help="fresh seeds per family (30)")
-    p.add_argument("--eval-steps", type=int, default=None, help="default: the tuning steps")
+    p.add_argument("--trials", type=count(1), default=None, help="tuning trials per family")
+    p.add_argument("--seeds", type=count(1, 4096), default=None, help="seeds per tuning trial")
+    p.add_argument("--steps", type=count(1, 10**12), default=None,
+                   help="steps per seed when tuning")  # fmt: skip
+    p.add_argument("--eval-seeds", type=count(2, 4096, "for an interval"), default=30,
+                   help="fresh seeds per family (30)")  # fmt: skip
+    p.add_argument("--eval-steps", type=count(1, 10**12), default=None,
+                   help="default: the tuning steps")  # fmt: skip
     p.add_argument("--budget-flops", default=None,
                    help="size every family's network to this per-step budget (default auto: "
                    "each family's paper-sized compute; none: sizes are searched)")  # fmt: skip
-    p.add_argument("--concurrency", type=int, default=2, help="trials at once")
+    p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default SQLite)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
     p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)
+    p.add_argument("--gpus-per-trial", type=real(0, 64), default=0.0)
+    p.add_argument(
+        "--expose-ray",
+        action="store_true",
+        help="let the local Ray listen on every interface (default: 127.0.0.1)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="SPACE.NAME=VALUE",
                    help="fix a parameter of one family's space; repeatable")  # fmt: skip
     p.add_argument("--range", action="append", default=[], metavar="SPACE.NAME=LOW:HIGH",
@@ -174,10 +183,6 @@ def main(argv: list[str] | None = None) -> int:
                 if not dot or family not in spaces:
                     raise ValueError(f"--{flag} {text!r} must start with one of the families "
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
-        if args.eval_seeds < 2:
-            raise ValueError(f"--eval-seeds {args.eval_seeds} must be >= 2 (for an interval)")
-        if args.eval_steps is not None and args.eval_steps < 1:
-            raise ValueError(f"--eval-steps {args.eval_steps} must be >= 1")
         stages = {}  # study name -> (launch argv, its plan)
         for s in spaces:
             a = _launch_argv(args, s, f"{name}-{s}")
@@ -207,9 +212,22 @@ def _state(tracking_uri: str, experiment: str) -> str:
     return "interrupted" if last.info.status == "RUNNING" else "done"
 
 
+def _running(runs, studies: list[str]) -> str | None:
+    """The refusal when one of ``studies`` is running now (``study.lock``), else None."""
+    from study.lock import holder
+
+    for study in studies:
+        if who := holder(runs, study):
+            return f"study {study!r} is running: {who}; wait for it to finish"
+    return None
+
+
 def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[str],
              eval_plan: dict[str, Any]) -> int:  # fmt: skip
     import ray
+
+    from study import local_ray
+    from study.lock import lock_dir
 
     uri = eval_plan["tracking_uri"]
     states = {study: _state(uri, study) for study in [*stages, name]}
@@ -219,14 +237,20 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
                             f"to continue it")  # fmt: skip
     if args.resume and not stopped and all(v == "new" for v in states.values()):
         return launch._fail(f"--resume: no comparison {name!r} to resume in {uri}")
-    own_ray = not ray.is_initialized()
+    if running := _running(eval_plan["runs"], [*stages, name]):
+        return launch._fail(running)
+    own_ray, watcher = not ray.is_initialized(), None
+    pidfile = lock_dir(eval_plan["runs"]) / f"{name}.ray.json"
     if own_ray:
+        launch.reap_leftovers(eval_plan["runs"], name)
         try:
-            dashboard = launch.start_ray(args.address, eval_plan["runs"])
+            dashboard = local_ray.start(args.address, eval_plan["runs"], expose=args.expose_ray)
         except Exception as e:  # noqa: BLE001
             return launch._fail(f"cannot reach Ray at --address {args.address}: {e}")
+        if not args.address:
+            watcher = local_ray.watch_driver(pidfile)
         if dashboard:
-            print(f"Ray dashboard: http://{dashboard}")
+            print(local_ray.dashboard_hint(dashboard))
     try:
         n = len(stages) + 1
         for i, (study, (argv, _)) in enumerate(stages.items(), 1):
@@ -254,6 +278,8 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
     finally:
         if own_ray:
             ray.shutdown()
+        if watcher is not None:
+            local_ray.unwatch(watcher, pidfile)
     return _report(eval_plan, [name, *stages])
 
 
@@ -342,7 +368,7 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
     for key in ("address", "tracking_uri", "storage"):
         if getattr(args, key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    return preset, configs, argv
+    return preset, configs, argv + (["--expose-ray"] if args.expose_ray else [])
 
 
 def run_preset(args: argparse.Namespace) -> int:
@@ -354,6 +380,8 @@ def run_preset(args: argparse.Namespace) -> int:
     except ValueError as e:
         return launch._fail(str(e))
     name = plan["name"]
+    if running := _running(plan["runs"], [name]):
+        return launch._fail(running)
     state = _state(plan["tracking_uri"], name)
     if state == "interrupted" and not args.resume:
         return launch._fail(f"preset run {name!r} was interrupted; add --resume to continue it")

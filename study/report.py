@@ -21,7 +21,6 @@ and the summary table is printed.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import html
@@ -33,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from study import stores
+from study.cli import Parser, fail, writable_folder
 from study.stats import mean_ci
 
 ORDER = ("columnar", "constructive", "hybrid", "tbptt", "snap1", "rtrl", "linear")
@@ -173,6 +174,8 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                 f"{', '.join(known) or '(none)'}"
             )
         runs = client.search_runs([exp.experiment_id], max_results=50_000)
+        if not any("mlflow.parentRunId" in r.data.tags for r in runs):
+            raise ValueError(f"experiment {name!r} has no trial recorded yet: nothing to report")
         launches = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         if launches:
             parents[name] = max(launches, key=lambda r: r.info.start_time).info.run_id
@@ -586,7 +589,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.report",
         description="Compare learners from what MLflow recorded: tables, figures, HTML.",
     )
@@ -596,26 +599,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", default=None, help="default SQLite under --runs-dir")
     p.add_argument("--out", default=None, help="default RUNS_DIR/reports/EXPERIMENT")
     args = p.parse_args(argv)
-    runs = Path(args.runs_dir).resolve()
-    uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
-    if args.tracking_uri is None and not (runs / "mlflow.db").exists():
-        print(f"error: no MLflow store at {runs / 'mlflow.db'}; give --runs-dir or "
-              f"--tracking-uri", file=sys.stderr)  # fmt: skip
-        return 2
-    names = [n.strip() for n in args.experiment.split(",") if n.strip()]
-    if not names:
-        print(f"error: --experiment {args.experiment!r} names no experiment; allowed: one or "
-              f"more names separated by commas", file=sys.stderr)  # fmt: skip
-        return 2
-    out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {args.out}: a file; allowed: a folder", file=sys.stderr)
-        return 2
     try:
-        result = make_report(uri, names, out.resolve())
+        names = [n.strip() for n in args.experiment.split(",") if n.strip()]
+        if not names:
+            raise ValueError(f"--experiment {args.experiment!r} names no experiment; allowed: "
+                             f"one or more names separated by commas")  # fmt: skip
+        runs = Path(args.runs_dir).expanduser().resolve()
+        if args.tracking_uri is None:
+            if not (runs / "mlflow.db").is_file():
+                raise ValueError(f"--runs-dir {args.runs_dir}: no MLflow store in it "
+                                 f"({runs / 'mlflow.db'}); give --runs-dir or --tracking-uri")
+            stores.check(f"sqlite:///{runs / 'mlflow.db'}", "--runs-dir", "mlflow", True)
+        else:
+            stores.check(args.tracking_uri, "--tracking-uri", "mlflow", must_exist=True)
+        uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
+        out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
+        out = writable_folder(str(out), "--out" if args.out else "--runs-dir")
+        result = make_report(uri, names, out)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     print(table_text(result["summary"], result["measure"].name))
     unlearned = [r["learner"] for r in result["summary"] if r.get("learned") == "NO"]
     if unlearned:

@@ -1,0 +1,142 @@
+"""What every command does with what a user types: one parser whose errors are one line, option
+types that refuse NaN, infinities and out-of-range numbers by the option's name, path checks,
+and messages that never echo a secret.
+
+A refusal is ``error: ...`` on one line of stderr and exit code 2, before anything starts or is
+written (README, "What is refused").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first, which wraps to a
+    dozen lines for these commands)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)")
+        sys.exit(2)
+
+
+def fail(message: str) -> int:
+    """Print ``message`` as a one-line error, with any password in a URL hidden; returns the
+    exit code 2."""
+    print(f"error: {redact(message)}".splitlines()[0], file=sys.stderr)
+    return 2
+
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL replaced."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def count(low: int = 1, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    allowed += f" ({what})" if what else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed: {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text}: allowed: {allowed}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
+         high_open: bool = False, what: str = "") -> Callable[[str], float]:  # fmt: skip
+    """An argparse type: a finite number within the bounds (open where asked)."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    allowed = f"a finite number in {left}{low:g}, {high:g}{right}" + (f" ({what})" if what else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = (
+            math.isfinite(value)
+            and (value > low if low_open else value >= low)
+            and (value < high if high_open else value <= high)
+        )
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text}: allowed: {allowed}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def writable_folder(text: str, flag: str) -> Path:
+    """``text`` as a folder this process may create or write into: an existing folder, or a
+    path whose nearest existing parent is a writable folder. Raises a one-line ValueError."""
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{flag} {text}: a file; allowed: a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{flag} {text}: not writable here")
+        return path.resolve()
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {text}: {parent} is a file; allowed: a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {text}: cannot create it in {parent} (not writable)")
+    return path.resolve()
+
+
+def writable_file(text: str, flag: str) -> Path:
+    """``text`` as a file to write: in an existing, writable folder and not a folder itself."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{flag} {text}: a folder; allowed: a file in an existing folder")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(f"{flag} {text}: its folder does not exist; allowed: a file in an "
+                         f"existing folder")  # fmt: skip
+    if not os.access(path.absolute().parent, os.W_OK):
+        raise ValueError(f"{flag} {text}: its folder is not writable here")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {text}: not writable here")
+    return path.resolve()
+
+
+def probe(address: str, flag: str, what: str, default_port: int, timeout: float = 5.0) -> None:
+    """Fail at once, not after minutes of retries, when nothing listens at ``address`` (a URL
+    or host:port). Raises a one-line ValueError (the address shown without its password)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{flag} {redact(address)}: bad port") from None
+    if port is None:
+        port = {"https": 443, "http": 80}.get(parts.scheme, default_port)
+    if not parts.hostname:
+        raise ValueError(f"{flag} {redact(address)}: no host in it")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(
+            f"{flag} {redact(address)}: cannot reach {what} ({e.strerror or e or 'timed out'})"
+        ) from None

@@ -1,0 +1,185 @@
+"""The Ray a launch starts on this machine: private by default, and never outliving its driver.
+
+Private: Ray binds its servers (GCS, raylet, workers, dashboard, agents, metrics) to every
+interface unless its node address is the loopback one, which Ray does only in the single-machine
+mode it uses on macOS and Windows, switched by ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (read
+when Ray starts its processes). A launch sets it unless ``--expose-ray`` is given; token
+authentication stays on (Ray turns it on for a local cluster unless ``RAY_AUTH_MODE=disabled``),
+and :func:`dashboard_hint` says where the token is.
+
+Never outliving: Ray's agents survive a SIGKILL of the driver. :func:`watch_driver` starts a
+small watcher process (its own session, so a signal to the driver's group does not reach it)
+that records the driver's descendant processes every second in a file and, once the driver is
+gone, stops every one still alive; the next launch in the same runs folder does the same from
+that file (:func:`reap`) should the watcher itself have been killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def start(address: str | None, runs: Path, expose: bool = False) -> str | None:
+    """Start a local Ray (or connect to ``address``) with what JAX needs in every worker;
+    returns the dashboard address when there is one."""
+    if not address and not expose:
+        os.environ[LOCAL_ONLY] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    if not address:  # the constant is read at import, which may have happened already
+        ray_constants.ENABLE_RAY_CLUSTER = expose
+    ctx = ray.init(
+        address=address or "local",
+        runtime_env={"env_vars": worker_env(runs)},
+        include_dashboard=None if address else True,
+        dashboard_host="0.0.0.0" if expose and not address else "127.0.0.1",
+        log_to_driver=False,
+    )
+    return getattr(ctx, "dashboard_url", None)
+
+
+def dashboard_hint(url: str) -> str:
+    """How to open the dashboard at ``url`` under token authentication."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "disabled":
+        return f"Ray dashboard: http://{url}"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        where = "the value of $RAY_AUTH_TOKEN"
+    else:
+        path = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+        where = f"the contents of {path} (cat {path})"
+    return f"Ray dashboard: http://{url} (it asks for a token: paste {where})"
+
+
+def worker_env(runs: Path) -> dict[str, str]:
+    """The environment every Ray worker of a study gets (set before JAX starts there)."""
+    env_vars = {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Trials of one shape compile once across worker processes and resumed launches.
+        "JAX_COMPILATION_CACHE_DIR": str(runs / "jax-cache"),
+        # A trial stopped by the scheduler closes its MLflow run (curve plot, final metrics)
+        # before its actor is reused; Tune's default of 2 s for that is too short on a busy
+        # machine, and a failed reuse errors the next trial before it starts.
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
+    }
+    for key in ("JAX_PLATFORMS", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
+        if key in os.environ:
+            env_vars[key] = os.environ[key]
+    return env_vars
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def _descendants(pid: int) -> dict[int, float]:
+    """``{pid: start time}`` of every descendant process of ``pid``."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    found = {}
+    for child in children:
+        try:
+            found[child.pid] = child.create_time()
+        except psutil.Error:
+            pass
+    return found
+
+
+def _alive(pid: int, started: float) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (pids are reused)."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 0.01
+    except psutil.Error:
+        return False
+
+
+def reap(pidfile: Path, grace: float = 3.0) -> int:
+    """Stop every process recorded in ``pidfile`` (and its descendants) that still runs:
+    SIGTERM, then SIGKILL after ``grace`` seconds (Ray's agents ignore SIGTERM). Removes the
+    file; returns how many processes were still running."""
+    try:
+        recorded = {int(k): float(v) for k, v in json.loads(pidfile.read_text())["pids"].items()}
+    except (OSError, ValueError, KeyError):
+        pidfile.unlink(missing_ok=True)
+        return 0
+    live = {pid: t for pid, t in recorded.items() if pid != os.getpid() and _alive(pid, t)}
+    for pid in list(live):
+        live.update(_descendants(pid))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, started in live.items():
+            if _alive(pid, started):
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(_alive(p, t) for p, t in live.items()):
+            time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    return len(live)
+
+
+def _write(pidfile: Path, driver: int, pids: dict[int, float]) -> None:
+    tmp = pidfile.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"driver": driver, "pids": pids}))
+    tmp.replace(pidfile)
+
+
+def watch_driver(pidfile: Path) -> subprocess.Popen:
+    """Record this process's Ray processes in ``pidfile`` now and start the watcher that
+    keeps the record and stops them once this process is gone. Stop it with :func:`unwatch`
+    after ``ray.shutdown()``."""
+    driver = os.getpid()
+    _write(pidfile, driver, _descendants(driver))
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.local_ray", str(driver), str(pidfile)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def unwatch(watcher: subprocess.Popen | None, pidfile: Path) -> None:
+    """Stop the watcher of a driver that shut its Ray down itself."""
+    if watcher is not None:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    pidfile.unlink(missing_ok=True)
+
+
+def _watch(driver: int, pidfile: Path) -> None:
+    import psutil
+
+    try:
+        started = psutil.Process(driver).create_time()
+    except psutil.Error:
+        started = None
+    me = os.getpid()
+    known: dict[int, float] = {}
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    while not stop and started is not None and _alive(driver, started):
+        found = {p: t for p, t in _descendants(driver).items() if p != me}
+        if set(found) - set(known):
+            known.update(found)
+            _write(pidfile, driver, known)
+        time.sleep(1.0)
+    if not stop:  # the driver died without shutting its Ray down
+        reap(pidfile)
+
+
+if __name__ == "__main__":
+    _watch(int(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,75 @@
+"""The stores a command is given, checked before it opens them: a SQLite file is read without
+writing a byte (``mode=ro``) and must be empty or already hold the store's own tables, so no
+command turns someone's database into an MLflow or Optuna store; a server is probed with a
+short timeout. Each check raises a one-line ValueError naming the option as typed."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from study.cli import probe, redact, writable_folder
+
+# Tables every store of the kind has had since long before the versions pinned here.
+KINDS = {
+    "mlflow": ("an MLflow store", {"experiments", "runs", "metrics", "params", "tags"}),
+    "optuna": ("an Optuna storage", {"studies", "trials", "version_info"}),
+}
+DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "http": 80, "https": 443}
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URI (None for any other URI)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    path = uri.split("?", 1)[0].removeprefix("sqlite:").removeprefix("///")
+    if uri.startswith("sqlite:////"):
+        path = "/" + path.lstrip("/")
+    return Path(path) if path and path != ":memory:" else None
+
+
+def tables(path: Path) -> set[str]:
+    """The tables of the SQLite file ``path``, read without writing; raises sqlite3.Error
+    when it is not a SQLite database."""
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {name for (name,) in con.execute("select name from sqlite_master where "
+                                                "type = 'table'")}  # fmt: skip
+    finally:
+        con.close()
+
+
+def check(uri: str, flag: str, kind: str, must_exist: bool = False) -> None:
+    """Refuse ``uri`` (given as ``flag``) unless it can be ``kind``'s store: a SQLite file that
+    is new, empty or already ``kind``'s (``must_exist``: already ``kind``'s), or a server that
+    answers. Reads only."""
+    what, own = KINDS[kind]
+    path = sqlite_file(uri)
+    if path is not None:
+        if not path.exists():
+            if must_exist:
+                raise ValueError(f"{flag} {uri}: no such file; allowed: {what}")
+            writable_folder(str(path.parent), flag)
+            return
+        if path.is_dir():
+            raise ValueError(f"{flag} {uri}: a folder; allowed: a SQLite file")
+        try:
+            found = tables(path)
+        except sqlite3.Error as e:
+            raise ValueError(f"{flag} {uri}: not a readable SQLite database ({e}); "
+                             f"allowed: {what}") from None  # fmt: skip
+        if (found or must_exist) and not own <= found:
+            others = ", ".join(sorted(found)[:4]) + (", ..." if len(found) > 4 else "")
+            raise ValueError(f"{flag} {uri}: a database that is not {what} (tables: "
+                             f"{others or 'none'}); allowed: {what}, or a new file")  # fmt: skip
+        return
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme in DEFAULT_PORTS and not (kind == "optuna" and scheme.startswith("http")):
+        probe(uri, flag, what, DEFAULT_PORTS[scheme])
+        return
+    if kind == "mlflow" and scheme in ("file", "databricks"):
+        return
+    servers = "http(s)://HOST:PORT, " if kind == "mlflow" else ""
+    raise ValueError(f"{flag} {redact(uri)}: allowed: sqlite:///PATH, {servers}"
+                     f"postgresql://... or mysql://...")  # fmt: skip
