@@ -26,6 +26,7 @@ import numpy as np
 
 from learners import STAGE_FOREVER, make_hparams, make_learner
 from learners.ledger import cost
+from study.cli import Parser, count, fail, writable_file
 from study.tasks import make_task
 from study.threads import limit_xla_threads, pool_size, threads_label
 
@@ -361,81 +362,68 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m study.bench", description=__doc__.split("\n")[0])
     p.add_argument("--learners", default=None, help=f"comma list (default all: {','.join(SIZES)})")
-    p.add_argument("--streams", type=int, nargs="+", default=None,
+    p.add_argument("--streams", type=count(1, 2**24), nargs="+", default=None,
                    help="batch sizes (default 1 256; with --crossover "
                    f"{' '.join(map(str, CROSSOVER_STREAMS))})")  # fmt: skip
     p.add_argument("--device", default="default",
                    help="where the learner table runs: default (JAX's), cpu or gpu")  # fmt: skip
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=count(0, 4096), default=0,
                    help="XLA CPU threads (default 0: every core, JAX's default; 1 for the "
                    "one-core figures)")  # fmt: skip
     p.add_argument("--crossover", action="store_true",
                    help="sweep batch sizes on the CPU and the GPU and find where the GPU wins "
                    "(default learners columnar,hybrid,snap1)")  # fmt: skip
-    p.add_argument("--crossover-budget", type=int, default=2**21,
+    p.add_argument("--crossover-budget", type=count(1, 2**40), default=2**21,
                    help="stream-steps per timed call in --crossover (fewer steps for big "
                    "batches)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=1000, help="timed steps per call")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=count(1, 10**9), default=1000, help="timed steps per call")
+    p.add_argument("--repeats", type=count(1, 1000), default=3)
     p.add_argument(
-        "--max-params", type=int, default=1_000_000, help="skip batches with more parameters"
+        "--max-params", type=count(1), default=1_000_000, help="skip batches with more parameters"
     )
     p.add_argument("--out", default="bench.csv", help="CSV path (default bench.csv)")
     p.add_argument("--study", action="store_true",
                    help="measure a real study's overhead instead of the learners")  # fmt: skip
     p.add_argument("--study-space", default="columnar")
-    p.add_argument("--study-trials", type=int, default=4)
-    p.add_argument("--study-seeds", type=int, default=5)
-    p.add_argument("--study-steps", type=int, default=1_000_000,
+    p.add_argument("--study-trials", type=count(1), default=4)
+    p.add_argument("--study-seeds", type=count(1, 4096), default=5)
+    p.add_argument("--study-steps", type=count(1, 10**12), default=1_000_000,
                    help="steps per trial (about a minute of columnar work here)")  # fmt: skip
-    p.add_argument("--study-concurrency", type=int, default=2)
+    p.add_argument("--study-concurrency", type=count(1, 4096), default=2)
     p.add_argument("--study-set", nargs="*", default=["--set", "n_features=7"],
                    help="more study.launch arguments")  # fmt: skip
-    p.add_argument("--memory-steps", type=int, default=0,
+    p.add_argument("--memory-steps", type=count(0, 10**12), default=0,
                    help="measure memory over a run this long (e.g. 10000000) instead")  # fmt: skip
-    p.add_argument("--memory-streams", type=int, default=8)
+    p.add_argument("--memory-streams", type=count(1, 2**20), default=8)
     args = p.parse_args(argv)
-    if args.threads < 0:
-        print(f"error: --threads {args.threads} must be >= 0 (0: every core)", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    if out.is_dir() or not out.parent.is_dir():
-        print(f"error: --out {args.out}: allowed: a file in an existing folder", file=sys.stderr)
-        return 2
+    try:
+        writable_file(args.out, "--out")
+    except ValueError as e:
+        return fail(str(e))
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
         return study_overhead(args, machine())
     if args.memory_steps:
-        if args.memory_steps % 10_000 or args.memory_streams < 1:
-            print(f"error: --memory-steps {args.memory_steps} must be a multiple of 10000 "
-                  f"and --memory-streams >= 1", file=sys.stderr)  # fmt: skip
-            return 2
+        if args.memory_steps % 10_000:
+            return fail(f"--memory-steps {args.memory_steps}: allowed: a multiple of 10000")
         return memory_check(args, machine())
     if args.learners is None:
         args.learners = "columnar,hybrid,snap1" if args.crossover else ",".join(SIZES)
     if args.streams is None:
         args.streams = list(CROSSOVER_STREAMS) if args.crossover else [1, 256]
     names = [n.strip() for n in args.learners.split(",") if n.strip()]
-    for n in names:
+    for n in names or [""]:
         if n not in SIZES:
-            print(f"error: unknown learner {n!r}; allowed: {', '.join(SIZES)}", file=sys.stderr)
-            return 2
-    for s in args.streams:
-        if s < 1:
-            print(f"error: streams={s} must be >= 1", file=sys.stderr)
-            return 2
-    if args.steps < 1 or args.repeats < 1:
-        print("error: --steps and --repeats must be >= 1", file=sys.stderr)
-        return 2
+            return fail(f"--learners {args.learners!r}: unknown learner {n!r}; allowed: "
+                        f"{', '.join(SIZES)}")  # fmt: skip
     if args.crossover:
         return crossover(args, names)
     devices = platforms()
     if args.device != "default" and args.device not in devices:
-        print(f"error: --device {args.device!r} is not available here; allowed: default, "
-              f"{', '.join(devices)}", file=sys.stderr)  # fmt: skip
-        return 2
+        return fail(f"--device {args.device!r} is not available here; allowed: default, "
+                    f"{', '.join(devices)}")  # fmt: skip
     device = devices.get(args.device)
     where = machine(device)
     print(f"machine: {where}")

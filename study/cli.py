@@ -64,7 +64,9 @@ def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
          high_open: bool = False, what: str = "") -> Callable[[str], float]:  # fmt: skip
     """An argparse type: a finite number within the bounds (open where asked)."""
     left, right = "(" if low_open else "[", ")" if high_open else "]"
-    allowed = f"a finite number in {left}{low:g}, {high:g}{right}" + (f" ({what})" if what else "")
+    bounds = f" in {left}{low:g}, {high:g}{right}" if math.isfinite(low + high) else (
+        f" >{'' if low_open else '='} {low:g}" if math.isfinite(low) else "")  # fmt: skip
+    allowed = f"a finite number{bounds}" + (f" ({what})" if what else "")
 
     def parse(text: str) -> float:
         try:

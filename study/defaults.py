@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from pathlib import Path
 from typing import Any
 
 from learners import DEFAULT_SIZES, LEARNERS, family_defaults, make_learner, num_stages, stage_steps
+from study.cli import Parser, count, fail, writable_file
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, is_classification, make_task
 from study.threads import limit_xla_threads
@@ -79,18 +79,20 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.defaults",
         description="Run every learner family on its defaults and print whether each learned "
         "(normalised MSRE below 1 with 95%% confidence).",
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"prediction task (default {DEFAULT_TASK})")
-    p.add_argument("--steps", type=int, default=2_000_000, help="steps per seed (default 2M)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    p.add_argument("--steps", type=count(1, 10**9), default=2_000_000,
+                   help="steps per seed (default 2M)")  # fmt: skip
+    p.add_argument("--seeds", type=count(2, 4096, "for an interval"), default=5,
+                   help="seeds 0..N-1 (default 5)")  # fmt: skip
     p.add_argument("--learners", default=",".join(LEARNERS),
                    help="comma-separated families (default: all)")  # fmt: skip
     p.add_argument("--out", default="defaults.csv", help="CSV written row by row")
-    p.add_argument("--threads", type=int, default=1, help="XLA CPU threads (default 1)")
+    p.add_argument("--threads", type=count(0, 4096), default=1, help="XLA CPU threads (default 1)")
     return p
 
 
@@ -101,19 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         bad = [n for n in names if n not in LEARNERS]
         if bad or not names:
             raise ValueError(f"--learners {args.learners!r}: allowed: {', '.join(LEARNERS)}")
-        if args.steps < 1 or args.steps > 10**9:
-            raise ValueError(f"--steps {args.steps} is not allowed: need 1 <= steps <= 1e9")
-        if args.seeds < 2:
-            raise ValueError(f"--seeds {args.seeds} is not allowed: need >= 2 for an interval")
         if is_classification(args.task):
             raise ValueError(f"--task {args.task}: allowed: a prediction task")
         make_task(args.task)
-        out = Path(args.out)
-        if not out.parent.is_dir() or out.is_dir():
-            raise ValueError(f"--out {args.out}: not a file in an existing folder")
+        out = writable_file(args.out, "--out")
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     limit_xla_threads(args.threads)
     rows = []
     for name in names:

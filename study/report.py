@@ -607,8 +607,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = Path(args.runs_dir).expanduser().resolve()
         if args.tracking_uri is None:
             if not (runs / "mlflow.db").is_file():
-                raise ValueError(f"--runs-dir {args.runs_dir}: no MLflow store in it "
-                                 f"({runs / 'mlflow.db'}); give --runs-dir or --tracking-uri")
+                raise ValueError(
+                    f"--runs-dir {args.runs_dir}: no MLflow store in it "
+                    f"({runs / 'mlflow.db'}); give --runs-dir or --tracking-uri"
+                )
             stores.check(f"sqlite:///{runs / 'mlflow.db'}", "--runs-dir", "mlflow", True)
         else:
             stores.check(args.tracking_uri, "--tracking-uri", "mlflow", must_exist=True)

@@ -33,6 +33,7 @@ from learners import (
     stage_steps,
 )
 from learners import make_learner as _make_learner
+from study.cli import Parser, count, fail, real
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
 from study.tasks.animal import Animal, AnimalParams
@@ -156,10 +157,10 @@ def default_block(num_steps: int) -> int:
 
 def check_steps(num_steps: int, block_size: int) -> None:
     if num_steps < 1:
-        raise ValueError(f"steps={num_steps} must be >= 1")
+        raise ValueError(f"--steps {num_steps}: allowed: >= 1")
     if num_steps % block_size:
         raise ValueError(
-            f"steps={num_steps} is not a multiple of the block size {block_size}; "
+            f"--steps {num_steps} is not a multiple of the block size {block_size} (--block); "
             f"allowed: a multiple of {block_size}"
         )
 
@@ -257,52 +258,56 @@ class _Progress:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.run",
         description="Run one learner on one prediction task for several seeds (and step "
         "sizes) as one compiled JAX program, and print the MSRE.",
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task preset (default {DEFAULT_TASK})")
     p.add_argument("--learner", default="columnar", help="learner name (default columnar)")
-    p.add_argument("--steps", type=int, default=1_000_000, help="steps per stream (default 1M)")
-    p.add_argument("--seeds", type=int, default=4, help="number of seeds (0..N-1 + offset)")
-    p.add_argument("--seed-offset", type=int, default=0, help="first seed")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--steps", type=count(1, 10**12), default=1_000_000,
+                   help="steps per stream (default 1M)")  # fmt: skip
+    p.add_argument("--seeds", type=count(1, 65536), default=4,
+                   help="number of seeds (0..N-1 + offset)")  # fmt: skip
+    p.add_argument("--seed-offset", type=count(0, 2**31 - 1), default=0, help="first seed")
+    p.add_argument("--threads", type=count(0, 4096), default=1,
                    help="XLA CPU threads (default 1, fastest for paper-sized networks; 0: every "
                    "core, faster for batches of 100k+ parameter-streams)")  # fmt: skip
     p.add_argument(
-        "--alpha", type=float, nargs="+", default=None,
+        "--alpha", type=real(0, low_open=True), nargs="+", default=None,
         help="step size(s); several run side by side (default: the learner family's, "
         "learners.FAMILY_DEFAULTS)",
     )  # fmt: skip
-    p.add_argument("--lambda", dest="lambda_", type=float, default=None, help="TD lambda")
-    p.add_argument("--gamma", type=float, default=None, help="discount (default: the task's)")
-    p.add_argument("--features", type=int, default=None, help="columns / features")
-    p.add_argument("--per-stage", type=int, default=None, help="hybrid: columns per stage")
-    p.add_argument("--truncation", type=int, default=None, help="tbptt: truncation k")
+    p.add_argument("--lambda", dest="lambda_", type=real(0, 1), default=None, help="TD lambda")
+    p.add_argument("--gamma", type=real(0, 1, high_open=True), default=None,
+                   help="discount (default: the task's)")  # fmt: skip
+    p.add_argument("--features", type=count(1, 10**6), default=None, help="columns / features")
+    p.add_argument("--per-stage", type=count(1, 10**6), default=None,
+                   help="hybrid: columns per stage")  # fmt: skip
+    p.add_argument("--truncation", type=count(1, 10**4), default=None, help="tbptt: truncation k")
     p.add_argument(
-        "--stage-steps", type=int, default=None,
+        "--stage-steps", type=count(1, 10**12), default=None,
         help="steps each stage learns (default: steps / number of stages)",
     )  # fmt: skip
     p.add_argument("--no-rmsprop", action="store_true", help="plain TD(lambda) updates")
-    p.add_argument("--beta2", type=float, default=None)
+    p.add_argument("--beta2", type=real(0, 1), default=None)
     p.add_argument(
         "--norm-rate",
-        type=float,
+        type=real(0, 1),
         default=None,
         help="rate of the running mean and variance of inputs and features, "
         "1 - the reference's normalization_rate (0 turns normalisation off)",
     )
     p.add_argument(
         "--norm-floor",
-        type=float,
+        type=real(0, 1, low_open=True),
         default=None,
         help="floor on the running variance, in (0, 1]: the reference's std_cap",
     )
-    p.add_argument("--init-scale", type=float, default=None)
-    p.add_argument("--block", type=int, default=None, help="steps per logged block")
+    p.add_argument("--init-scale", type=real(0, low_open=True), default=None)
+    p.add_argument("--block", type=count(1, 10**9), default=None, help="steps per logged block")
     p.add_argument(
-        "--window", type=int, default=100_000,
+        "--window", type=count(1, 10**12), default=100_000,
         help="steps in the windowed MSRE (default 100000, or all steps if fewer)",
     )  # fmt: skip
     p.add_argument("--data-dir", default=None,
@@ -326,17 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"seeds={args.seeds} must be >= 1")
-    if args.block is not None and args.block < 1:
-        raise ValueError(f"--block {args.block} must be >= 1 (steps per logged block)")
-    if args.window < 1:
-        raise ValueError(f"--window {args.window} must be >= 1 (steps in the windowed MSRE)")
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
     if is_classification(args.task):
         return _run_classify(args)
@@ -355,7 +353,8 @@ def _run(args: argparse.Namespace) -> int:
     check_steps(args.steps, block)
     window = min(args.window, args.steps)
     if window % block:
-        raise ValueError(f"window={window} is not a multiple of the block size {block}")
+        raise ValueError(f"--window {window} is not a multiple of the block size {block} "
+                         f"(--block)")  # fmt: skip
     alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
     hp = learner_hparams(
         learner, alphas, _stage_steps(args, learner), gamma=float(tp.gamma),
@@ -423,8 +422,6 @@ def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
     n_stages = num_stages(learner)
     if args.stage_steps is None:
         return stage_steps(args.steps, n_stages)
-    if args.stage_steps < 1:
-        raise ValueError(f"--stage-steps {args.stage_steps} must be >= 1")
     if n_stages > 1 and (n_stages - 1) * args.stage_steps >= args.steps:
         raise ValueError(
             f"--stage-steps {args.stage_steps} does not fit the run: the last of {n_stages} "
