@@ -195,7 +195,7 @@ def size_for_budget(
 
     if flops(1) > budget_flops:
         raise ValueError(
-            f"budget of {budget_flops:g} flops/step is below the smallest {name} network "
+            f"--budget-flops {budget_flops:g} is below the smallest {name} network "
             f"({flops(1)} flops/step)"
         )
     # flops(n) grows with n: double past the budget, then bisect (a huge budget stays quick)

@@ -114,7 +114,7 @@ def describe(name: str) -> list[str]:
 
 def _check(name: str) -> None:
     if name not in SPACES:
-        raise ValueError(f"unknown space {name!r}; allowed: {', '.join(SPACES)}")
+        raise ValueError(f"--space {name}: unknown space {name!r}; allowed: {', '.join(SPACES)}")
 
 
 @dataclass(frozen=True)
@@ -194,20 +194,24 @@ def make_space(
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(
-                f"unknown parameter {key!r} of space {name}; allowed: {', '.join(allowed)}"
+                f"--set/--range {key}: unknown parameter {key!r} of space {name}; allowed: "
+                f"{', '.join(allowed)}"
             )
     for key, (low, high) in (ranges or {}).items():
         if key in fixed:
-            raise ValueError(f"{key} is both fixed and given a range; choose one")
+            raise ValueError(f"--set {key} and --range {key}: a parameter is either fixed or "
+                             f"ranged; choose one")  # fmt: skip
         params[params.index(by_name[key])] = _ranged(by_name[key], low, high)
     for key, value in fixed.items():
         _check_fixed(by_name.get(key), key, value)
     if "steps_per_stage" in fixed:
         if "last_stage_at" in fixed:
-            raise ValueError("steps_per_stage and last_stage_at both divide the run; set one")
+            raise ValueError(
+                "--set steps_per_stage and --set last_stage_at both divide the run; set one"
+            )
         if steps is not None and fixed["steps_per_stage"] >= steps:
             raise ValueError(
-                f"steps_per_stage={fixed['steps_per_stage']} does not fit a run of {steps} "
+                f"--set steps_per_stage={fixed['steps_per_stage']} does not fit a run of {steps} "
                 f"steps: no second stage would start; allowed: below {steps}"
             )
         params = [p for p in params if p.name != "last_stage_at"]
@@ -222,7 +226,8 @@ def make_space(
         # Fails now, before any trial, if even the cheapest choice does not fit.
         sized = [k for k in fixed if by_name.get(k) and by_name[k].size]
         if sized:
-            raise ValueError(f"{sized[0]} is set by --budget-flops; do not fix it as well")
+            raise ValueError(f"--set {sized[0]}: the size is set by --budget-flops; give "
+                             f"--budget-flops none to fix it")  # fmt: skip
         _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1, **fixed})
         params = [p for p in params if not p.size]
     params = [p for p in params if p.name not in fixed]
@@ -241,47 +246,47 @@ _UNIT = {
 def _ranged(param: Param, low: float, high: float) -> Param:
     if param.choices is not None:
         raise ValueError(
-            f"{param.name} is a choice of {{{', '.join(map(str, param.choices))}}}: fix it with "
-            f"--set {param.name}=VALUE instead of a range"
+            f"--range {param.name}: a choice of {{{', '.join(map(str, param.choices))}}}: fix "
+            f"it with --set {param.name}=VALUE instead of a range"
         )
     lo, hi = _UNIT.get(param.name, (0.0, float("inf")))
     finite = math.isfinite(low) and math.isfinite(high)
     if (not finite or not lo <= low < high <= hi or (param.log and low <= 0)
             or (param.integer and low < 1)):  # fmt: skip
         raise ValueError(
-            f"range {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
+            f"--range {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
             f"[{lo:g}, {hi:g}]{', LOW > 0' if param.log else ''}"
             f"{', integers >= 1' if param.integer else ''}"
         )
     if param.integer and (low != int(low) or high != int(high)):
-        raise ValueError(f"range {param.name}={low:g}:{high:g} must be integers")
+        raise ValueError(f"--range {param.name}={low:g}:{high:g} must be integers")
     return replace(param, low=low, high=high)
 
 
 def _check_fixed(param: Param | None, key: str, value: Any) -> None:
     if key == "steps_per_stage":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"steps_per_stage={value!r} must be an integer >= 1")
+            raise ValueError(f"--set steps_per_stage={value!r} must be an integer >= 1")
         return
     if param is None:  # rmsprop
         if not isinstance(value, bool):
-            raise ValueError(f"rmsprop={value!r} must be true or false")
+            raise ValueError(f"--set rmsprop={value!r} must be true or false")
         return
     if param.choices is not None and key not in _UNIT:  # a numeric grid takes any value
         if value not in param.choices:
             allowed = ", ".join(map(str, param.choices))
-            raise ValueError(f"{key}={value!r} is not one of {{{allowed}}}")
+            raise ValueError(f"--set {key}={value!r} is not one of {{{allowed}}}")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{key}={value!r} must be a number")
+        raise ValueError(f"--set {key}={value!r} must be a number")
     if param.integer and (value != int(value) or value < 1):
-        raise ValueError(f"{key}={value!r} must be an integer >= 1")
+        raise ValueError(f"--set {key}={value!r} must be an integer >= 1")
     if key == "last_stage_at" and not 0.0 < value < 1.0:
-        raise ValueError(f"last_stage_at={value!r} must be a fraction of the run in (0, 1)")
+        raise ValueError(f"--set last_stage_at={value!r} must be a fraction of the run in (0, 1)")
     lo, hi = _UNIT.get(key, (0.0, float("inf")))
     positive = param.log or key == "norm_floor"
     if not (lo <= value <= hi and math.isfinite(value)) or (positive and value <= 0):
-        raise ValueError(f"{key}={value!r} must be a finite number within [{lo:g}, {hi:g}]"
+        raise ValueError(f"--set {key}={value!r} must be a finite number within [{lo:g}, {hi:g}]"
                          f"{', above 0' if positive else ''}")  # fmt: skip
 
 

@@ -14,6 +14,7 @@ be cut into chunks (progress display now, checkpoints later) without changing a 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -257,6 +258,9 @@ class _Progress:
 # -- command line ---------------------------------------------------------------------------
 
 
+OPTIONS = {"n_features": "--features", "per_stage": "--per-stage", "truncation": "--truncation"}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m study.run",
@@ -331,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except ValueError as e:
-        return fail(str(e))
+        # The learners name their settings; the user typed these options.
+        return fail(re.sub(r"\b(n_features|per_stage|truncation)=",
+                           lambda m: f"{OPTIONS[m.group(1)]} ", str(e)))  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:

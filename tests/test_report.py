@@ -155,10 +155,10 @@ def test_compare_bad_input_is_one_line(study, capsys):
     cases = {
         ("--spaces", "columnar,nope"): "unknown space 'nope'",
         ("--spaces", "columnar,columnar"): "names a family twice",
-        ("--eval-seeds", "1"): "--eval-seeds 1 must be >= 2",
+        ("--eval-seeds", "1"): "argument --eval-seeds: 1",
         ("--set", "hybrid.alpha=0.1"): "must start with one of the families compared",
         ("--name", "fresh", "--resume"): "--resume: no comparison 'fresh' to resume",
-        ("--eval-steps", "-5"): "--eval-steps -5 must be >= 1",
+        ("--eval-steps", "-5"): "argument --eval-steps: -5",
     }
     for extra, message in cases.items():
         argv = [*COMPARE, "--runs-dir", str(runs), *extra]

@@ -108,7 +108,7 @@ def test_fixed_parameters_leave_the_search_and_ranges_replace_bounds():
         (dict(fixed={"gamma": 0.5}), "unknown parameter 'gamma' of space columnar; allowed: alpha"),
         (dict(ranges={"alpha": (1e-2, 1e-3)}), "range alpha=0.01:0.001 is not allowed"),
         (dict(ranges={"alpha": (0.0, 1e-3)}), "LOW > 0"),
-        (dict(ranges={"lambda_": (0.5, 0.9)}), "lambda_ is a choice of {0.0, 0.5, 0.9"),
+        (dict(ranges={"lambda_": (0.5, 0.9)}), "--range lambda_: a choice of {0.0, 0.5, 0.9"),
         (dict(ranges={"n_features": (2.5, 8)}), "must be integers"),
         (dict(fixed={"lambda_": 2.0}), "lambda_=2.0 must be a finite number within [0, 1]"),
         (dict(fixed={"alpha": float("inf")}), "alpha=inf must be a finite number"),
@@ -118,7 +118,7 @@ def test_fixed_parameters_leave_the_search_and_ranges_replace_bounds():
         ),
         (dict(fixed={"rmsprop": "no"}), "rmsprop='no' must be true or false"),
         (dict(fixed={"n_features": 0}), "n_features=0 must be an integer >= 1"),
-        (dict(fixed={"alpha": 1e-3}, ranges={"alpha": (1e-4, 1e-2)}), "both fixed and given"),
+        (dict(fixed={"alpha": 1e-3}, ranges={"alpha": (1e-4, 1e-2)}), "either fixed or ranged"),
         (dict(fixed={"n_features": 4}, budget_flops=1e4), "set by --budget-flops"),
     ],
 )
@@ -129,7 +129,7 @@ def test_bad_fixed_values_and_ranges_are_one_line_errors(kwargs, needle):
 
 
 def test_a_choice_cannot_take_a_range():
-    with pytest.raises(ValueError, match="per_stage is a choice of"):
+    with pytest.raises(ValueError, match="--range per_stage: a choice of"):
         make_space("hybrid", ranges={"per_stage": (1, 4)})
     with pytest.raises(ValueError, match=r"per_stage=3 is not one of \{2, 4, 8\}"):
         make_space("hybrid", fixed={"per_stage": 3})

@@ -1,0 +1,290 @@
+"""Every command refuses bad input the same way (README, "What is refused"): exit code 2 within
+10 s, at most 3 lines, the option named as typed, no traceback, no password echoed, and not a
+byte written or changed in the runs folder or in any database it was pointed at.
+
+Each case is ``(command, argv, needles)``; in ``argv``, ``{d}`` is a fresh folder holding
+``file`` (a plain file), ``theirs.db`` (someone's SQLite database), ``corrupt.db`` (random
+bytes), ``store/mlflow.db`` (an MLflow store with an experiment ``empty`` that has no runs),
+``theirs/mlflow.db`` and ``corrupt/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study import bench, compare, defaults, launch, report, run
+
+COMMANDS = {"launch": launch.main, "run": run.main, "report": report.main,
+            "compare": compare.main, "bench": bench.main, "defaults": defaults.main}  # fmt: skip
+PW = "s3cret-pw"
+
+CASES = [
+    # -- study.launch -----------------------------------------------------------------------
+    ("launch", "--space gru", ["--space", "unknown space 'gru'; allowed: linear"]),
+    ("launch", "--task nope", ["unknown task 'nope'"]),
+    ("launch", "--space tbptt --budget-flops 10", ["--budget-flops 10", "below the smallest"]),
+    ("launch", "--trials 0", ["argument --trials: 0: allowed: an integer >= 1"]),
+    ("launch", "--trials many", ["argument --trials: 'many'"]),
+    ("launch", "--seeds 0", ["argument --seeds: 0"]),
+    ("launch", "--steps 0", ["argument --steps: 0"]),
+    ("launch", "--steps 12345", ["--steps 12345", "a multiple of 10000"]),
+    ("launch", "--concurrency 0", ["argument --concurrency: 0"]),
+    ("launch", "--set alpha", ["--set 'alpha' must have the form NAME=VALUE"]),
+    ("launch", "--range alpha=1:x", ["--range 'alpha=1:x' must be NAME=LOW:HIGH"]),
+    ("launch", "--space linear --set n_features=3", ["--set", "unknown parameter 'n_features'"]),
+    ("launch", "--range alpha=1:0.1", ["--range alpha=1:0.1", "need LOW < HIGH"]),
+    ("launch", "--range alpha=1e-5:inf", ["--range alpha=1e-05:inf is not allowed"]),
+    ("launch", "--set alpha=inf", ["--set alpha=inf", "finite"]),
+    ("launch", "--set norm_floor=0", ["--set norm_floor=0", "above 0"]),
+    ("launch", "--set norm_rate=1.5", ["--set norm_rate=1.5", "within [0, 1]"]),
+    ("launch", "--set last_stage_at=1", ["--set last_stage_at=1", "(0, 1)"]),
+    (
+        "launch",
+        "--steps 100000 --set steps_per_stage=100000",
+        ["--set steps_per_stage=100000", "does not fit a run of 100000 steps"],
+    ),  # fmt: skip
+    ("launch", "--budget-flops inf", ["--budget-flops inf: allowed: a number of flops"]),
+    ("launch", "--budget-flops nan", ["--budget-flops nan: allowed"]),
+    ("launch", "--budget-flops 1e12", ["--budget-flops 1e12: allowed"]),
+    ("launch", "--budget-flops lots", ["--budget-flops lots: allowed"]),
+    ("launch", "--cpus-per-trial nan", ["argument --cpus-per-trial: nan: allowed: a finite"]),
+    ("launch", "--cpus-per-trial inf", ["argument --cpus-per-trial: inf"]),
+    ("launch", "--cpus-per-trial 0", ["argument --cpus-per-trial: 0"]),
+    ("launch", "--gpus-per-trial -1", ["argument --gpus-per-trial: -1"]),
+    ("launch", "--sampler-seed x", ["argument --sampler-seed"]),
+    ("launch", "--scheduler bogus", ["argument --scheduler: invalid choice: 'bogus'"]),
+    ("launch", "--no-such-option", ["unrecognized arguments: --no-such-option"]),
+    ("launch", "--address 127.0.0.1:1", ["--address 127.0.0.1:1: cannot reach a Ray cluster"]),
+    (
+        "launch",
+        "--tracking-uri http://127.0.0.1:1",
+        ["--tracking-uri http://127.0.0.1:1: cannot reach an MLflow store"],
+    ),  # fmt: skip
+    ("launch", f"--tracking-uri http://me:{PW}@127.0.0.1:1", ["--tracking-uri http://me:***@"]),
+    (
+        "launch",
+        f"--storage postgresql://me:{PW}@127.0.0.1:1/db",
+        ["--storage postgresql://me:***@127.0.0.1:1/db: cannot reach"],
+    ),  # fmt: skip
+    ("launch", "--storage mongodb://127.0.0.1/x", ["--storage mongodb://", "allowed: sqlite"]),
+    ("launch", "--resume", ["--resume: no study 'hybrid-trace_patterning' to resume"]),
+    ("launch", "--task seq_mnist --data-dir /nonexistent", ["MNIST folder /nonexistent"]),
+    ("launch", "--data-dir /tmp", ["--data-dir applies to seq_mnist tasks only"]),
+    ("launch", "--runs-dir {d}/file", ["--runs-dir {d}/file: a file; allowed: a folder"]),
+    ("launch", "--runs-dir {d}/file/sub", ["--runs-dir {d}/file/sub", "is a file"]),
+    ("launch", "--runs-dir {d}/theirs", ["--runs-dir sqlite:///", "not an MLflow store"]),
+    ("launch", "--runs-dir {d}/corrupt", ["--runs-dir sqlite:///", "not a readable SQLite"]),
+    ("launch", "--storage sqlite:///{d}/theirs.db", ["--storage sqlite:///", "not an Optuna"]),
+    ("launch", "--storage sqlite:///{d}/corrupt.db", ["--storage", "not a readable SQLite"]),
+    ("launch", "--storage sqlite:///{d}/store/mlflow.db", ["--storage", "not an Optuna"]),
+    ("launch", "--tracking-uri sqlite:///{d}/theirs.db", ["--tracking-uri", "not an MLflow"]),
+    ("launch", "--storage-path {d}/file", ["--storage-path {d}/file: a file"]),
+    ("launch", "--study-name ../up", ["--study-name '../up': allowed: letters"]),
+    ("launch", "--study-name ''", ["--study-name '': allowed"]),
+    # -- study.run --------------------------------------------------------------------------
+    ("run", "--task nope", ["unknown task 'nope'; allowed:"]),
+    ("run", "--learner lstm9", ["unknown learner 'lstm9'; allowed: linear, columnar"]),
+    ("run", "--gamma 1.5", ["argument --gamma: 1.5: allowed: a finite number in [0, 1)"]),
+    ("run", "--gamma nan", ["argument --gamma: nan"]),
+    ("run", "--features 0", ["argument --features: 0"]),
+    ("run", "--learner hybrid --features 10 --per-stage 3", ["--per-stage 3 does not divide"]),
+    ("run", "--learner hybrid --stage-steps -5", ["argument --stage-steps: -5"]),
+    (
+        "run",
+        "--learner hybrid --stage-steps 300 --steps 1000",
+        ["--stage-steps 300 does not fit the run"],
+    ),  # fmt: skip
+    ("run", "--norm-floor 0", ["argument --norm-floor: 0: allowed: a finite number in (0, 1]"]),
+    ("run", "--norm-floor -0.1", ["argument --norm-floor: -0.1"]),
+    ("run", "--norm-rate 1.5", ["argument --norm-rate: 1.5"]),
+    ("run", "--alpha inf", ["argument --alpha: inf: allowed: a finite number > 0"]),
+    ("run", "--alpha nan", ["argument --alpha: nan"]),
+    ("run", "--alpha 1e-3 -1", ["argument --alpha: -1"]),
+    ("run", "--lambda 2", ["argument --lambda: 2"]),
+    ("run", "--beta2 -0.5", ["argument --beta2: -0.5"]),
+    ("run", "--init-scale 0", ["argument --init-scale: 0"]),
+    ("run", "--block 0", ["argument --block: 0"]),
+    ("run", "--window 0", ["argument --window: 0"]),
+    ("run", "--steps 2000 --block 1000 --window 1500", ["--window 1500 is not a multiple"]),
+    ("run", "--steps 12345 --block 1000", ["--steps 12345 is not a multiple of the block"]),
+    ("run", "--steps 1e6", ["argument --steps: '1e6'"]),
+    ("run", "--seeds 0", ["argument --seeds: 0"]),
+    ("run", "--seed-offset -1", ["argument --seed-offset: -1"]),
+    ("run", "--threads -1", ["argument --threads: -1"]),
+    ("run", "--learner columnar --per-stage 2", ["--per-stage", "hybrid learner only"]),
+    ("run", "--learner tbptt --truncation 0", ["argument --truncation: 0"]),
+    ("run", "--learner hybrid --truncation 3", ["--truncation", "tbptt learner only"]),
+    ("run", "--data-dir /tmp", ["--data-dir applies to seq_mnist tasks only"]),
+    # -- study.report -----------------------------------------------------------------------
+    ("report", "--runs-dir {d}/store", ["the following arguments are required: --experiment"]),
+    ("report", "--experiment , --runs-dir {d}/store", ["--experiment ',' names no experiment"]),
+    ("report", "--experiment nope --runs-dir {d}/store", ["unknown experiment 'nope'", "empty"]),
+    ("report", "--experiment empty --runs-dir {d}/store", ["experiment 'empty' has no trial"]),
+    ("report", "--experiment x --runs-dir {d}", ["--runs-dir {d}: no MLflow store in it"]),
+    ("report", "--experiment x --runs-dir {d}/theirs", ["--runs-dir", "not an MLflow store"]),
+    ("report", "--experiment x --runs-dir {d}/corrupt", ["--runs-dir", "not a readable SQLite"]),
+    (
+        "report",
+        "--experiment x --tracking-uri http://127.0.0.1:1",
+        ["--tracking-uri http://127.0.0.1:1: cannot reach"],
+    ),  # fmt: skip
+    (
+        "report",
+        "--experiment x --tracking-uri sqlite:///{d}/missing.db",
+        ["--tracking-uri sqlite:///", "no such file"],
+    ),  # fmt: skip
+    (
+        "report",
+        "--experiment x --tracking-uri sqlite:///{d}/theirs.db",
+        ["--tracking-uri", "not an MLflow store"],
+    ),  # fmt: skip
+    (
+        "report",
+        "--experiment empty --runs-dir {d}/store --out {d}/file",
+        ["--out {d}/file: a file; allowed: a folder"],
+    ),  # fmt: skip
+    (
+        "report",
+        "--experiment empty --runs-dir {d}/store --out {d}/file/r",
+        ["--out {d}/file/r", "is a file"],
+    ),  # fmt: skip
+    # -- study.compare ----------------------------------------------------------------------
+    ("compare", "--spaces columnar,nope", ["unknown space 'nope'"]),
+    ("compare", "--spaces columnar,columnar", ["--spaces 'columnar,columnar' names a family"]),
+    ("compare", "--spaces ,", ["--spaces ',' names no family"]),
+    ("compare", "--eval-seeds 1", ["argument --eval-seeds: 1"]),
+    ("compare", "--eval-steps -5", ["argument --eval-steps: -5"]),
+    ("compare", "--spaces columnar --set hybrid.alpha=0.1", ["--set 'hybrid.alpha=0.1'"]),
+    ("compare", "--cpus-per-trial inf", ["argument --cpus-per-trial: inf"]),
+    ("compare", "--runs-dir {d}/file", ["--runs-dir {d}/file: a file"]),
+    ("compare", "--runs-dir {d}/theirs", ["--runs-dir", "not an MLflow store"]),
+    ("compare", "--name fresh --resume --runs-dir {d}/store", ["--resume: no comparison"]),
+    ("compare", "--preset jmlr", ["unknown --preset 'jmlr'"]),
+    ("compare", "--scale 10", ["--scale applies to --preset only"]),
+    ("compare", "--preset jmlr-trace-patterning --scale nan", ["--scale nan is not allowed"]),
+    ("compare", "--preset jmlr-trace-patterning --trials 3", ["--trials does not apply"]),
+    # -- study.bench ------------------------------------------------------------------------
+    ("bench", "--learners gru", ["--learners 'gru': unknown learner 'gru'"]),
+    ("bench", "--learners ,", ["--learners ','"]),
+    ("bench", "--memory-steps 12345", ["--memory-steps 12345: allowed: a multiple of 10000"]),
+    ("bench", "--threads -2", ["argument --threads: -2"]),
+    ("bench", "--streams 1 0", ["argument --streams: 0"]),
+    ("bench", "--steps 0", ["argument --steps: 0"]),
+    ("bench", "--repeats x", ["argument --repeats: 'x'"]),
+    ("bench", "--device tpu", ["--device 'tpu' is not available here"]),
+    ("bench", "--out {d}/missing/x.csv", ["--out {d}/missing/x.csv: its folder does not exist"]),
+    ("bench", "--out {d}", ["--out {d}: a folder"]),
+    # -- study.defaults ---------------------------------------------------------------------
+    ("defaults", "--seeds 1", ["argument --seeds: 1"]),
+    ("defaults", "--learners gru", ["--learners 'gru': allowed"]),
+    ("defaults", "--task seq_mnist", ["--task seq_mnist: allowed: a prediction task"]),
+    ("defaults", "--out {d}/missing/x.csv", ["--out {d}/missing/x.csv"]),
+]
+# Commands that write into a runs folder get one in the case's folder unless the case gives it.
+RUNS_DIR = {"launch", "compare"}
+OUT = {"bench", "defaults"}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> Path:
+    """The files every case starts from (copied, so that each case is checked on its own)."""
+    from mlflow.tracking import MlflowClient
+
+    d = tmp_path_factory.mktemp("bad-input")
+    (d / "file").write_text("not a folder\n")
+    con = sqlite3.connect(d / "theirs.db")
+    con.execute("create table customers (id integer primary key, name text)")
+    con.execute("insert into customers (name) values ('Ada')")
+    con.commit()
+    con.close()
+    (d / "corrupt.db").write_bytes(bytes(range(256)) * 64)
+    (d / "store").mkdir()
+    MlflowClient(f"sqlite:///{d / 'store' / 'mlflow.db'}").create_experiment("empty")
+    for name in ("theirs", "corrupt"):
+        (d / name).mkdir()
+        shutil.copy(d / f"{name}.db", d / name / "mlflow.db")
+    return d
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file() else "folder"
+        for p in sorted(folder.rglob("*"))
+    }  # fmt: skip
+
+
+def _argv(command: str, text: str, d: Path) -> list[str]:
+    import shlex
+
+    argv = [a.replace("{d}", str(d)) for a in shlex.split(text)]
+    if command in RUNS_DIR and "--runs-dir" not in argv:
+        argv += ["--runs-dir", str(d / "runs")]
+    if command in OUT and "--out" not in argv:
+        argv += ["--out", str(d / "out.csv")]
+    if command == "run" and "--steps" not in argv:
+        argv += ["--steps", "1000"]
+    return argv
+
+
+def test_the_table_has_every_command_and_enough_cases():
+    assert len(CASES) >= 70
+    assert {c for c, _, _ in CASES} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command,text,needles", CASES, ids=[f"{c} {t}" for c, t, _ in CASES])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(
+    command, text, needles, stores, tmp_path, capsys
+):
+    d = tmp_path / "d"
+    shutil.copytree(stores, d)
+    before = snapshot(d)
+    argv = _argv(command, text, d)
+    t0 = time.perf_counter()
+    try:
+        code = COMMANDS[command](argv)
+    except SystemExit as e:  # argparse's refusals
+        code = e.code
+    seconds = time.perf_counter() - t0
+    captured = capsys.readouterr()
+    output = (captured.out + captured.err).strip()
+    assert code == 2, output
+    assert seconds < 10
+    lines = output.splitlines()
+    assert 1 <= len(lines) <= 3, output
+    assert "Traceback" not in output and PW not in output
+    for needle in needles:
+        assert needle.replace("{d}", str(d)) in output, output
+    assert snapshot(d) == before  # nothing written, created or changed
+
+
+@pytest.mark.parametrize(
+    "command,text,needle",
+    [("launch", "--budget-flops inf", "--budget-flops inf"),
+     ("run", "--window 0", "argument --window: 0"),
+     ("report", "--experiment x --tracking-uri http://127.0.0.1:1", "--tracking-uri"),
+     ("compare", "--eval-steps -5", "argument --eval-steps: -5"),
+     ("bench", "--out {d}/missing/x.csv", "--out")],
+)  # fmt: skip
+def test_as_a_process_the_refusal_is_one_line_on_stderr_with_exit_code_2(
+    command, text, needle, tmp_path
+):
+    """The same refusals from the real entry points: no warning or log line before them."""
+    argv = _argv(command, text, tmp_path)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", f"study.{command}", *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert time.monotonic() - t0 < 10 + 10  # a fresh interpreter imports JAX first
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert needle in proc.stderr
+    assert not any(tmp_path.iterdir())
