@@ -25,6 +25,7 @@ import base64
 import csv
 import html
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -599,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", default=None, help="default SQLite under --runs-dir")
     p.add_argument("--out", default=None, help="default RUNS_DIR/reports/EXPERIMENT")
     args = p.parse_args(argv)
+    # A server that accepts connections but does not answer: a few retries, not minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
         names = [n.strip() for n in args.experiment.split(",") if n.strip()]
         if not names:

@@ -125,24 +125,47 @@ def wait_for(predicate, timeout, interval=0.25, log=None):
     raise AssertionError("timed out" + (f"; log:\n{log.read_text()[-3000:]}" if log else ""))
 
 
+def _listening(pid: int) -> list[str]:
+    """The addresses process ``pid`` listens on (none once it has gone)."""
+    import psutil
+
+    try:
+        conns = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return []
+    return [c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN]
+
+
 @CLI
 def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
-    """Kill the driver (and its local Ray) mid-trial, relaunch with --resume: the finished
-    trial is not re-run, the running one continues from its checkpoint, the last one runs, and
-    MLflow and Optuna end with exactly one record per trial."""
+    """Two launches of one study race: one runs, the other refuses. While it runs, a launch or
+    --resume of it refuses naming its process, and its Ray listens on 127.0.0.1 only. Kill the
+    driver alone with SIGKILL mid-trial: no Ray process of it stays. Relaunch with --resume:
+    the finished trial is not re-run, the running one continues from its checkpoint, the last
+    one runs, and MLflow and Optuna end with exactly one record per trial."""
+    import psutil
+
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
-            "--steps", "250000", "--set", "n_features=3"]  # fmt: skip
+            "--steps", "600000", "--set", "n_features=3"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
     # Tune snapshots its experiment state every second instead of every 10 s or more.
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", TUNE_GLOBAL_CHECKPOINT_S="1")
-    log = tmp_path / "first-launch.log"
-    with log.open("w") as out:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "study.launch", *argv], cwd=tmp_path, env=env,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    logs = [tmp_path / "launch-a.log", tmp_path / "launch-b.log"]
+    racers = []
+    for log in logs:
+        with log.open("w") as out:
+            racers.append(subprocess.Popen(
+                [sys.executable, "-m", "study.launch", *argv], cwd=tmp_path, env=env,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            ))  # fmt: skip
     try:
+        loser = wait_for(lambda: next((p for p in racers if p.poll() is not None), None), 120)
+        first = next(p for p in racers if p is not loser)
+        log = logs[racers.index(first)]
+        refusal = logs[racers.index(loser)].read_text()
+        assert loser.returncode == 2, refusal
+        assert f"study '{name}' is running: pid {first.pid} on" in refusal
 
         def second_trial_midway():
             # Reading the stores only once the launch has created them: two processes
@@ -155,14 +178,45 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
             if len(done) != 1 or len(running) != 1:
                 return None
             n = len(client.get_metric_history(running[0].info.run_id, "msre_windowed_curve"))
-            return done[0] if 30_000 <= n * 1000 <= 150_000 else None
+            return done[0] if 30_000 <= n * 1000 <= 200_000 else None
 
         finished_before = wait_for(second_trial_midway, timeout=300, interval=0.1, log=log)
+        # Every port its Ray opened listens on the loopback interface only.
+        ray_pids = [
+            p.pid
+            for p in psutil.Process(first.pid).children(recursive=True)
+            if "study.local_ray" not in " ".join(p.cmdline())
+        ]  # not its watcher
+        listening = [ip for pid in [first.pid, *ray_pids] for ip in _listening(pid)]
+        assert len(listening) >= 5  # GCS, raylet, dashboard, agents, workers
+        assert set(listening) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+        assert "(it asks for a token: paste the contents of" in log.read_text()
+        # The running study cannot be launched again, nor resumed under it.
+        again = [subprocess.Popen([sys.executable, "-m", "study.launch", *argv, *extra],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for extra in ([], ["--resume"])]  # fmt: skip
+        for proc in again:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 2 and f"is running: pid {first.pid}" in err
         time.sleep(1.5)  # one more experiment-state snapshot
+        # The watcher has recorded every process of that Ray (it records once a second).
+        recorded = json.loads((runs_dir / "locks" / f"{name}.ray.json").read_text())["pids"]
+        assert {int(p) for p in recorded} >= set(ray_pids) - {
+            p for p in ray_pids if not psutil.pid_exists(p)
+        }
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+        for p in racers:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)  # the driver alone, as the OOM killer does
+            p.wait()
     assert first.returncode == -signal.SIGKILL
+
+    def none_left():
+        return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                       for p in ray_pids)  # fmt: skip
+
+    wait_for(none_left, timeout=30)
 
     # Relaunching without --resume refuses to start over the interrupted study.
     proc = launch(*argv, cwd=tmp_path)
@@ -171,7 +225,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     proc = launch(*argv, "--resume", cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3 trials, 0 failed" in proc.stdout
-    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 250_000, 1000)
+    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 600_000, 1000)
     assert all(r.data.tags["ccn.status"] == "finished" for r in children)
     # The trial finished before the kill was not run again (its final metrics logged once).
     again = client.get_metric_history(finished_before.info.run_id, "final_msre_windowed")
@@ -183,7 +237,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         restored += [
             r for r in rows if r["iterations_since_restore"] == 1 and r["steps_done"] > 10_000
         ]
-    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 250_000
+    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 600_000
 
 
 # Small networks keep compilation short. The README test covers hybrid with its full space,
@@ -271,6 +325,32 @@ def test_gpu_request_without_gpus_is_refused_before_anything_is_recorded(
     assert err[-1] == "error: --gpus-per-trial 0.5 but the Ray cluster has 0 GPUs"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment_by_name("linear-trace_patterning") is None
+
+
+@IN_PROCESS
+def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_study(
+    ray_local, tmp_path, capsys, monkeypatch
+):
+    """A failure once the parent run exists (here: the study itself raising) leaves that run
+    FAILED, not RUNNING (which would read as interrupted), writes the traceback to a log file
+    instead of the console, and releases the study's lock."""
+    import study.launch as launch_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the storage went away")
+
+    monkeypatch.setattr(launch_module, "_run_study", broken)
+    argv = ["--space", "linear", "--smoke", "--runs-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: the launch failed: RuntimeError: the storage went away")
+    log = Path(err.split("(details: ")[1].rstrip(")"))
+    assert "Traceback" in log.read_text() and "the storage went away" in log.read_text()
+    _, parents, _, _ = records(tmp_path, "linear-trace_patterning", optuna_too=False)
+    assert [p.info.status for p in parents] == ["FAILED"]
+    from study.lock import holder
+
+    assert holder(tmp_path, "linear-trace_patterning") is None
 
 
 @IN_PROCESS
