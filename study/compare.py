@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from search_spaces import SPACES
 from study import launch
-from study.cli import Parser, count, real
+from study.cli import Parser, count, real, redact
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
@@ -486,7 +486,7 @@ def _report(
         (out / "orderings.txt").write_text(text + "\n")
         print("\n" + text)
     print(f"\nreport: {out / 'report.html'}")
-    print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
+    print(f"browse: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from search_spaces import SPACES, describe, make_space
 from study import stores
-from study.cli import Parser, count, fail, probe, real, writable_folder
+from study.cli import Parser, count, fail, probe, real, redact, writable_folder
 from study.tasks import DEFAULT_TASK, is_classification, make_task
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
@@ -342,7 +342,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
               f"{args.budget_flops}; 'none' searches sizes)")  # fmt: skip
     if plan.get("dashboard"):
         print(local_ray.dashboard_hint(plan["dashboard"]))
-    print(f"MLflow: mlflow ui --backend-store-uri {plan['tracking_uri']}")
+    print(f"MLflow: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
 
     stale, searcher, scheduler = [], None, None
     if configs is None:
@@ -422,7 +422,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         print(_verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
-    print(f"browse: mlflow ui --backend-store-uri {plan['tracking_uri']}")
+    print(f"browse: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
     return 0
 
 
