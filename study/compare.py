@@ -272,6 +272,7 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
             eval_args = launch._parser().parse_args(
                 eval_argv + (["--resume"] if states[name] == "interrupted" else [])
             )
+            eval_args.argv = ["python -m study.compare", *sys.argv[1:]]
             rc = launch._launch(eval_args, {**eval_plan, "configs": configs, "seeds": seeds})
             if rc:
                 return rc
@@ -397,6 +398,7 @@ def run_preset(args: argparse.Namespace) -> int:
     else:
         if args.resume:
             launch_args = launch._parser().parse_args([*argv, "--resume"])
+        launch_args.argv = ["python -m study.compare", *sys.argv[1:]]
         rc = launch._launch(
             launch_args, {**plan, "configs": configs, "seeds": list(range(base["seeds"]))}
         )

@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.list_spaces:
         for name in SPACES:
             print(f"{name}:")
@@ -302,6 +304,10 @@ def _study(args: argparse.Namespace, plan: dict[str, Any], path: str) -> int:
         tracking = start_study(
             plan["tracking_uri"], plan["name"], None if served else (runs / "artifacts").as_uri(),
             {"space": args.space, "task": args.task}, resume=args.resume,
+            description=_description(args, plan, path),
+            run_name=f"{args.space} launch {time.strftime('%Y-%m-%d %H:%M')}",
+            run_description=f"Launched as `{_command(args)}` on {socket.gethostname()}; Ray "
+            f"Tune's results and checkpoints: `{path}`.",
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
         return fail(f"cannot use --tracking-uri {plan['tracking_uri']}: {e}")
@@ -424,6 +430,40 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         print("no trial reported a result")
     print(f"browse: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that launched ``args`` (password hidden)."""
+    argv = getattr(args, "argv", None)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or not argv[0].startswith("python -m "):  # study.compare gives its own
+        argv = ["python -m study.launch", *argv]
+    return redact(" ".join(argv))
+
+
+def _description(args: argparse.Namespace, plan: dict[str, Any], path: str) -> str:
+    """The experiment's description in MLflow's UI (Markdown)."""
+    base, budget = plan["base"], plan["space"].budget_flops
+    what = (f"an evaluation of {len(plan['configs'])} configurations" if plan.get("configs")
+            else f"a hyperparameter study of the **{args.space}** learner family")  # fmt: skip
+    lines = [
+        f"ccn-study: {what} on the **{args.task}** task, {base['trials']} trials x "
+        f"{base['seeds']} seeds x {base['steps']:,} steps"
+        + (
+            f", every network sized to {budget:,.0f} flops per step per stream." if budget else "."
+        ),  # fmt: skip
+        "",
+        "Each trial is a run named by its learner, shape and step size (`a=`) and lambda "
+        "(`l=`). Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
+        "constant predictor's: below 1 means something was learned); each run's "
+        "`nmsre_windowed_curve` and `msre_windowed_curve` are its learning curves against "
+        "environment steps, and `learning_curve.png` shows them with the band over seeds.",
+        "",
+        f"Command: `{_command(args)}`  ",
+        f"Ray Tune results and checkpoints: `{path}`  ",
+        f"Optuna storage: `{redact(plan['storage'])}`, study `{plan['name']}`",
+    ]
+    return "\n".join(lines)
 
 
 def _verdict(metrics: dict[str, Any]) -> str:

@@ -8,9 +8,11 @@ curve of each chunk in one ``log_batch``, the final metrics and the status at th
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -33,31 +35,66 @@ TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
 # The Ray node ids a trial ran on, in order: a trial restarted elsewhere lists both.
 NODES_TAG = "ccn.nodes"
 CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike params)
+# What MLflow 3's UI reads: an experiment of this kind opens on its training runs (not on the
+# GenAI traces view), and a note is the description shown on an experiment's or a run's page.
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"
 
 
 def start_study(uri: str, experiment: str, artifact_location: str | None, tags: dict[str, str],
-                resume: bool = False) -> Tracking:  # fmt: skip
+                resume: bool = False, description: str = "", run_name: str | None = None,
+                run_description: str = "") -> Tracking:  # fmt: skip
     """Create (or find) the experiment and start the launch's parent run; returns Tracking.
 
-    With ``resume`` the latest launch's parent run is reopened instead, so the trials of a
-    resumed study stay under the parent they started under.
+    The experiment is marked as model training for MLflow's UI and given ``description``
+    (kept when it has one already); the parent run is named ``run_name`` and described by
+    ``run_description``. With ``resume`` the latest launch's parent run is reopened instead,
+    so the trials of a resumed study stay under the parent they started under.
     """
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+        experiment_id = client.create_experiment(
+            experiment, artifact_location=artifact_location,
+            tags={KIND_TAG: MODEL_TRAINING, **({NOTE_TAG: description} if description else {})},
+        )  # fmt: skip
     else:
         experiment_id = found.experiment_id
+        if found.tags.get(KIND_TAG) != MODEL_TRAINING:
+            client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING)
+        if description and not found.tags.get(NOTE_TAG):
+            client.set_experiment_tag(experiment_id, NOTE_TAG, description)
     if resume:
         last = latest_launch(client, experiment_id)
         if last is not None:
             client.update_run(last.info.run_id, status="RUNNING")
             return Tracking(uri, experiment_id, last.info.run_id)
+    name = run_name or f"launch {time.strftime('%Y-%m-%d %H:%M')}"
+    note = {NOTE_TAG: run_description} if run_description else {}
     parent = client.create_run(
-        experiment_id,
-        tags={"mlflow.runName": f"launch-{int(time.time())}", ROLE_TAG: "launch", **tags},
+        experiment_id, tags={"mlflow.runName": name, ROLE_TAG: "launch", **note, **tags}
     )
     return Tracking(uri, experiment_id, parent.info.run_id)
+
+
+def trial_title(learner: str, settings: dict[str, Any], config: dict[str, Any]) -> str:
+    """A trial's readable run name: its learner, shape and key hyperparameters, as in
+    ``hybrid 20:4 a=3e-4 l=0.9`` (columns:per stage), ``columnar 7``, ``tbptt h8 k=5``
+    (hidden units, truncation)."""
+    shape = ""
+    if "n_features" in settings:
+        n, per = settings["n_features"], settings.get("per_stage", settings["n_features"])
+        shape = str(n) if per == n else f"{n}:{per}"
+    elif "hidden" in settings:
+        shape = f"h{settings['hidden']}"
+        shape += f" k={settings['truncation']}" if "truncation" in settings else ""
+    parts = [learner, shape]
+    if isinstance(config.get("alpha"), int | float):
+        mantissa, exponent = f"{float(config['alpha']):.1e}".split("e")
+        parts.append(f"a={mantissa.removesuffix('.0')}e{int(exponent)}")
+    if isinstance(config.get("lambda_"), int | float):
+        parts.append(f"l={config['lambda_']:g}")
+    return " ".join(p for p in parts if p)
 
 
 def _node_id() -> str:
@@ -129,9 +166,10 @@ class TrialLogger:
 
     def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
                  tags: dict[str, str], params: dict[str, Any], curve: str = CURVE,
-                 curve_label: str = "windowed MSRE (mean over seeds)") -> None:  # fmt: skip
+                 curve_label: str = "windowed MSRE",
+                 seeds: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
-        self.curve, self.curve_label = curve, curve_label
+        self.curve, self.curve_label, self.seeds = curve, curve_label, tuple(seeds)
         if run_id is None:
             found = self.client.search_runs(
                 [tracking.experiment_id],
@@ -186,14 +224,31 @@ class TrialLogger:
         history = self.client.get_metric_history(self.run_id, self.curve)
         if not history:
             return
-        steps = [m.step for m in history]
-        values = [m.value for m in history]
+        steps = np.array([m.step for m in history], np.float64)
         fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-        ax.plot(steps, values, lw=1.5)
+        per_seed = []
+        for seed in self.seeds:  # a seed that diverged has no points after it did
+            points = {m.step: m.value for m in self.client.get_metric_history(
+                self.run_id, f"{self.curve}_seed{seed}")}  # fmt: skip
+            per_seed.append([points.get(int(t), np.nan) for t in steps])
+            ax.plot(steps, per_seed[-1], lw=0.6, alpha=0.35, color="tab:blue")
+        if len(per_seed) >= 2:
+            values = np.asarray(per_seed, np.float64)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, axis=0)
+                n = np.sum(np.isfinite(values), axis=0)
+                half = 1.96 * np.nanstd(values, axis=0, ddof=1) / np.sqrt(n)
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.25, color="tab:blue",
+                            label=f"95% interval over {len(per_seed)} seeds")  # fmt: skip
+        ax.plot(steps, [m.value for m in history], lw=1.5, color="tab:blue",
+                label="mean over seeds")  # fmt: skip
         ax.set_xlabel("steps")
         ax.set_ylabel(self.curve_label)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
+        if per_seed:
+            ax.legend(fontsize=7, loc="best")
         with tempfile.TemporaryDirectory() as d:
             path = f"{d}/learning_curve.png"
             fig.savefig(path, dpi=110)

@@ -34,7 +34,15 @@ from study.run import BlockStats, make_runner, seed_keys
 from study.tasks import is_classification, make_task
 from study.tasks.metrics import baselines, horizon_for, normalised, summarise_blocks
 from study.threads import limit_xla_threads, trial_threads
-from study.tracking import CONFIG_TAG, CURVE, ROLE_TAG, Tracking, TrialLogger
+from study.tracking import (
+    CONFIG_TAG,
+    CURVE,
+    NOTE_TAG,
+    ROLE_TAG,
+    Tracking,
+    TrialLogger,
+    trial_title,
+)
 
 CHECKPOINT_FILE = "trial.npz"
 
@@ -57,7 +65,7 @@ class TrialRun:
     """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics."""
 
     curve_key = CURVE
-    curve_label = "windowed MSRE (mean over seeds)"
+    curve_label = "windowed MSRE"
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -226,7 +234,7 @@ class ClassifyTrialRun(TrialRun):
     ``heldout_accuracy`` (higher is better)."""
 
     curve_key = "accuracy_windowed_curve"
-    curve_label = "online accuracy, windowed (mean over seeds)"
+    curve_label = "online accuracy, windowed"
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -435,10 +443,22 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 "xla_threads": str(threads or "default"),
                 CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                        sort_keys=True, default=str)}  # fmt: skip
-        params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **run.ledger()}
+        ledger = run.ledger()
+        params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **ledger}
+        title = trial_title(run.learner.name, run.learner.settings, config)
+        seeds = config["seeds"]
+        tags[NOTE_TAG] = (
+            f"Trial `{trial_id}` ({name}) of this study: the {run.learner.name} learner "
+            f"{run.learner.settings} on {config.get('task')}, {ledger['ledger_params']:,} "
+            f"parameters and {ledger['ledger_flops_per_step']:,} flops per step per stream, run "
+            f"on seeds {seeds[0]}-{seeds[-1]} for {config['steps']:,} steps. Curves: "
+            f"`{run.curve_key}` (mean over seeds) and `{run.curve_key}_seedN`, against "
+            f"environment steps; final values: `final_*` metrics."
+        )
         with clock.part("logging"):
-            logger = TrialLogger(tracking, run_id, trial_id, name, tags, params,
-                                 curve=run.curve_key, curve_label=run.curve_label)  # fmt: skip
+            logger = TrialLogger(tracking, run_id, trial_id, title, tags, params,
+                                 curve=run.curve_key, curve_label=run.curve_label,
+                                 seeds=tuple(seeds))  # fmt: skip
     metrics: dict[str, Any] = {}
     status = "running"
 
