@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from learners.api import HParams, Learner, reset_recurrent
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
@@ -151,7 +152,7 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
     m, H, C = n_inputs, hidden, n_classes
     J = m + H + 1
     trace_shape = (H, H, 4, J) if exact else (H, 4, J)
-    own = jnp.arange(H)
+    own = np.arange(H)  # numpy: building a learner starts no JAX backend
 
     def init(key: jax.Array, hp: HParams) -> DenseState:
         dtype = hp.alpha.dtype

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from learners.api import STAGE_FOREVER, HParams, Learner, reset_recurrent
 from learners.lstm_column import gates_from_preact, preact, trace_step
@@ -91,12 +92,10 @@ def staged(
     S = N // P
     K = m + N - P
     # read_mask[s, j] = 1 where stage s may read input j of the widest column.
-    read_mask = jnp.stack(
-        [
-            jnp.concatenate([jnp.ones(m), (jnp.arange(N - P) < s * P).astype(float)])
-            for s in range(S)
-        ]
-    )
+    # (numpy: building a learner starts no JAX backend; 0/1 is exact in any float dtype)
+    read_mask = np.stack(
+        [np.concatenate([np.ones(m), np.arange(N - P) < s * P]) for s in range(S)]
+    ).astype(np.float32)
     C = n_classes
     out_shape = (C, N) if C else (N,)
     # One stage (the columnar learner): the learning stage is always 0. Saying so at trace

@@ -24,7 +24,7 @@ import numpy as np
 from search_spaces import SPACES, describe, make_space
 from study import stores
 from study.cli import Parser, count, fail, probe, real, redact, writable_folder
-from study.tasks import DEFAULT_TASK, is_classification, make_task
+from study.tasks import DEFAULT_TASK, is_classification, make_env
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
@@ -124,7 +124,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
     if args.data_dir:
         args.data_dir = str(Path(args.data_dir).expanduser().resolve())
-    env, _ = make_task(args.task, data_dir=args.data_dir)
+    env = make_env(args.task, data_dir=args.data_dir)
     fixed = dict(_assignment(a, "--set", "NAME=VALUE") for a in args.set)
     ranges = {}
     for text in args.range:
@@ -203,10 +203,13 @@ def _assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[st
 def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     """Run the study holding its lock (``study.lock``); a local Ray started here is watched so
     that it never outlives this process (``study.local_ray``)."""
+    from study import local_ray
+
+    local_ray.prepare(args.address, args.expose_ray)  # before Ray is imported
+    quiet_stores()
     import ray
     from ray import tune
 
-    from study import local_ray
     from study.lock import StudyLock, lock_dir
 
     runs: Path = plan["runs"]
@@ -266,6 +269,19 @@ def _interrupted(args: argparse.Namespace, plan: dict[str, Any], path: str) -> s
         return None
     return (f"study {plan['name']!r} was interrupted; add --resume to continue it, or choose "
             f"another --study-name")  # fmt: skip
+
+
+def quiet_stores() -> None:
+    """MLflow's and Optuna's progress logs (store creation, schema updates, "a new study
+    created") are not the user's business on a study's console; their warnings still show."""
+    import logging
+
+    import mlflow  # noqa: F401 - it sets its loggers' level when imported
+    import optuna
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def reap_leftovers(runs: Path, name: str) -> int:
@@ -332,6 +348,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     from ray.tune.search.optuna import OptunaSearch
 
     from study import local_ray
+    from study.console import Progress
     from study.tracking import reconcile
     from study.trainable import final_metrics, trainable
 
@@ -397,11 +414,18 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
             run_config=tune.RunConfig(
                 storage_path=plan["storage_path"],
                 name=plan["name"],
-                verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=0,  # the console is study.console's
+                callbacks=[Progress(metric, base["steps"])],
+                # Tune forces a (slow, warned about) experiment snapshot whenever a trial
+                # checkpoints num_to_keep times between two snapshots: keep enough (each is
+                # a few kB) that reports every few seconds never force one.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=5),
                 failure_config=tune.FailureConfig(max_failures=2),
             ),  # fmt: skip
         )
+    # Ray Tune's newer console prints its set-up tables even when told to be silent; the
+    # classic one is silent at verbose=0, and study.console prints the progress.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     t0 = time.perf_counter()
     results = tuner.fit()
     # Tune's trials as the driver knows them at the end, not the experiment state on disk:

@@ -17,6 +17,7 @@ that file (:func:`reap`) should the watcher itself have been killed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -27,11 +28,25 @@ from pathlib import Path
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
+def prepare(address: str | None, expose: bool = False) -> None:
+    """Set what a local Ray reads from the environment: loopback only unless ``expose``, and
+    token authentication said explicitly (before Ray is first imported, when a token exists).
+    Call it before ``import ray`` where possible; :func:`start` calls it too."""
+    if address:
+        return
+    if not expose:
+        os.environ[LOCAL_ONLY] = "0"
+    if "ray" not in sys.modules and _token_exists():
+        # Ray turns token authentication on for a local cluster by itself, with a warning on
+        # every launch; saying so is the same choice, without the warning. Ray reads it once,
+        # at import; a first launch (no token yet) lets Ray create the token.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def start(address: str | None, runs: Path, expose: bool = False) -> str | None:
     """Start a local Ray (or connect to ``address``) with what JAX needs in every worker;
     returns the dashboard address when there is one."""
-    if not address and not expose:
-        os.environ[LOCAL_ONLY] = "0"
+    prepare(address, expose)
     import ray
     from ray._private import ray_constants
 
@@ -43,8 +58,14 @@ def start(address: str | None, runs: Path, expose: bool = False) -> str | None:
         include_dashboard=None if address else True,
         dashboard_host="0.0.0.0" if expose and not address else "127.0.0.1",
         log_to_driver=False,
+        logging_level=logging.WARNING,  # the launch prints the dashboard itself
     )
     return getattr(ctx, "dashboard_url", None)
+
+
+def _token_exists() -> bool:
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
 def dashboard_hint(url: str) -> str:

@@ -45,6 +45,8 @@ from study.tracking import (
 )
 
 CHECKPOINT_FILE = "trial.npz"
+# A trial reports (metrics, curve points, checkpoint) at least this often, in seconds.
+REPORT_S = 20.0
 
 
 def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) -> None:
@@ -99,15 +101,22 @@ class TrialRun:
         )
 
     def _run_chunk(self) -> float:
-        """Run the next chunk (or what is left of the run); returns steps per second."""
-        n = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
+        """Run the next chunk: ``chunk_blocks`` blocks (or what is left of the run), or fewer
+        once ``REPORT_S`` seconds have passed, so that a trial reports within seconds of its
+        start (compilation included) however slow its learner. Blocks run one compiled call
+        each (one program for every chunk length; a block is thousands of steps, so a call's
+        fixed cost is a fraction of a percent). Returns steps per second."""
+        n_max = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
         t0 = time.perf_counter()
-        self.carry, stats = self._advance(self.carry, self.hp, self.tp, n)
-        stats = jax.tree.map(np.asarray, stats)
-        seconds = time.perf_counter() - t0
-        self.history.append(self.stats_type(*stats))
+        n = 0
+        while n < n_max:
+            self.carry, stats = self._advance(self.carry, self.hp, self.tp, 1)
+            self.history.append(self.stats_type(*jax.tree.map(np.asarray, stats)))
+            n += 1
+            if time.perf_counter() - t0 > REPORT_S:
+                break
         self.blocks_done += n
-        return n * self.block / seconds
+        return n * self.block / (time.perf_counter() - t0)
 
     def advance(self) -> dict[str, Any]:
         """Run the next chunk (or what is left of the run) and return its metrics."""

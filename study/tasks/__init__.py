@@ -87,4 +87,23 @@ def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
     return env, env.make_params(**kwargs)
 
 
-__all__ = ["Animal", "AnimalParams", "DEFAULT_TASK", "TASKS", "is_classification", "make_task"]
+def make_env(name: str, data_dir: str | None = None) -> Any:
+    """The environment of task ``name`` alone (its static shape, e.g. ``obs_size``), without
+    its parameters: a driver that only checks and sizes a study builds no JAX array, so it
+    starts no JAX backend (whose threads would make every later ``fork`` unsafe)."""
+    if name in CLASSIFICATION_TASKS:
+        return make_seq_mnist(name, data_dir)[0]
+    if name not in PRESETS:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+    return Animal(**PRESETS[name].env)
+
+
+__all__ = [
+    "Animal",
+    "AnimalParams",
+    "DEFAULT_TASK",
+    "TASKS",
+    "is_classification",
+    "make_env",
+    "make_task",
+]

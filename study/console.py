@@ -1,0 +1,87 @@
+"""What a study prints while it runs (Ray Tune's own console output is switched off): a line
+when a trial starts, a table of the running trials every ``every_s`` seconds (steps done,
+windowed MSRE and its normalised value, steps per second), and a line when a trial ends."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+
+def trial_label(config: dict[str, Any]) -> str:
+    """A trial's readable name from its configuration (``study.tracking.trial_title``)."""
+    from search_spaces import config_to_args
+    from study.tracking import trial_title
+
+    config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
+    try:
+        name, static, _ = config_to_args(config)
+    except (KeyError, ValueError, TypeError):
+        return str(config.get("learner", "?"))
+    return trial_title(name, static, config)
+
+
+class Progress(Callback):
+    """Ray Tune callback printing a study's progress on the driver's console."""
+
+    def __init__(self, metric: str, steps: int, every_s: float = 30.0) -> None:
+        self.metric, self.steps, self.every_s = metric, steps, every_s
+        self.last: dict[str, dict[str, Any]] = {}
+        self.labels: dict[str, str] = {}
+        self.t0 = self.printed = time.monotonic()
+
+    def _label(self, trial) -> str:
+        if trial.trial_id not in self.labels:
+            self.labels[trial.trial_id] = trial_label(trial.config)
+        return self.labels[trial.trial_id]
+
+    def _line(self, trial, result: dict[str, Any]) -> str:
+        steps = int(result.get("steps_done", 0))
+        value = result.get(self.metric, math.nan)
+        parts = [f"  {trial.trial_id:>14s}  {self._label(trial):28s} {steps:>11,}/{self.steps:,}"]
+        if "nmsre_windowed" in result:
+            parts.append(f"nMSRE {result['nmsre_windowed']:.3f}")
+        parts.append(f"{self.metric} {value:.5g}")
+        if "steps_per_s" in result:
+            parts.append(f"{result['steps_per_s']:,.0f} steps/s")
+        return "  ".join(parts)
+
+    def _stamp(self) -> str:
+        return f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - self.t0:.0f}s]"
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        print(f"{self._stamp()} started  {trial.trial_id}  {self._label(trial)}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.last[trial.trial_id] = result
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() - self.printed < self.every_s:
+            return
+        self.printed = time.monotonic()
+        running = [t for t in trials if t.status == "RUNNING"]
+        pending = sum(t.status == "PENDING" for t in trials)
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        print(f"{self._stamp()} {len(running)} running, {pending} pending, {done} done",
+              flush=True)  # fmt: skip
+        for t in running:
+            result = self.last.get(t.trial_id)
+            if result is None:
+                print(f"  {t.trial_id:>14s}  {self._label(t):28s} compiling / first chunk")
+            else:
+                print(self._line(t, result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        result = self.last.get(trial.trial_id, {})
+        how = "diverged" if result.get("diverged") else "finished"
+        if how == "finished" and result.get("steps_done", self.steps) < self.steps:
+            how = "stopped"  # by the scheduler (ASHA)
+        print(f"{self._stamp()} {how} {self._line(trial, result).lstrip()}", flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        where = trial.local_path or "the Ray results"
+        print(f"{self._stamp()} FAILED   {trial.trial_id}  {self._label(trial)} (Ray Tune "
+              f"retries it; its error is in {where})", flush=True)  # fmt: skip
