@@ -289,18 +289,52 @@ def _plt():
     return plt
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Where to label a log axis spanning [lo, hi]: numbers m x 10^k with m from the coarsest
+    set of 1; 1, 3; 1, 2, 5; 1, 2, 3, 5, 7 that puts at least three labels in the span (a span
+    too narrow for that gets evenly spaced round numbers), thinned to at most eight, so every
+    axis is readable whatever its span."""
+    if not (0 < lo < hi and math.isfinite(hi)):
+        return []
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks: list[float] = []
+    for mantissas in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7)):
+        ticks = [float(f"{m}e{k}") for k in range(k0, k1 + 1) for m in mantissas
+                 if lo <= m * 10.0**k <= hi]  # fmt: skip
+        if len(ticks) >= 3:
+            break
+    if len(ticks) < 3:  # a narrow span: evenly spaced round numbers, as on a linear axis
+        from matplotlib.ticker import MaxNLocator
+
+        values = MaxNLocator(nbins=4).tick_values(lo, hi)
+        ticks = [float(f"{v:.6g}") for v in values if lo <= v <= hi and v > 0]
+    while len(ticks) > 8:
+        ticks = ticks[::2]
+    return ticks
+
+
+def _tick_label(value: float, _pos=None) -> str:
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:,.6g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    times = "" if mantissa == "1" else mantissa + r"\times"
+    return f"${times}10^{{{int(exponent)}}}$"
+
+
 def _finish_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
-    """Title, labels, grid and legend; a log axis spanning a decade or more labels only the
-    decades, one spanning less keeps matplotlib's sparse labels of a few minor ticks (else it
-    would show no number at all), so tick labels never overlap; an empty plot says so."""
-    from matplotlib.ticker import NullFormatter
+    """Title, labels, grid and legend; a log axis labelled at readable numbers whatever its
+    span (``log_ticks``); an empty plot says so."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     for axis, scale, (lo, hi) in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()),
                                   (ax.yaxis, ax.get_yscale(), ax.get_ylim())):  # fmt: skip
-        if scale == "log" and lo > 0 and math.log10(hi / lo) >= 1:
+        ticks = log_ticks(min(lo, hi), max(lo, hi)) if scale == "log" else []
+        if ticks:
+            axis.set_major_locator(FixedLocator(ticks))
+            axis.set_major_formatter(FuncFormatter(_tick_label))
             axis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
