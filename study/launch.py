@@ -365,7 +365,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
               f"{args.budget_flops}; 'none' searches sizes)")  # fmt: skip
     if plan.get("dashboard"):
         print(local_ray.dashboard_hint(plan["dashboard"]))
-    print(f"MLflow: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
+    print(_browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
 
     stale, searcher, scheduler = [], None, None
     if configs is None:
@@ -452,8 +452,19 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         print(_verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
-    print(f"browse: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
+    print(_browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
     return 0
+
+
+def _browse_hint(uri: str, experiment_id: str, metric: str, mode: str) -> str:
+    """How to see the study's trials in MLflow's UI: its command and the page that lists
+    them sorted by their result."""
+    from study.tracking import runs_page
+
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id, metric, mode)}"
+    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
+            f"{runs_page('http://127.0.0.1:5000', experiment_id, metric, mode)}")  # fmt: skip
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -480,7 +491,7 @@ def _description(args: argparse.Namespace, plan: dict[str, Any], path: str) -> s
         "Each trial is a run named by its learner, shape and step size (`a=`) and lambda "
         "(`l=`). Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
         "constant predictor's: below 1 means something was learned); each run's "
-        "`nmsre_windowed_curve` and `msre_windowed_curve` are its learning curves against "
+        "`curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves against "
         "environment steps, and `learning_curve.png` shows them with the band over seeds.",
         "",
         f"Command: `{_command(args)}`  ",

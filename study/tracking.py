@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 STATUS_TAG = "ccn.status"  # running, finished, stopped_early, diverged or failed
 RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED"}  # MLflow's run status; else FINISHED
-CURVE = "msre_windowed_curve"  # the learning curve logged at every block (prediction)
+CURVE = "curve_msre_windowed"  # the learning curve logged at every block (prediction)
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,17 @@ def start_study(uri: str, experiment: str, artifact_location: str | None, tags: 
         experiment_id, tags={"mlflow.runName": name, ROLE_TAG: "launch", **note, **tags}
     )
     return Tracking(uri, experiment_id, parent.info.run_id)
+
+
+def runs_page(server: str, experiment_id: str, metric: str, mode: str) -> str:
+    """The MLflow UI page of an experiment's runs sorted by the final value of ``metric``
+    (best first). Sorted by a metric, the UI lists every trial's run by its name; in its
+    default order it folds them under their launch's run."""
+    from urllib.parse import quote
+
+    key = quote(f"metrics.`final_{metric}`", safe=".")
+    ascending = "true" if mode == "min" else "false"
+    return f"{server}/#/experiments/{experiment_id}/runs?orderByKey={key}&orderByAsc={ascending}"
 
 
 def trial_title(learner: str, settings: dict[str, Any], config: dict[str, Any]) -> str:

@@ -153,8 +153,8 @@ class TrialRun:
 
     def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on: the learning
-        curve windowed over ``window`` steps, as ``msre_windowed_curve`` (mean over seeds)
-        and ``msre_windowed_curve_seed{s}`` (each seed; a diverged seed is left out)."""
+        curve windowed over ``window`` steps, as ``curve_msre_windowed`` (mean over seeds)
+        and ``curve_msre_windowed_seed{s}`` (each seed; a diverged seed is left out)."""
         stats = self.stats()
         window_blocks = max(1, self.window // self.block)
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
@@ -170,12 +170,12 @@ class TrialRun:
         for b in range(since_block, curve.shape[-1]):
             if not np.isfinite(mean[b]):
                 continue
-            values = {"msre_windowed_curve": float(mean[b])}
+            values = {"curve_msre_windowed": float(mean[b])}
             if np.isfinite(mean_ratio[b]):
-                values["nmsre_windowed_curve"] = float(mean_ratio[b])
+                values["curve_nmsre_windowed"] = float(mean_ratio[b])
             for i, seed in enumerate(self.seeds):
                 if np.isfinite(finite[i, b]):
-                    values[f"msre_windowed_curve_seed{seed}"] = float(finite[i, b])
+                    values[f"curve_msre_windowed_seed{seed}"] = float(finite[i, b])
             points.append(((b + 1) * self.block, values))
         return points
 
@@ -242,7 +242,7 @@ class ClassifyTrialRun(TrialRun):
     after every chunk. The same interface as :class:`TrialRun`; its objective is
     ``heldout_accuracy`` (higher is better)."""
 
-    curve_key = "accuracy_windowed_curve"
+    curve_key = "curve_accuracy_windowed"
     curve_label = "online accuracy, windowed"
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -305,7 +305,7 @@ class ClassifyTrialRun(TrialRun):
     def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on: the online
         accuracy windowed over ``window`` steps (mean and per seed), and at the chunk's last
-        block the held-out accuracy (``heldout_accuracy_curve``)."""
+        block the held-out accuracy (``curve_heldout_accuracy``)."""
         stats = self.stats()
         window_blocks = max(1, self.window // self.block)
         err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
@@ -318,7 +318,7 @@ class ClassifyTrialRun(TrialRun):
             for i, seed in enumerate(self.seeds):
                 values[f"{self.curve_key}_seed{seed}"] = float(acc[i])
             if b == err.shape[-1] - 1 and self.heldout is not None:
-                values["heldout_accuracy_curve"] = float(np.mean(self.heldout[0]))
+                values["curve_heldout_accuracy"] = float(np.mean(self.heldout[0]))
             points.append(((b + 1) * self.block, values))
         return points
 

@@ -207,7 +207,7 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
         running = client.search_runs([exp.experiment_id], "tags.`ccn.status` = 'running'")
         for r in running:
             if r.data.tags.get("ccn.nodes") == node_ids["worker"]:
-                history = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
+                history = client.get_metric_history(r.info.run_id, "curve_msre_windowed")
                 if 30_000 <= max((m.step for m in history), default=0) <= 200_000:
                     return True
         return False
@@ -231,7 +231,7 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
     assert [ns for ns in nodes if len(ns) > 1] == [[node_ids["worker"], node_ids["head"]]]
     for r in children:
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "msre_windowed_curve")]
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "curve_msre_windowed")]
         assert sorted(steps) == list(range(1000, 300_001, 1000))  # complete, none twice
     # It continued from its last checkpoint: Tune's record of the trial goes back at most one
     # chunk (a result the driver recorded just before the node died, whose checkpoint had not

@@ -59,7 +59,7 @@ def check_one_run_per_trial(runs_dir: Path, name: str, n_trials: int, steps: int
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     for r in children:
         assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        curve = client.get_metric_history(r.info.run_id, "msre_windowed_curve")
+        curve = client.get_metric_history(r.info.run_id, "curve_msre_windowed")
         steps_logged = [m.step for m in curve]
         if r.data.tags["ccn.status"] == "finished":
             assert sorted(steps_logged) == list(range(block, steps + 1, block))
@@ -170,14 +170,14 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         def second_trial_midway():
             # Reading the stores only once the launch has created them: two processes
             # creating one SQLite MLflow store at once can race.
-            if "MLflow: mlflow ui" not in log.read_text():
+            if "MLflow: run `mlflow ui" not in log.read_text():
                 return None
             client, _, children, _ = records(runs_dir, name, optuna_too=False)
             done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
             running = [r for r in children if r.data.tags["ccn.status"] == "running"]
             if len(done) != 1 or len(running) != 1:
                 return None
-            n = len(client.get_metric_history(running[0].info.run_id, "msre_windowed_curve"))
+            n = len(client.get_metric_history(running[0].info.run_id, "curve_msre_windowed"))
             return done[0] if 30_000 <= n * 1000 <= 200_000 else None
 
         finished_before = wait_for(second_trial_midway, timeout=300, interval=0.1, log=log)
@@ -302,7 +302,7 @@ def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
     by_status = {}
     for r in children:
         by_status.setdefault(r.data.tags["ccn.status"], []).append(r)
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "msre_windowed_curve")]
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "curve_msre_windowed")]
         if r.data.tags["ccn.status"] == "finished":
             assert max(steps) == 40_000
         else:
@@ -367,10 +367,10 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     assert sorted(t.value for t in trials) == pytest.approx(logged, rel=1e-9)
     for r in children:
         assert r.data.tags["task"] == "seq_mnist" and r.data.tags["ccn.status"] == "finished"
-        curve = client.get_metric_history(r.info.run_id, "accuracy_windowed_curve")
+        curve = client.get_metric_history(r.info.run_id, "curve_accuracy_windowed")
         assert [m.step for m in curve] == list(range(1000, 20_001, 1000))
         assert all(0.0 <= m.value <= 1.0 for m in curve)
-        heldout = client.get_metric_history(r.info.run_id, "heldout_accuracy_curve")
+        heldout = client.get_metric_history(r.info.run_id, "curve_heldout_accuracy")
         assert [m.step for m in heldout] == [10_000, 20_000]
         assert "learning_curve.png" in [a.path for a in client.list_artifacts(r.info.run_id)]
 

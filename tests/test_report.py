@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
         run_id = evaluated.info.run_id
         per_seed = []
         for s in seeds:
-            history = client.get_metric_history(run_id, f"msre_windowed_curve_seed{s}")
+            history = client.get_metric_history(run_id, f"curve_msre_windowed_seed{s}")
             per_seed.append({m.step: m.value for m in history})
         finals = np.array([h[max(h)] for h in per_seed])
         mean, half = t_interval(finals)
@@ -281,3 +282,63 @@ def test_report_bad_input_is_one_line_and_writes_nothing(study, tmp_path, capsys
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert a_file.read_text() == "not a folder"
+
+
+def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study, tmp_path):
+    """A real ``mlflow server`` over the study's store, opened in headless Chromium as the
+    launch's last line says: the experiment's runs page lists every trial's readable name
+    without expanding anything (click 1: a trial), and the trial's "Model metrics" tab (click
+    2) draws its learning curve (click 3 enlarges it). Screenshots go to test-artifacts/."""
+    import time
+    import urllib.request
+
+    from browser import Browser, chromium, free_port
+
+    from study.tracking import KIND_TAG, MODEL_TRAINING, runs_page
+
+    chromium()
+    runs, _ = study
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cmp-columnar")
+    assert exp.tags[KIND_TAG] == MODEL_TRAINING and "columnar" in exp.tags["mlflow.note.content"]
+    trials = [r for r in client.search_runs([exp.experiment_id])
+              if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    names = {r.info.run_name for r in trials}
+    assert all(n.startswith("columnar 2 a=") and " l=" in n for n in names), names
+    port = free_port()
+    log = (tmp_path / "mlflow-server.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{runs / 'mlflow.db'}", "--artifacts-destination", str(runs / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "mlflow-server.log").read_text()
+                time.sleep(0.5)
+        with Browser(tmp_path / "profile", height=1200) as b:
+            # the launch's link: the experiment's runs, best first
+            url = runs_page(base, exp.experiment_id, "msre_windowed", "min")
+            page = b.open(url, until=["Model training", *names])
+            b.screenshot(ARTIFACTS / "mlflow-experiment.png")
+            # click 1: the best trial; click 2: its "Model metrics" tab
+            run = min(trials, key=lambda r: r.data.metrics.get("final_msre_windowed", math.inf))
+            b.open(f"{base}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}"
+                   "/model-metrics", until=[run.info.run_name, "curve_msre_windowed"])  # fmt: skip
+            # a drawn chart's legend names the run and the metric it draws
+            page = b.open_again(until=[f"{run.info.run_name} (curve_msre_windowed)"])
+            # the curves come first (their names sort before final_*): drawn in the first view
+            b.wait("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length >= 3")
+            b.screenshot(ARTIFACTS / "mlflow-trial-curves.png")
+            assert "Model metrics" in page
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
+        server.wait(timeout=30)
+        log.close()

@@ -110,7 +110,7 @@ def test_classification_trial_restores_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(a, b)
     points = whole.curve()
     assert [p[0] for p in points] == [1400, 2800, 4200, 5600, 7000, 8400]
-    assert "heldout_accuracy_curve" in points[-1][1]
+    assert "curve_heldout_accuracy" in points[-1][1]
 
 
 def test_diverged_classifier_scores_zero():
