@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from search_spaces import SPACES
 from study import launch
-from study.cli import Parser, count, real, redact
+from study.cli import Parser, count, real
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
@@ -488,7 +488,14 @@ def _report(
         (out / "orderings.txt").write_text(text + "\n")
         print("\n" + text)
     print(f"\nreport: {out / 'report.html'}")
-    print(f"browse: mlflow ui --backend-store-uri {redact(plan['tracking_uri'])}")
+    from mlflow.tracking import MlflowClient
+
+    m = result["measure"]
+    evaluation = MlflowClient(plan["tracking_uri"]).get_experiment_by_name(experiments[0])
+    if evaluation is not None:  # its runs sorted by result, each by name
+        print(launch._browse_hint(plan["tracking_uri"], evaluation.experiment_id,
+                                  m.final.removeprefix("final_"),
+                                  "max" if m.higher_better else "min"))  # fmt: skip
     return 0
 
 
