@@ -181,7 +181,7 @@ def staged(
         if single:
             z_cur, h_prev, c_prev, a = x_hat, state.h, state.c, preacts[0]
         else:
-            z_cur = jnp.concatenate([x_hat, *feats[:-1]]) * read_mask[stage]
+            z_cur = jnp.concatenate([x_hat, *feats[:-1]]) * jnp.asarray(read_mask)[stage]
             start = stage * P
             h_prev = jax.lax.dynamic_slice(state.h, (start,), (P,))
             c_prev = jax.lax.dynamic_slice(state.c, (start,), (P,))

@@ -241,11 +241,13 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
         return launch._fail(running)
     own_ray, watcher = not ray.is_initialized(), None
     pidfile = lock_dir(eval_plan["runs"]) / f"{name}.ray.json"
+    saved = local_ray.prepare(args.address, args.expose_ray) if own_ray else {}
     if own_ray:
         launch.reap_leftovers(eval_plan["runs"], name)
         try:
             dashboard = local_ray.start(args.address, eval_plan["runs"], expose=args.expose_ray)
         except Exception as e:  # noqa: BLE001
+            local_ray.restore(saved)
             return launch._fail(f"cannot reach Ray at --address {args.address}: {e}")
         if not args.address:
             watcher = local_ray.watch_driver(pidfile)
@@ -281,6 +283,7 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
             ray.shutdown()
         if watcher is not None:
             local_ray.unwatch(watcher, pidfile)
+        local_ray.restore(saved)
     return _report(eval_plan, [name, *stages])
 
 

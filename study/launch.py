@@ -205,7 +205,17 @@ def _launch(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     that it never outlives this process (``study.local_ray``)."""
     from study import local_ray
 
-    local_ray.prepare(args.address, args.expose_ray)  # before Ray is imported
+    own = "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    saved = local_ray.prepare(args.address, args.expose_ray) if own else {}  # before Ray's import
+    try:
+        return _launch_locked(args, plan)
+    finally:
+        local_ray.restore(saved)
+
+
+def _launch_locked(args: argparse.Namespace, plan: dict[str, Any]) -> int:
+    from study import local_ray
+
     quiet_stores()
     import ray
     from ray import tune

@@ -28,25 +28,47 @@ from pathlib import Path
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def prepare(address: str | None, expose: bool = False) -> None:
+def prepare(address: str | None, expose: bool = False) -> dict[str, str | None]:
     """Set what a local Ray reads from the environment: loopback only unless ``expose``, and
-    token authentication said explicitly (before Ray is first imported, when a token exists).
-    Call it before ``import ray`` where possible; :func:`start` calls it too."""
+    token authentication said explicitly (only before Ray is first imported, which reads it,
+    and only when a token exists). Returns the previous values for :func:`restore`, so that
+    nothing leaks into processes this one starts later (another machine's ``ray start``)."""
+    saved: dict[str, str | None] = {}
     if address:
-        return
+        return saved
+
+    def put(key: str, value: str) -> None:
+        saved.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+
     if not expose:
-        os.environ[LOCAL_ONLY] = "0"
-    if "ray" not in sys.modules and _token_exists():
+        put(LOCAL_ONLY, "0")
+    if "ray" not in sys.modules and "RAY_AUTH_MODE" not in os.environ and _token_exists():
         # Ray turns token authentication on for a local cluster by itself, with a warning on
-        # every launch; saying so is the same choice, without the warning. Ray reads it once,
-        # at import; a first launch (no token yet) lets Ray create the token.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # every launch; saying so is the same choice, without the warning. A first launch
+        # (no token yet) lets Ray create the token.
+        put("RAY_AUTH_MODE", "token")
+    return saved
+
+
+def restore(saved: dict[str, str | None]) -> None:
+    """Undo :func:`prepare` (after ``ray.shutdown()``)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if LOCAL_ONLY in saved and "ray" in sys.modules:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ.get(LOCAL_ONLY, "1").lower() not in (
+            "0", "false"
+        )  # fmt: skip
 
 
 def start(address: str | None, runs: Path, expose: bool = False) -> str | None:
     """Start a local Ray (or connect to ``address``) with what JAX needs in every worker;
-    returns the dashboard address when there is one."""
-    prepare(address, expose)
+    returns the dashboard address when there is one. Call :func:`prepare` first."""
     import ray
     from ray._private import ray_constants
 
