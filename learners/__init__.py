@@ -7,31 +7,18 @@ from __future__ import annotations
 
 from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams
 from learners.dense import rtrl, snap1
+from learners.families import FAMILIES, ORDER, Family, family
 from learners.linear import linear
 from learners.staged import columnar, constructive, hybrid, staged
 from learners.tbptt import tbptt
 
-LEARNERS: dict[str, str] = {
-    "linear": "linear TD(lambda) on the observation (memoryless baseline)",
-    "columnar": "n_features independent LSTM columns, exact RTRL (one stage)",
-    "constructive": "one LSTM column per stage, earlier stages frozen, exact RTRL",
-    "hybrid": "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
-    "snap1": "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian block)",
-    "rtrl": "dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; small nets)",
-    "tbptt": "dense LSTM of n_features units, T-BPTT with truncation k every step",
-}
-
-
+LEARNERS: dict[str, str] = {name: f.about for name, f in FAMILIES.items()}
 # The paper's sizes (12 inputs): columnar 7, constructive 10:1, CCN 20:4, T-BPTT's 5:8 pair.
-DEFAULT_SIZES: dict[str, dict[str, int]] = {
-    "linear": {},
-    "columnar": {"n_features": 7},
-    "constructive": {"n_features": 10},
-    "hybrid": {"n_features": 20, "per_stage": 4},
-    "snap1": {"n_features": 8},
-    "rtrl": {"n_features": 4},
-    "tbptt": {"n_features": 8, "truncation": 5},
-}
+DEFAULT_SIZES: dict[str, dict[str, int]] = {name: f.sizes for name, f in FAMILIES.items()}
+# Each family's defaults over ``learners.api.DEFAULTS``: what ``study.run --learner X`` uses
+# and what every study tries first. Chosen by measurement (README, "Defaults that learn";
+# ``python -m study.defaults`` reproduces the table).
+FAMILY_DEFAULTS: dict[str, dict[str, float]] = {name: f.defaults for name, f in FAMILIES.items()}
 
 
 def make_learner(
@@ -44,55 +31,27 @@ def make_learner(
     rmsprop: bool = True,
     n_classes: int = 0,
 ) -> Learner:
-    """Build a learner by name. Sizes default to the paper's: columnar 7, constructive 10,
-    hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4 hidden units; T-BPTT 8 units with
-    truncation 5 (the paper's 5:8 pair). ``n_classes > 0`` makes it a classifier
-    (``learners.readout``)."""
-    if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
-    if per_stage is not None and name != "hybrid":
-        raise ValueError(f"per_stage={per_stage} applies to the hybrid learner only, not {name}")
-    if truncation is not None and name != "tbptt":
-        raise ValueError(f"truncation={truncation} applies to the tbptt learner only, not {name}")
-    if n_features is not None and name == "linear":
-        raise ValueError(f"n_features={n_features} does not apply to the linear learner")
+    """Build a learner by name (``learners.families``). Sizes default to the paper's:
+    columnar 7, constructive 10, hybrid 20 features in stages of 4; SnAp-1 8 and RTRL 4
+    hidden units; T-BPTT 8 units with truncation 5 (the paper's 5:8 pair). A size the family
+    does not have is refused. ``n_classes > 0`` makes it a classifier (``learners.readout``)."""
+    fam = family(name)
     given = dict(n_features=n_features, per_stage=per_stage, truncation=truncation)
-    size = {**DEFAULT_SIZES[name], **{k: v for k, v in given.items() if v is not None}}
-    kw = dict(rmsprop=rmsprop, n_classes=n_classes)
-    if name == "linear":
-        return linear(n_inputs, **kw)
-    if name == "snap1":
-        return snap1(n_inputs, size["n_features"], **kw)
-    if name == "tbptt":
-        return tbptt(n_inputs, size["n_features"], size["truncation"], **kw)
-    if name == "rtrl":
-        return rtrl(n_inputs, size["n_features"], **kw)
-    if name == "columnar":
-        return columnar(n_inputs, size["n_features"], **kw)
-    if name == "constructive":
-        return constructive(n_inputs, size["n_features"], **kw)
-    return hybrid(n_inputs, size["n_features"], size["per_stage"], **kw)
-
-
-# Each family's defaults over ``learners.api.DEFAULTS``: what ``study.run --learner X`` uses
-# and what every study tries first. Chosen by measurement (README, "Defaults that learn";
-# ``python -m study.defaults`` reproduces the table).
-FAMILY_DEFAULTS: dict[str, dict[str, float]] = {
-    "linear": dict(alpha=3e-4, lambda_=0.9),
-    "columnar": dict(alpha=1e-3, lambda_=0.99, init_scale=0.5),
-    "constructive": dict(alpha=1e-3, lambda_=0.99, init_scale=0.2),
-    "hybrid": dict(alpha=1e-3, lambda_=0.99, init_scale=0.5),
-    "snap1": dict(alpha=1e-3, lambda_=0.99, init_scale=1.0),
-    "rtrl": dict(alpha=1e-3, lambda_=0.99, init_scale=1.0),
-    "tbptt": dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
-}
+    for key, value in given.items():
+        if value is not None and key not in fam.sizes:
+            owners = [f for f, rec in FAMILIES.items() if key in rec.sizes]
+            if len(owners) == 1:
+                raise ValueError(f"{key}={value} applies to the {owners[0]} learner only, not "
+                                 f"{name}")  # fmt: skip
+            raise ValueError(f"{key}={value} does not apply to the {name} learner")
+    size = {**fam.sizes, **{k: v for k, v in given.items() if v is not None}}
+    return fam.build(n_inputs, size, rmsprop=rmsprop, n_classes=n_classes)
 
 
 def family_defaults(name: str) -> dict[str, float]:
     """The hyperparameters family ``name`` runs with unless told otherwise (every field of
     ``HParams`` but ``gamma``, which is the task's, and ``steps_per_stage``)."""
-    if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
+    family(name)
     out = {k: v for k, v in DEFAULTS.items() if k not in ("gamma", "steps_per_stage")}
     return {**out, **FAMILY_DEFAULTS[name]}
 
@@ -121,6 +80,10 @@ def num_stages(learner: Learner) -> int:
 __all__ = [
     "DEFAULTS",
     "DEFAULT_SIZES",
+    "FAMILIES",
+    "ORDER",
+    "Family",
+    "family",
     "FAMILY_DEFAULTS",
     "LEARNERS",
     "STAGE_FOREVER",

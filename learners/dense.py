@@ -202,7 +202,7 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
 
     name = "rtrl" if exact else "snap1"
     n_params = H * 4 * J + (C or 1) * (H + 1)
-    settings = dict(n_inputs=m, hidden=H, rmsprop=rmsprop, **({"n_classes": C} if C else {}))
+    settings = dict(n_inputs=m, n_features=H, rmsprop=rmsprop, **({"n_classes": C} if C else {}))
     return Learner(name, init, classify if C else step, n_params, settings, reset_recurrent)
 
 

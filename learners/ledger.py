@@ -63,12 +63,12 @@ def staged_cost(m: int, n_features: int, per_stage: int, rmsprop: bool = True) -
     return Cost(params, flops, state * BYTES)
 
 
-def _dense_params(m: int, hidden: int) -> int:
+def dense_params(m: int, hidden: int) -> int:
     return hidden * 4 * (m + hidden + 1)
 
 
 def snap1_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
-    rec = _dense_params(m, hidden)
+    rec = dense_params(m, hidden)
     flops = 2 * rec + hidden * UNIT + 2 * hidden + rec * 11 + _td(rec + hidden + 1, rmsprop)
     # theta, trace_h, trace_c, elig, nu; h, c; readout with elig, nu; input and feature
     # statistics; corr, v_prev
@@ -77,7 +77,7 @@ def snap1_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
 
 
 def rtrl_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
-    rec = _dense_params(m, hidden)
+    rec = dense_params(m, hidden)
     H = hidden
     flops = (
         2 * rec + H * UNIT + 2 * H
@@ -91,7 +91,7 @@ def rtrl_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
 
 
 def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Cost:
-    rec = _dense_params(m, hidden)
+    rec = dense_params(m, hidden)
     H, k = hidden, truncation
     J = m + H + 1
     backward_step = 2 * rec + 8 * H * H + 16 * H  # outer product, U^T da, gate derivatives
@@ -112,24 +112,14 @@ def tbptt_reference_flops(m: int, hidden: int, truncation: int) -> int:
 
 def cost(name: str, m: int, settings: dict) -> Cost:
     """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``;
-    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``)."""
+    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``). The formula is
+    the family's (``learners.families``)."""
+    from learners.families import family
+
+    fam = family(name)
     rms = settings.get("rmsprop", True)
-    if name == "linear":
-        entry, features, elig = linear_cost(m, rms), m, 0
-    elif name in ("columnar", "constructive", "hybrid"):
-        N, P = settings["n_features"], settings["per_stage"]
-        entry, features, elig = staged_cost(m, N, P, rms), N, P * 4 * (m + N - P + 2)
-    elif name in ("snap1", "rtrl", "tbptt"):
-        H = settings["hidden"]
-        if name == "snap1":
-            entry = snap1_cost(m, H, rms)
-        elif name == "rtrl":
-            entry = rtrl_cost(m, H, rms)
-        else:
-            entry = tbptt_cost(m, H, settings["truncation"], rms)
-        features, elig = H, _dense_params(m, H)
-    else:
-        raise ValueError(f"no ledger entry for learner {name!r}")
+    size = {k: settings[k] for k in fam.sizes if settings.get(k) is not None}
+    entry, features, elig = fam.cost(m, size, rms)
     n_classes = settings.get("n_classes", 0)
     return classifier_cost(entry, features, elig, n_classes, rms) if n_classes else entry
 
@@ -173,25 +163,18 @@ def size_for_budget(
     if model == "reference" and name != "tbptt":
         raise ValueError(f"model='reference' exists for tbptt only, not {name}")
 
+    from learners.families import family
+
+    fam = family(name)
+    if fam.grow is None:
+        raise ValueError(f"no size to choose for learner {name!r}: it has none")
+    given = {"per_stage": per_stage, "truncation": truncation}
+    fixed = {**fam.sizes, **{k: v for k, v in given.items() if v is not None and k in fam.sizes}}
+
     def flops(n: int) -> int:
         if model == "reference":
-            return tbptt_reference_flops(m, n, truncation or 5)
-        if name == "columnar":
-            return staged_cost(m, n, n, rmsprop).flops
-        if name == "constructive":
-            return staged_cost(m, n, 1, rmsprop).flops
-        if name == "hybrid":
-            return staged_cost(m, n * (per_stage or 4), per_stage or 4, rmsprop).flops
-        if name == "snap1":
-            return snap1_cost(m, n, rmsprop).flops
-        if name == "rtrl":
-            return rtrl_cost(m, n, rmsprop).flops
-        if name == "tbptt":
-            return tbptt_cost(m, n, truncation or 5, rmsprop).flops
-        raise ValueError(
-            f"no size to choose for learner {name!r}; allowed: columnar, constructive, hybrid, "
-            "snap1, rtrl, tbptt"
-        )
+            return tbptt_reference_flops(m, n, fixed["truncation"])
+        return fam.cost(m, fam.grow(n, fixed), rmsprop)[0].flops
 
     if flops(1) > budget_flops:
         raise ValueError(
@@ -208,5 +191,4 @@ def size_for_budget(
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
-    n = lo
-    return n * (per_stage or 4) if name == "hybrid" else n
+    return fam.grow(lo, fixed)["n_features"]

@@ -160,7 +160,7 @@ def tbptt(
         return state._replace(h=zero(state.h), c=zero(state.c), t=zero(state.t))
 
     n_params = H * 4 * J + (C or 1) * (H + 1)
-    settings = dict(n_inputs=m, hidden=H, truncation=k, rmsprop=rmsprop)
+    settings = dict(n_inputs=m, n_features=H, truncation=k, rmsprop=rmsprop)
     if C:
         settings["n_classes"] = C
     return Learner("tbptt", init, classify if C else step, n_params, settings, reset)

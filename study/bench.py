@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learners import STAGE_FOREVER, make_hparams, make_learner
+from learners import FAMILIES, STAGE_FOREVER, make_hparams, make_learner, num_stages
 from learners.ledger import cost
 from study.cli import Parser, count, fail, writable_file
 from study.tasks import make_task
@@ -32,13 +32,7 @@ from study.threads import limit_xla_threads, pool_size, threads_label
 
 # Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
 SIZES: dict[str, list[dict[str, int]]] = {
-    "linear": [{}],
-    "columnar": [dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)],
-    "constructive": [dict(n_features=n) for n in (4, 8, 16, 32)],
-    "hybrid": [dict(n_features=n, per_stage=p) for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))],
-    "snap1": [dict(n_features=n) for n in (8, 32, 128)],
-    "tbptt": [dict(n_features=8, truncation=k) for k in (5, 15, 30)],
-    "rtrl": [dict(n_features=n) for n in (2, 4, 8)],
+    **{name: list(f.bench) for name, f in FAMILIES.items()},
     # The columnar learner with traces from per-step jax.jacrev (learners.autodiff): what the
     # closed-form traces are measured against.
     "columnar_autodiff": [dict(n_features=n) for n in (7, 32, 128)],
@@ -127,7 +121,7 @@ def time_learner(
 
 
 def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array) -> float:
-    stages = learner.settings.get("n_features", 1) // learner.settings.get("per_stage", 1)
+    stages = num_stages(learner)
     hp = make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
     states = jax.vmap(learner.init, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(1), streams), hp

@@ -13,15 +13,17 @@ from ray.tune import Callback
 
 def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration (``study.tracking.trial_title``)."""
+    from learners import make_learner
     from search_spaces import config_to_args
     from study.tracking import trial_title
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
     try:
         name, static, _ = config_to_args(config)
+        settings = make_learner(name, 1, **static).settings  # (builds no JAX array)
     except (KeyError, ValueError, TypeError):
         return str(config.get("learner", "?"))
-    return trial_title(name, static, config)
+    return trial_title(name, settings, config)
 
 
 class Progress(Callback):

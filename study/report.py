@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from learners.families import ORDER
 from study import stores
 from study.cli import Parser, fail, writable_folder
 from study.stats import mean_ci
-
-ORDER = ("columnar", "constructive", "hybrid", "tbptt", "snap1", "rtrl", "linear")
 
 
 @dataclass(frozen=True)

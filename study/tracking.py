@@ -93,11 +93,11 @@ def trial_title(learner: str, settings: dict[str, Any], config: dict[str, Any]) 
     ``hybrid 20:4 a=3e-4 l=0.9`` (columns:per stage), ``columnar 7``, ``tbptt h8 k=5``
     (hidden units, truncation)."""
     shape = ""
-    if "n_features" in settings:
-        n, per = settings["n_features"], settings.get("per_stage", settings["n_features"])
+    if "per_stage" in settings:  # columns
+        n, per = settings["n_features"], settings["per_stage"]
         shape = str(n) if per == n else f"{n}:{per}"
-    elif "hidden" in settings:
-        shape = f"h{settings['hidden']}"
+    elif "n_features" in settings:  # hidden units of a dense LSTM
+        shape = f"h{settings['n_features']}"
         shape += f" k={settings['truncation']}" if "truncation" in settings else ""
     parts = [learner, shape]
     if isinstance(config.get("alpha"), int | float):

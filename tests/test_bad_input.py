@@ -91,7 +91,7 @@ CASES = [
     ("launch", "--study-name ''", ["--study-name '': allowed"]),
     # -- study.run --------------------------------------------------------------------------
     ("run", "--task nope", ["unknown task 'nope'; allowed:"]),
-    ("run", "--learner lstm9", ["unknown learner 'lstm9'; allowed: linear, columnar"]),
+    ("run", "--learner lstm9", ["unknown learner 'lstm9'; allowed: columnar, constructive"]),
     ("run", "--gamma 1.5", ["argument --gamma: 1.5: allowed: a finite number in [0, 1)"]),
     ("run", "--gamma nan", ["argument --gamma: nan"]),
     ("run", "--features 0", ["argument --features: 0"]),

@@ -142,7 +142,7 @@ def test_dense_td0_gamma0_is_one_sgd_step(make):
 
 def test_dense_learners_by_name_and_sizes():
     assert make_learner("snap1", 12, n_features=8).n_params == 8 * 4 * (12 + 8 + 1) + 9
-    assert make_learner("rtrl", 12, n_features=2).settings["hidden"] == 2
+    assert make_learner("rtrl", 12, n_features=2).settings["n_features"] == 2
     with pytest.raises(ValueError, match="n_features=0 must be >= 1"):
         make_learner("snap1", 12, n_features=0)
 

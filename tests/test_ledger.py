@@ -53,7 +53,7 @@ def test_ledger_scaling_laws():
     # T-BPTT's grow linearly in truncation.
     c = [cost("columnar", 12, dict(n_features=n, per_stage=n)).flops for n in (10, 20, 40)]
     assert c[2] - c[1] == pytest.approx(2 * (c[1] - c[0]), rel=0.01)
-    r = [cost("rtrl", 12, dict(hidden=h)) for h in (2, 4, 8)]
+    r = [cost("rtrl", 12, dict(n_features=h)) for h in (2, 4, 8)]
     per_param = [e.flops / e.params for e in r]
     assert per_param[2] / per_param[1] > 2.5
     t = [tbptt_cost(12, 5, k).flops for k in (5, 10, 20)]
@@ -65,10 +65,10 @@ def test_size_for_budget_fits_and_is_largest():
     assert size_for_budget("columnar", 12, budget) == 7
     for name, kw in [("snap1", {}), ("tbptt", dict(truncation=10)), ("hybrid", dict(per_stage=4))]:
         n = size_for_budget(name, 12, budget, **kw)
-        settings = {"hidden": n, "truncation": kw.get("truncation"), "n_features": n,
+        settings = {"truncation": kw.get("truncation"), "n_features": n,
                     "per_stage": kw.get("per_stage")}  # fmt: skip
         assert cost(name, 12, settings).flops <= budget
-        bigger = dict(settings, hidden=n + 1, n_features=n + (kw.get("per_stage") or 1))
+        bigger = dict(settings, n_features=n + (kw.get("per_stage") or 1))
         assert cost(name, 12, bigger).flops > budget
     with pytest.raises(ValueError, match="below the smallest tbptt network"):
         size_for_budget("tbptt", 12, 100.0)
@@ -88,14 +88,14 @@ def test_reference_model_reproduces_the_paper_pairs_within_one_unit():
 
 def test_ledger_flops_linear_in_params_for_snap1_and_ccn():
     for name, sizes in [
-        ("snap1", [dict(hidden=h) for h in (8, 32, 128)]),
+        ("snap1", [dict(n_features=h) for h in (8, 32, 128)]),
         ("hybrid", [dict(n_features=n, per_stage=n // 4) for n in (16, 64, 256)]),
         ("columnar", [dict(n_features=n, per_stage=n) for n in (8, 64, 512)]),
     ]:
         per_param = [cost(name, 12, s).flops / cost(name, 12, s).params for s in sizes]
         assert max(per_param) / min(per_param) < 1.35, (name, per_param)
     # RTRL is not: flops per parameter grow with the hidden size.
-    r = [cost("rtrl", 12, dict(hidden=h)) for h in (8, 32)]
+    r = [cost("rtrl", 12, dict(n_features=h)) for h in (8, 32)]
     assert (r[1].flops / r[1].params) / (r[0].flops / r[0].params) > 3
 
 
@@ -112,3 +112,22 @@ def test_bad_dense_settings_fail_with_one_line(kwargs, needle):
     with pytest.raises(ValueError) as e:
         make_learner(kwargs.pop("name"), 12, **kwargs)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_family_is_in_the_registry_once_and_everywhere_that_lists_families():
+    """A family is one record (learners.families): the learners, the defaults, the ledger,
+    the bench, the reports and the search spaces all know the same names."""
+    from learners import DEFAULT_SIZES, FAMILIES, FAMILY_DEFAULTS, LEARNERS, make_learner
+    from search_spaces import SPACES
+    from study.bench import SIZES
+    from study.report import ORDER
+
+    names = set(FAMILIES)
+    assert set(LEARNERS) == set(DEFAULT_SIZES) == set(FAMILY_DEFAULTS) == names
+    assert set(SPACES) == names and set(ORDER) == names
+    assert set(SIZES) - {"columnar_autodiff"} == names
+    for name, fam in FAMILIES.items():
+        learner = make_learner(name, 12)
+        # the record's default sizes are what the learner is built with
+        assert {k: learner.settings[k] for k in fam.sizes} == fam.sizes
+        assert cost(name, 12, learner.settings).params == learner.n_params, name

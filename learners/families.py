@@ -1,0 +1,133 @@
+"""The learner families, one record each: how to build one, its sizes, its defaults, its cost.
+
+Every part of the platform that needs to know a family reads it here (``make_learner``, the
+ledger's ``cost`` and ``size_for_budget``, ``study.bench``'s sizes, the reports' order), so a
+new family is one module of its own plus one ``Family`` in ``FAMILIES`` (and its search space
+in ``search_spaces``, keyed by the same name). Model: ``study.tasks.PRESETS``.
+
+Sizes: ``n_features`` is every family's size (columns or hidden units); ``per_stage`` (columns
+per stage) and ``truncation`` (T-BPTT's k) are the other shape settings, each owned by the
+families that list it in ``sizes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from learners import ledger
+from learners.api import Learner
+from learners.dense import rtrl, snap1
+from learners.linear import linear
+from learners.staged import columnar, constructive, hybrid
+from learners.tbptt import tbptt
+
+
+@dataclass(frozen=True)
+class Family:
+    """One learner family.
+
+    ``build(n_inputs, size, rmsprop, n_classes)`` makes the learner from its full ``size``
+    (``sizes`` with the caller's values over them). ``cost(m, size, rmsprop)`` is its ledger
+    entry, with the number of readout features and recurrent eligibilities that a classifier
+    readout replaces (``ledger.classifier_cost``). ``grow(n, size)`` is the size with ``n``
+    units on its budget axis (``None``: the family has no size, as linear). ``bench`` lists the
+    sizes ``study.bench`` times, smallest first.
+    """
+
+    name: str
+    about: str
+    build: Callable[..., Learner]
+    sizes: dict[str, int]
+    defaults: dict[str, float]
+    cost: Callable[[int, dict[str, int], bool], tuple[ledger.Cost, int, int]]
+    grow: Callable[[int, dict[str, int]], dict[str, int]] | None = None
+    bench: tuple[dict[str, int], ...] = field(default_factory=tuple)
+
+
+def _staged_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
+    N, P = size["n_features"], size.get("per_stage", size["n_features"])
+    return ledger.staged_cost(m, N, P, rms), N, P * 4 * (m + N - P + 2)
+
+
+def _dense_cost(entry: Callable[..., ledger.Cost]):
+    def cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
+        H = size["n_features"]
+        extra = {"truncation": size["truncation"]} if "truncation" in size else {}
+        return entry(m, H, rmsprop=rms, **extra), H, ledger.dense_params(m, H)
+
+    return cost
+
+
+def _units(n: int, size: dict[str, int]) -> dict[str, int]:
+    return {**size, "n_features": n}
+
+
+_TD = dict(alpha=1e-3, lambda_=0.99)
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "columnar", "n_features independent LSTM columns, exact RTRL (one stage)",
+            lambda m, s, **kw: columnar(m, s["n_features"], **kw),
+            {"n_features": 7}, dict(_TD, init_scale=0.5),
+            lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"]}, rms), _units,
+            tuple(dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)),
+        ),
+        Family(
+            "constructive", "one LSTM column per stage, earlier stages frozen, exact RTRL",
+            lambda m, s, **kw: constructive(m, s["n_features"], **kw),
+            {"n_features": 10}, dict(_TD, init_scale=0.2),
+            lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"], "per_stage": 1},
+                                           rms),
+            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)),
+        ),
+        Family(
+            "hybrid", "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
+            lambda m, s, **kw: hybrid(m, s["n_features"], s["per_stage"], **kw),
+            {"n_features": 20, "per_stage": 4}, dict(_TD, init_scale=0.5), _staged_cost,
+            # the budget axis counts stages: n stages of per_stage columns
+            lambda n, s: {**s, "n_features": n * s["per_stage"]},
+            tuple(dict(n_features=n, per_stage=p)
+                  for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))),
+        ),
+        Family(
+            "tbptt", "dense LSTM of n_features units, T-BPTT with truncation k every step",
+            lambda m, s, **kw: tbptt(m, s["n_features"], s["truncation"], **kw),
+            {"n_features": 8, "truncation": 5}, dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
+            _dense_cost(ledger.tbptt_cost), _units,
+            tuple(dict(n_features=8, truncation=k) for k in (5, 15, 30)),
+        ),
+        Family(
+            "snap1", "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian "
+            "block)",
+            lambda m, s, **kw: snap1(m, s["n_features"], **kw),
+            {"n_features": 8}, dict(_TD, init_scale=1.0), _dense_cost(ledger.snap1_cost),
+            _units, tuple(dict(n_features=n) for n in (8, 32, 128)),
+        ),
+        Family(
+            "rtrl", "dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; "
+            "small nets)",
+            lambda m, s, **kw: rtrl(m, s["n_features"], **kw),
+            {"n_features": 4}, dict(_TD, init_scale=1.0), _dense_cost(ledger.rtrl_cost),
+            _units, tuple(dict(n_features=n) for n in (2, 4, 8)),
+        ),
+        Family(
+            "linear", "linear TD(lambda) on the observation (memoryless baseline)",
+            lambda m, s, **kw: linear(m, **kw),
+            {}, dict(alpha=3e-4, lambda_=0.9),
+            lambda m, s, rms: (ledger.linear_cost(m, rms), m, 0), None, ({},),
+        ),
+    )
+}  # fmt: skip
+# Also the order in which reports and tables list the families.
+ORDER: tuple[str, ...] = tuple(FAMILIES)
+SHAPE_KEYS = ("n_features", "per_stage", "truncation")
+
+
+def family(name: str) -> Family:
+    """The family ``name``; a one-line ValueError names those that exist."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
