@@ -15,7 +15,17 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from learners import DEFAULT_SIZES, STAGE_FOREVER, HParams, family_defaults, stage_steps
+from learners import (
+    DEFAULT_SIZES,
+    FAMILIES,
+    STAGE_FOREVER,
+    HParams,
+    family_defaults,
+    make_learner,
+    num_stages,
+    stage_steps,
+)
+from learners.families import SHAPE_KEYS
 from learners.ledger import size_for_budget
 
 
@@ -216,8 +226,8 @@ def make_space(
             )
         params = [p for p in params if p.name != "last_stage_at"]
     if budget_flops is not None:
-        if name == "linear":
-            raise ValueError("--budget-flops does not apply to the linear space (it has no size)")
+        if FAMILIES[name].grow is None:
+            raise ValueError(f"--budget-flops does not apply to the {name} space (it has no size)")
         if not 0 < budget_flops < 1e12:
             raise ValueError(
                 f"budget_flops={budget_flops:g} is not allowed: need a number of flops per "
@@ -303,13 +313,8 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
 def _stages(name: str, sizes: dict[str, Any]) -> int:
     """How many stages a network of family ``name`` has with these sizes (the family's
     ``learners.DEFAULT_SIZES`` where one is missing or None)."""
-    given = {k: v for k, v in sizes.items() if v is not None}
-    s = {**DEFAULT_SIZES[name], **given}
-    if name == "constructive":
-        return s["n_features"]
-    if name == "hybrid":
-        return s["n_features"] // s["per_stage"]
-    return 1
+    given = {k: v for k, v in sizes.items() if v is not None and k in FAMILIES[name].sizes}
+    return num_stages(make_learner(name, 1, **given))  # (a learner is built from numpy alone)
 
 
 def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -322,7 +327,7 @@ def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     """
     name = config["learner"]
     static = {
-        k: config[k] for k in ("n_features", "per_stage", "truncation") if config.get(k) is not None
+        k: config[k] for k in SHAPE_KEYS if config.get(k) is not None
     }
     if name == "hybrid" and "n_features" not in config:
         static["n_features"] = config["per_stage"] * config["n_stages"]

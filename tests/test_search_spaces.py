@@ -186,3 +186,32 @@ def test_the_first_point_is_the_family_defaults(name):
     }
     # A range that excludes a default drops the point rather than leaving the range.
     assert make_space(name, ranges={"alpha": (0.5, 0.9)}).first_point() is None
+
+
+def test_every_parameter_a_space_samples_reaches_the_learner_or_its_run():
+    """A parameter added to a space but read by nothing would be sampled and logged while the
+    trial ignores it: every sampled name must be a shape setting of the family
+    (learners.families.SHAPE_KEYS), a field of HParams, or one that config_to_args turns into
+    those (n_stages, last_stage_at)."""
+    from learners import HParams
+    from learners.families import SHAPE_KEYS
+
+    derived = {"n_stages", "last_stage_at"}
+    for name, params in SPACES.items():
+        for p in params:
+            assert p.name in {*SHAPE_KEYS, *HParams._fields, *derived}, (name, p.name)
+        # and a change of each numeric one changes what config_to_args returns
+        point = make_space(name, None, 7, steps=1_000_000).first_point() or {}
+        base = config_to_args({"learner": name, "steps": 1_000_000, **point})
+        for p in params:
+            if p.name not in point or isinstance(point[p.name], bool):
+                continue
+            if p.name == "n_stages":
+                continue  # read through per_stage x n_stages: covered by the sizes test
+            values = p.choices or (p.low, p.high)
+            value = next(v for v in values if v != point[p.name])
+            other = dict(point, **{p.name: int(value) if p.integer else value})
+            assert config_to_args({"learner": name, "steps": 1_000_000, **other}) != base, (
+                name,
+                p.name,
+            )
