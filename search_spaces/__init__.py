@@ -326,9 +326,7 @@ def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
     stages, as ``study.run`` divides a run).
     """
     name = config["learner"]
-    static = {
-        k: config[k] for k in SHAPE_KEYS if config.get(k) is not None
-    }
+    static = {k: config[k] for k in SHAPE_KEYS if config.get(k) is not None}
     if name == "hybrid" and "n_features" not in config:
         static["n_features"] = config["per_stage"] * config["n_stages"]
     hparams = {**family_defaults(name), **{k: config[k] for k in HParams._fields if k in config}}

@@ -8,7 +8,8 @@ per block, the sum of squared return errors scored in it and their count, from w
 mean over the last ``window`` steps) and the learning curve.
 
 ``make_runner`` exposes the same loop as ``init`` + ``advance(carry, n_blocks)`` so long runs can
-be cut into chunks (progress display now, checkpoints later) without changing a single number.
+be cut into chunks (progress display, a trial's reports and checkpoints) without changing a single
+number.
 """
 
 from __future__ import annotations

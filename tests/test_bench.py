@@ -26,10 +26,21 @@ def test_learner_table_has_the_columns_and_consistent_figures(tmp_path, capsys):
                 "flops_per_step_ledger", "machine"):  # fmt: skip
         assert col in rows[0]
     assert {r["learner"] for r in rows} == {"columnar", "columnar_autodiff", "tbptt"}
+    from learners import make_learner
+
     for r in rows:
         assert int(r["params_per_stream"]) * int(r["streams"]) <= 2000
-        want = float(r["steps_per_s"]) * int(r["params_per_stream"]) * int(r["streams"])
-        assert float(r["param_steps_per_s"]) == pytest.approx(want, rel=1e-3)
+        # the size column names the network whose parameters the row counts (catches a row
+        # timed on one size and labelled with another): "7" is 7 columns, "k5:8" T-BPTT with
+        # truncation 5 and 8 units
+        label = r["size"]
+        size = {}
+        if label.startswith("k"):
+            k, label = label[1:].split(":")
+            size["truncation"] = int(k)
+        size["n_features"] = int(label)
+        name = r["learner"].removesuffix("_autodiff")
+        assert make_learner(name, 12, **size).n_params == int(r["params_per_stream"])
         assert "cores" in r["machine"] and "jax" in r["machine"]
     text = capsys.readouterr().out
     assert "closed-form traces against autodiff" in text and "7 columns, streams=2" in text
@@ -40,7 +51,10 @@ def test_memory_check_measures_the_state_the_ledger_predicts(tmp_path):
     assert main(["--memory-steps", "20000", "--memory-streams", "2", "--out", str(out)]) == 0
     (row,) = read(out)
     assert row["state_bytes_per_stream"] == row["state_bytes_ledger"]
-    assert int(row["steps"]) == 20000 and int(row["rss_bytes"]) > 0
+    # the process holds at least the streams' state (catches a figure in the wrong unit)
+    streams = 2
+    assert int(row["steps"]) == 20000
+    assert int(row["rss_bytes"]) >= streams * int(row["state_bytes_per_stream"])
 
 
 def test_crossover_is_the_smallest_batch_from_which_the_accelerator_stays_ahead():

@@ -127,10 +127,6 @@ class Animal:
     def obs_size(self) -> int:
         return 1 + self.n_cs + self.n_distractors
 
-    @property
-    def n_stored(self) -> int:
-        return 1 if self.rule == "conditioning" else self.n_patterns
-
     def make_params(
         self,
         *,
