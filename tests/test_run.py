@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learners import make_hparams, make_learner
+from learners import FAMILIES, make_hparams, make_learner
 from study.run import main, make_run, make_runner, run_batch, seed_keys
 from study.tasks import make_task
 from study.tasks.metrics import (
@@ -23,7 +23,7 @@ from study.tasks.metrics import (
     summarise_blocks,
 )
 
-LEARNERS = ["linear", "columnar", "constructive", "hybrid", "snap1", "tbptt", "rtrl"]
+LEARNERS = list(FAMILIES)  # every family of the registry
 
 
 def small(name, env):

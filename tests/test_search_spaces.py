@@ -7,7 +7,7 @@ import jax
 import optuna
 import pytest
 
-from learners import DEFAULT_SIZES, family_defaults, make_hparams, make_learner
+from learners import DEFAULT_SIZES, FAMILIES, family_defaults, make_hparams, make_learner
 from learners.ledger import cost
 from search_spaces import SPACES, config_to_args, describe, make_space
 
@@ -45,7 +45,7 @@ def test_step_sizes_are_searched_on_a_log_scale():
     assert 0.28 < below / len(alphas) < 0.52
 
 
-@pytest.mark.parametrize("name", ["columnar", "constructive", "hybrid", "snap1", "tbptt", "rtrl"])
+@pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.grow is not None])
 def test_budget_sizes_every_learner_to_the_largest_that_fits(name):
     budget = 20_000.0
     for config in sample(name, 12, budget=budget):
