@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learners import make_hparams, make_learner
+from learners import FAMILIES, family_defaults, make_hparams, make_learner
 from learners.ledger import cost, size_for_budget, tbptt_cost, tbptt_reference_flops
 
 CONFIGS = [
@@ -133,3 +134,29 @@ def test_every_family_is_in_the_registry_once_and_everywhere_that_lists_families
         # the record's default sizes are what the learner is built with
         assert {k: learner.settings[k] for k in fam.sizes} == fam.sizes
         assert cost(name, 12, learner.settings).params == learner.n_params, name
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_ledger_flops_follow_what_xla_counts_in_the_compiled_step(name):
+    """The ledger counts by hand; XLA's cost analysis counts the compiled step's operations
+    (its own conventions: transcendentals apart, fused elementwise work, padding). Measured
+    here: XLA / ledger from 0.6 (T-BPTT) to 2.0 (linear, whose step is tiny). The test holds
+    each family within a factor 2.5 either way, and, which catches a wrong growth law (a
+    ledger term missing a factor of the size), the ratio at 4x the paper's size within 35% of
+    the ratio at the paper's size."""
+    fam = FAMILIES[name]
+    sizes = [fam.sizes]
+    if "n_features" in fam.sizes:
+        sizes.append({**fam.sizes, "n_features": 4 * fam.sizes["n_features"]})
+    ratios = []
+    for size in sizes:
+        learner = make_learner(name, 12, **size)
+        hp = make_hparams(**family_defaults(name), steps_per_stage=1000)
+        state = learner.init(jax.random.PRNGKey(0), hp)
+        compiled = jax.jit(learner.step).lower(state, jnp.zeros(12), jnp.zeros(()), hp).compile()
+        analysis = compiled.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, list) else analysis
+        ratios.append(analysis["flops"] / cost(name, 12, learner.settings).flops)
+    assert all(1 / 2.5 <= r <= 2.5 for r in ratios), ratios
+    if len(ratios) == 2:
+        assert 1 / 1.35 <= ratios[1] / ratios[0] <= 1.35, ratios
