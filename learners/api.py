@@ -88,33 +88,44 @@ def make_hparams(**values: Any) -> HParams:
     )
 
 
+# The allowed values of every hyperparameter, declared once: (low, high, low open, high open);
+# None is unbounded. ``check_hparams`` and the search spaces' ranges both read it.
+BOUNDS: dict[str, tuple[float, float | None, bool, bool]] = {
+    "alpha": (0.0, None, False, False),
+    "lambda_": (0.0, 1.0, False, False),
+    "gamma": (0.0, 1.0, False, True),
+    "beta2": (0.0, 1.0, False, True),
+    "eps": (0.0, None, False, False),
+    "norm_rate": (0.0, 1.0, False, False),
+    "norm_floor": (0.0, 1.0, True, False),
+    "init_scale": (0.0, None, False, False),
+    "steps_per_stage": (1, None, False, False),
+}
+
+
+def bounds_rule(name: str) -> str:
+    """``BOUNDS[name]`` in words, e.g. ``0 < norm_floor <= 1`` or ``alpha >= 0``."""
+    lo, hi, lo_open, hi_open = BOUNDS[name]
+    left = f"{lo:g} {'<' if lo_open else '<='} "
+    if hi is None:
+        return f"{name} {'>' if lo_open else '>='} {lo:g}"
+    return f"{left}{name} {'<' if hi_open else '<='} {hi:g}"
+
+
 def check_hparams(values: dict[str, Any]) -> None:
-    """Raise a one-line ValueError naming the first value outside its allowed range."""
+    """Raise a one-line ValueError naming the first value outside its ``BOUNDS`` (NaN and
+    infinities included)."""
     import numpy as np
 
-    ranges = {
-        "alpha": (0.0, None, "a finite alpha >= 0"),
-        "lambda_": (0.0, 1.0, "0 <= lambda <= 1"),
-        "beta2": (0.0, 1.0, "0 <= beta2 < 1"),
-        "eps": (0.0, None, "eps >= 0"),
-        "norm_rate": (0.0, 1.0, "0 <= norm_rate <= 1"),
-        "norm_floor": (0.0, 1.0, "0 < norm_floor <= 1"),
-        "init_scale": (0.0, None, "init_scale >= 0"),
-        "steps_per_stage": (1, None, "steps_per_stage >= 1"),
-    }
-    for name, (lo, hi, rule) in ranges.items():
+    for name, (lo, hi, lo_open, hi_open) in BOUNDS.items():
         v = np.asarray(values[name], np.float64)
-        if np.any(v < lo) or (hi is not None and np.any(v > hi)) or not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}={values[name]} is not allowed; need {rule}")
-    g = np.asarray(values["gamma"], np.float64)
-    if np.any(g < 0) or np.any(g >= 1):
-        raise ValueError(f"gamma={values['gamma']} is outside the allowed range [0, 1)")
-    if np.any(np.asarray(values["beta2"]) >= 1.0):
-        raise ValueError(f"beta2={values['beta2']} is not allowed; need 0 <= beta2 < 1")
-    if np.any(np.asarray(values["norm_floor"]) <= 0.0):
-        raise ValueError(
-            f"norm_floor={values['norm_floor']} is not allowed; need 0 < norm_floor <= 1"
+        bad = (
+            not np.all(np.isfinite(v))
+            or np.any(v <= lo if lo_open else v < lo)
+            or (hi is not None and np.any(v >= hi if hi_open else v > hi))
         )
+        if bad:
+            raise ValueError(f"{name}={values[name]} is not allowed; need {bounds_rule(name)}")
 
 
 class Learner(NamedTuple):

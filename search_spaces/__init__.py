@@ -25,6 +25,7 @@ from learners import (
     num_stages,
     stage_steps,
 )
+from learners.api import BOUNDS
 from learners.families import SHAPE_KEYS
 from learners.ledger import size_for_budget
 
@@ -244,12 +245,11 @@ def make_space(
     return Space(name, tuple(params), budget_flops, n_inputs, tuple(sorted(fixed.items())), steps)
 
 
+# The bounds of a range or a fixed value: the hyperparameters' own (learners.api.BOUNDS), and
+# the fraction of the run at which a staged network's last stage starts.
 _UNIT = {
-    "lambda_": (0.0, 1.0),
-    "init_scale": (0.0, float("inf")),
+    **{k: (lo, math.inf if hi is None else hi) for k, (lo, hi, _, _) in BOUNDS.items()},
     "last_stage_at": (0.0, 1.0),
-    "norm_rate": (0.0, 1.0),
-    "norm_floor": (0.0, 1.0),
 }
 
 
