@@ -1,0 +1,7 @@
+"""``python -m study.bench``."""
+
+import sys
+
+from study.bench.cli import main
+
+sys.exit(main())
