@@ -7,6 +7,7 @@ curve of each chunk in one ``log_batch``, the final metrics and the status at th
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ class TrialLogger:
                  seeds: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
         self.curve, self.curve_label, self.seeds = curve, curve_label, tuple(seeds)
+        self.caption = "trial"  # the curve figure's title, before its outcome
         if run_id is None:
             found = self.client.search_runs(
                 [tracking.experiment_id],
@@ -209,6 +211,44 @@ class TrialLogger:
             ])  # fmt: skip
             history = self.client.get_metric_history(run_id, self.curve)
             self.last_step = max((m.step for m in history), default=-1)
+
+    @classmethod
+    def start(cls, tracking: Tracking, run_id: str | None, trial_id: str, tune_name: str,
+              config: dict[str, Any], run: Any, threads: int | None) -> TrialLogger:  # fmt: skip
+        """The trial's run, created (or found again) with everything MLflow shows of it: its
+        readable name, description, tags and parameters. ``run`` is the trial's
+        ``study.trainable.TrialRun`` (its learner, ledger entry and curve names)."""
+        learner, ledger = run.learner, run.ledger()
+        seeds = [int(s) for s in config["seeds"]]
+        tags = {
+            "learner": str(config["learner"]), "task": str(config.get("task")),
+            "space": str(config.get("space", config["learner"])),
+            "seeds": ",".join(str(s) for s in seeds),
+            ROLE_TAG: str(config.get("role", "tuning")), "xla_threads": str(threads or "default"),
+            CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
+                                   sort_keys=True, default=str),
+            NOTE_TAG: (
+                f"Trial `{trial_id}` ({tune_name}) of this study: the {learner.name} learner "
+                f"{learner.settings} on {config.get('task')}, {ledger['ledger_params']:,} "
+                f"parameters and {ledger['ledger_flops_per_step']:,} flops per step per stream, "
+                f"run on seeds {seeds[0]}-{seeds[-1]} for {config['steps']:,} steps. Curves: "
+                f"`{run.curve_key}` (mean over seeds) and `{run.curve_key}_seedN`, against "
+                f"environment steps; final values: `final_*` metrics."
+            ),
+        }  # fmt: skip
+        params = {**{k: v for k, v in config.items() if k != "seeds"}, **ledger}
+        title = trial_title(learner.name, learner.settings, config)
+        logger = cls(tracking, run_id, trial_id, title, tags, params, curve=run.curve_key,
+                     curve_label=run.curve_label, seeds=tuple(seeds))  # fmt: skip
+        logger.caption = f"{config['learner']} on {config.get('task')}"
+        return logger
+
+    def end(self, outcome: str, final: dict[str, float]) -> None:
+        """The trial ended (``outcome``: finished, diverged, stopped_early or failed): its
+        curve's figure (unless it failed), its final metrics and its status."""
+        if outcome != "failed":
+            self.plot_curve(f"{self.caption}: {outcome}")
+        self.finish(outcome, final)
 
     def log_curve(self, points: list[tuple[int, dict[str, float]]]) -> None:
         """Log ``(step, {key: value})`` points in one batch, skipping steps already logged."""

@@ -35,13 +35,9 @@ from study.tasks import is_classification, make_task
 from study.tasks.metrics import baselines, horizon_for, normalised, summarise_blocks
 from study.threads import limit_xla_threads, trial_threads
 from study.tracking import (
-    CONFIG_TAG,
     CURVE,
-    NOTE_TAG,
-    ROLE_TAG,
     Tracking,
     TrialLogger,
-    trial_title,
 )
 
 CHECKPOINT_FILE = "trial.npz"
@@ -444,30 +440,9 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     logger = None
     if tracking is not None:
         context = tune.get_context()
-        name, trial_id = context.get_trial_name(), context.get_trial_id()
-        tags = {"learner": str(config["learner"]), "task": str(config.get("task")),
-                "space": str(config.get("space", config["learner"])),
-                "seeds": ",".join(str(s) for s in config["seeds"]),
-                ROLE_TAG: str(config.get("role", "tuning")),
-                "xla_threads": str(threads or "default"),
-                CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
-                                       sort_keys=True, default=str)}  # fmt: skip
-        ledger = run.ledger()
-        params = {**{k: v for k, v in config.items() if k not in ("seeds",)}, **ledger}
-        title = trial_title(run.learner.name, run.learner.settings, config)
-        seeds = config["seeds"]
-        tags[NOTE_TAG] = (
-            f"Trial `{trial_id}` ({name}) of this study: the {run.learner.name} learner "
-            f"{run.learner.settings} on {config.get('task')}, {ledger['ledger_params']:,} "
-            f"parameters and {ledger['ledger_flops_per_step']:,} flops per step per stream, run "
-            f"on seeds {seeds[0]}-{seeds[-1]} for {config['steps']:,} steps. Curves: "
-            f"`{run.curve_key}` (mean over seeds) and `{run.curve_key}_seedN`, against "
-            f"environment steps; final values: `final_*` metrics."
-        )
         with clock.part("logging"):
-            logger = TrialLogger(tracking, run_id, trial_id, title, tags, params,
-                                 curve=run.curve_key, curve_label=run.curve_label,
-                                 seeds=tuple(seeds))  # fmt: skip
+            logger = TrialLogger.start(tracking, run_id, context.get_trial_id(),
+                                       context.get_trial_name(), config, run, threads)  # fmt: skip
     metrics: dict[str, Any] = {}
     status = "running"
 
@@ -476,9 +451,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         status = outcome
         if logger is not None:
             with clock.part("logging"):
-                if outcome != "failed":
-                    logger.plot_curve(f"{config['learner']} on {config.get('task')}: {outcome}")
-                logger.finish(outcome, final_metrics({**metrics, **clock.metrics()}))
+                logger.end(outcome, final_metrics({**metrics, **clock.metrics()}))
 
     try:
         while not run.finished:
