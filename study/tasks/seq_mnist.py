@@ -35,7 +35,6 @@ class SeqMnistParams(NamedTuple):
     train_y: jax.Array  # int32 [N]
     test_x: jax.Array  # float32 [N_test, 28, 28]
     test_y: jax.Array  # int32 [N_test]
-    gamma: float = 0.0  # no discounting: classification has no return (kept for callers)
 
 
 @dataclass(frozen=True)
