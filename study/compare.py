@@ -296,7 +296,7 @@ def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
     ValueError when no family has a finished trial."""
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import CONFIG_TAG, STATUS_TAG
+    from study.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
     from study.trainable import objective
 
     client = MlflowClient(eval_plan["tracking_uri"])
@@ -306,7 +306,7 @@ def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
     for study in stages:
         exp = client.get_experiment_by_name(study)
         runs = [r for r in client.search_runs([exp.experiment_id], max_results=50_000)
-                if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+                if PARENT_TAG in r.data.tags]  # fmt: skip
         for r in runs:
             used.update(int(s) for s in r.data.tags.get("seeds", "").split(",") if s)
         done = [

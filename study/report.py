@@ -37,6 +37,7 @@ from learners.families import ORDER
 from study import stores
 from study.cli import Parser, fail, writable_folder
 from study.stats import mean_ci
+from study.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,14 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                 f"{', '.join(known) or '(none)'}"
             )
         runs = client.search_runs([exp.experiment_id], max_results=50_000)
-        if not any("mlflow.parentRunId" in r.data.tags for r in runs):
+        if not any(PARENT_TAG in r.data.tags for r in runs):
             raise ValueError(f"experiment {name!r} has no trial recorded yet: nothing to report")
-        launches = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        launches = [r for r in runs if PARENT_TAG not in r.data.tags]
         if launches:
             parents[name] = max(launches, key=lambda r: r.info.start_time).info.run_id
         for r in runs:
             tags = r.data.tags
-            if "mlflow.parentRunId" not in tags:
+            if PARENT_TAG not in tags:
                 continue
             seeds = [int(s) for s in tags.get("seeds", "").split(",") if s]
             trials.append(
@@ -193,11 +194,11 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     run_id=r.info.run_id,
                     experiment=name,
                     learner=tags.get("learner", "?"),
-                    status=tags.get("ccn.status", "unknown"),
+                    status=tags.get(STATUS_TAG, "unknown"),
                     params=dict(r.data.params),
                     metrics=dict(r.data.metrics),
                     seeds=seeds,
-                    role=tags.get("ccn.role", "tuning"),
+                    role=tags.get(ROLE_TAG, "tuning"),
                     task=tags.get("task", ""),
                 )
             )

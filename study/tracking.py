@@ -32,6 +32,7 @@ class Tracking:
 
 
 ROLE_TAG = "ccn.role"  # "launch" on the parent run of each launch
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a trial's run names its launch's run
 TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
 # The Ray node ids a trial ran on, in order: a trial restarted elsewhere lists both.
 NODES_TAG = "ccn.nodes"
@@ -194,7 +195,7 @@ class TrialLogger:
         if run_id is None:
             run = self.client.create_run(
                 tracking.experiment_id,
-                tags={"mlflow.parentRunId": tracking.parent_run_id, "mlflow.runName": name,
+                tags={PARENT_TAG: tracking.parent_run_id, "mlflow.runName": name,
                       STATUS_TAG: "running", TRIAL_TAG: trial_id, NODES_TAG: node, **tags},
             )  # fmt: skip
             self.run_id = run.info.run_id
