@@ -4,6 +4,7 @@ windowed MSRE and its normalised value, steps per second), and a line when a tri
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -34,6 +35,21 @@ class Progress(Callback):
         self.last: dict[str, dict[str, Any]] = {}
         self.labels: dict[str, str] = {}
         self.t0 = self.printed = time.monotonic()
+        self.running: set[str] = set()
+        # The trials running when the user pressed Ctrl+C; None while not interrupted.
+        self.interrupted: set[str] | None = None
+        # Ray Tune handles Ctrl+C itself and says so only on its logger: its notices are
+        # replaced by lines of ours, and the launch learns of the interruption here.
+        logging.getLogger("ray.tune.tune").addFilter(self._tune_notice)
+
+    def _tune_notice(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Stop signal received"):
+            self.interrupted = set(self.running)
+            print(f"{self._stamp()} stopping: saving the state of {len(self.running)} running "
+                  f"trial(s) (Ctrl+C again stops at once)", flush=True)  # fmt: skip
+            return False
+        return not message.startswith("Experiment has been interrupted")
 
     def _label(self, trial) -> str:
         if trial.trial_id not in self.labels:
@@ -55,6 +71,7 @@ class Progress(Callback):
         return f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - self.t0:.0f}s]"
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.trial_id)
         print(f"{self._stamp()} started  {trial.trial_id}  {self._label(trial)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -77,13 +94,15 @@ class Progress(Callback):
                 print(self._line(t, result))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
         result = self.last.get(trial.trial_id, {})
         how = "diverged" if result.get("diverged") else "finished"
         if how == "finished" and result.get("steps_done", self.steps) < self.steps:
-            how = "stopped"  # by the scheduler (ASHA)
+            how = "stopped" if self.interrupted is None else "paused "  # ASHA or Ctrl+C
         print(f"{self._stamp()} {how} {self._line(trial, result).lstrip()}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
         where = trial.local_path or "the Ray results"
         print(f"{self._stamp()} FAILED   {trial.trial_id}  {self._label(trial)} (Ray Tune "
               f"retries it; its error is in {where})", flush=True)  # fmt: skip

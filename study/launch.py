@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expose-ray", action="store_true",
                    help="let the local Ray listen on every interface of this machine (default: "
                    "127.0.0.1 only)")  # fmt: skip
+    p.add_argument("--reuse-actors", action="store_true",
+                   help="run a worker's next trial in the same Ray actor (saves a JAX start per "
+                   "trial; the dashboard then names each actor by its first trial)")  # fmt: skip
     p.add_argument("--budget-flops", default="auto",
                    help="flops per step per stream every network is sized to: a number, "
                    "'auto' (default: the compute of the family's paper-sized network, unless a "
@@ -359,7 +362,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
 
     from study import local_ray
     from study.console import Progress
-    from study.tracking import reconcile
+    from study.tracking import mark_interrupted, reconcile
     from study.trainable import final_metrics, trainable
 
     base = plan["base"]
@@ -406,6 +409,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         tune.with_parameters(trainable, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
+    progress = Progress(metric, base["steps"])
     if args.resume:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:
@@ -419,13 +423,13 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
                 max_concurrent_trials=args.concurrency,
                 metric=metric,
                 mode=mode,
-                reuse_actors=True,
+                reuse_actors=args.reuse_actors,
             ),  # fmt: skip
             run_config=tune.RunConfig(
                 storage_path=plan["storage_path"],
                 name=plan["name"],
                 verbose=0,  # the console is study.console's
-                callbacks=[Progress(metric, base["steps"])],
+                callbacks=[progress],
                 # Tune forces a (slow, warned about) experiment snapshot whenever a trial
                 # checkpoints num_to_keep times between two snapshots: keep enough (each is
                 # a few kB) that reports every few seconds never force one.
@@ -442,7 +446,9 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     # that copy is synced from a staging folder in the background and can lag a trial.
     analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(path)
     trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
-    if any(status not in ("TERMINATED", "ERROR") for status, _ in trials.values()):
+    unfinished = {i for i, (status, _) in trials.items() if status not in ("TERMINATED", "ERROR")}
+    if progress.interrupted is not None or unfinished:
+        mark_interrupted(tracking, (progress.interrupted or set()) | unfinished)
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s: run the same command "
               f"with --resume to continue")  # fmt: skip
         return 130

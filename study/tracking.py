@@ -17,8 +17,10 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-STATUS_TAG = "ccn.status"  # running, finished, stopped_early, diverged or failed
-RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED"}  # MLflow's run status; else FINISHED
+# running, finished, stopped_early, diverged, failed, or interrupted (until --resume)
+STATUS_TAG = "ccn.status"
+# MLflow's run status of each outcome; FINISHED for the others.
+RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED", "interrupted": "KILLED"}
 CURVE = "curve_msre_windowed"  # the learning curve logged at every block (prediction)
 
 
@@ -172,6 +174,28 @@ def reconcile(
     return counts
 
 
+def mark_interrupted(tracking: Tracking, trial_ids: set[str]) -> int:
+    """After a Ctrl+C: the runs of the trials that were running, which their trainables closed
+    as stopped early (a trial cannot tell the user's stop from a scheduler's), are marked
+    ``interrupted`` (MLflow status KILLED), and the parent run KILLED, until ``--resume`` reopens
+    them. Returns how many trial runs were marked."""
+    client = MlflowClient(tracking.uri)
+    runs = client.search_runs(
+        [tracking.experiment_id], f"tags.mlflow.parentRunId = '{tracking.parent_run_id}'"
+    )
+    marked = 0
+    for run in runs:
+        if run.data.tags.get(TRIAL_TAG) in trial_ids and run.data.tags.get(STATUS_TAG) in (
+            "running",
+            "stopped_early",
+        ):
+            client.set_tag(run.info.run_id, STATUS_TAG, "interrupted")
+            client.set_terminated(run.info.run_id, RUN_STATUS["interrupted"])
+            marked += 1
+    client.set_terminated(tracking.parent_run_id, RUN_STATUS["interrupted"])
+    return marked
+
+
 class TrialLogger:
     """One trial's child run. A trial Tune restarts or resumes (same trial id) finds its run
     again, so a trial has one run however often it restarts; points of the curve already
@@ -205,6 +229,7 @@ class TrialLogger:
             self.last_step = -1
         else:
             self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")  # if closed as interrupted
             before = self.client.get_run(run_id).data.tags.get(NODES_TAG, "")
             self.client.log_batch(run_id, tags=[
                 RunTag(STATUS_TAG, "running"),

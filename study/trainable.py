@@ -9,7 +9,8 @@ per seed), steps done and steps per second, with a checkpoint, and it stops at o
 
 Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
 ``search_spaces.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
-``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``.
+``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop`` and
+``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly ``chunk_steps``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from study.tracking import (
 )
 
 CHECKPOINT_FILE = "trial.npz"
-# A trial reports (metrics, curve points, checkpoint) at least this often, in seconds.
+# A trial reports (metrics, curve points, checkpoint) at least every REPORT_S seconds, and
+# at most every REPORT_MIN_S: a chunk of fast blocks runs on until then, so that checkpoints
+# a fraction of a second apart never force Tune into back-to-back experiment snapshots.
 REPORT_S = 20.0
+REPORT_MIN_S = 2.0
 
 
 def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) -> None:
@@ -57,6 +61,7 @@ def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) 
         raise ValueError(f"steps={run.steps} and chunk_steps={chunk} must be multiples of "
                          f"block={run.block}")  # fmt: skip
     run.chunk_blocks = chunk // run.block
+    run.report_min_s = float(config.get("report_min_s", REPORT_MIN_S))
 
 
 class TrialRun:
@@ -97,19 +102,21 @@ class TrialRun:
         )
 
     def _run_chunk(self) -> float:
-        """Run the next chunk: ``chunk_blocks`` blocks (or what is left of the run), or fewer
-        once ``REPORT_S`` seconds have passed, so that a trial reports within seconds of its
-        start (compilation included) however slow its learner. Blocks run one compiled call
-        each (one program for every chunk length; a block is thousands of steps, so a call's
-        fixed cost is a fraction of a percent). Returns steps per second."""
-        n_max = min(self.chunk_blocks, self.steps // self.block - self.blocks_done)
+        """Run the next chunk: ``chunk_blocks`` blocks, or fewer once ``REPORT_S`` seconds
+        have passed, so that a trial reports within seconds of its start (compilation
+        included) however slow its learner; or more until ``REPORT_MIN_S`` seconds have
+        passed, however fast; never past the run's end. Blocks run one compiled call each
+        (one program for every chunk length; a block is thousands of steps, so a call's fixed
+        cost is a fraction of a percent). Returns steps per second."""
+        left = self.steps // self.block - self.blocks_done
         t0 = time.perf_counter()
         n = 0
-        while n < n_max:
+        while n < left:
             self.carry, stats = self._advance(self.carry, self.hp, self.tp, 1)
             self.history.append(self.stats_type(*jax.tree.map(np.asarray, stats)))
             n += 1
-            if time.perf_counter() - t0 > REPORT_S:
+            elapsed = time.perf_counter() - t0
+            if elapsed > REPORT_S or (n >= self.chunk_blocks and elapsed >= self.report_min_s):
                 break
         self.blocks_done += n
         return n * self.block / (time.perf_counter() - t0)
@@ -418,6 +425,32 @@ class Clock:
         return out
 
 
+class NamedActor:
+    """Mixin of the trial's Ray actor (Tune's ``__mixins__``): the actor's repr, which the Ray
+    dashboard lists beside the class name and prefixes the actor's log lines with, is the
+    Tune trial id and the trial's readable name, e.g. ``3f2a_00001 hybrid 20:4 a=1e-3 l=0.99``.
+    Ray reads the repr once, when the actor is created: a reused actor (``--reuse-actors``)
+    keeps the name of its first trial, and then says so."""
+
+    def setup(self, config: dict[str, Any]) -> None:  # Trainable.__init__ calls it
+        self._name = actor_name(self.trial_id, config)
+        super().setup(config)  # type: ignore[misc]
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        # The dashboard keeps the first name; the log prefix follows the trial.
+        self._name = actor_name(self.trial_id, new_config, reused=True)
+        print(f":actor_name:{self._name}", flush=True)  # Ray's log-prefix marker
+        return super().reset_config(new_config)  # type: ignore[misc]
+
+
+def actor_name(trial_id: str, config: dict[str, Any], reused: bool = False) -> str:
+    """The trial's name in Ray: Tune trial id, then ``study.console.trial_label``."""
+    from study.console import trial_label
+
+    name = f"{trial_id} {trial_label(config)}"
+    return f"{name} (reused worker)" if reused else name
+
+
 def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
     divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
@@ -482,6 +515,9 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         if status == "running":
             close("failed")
         raise
+
+
+trainable.__mixins__ = (NamedActor,)  # type: ignore[attr-defined]
 
 
 def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:

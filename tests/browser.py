@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Where browser tests keep their screenshots (CI keeps the folder).
+ARTIFACTS = Path(os.environ.get("CCN_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
+
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -101,10 +104,19 @@ class Browser:
     def call(self, method: str, **params):
         return self.loop.run_until_complete(self._call(method, **params))
 
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression on the open page; None while the page is
+        navigating (as when a form reloads it)."""
+        try:
+            result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        except RuntimeError as e:
+            if "navigated or closed" in str(e) or "context" in str(e).lower():
+                return None
+            raise
+        return result.get("result", {}).get("value")
+
     def text(self) -> str:
-        result = self.call("Runtime.evaluate", expression="document.body.innerText",
-                           returnByValue=True)  # fmt: skip
-        return result.get("result", {}).get("value", "") or ""
+        return self.evaluate("document.body ? document.body.innerText : ''") or ""
 
     def open(self, url: str, until: list[str], timeout: float = 90.0) -> str:
         """Load ``url``; return the page's text once it holds every string of ``until``."""
@@ -113,8 +125,7 @@ class Browser:
 
     def open_again(self, until: list[str], timeout: float = 90.0) -> str:
         """Wait, on the page already open, until its text holds every string of ``until``."""
-        url = self.call("Runtime.evaluate", expression="location.href",
-                        returnByValue=True)["result"].get("value")  # fmt: skip
+        url = self.evaluate("location.href")
         deadline = time.monotonic() + timeout
         while True:
             text = self.text()
@@ -126,11 +137,29 @@ class Browser:
                                      f"the page shows:\n{text[:3000]}")  # fmt: skip
             time.sleep(0.5)
 
+    def type_into(self, selector: str, text: str) -> None:
+        """Focus the first element matching the CSS ``selector`` and type ``text`` into it, as
+        a user's keyboard would (the page's own input handlers see it)."""
+        found = self.call("Runtime.evaluate", returnByValue=True, expression=(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            "if (!e) return false; e.focus(); return true; })()"
+        ))["result"].get("value")  # fmt: skip
+        assert found, f"no element matches {selector}"
+        self.call("Input.insertText", text=text)
+
+    def click(self, selector: str, text: str) -> None:
+        """Click the first element matching ``selector`` whose visible text is ``text``."""
+        clicked = self.call("Runtime.evaluate", returnByValue=True, expression=(
+            f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+            f".find(e => e.innerText.trim() === {json.dumps(text)}); "
+            "if (!e) return false; e.click(); return true; })()"
+        ))["result"].get("value")  # fmt: skip
+        assert clicked, f"no {selector} reads {text!r}"
+
     def wait(self, expression: str, timeout: float = 90.0) -> None:
         """Wait until the JavaScript ``expression`` is true on the open page."""
         deadline = time.monotonic() + timeout
-        while not self.call("Runtime.evaluate", expression=f"Boolean({expression})",
-                            returnByValue=True)["result"].get("value"):  # fmt: skip
+        while not self.evaluate(f"Boolean({expression})"):
             if time.monotonic() > deadline:
                 raise AssertionError(f"still not true after {timeout:.0f} s: {expression}")
             time.sleep(0.5)

@@ -389,3 +389,60 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     assert row["accuracy_ci95"] == pytest.approx(half, rel=1e-9)
     page = (tmp_path / "report" / "report.html").read_text()
     assert "accuracy_mean" in page and "msre" not in page.lower()
+
+
+@CLI
+def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
+    """Open the Ray dashboard as the launch's line says: it asks for the token, which the
+    user pastes from the file the line names; its Actors page then lists every running trial
+    by its Tune id and readable name. Ctrl+C then pauses the study: exit 130, the running
+    trials' MLflow runs marked interrupted (not stopped early), and a line saying to resume."""
+    import re
+
+    from browser import ARTIFACTS, Browser, chromium
+
+    chromium()
+    argv = ["--space", "columnar", "--smoke", "--trials", "2", "--concurrency", "2",
+            "--steps", "100000000", "--set", "n_features=3"]  # fmt: skip
+    log = tmp_path / "launch.log"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "study.launch", *argv], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        started = wait_for(lambda: re.findall(r"started  (\w+)  (.+)", log.read_text())
+                           if log.read_text().count("started  ") == 2 else None,
+                           timeout=180, log=log)  # fmt: skip
+        line = re.search(r"Ray dashboard: (\S+) \(it asks for a token: paste the contents of "
+                         r"(\S+)", log.read_text())  # fmt: skip
+        assert line, log.read_text()
+        url, token_file = line.group(1), Path(line.group(2)).expanduser()
+        with Browser(tmp_path / "profile") as b:
+            b.open(url, until=["Authentication Token Required"])
+            b.type_into("[role=dialog] input[type=password]", token_file.read_text().strip())
+            b.click("[role=dialog] button", "SUBMIT")
+            b.wait("!document.body.innerText.includes('Authentication Token Required')")
+            b.call("Page.navigate", url=f"{url}/#/actors")
+            names = [f"{trial_id} {label.strip()}" for trial_id, label in started]
+            b.open_again(until=["ALIVE", *names])
+            b.screenshot(ARTIFACTS / "ray-dashboard-actors.png")
+
+        def both_logging():
+            _, _, children, _ = records(tmp_path / "runs", "columnar-trace_patterning",
+                                        optuna_too=False)  # fmt: skip
+            return len(children) == 2
+
+        wait_for(both_logging, timeout=120, log=log)
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        proc.wait(timeout=120)
+    out = log.read_text()
+    assert proc.returncode == 130, out[-3000:]
+    assert "stopping: saving the state of 2 running trial(s)" in out
+    assert "run the same command with --resume to continue" in out
+    assert "Experiment has been interrupted" not in out and "finished in" not in out
+    _, parents, children, _ = records(tmp_path / "runs", "columnar-trace_patterning",
+                                      optuna_too=False)  # fmt: skip
+    assert [r.info.status for r in parents] == ["KILLED"]
+    assert sorted(r.data.tags["ccn.status"] for r in children) == ["interrupted"] * 2
+    assert {r.info.status for r in children} == {"KILLED"}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import ARTIFACTS
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.xdist_group("report")
 
 EVAL = "cmp"  # the evaluation's experiment; the tuning studies are cmp-columnar, cmp-linear
 EXPERIMENTS = (EVAL, "cmp-columnar", "cmp-linear")
-ARTIFACTS = Path(os.environ.get("CCN_TEST_ARTIFACTS", Path(__file__).parents[1] / "test-artifacts"))
 COMPARE = ["--name", EVAL, "--spaces", "columnar,linear", "--smoke", "--seeds", "2",
            "--eval-seeds", "3", "--trials", "4", "--concurrency", "1",
            # one columnar shape: one compile; plain TD with step sizes up to 30 on the

@@ -85,6 +85,7 @@ def test_columnar_learner_classifies_held_out_digits_well_above_chance(name):
 CONFIG = dict(
     learner="hybrid", n_features=4, per_stage=2, steps_per_stage=2800, alpha=3e-3,
     task="seq_mnist", seeds=[0, 1], steps=8400, chunk_steps=2800, block=1400, window=2800,
+    report_min_s=0,
 )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from study.trainable import TrialRun, trainable
 
 BASE = dict(
     learner="columnar", n_features=3, alpha=3e-3, task="trace_conditioning",
-    seeds=[0, 1], steps=4000, chunk_steps=1000, block=500, window=1000,
+    seeds=[0, 1], steps=4000, chunk_steps=1000, block=500, window=1000, report_min_s=0,
 )  # fmt: skip
 
 
