@@ -296,12 +296,12 @@ def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
     ValueError when no family has a finished trial."""
     from mlflow.tracking import MlflowClient
 
+    from study.kinds import kind_of
     from study.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
-    from study.trainable import objective
 
     client = MlflowClient(eval_plan["tracking_uri"])
-    metric, mode = objective(args.task)
-    final, pick = f"final_{metric}", max if mode == "max" else min
+    kind = kind_of(args.task)
+    final, pick = kind.final, max if kind.higher_better else min
     configs, used, lost = [], {-1}, []
     for study in stages:
         exp = client.get_experiment_by_name(study)
@@ -484,7 +484,7 @@ def _report(
 
     result = make_report(plan["tracking_uri"], experiments, out,
                          notes=notes if orderings_of is not None else None)  # fmt: skip
-    print("\n" + table_text(result["summary"], result["measure"].name))
+    print("\n" + table_text(result["summary"], result["measure"].measure))
     if orderings_of is not None:
         heading, lines = notes(result["summary"])
         text = "\n".join([heading + ":", *(f"- {line}" for line in lines)])
@@ -496,9 +496,8 @@ def _report(
     m = result["measure"]
     evaluation = MlflowClient(plan["tracking_uri"]).get_experiment_by_name(experiments[0])
     if evaluation is not None:  # its runs sorted by result, each by name
-        print(launch._browse_hint(plan["tracking_uri"], evaluation.experiment_id,
-                                  m.final.removeprefix("final_"),
-                                  "max" if m.higher_better else "min"))  # fmt: skip
+        print(launch._browse_hint(plan["tracking_uri"], evaluation.experiment_id, m.metric,
+                                  m.mode))  # fmt: skip
     return 0
 
 

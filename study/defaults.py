@@ -19,8 +19,9 @@ from typing import Any
 
 from learners import DEFAULT_SIZES, LEARNERS, family_defaults, make_learner, num_stages, stage_steps
 from study.cli import Parser, count, fail, writable_file
+from study.kinds import PREDICTION, kind_of
 from study.stats import mean_ci
-from study.tasks import DEFAULT_TASK, is_classification, make_task
+from study.tasks import DEFAULT_TASK, make_task
 from study.threads import limit_xla_threads
 
 COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "nmsre",
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = [n for n in names if n not in LEARNERS]
         if bad or not names:
             raise ValueError(f"--learners {args.learners!r}: allowed: {', '.join(LEARNERS)}")
-        if is_classification(args.task):
+        if kind_of(args.task) is not PREDICTION:
             raise ValueError(f"--task {args.task}: allowed: a prediction task")
         make_task(args.task)
         out = writable_file(args.out, "--out")

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from search_spaces import SPACES, describe, make_space
 from study import stores
 from study.cli import Parser, count, fail, probe, real, redact, writable_folder
-from study.tasks import DEFAULT_TASK, is_classification, make_env
+from study.kinds import kind_of
+from study.tasks import DEFAULT_TASK, make_env
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
@@ -123,7 +122,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.study_name is not None and not _NAME.fullmatch(args.study_name):
         raise ValueError(f"--study-name {args.study_name!r}: allowed: letters, digits and "
                          f"._- (at most 100, not starting with a dot)")  # fmt: skip
-    if args.data_dir and not is_classification(args.task):
+    if args.data_dir and not kind_of(args.task).takes_data_dir:
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
     if args.data_dir:
         args.data_dir = str(Path(args.data_dir).expanduser().resolve())
@@ -317,10 +316,9 @@ def _study(args: argparse.Namespace, plan: dict[str, Any], path: str) -> int:
     from mlflow.tracking import MlflowClient
 
     from study.tracking import start_study
-    from study.trainable import objective
 
     runs: Path = plan["runs"]
-    metric, mode = objective(args.task)
+    metric, mode = kind_of(args.task).metric, kind_of(args.task).mode
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
         return fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
@@ -401,7 +399,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         task=args.task, space=args.space, seeds=seeds, steps=base["steps"],
         chunk_steps=base["chunk"], block=base["block"], window=base["window"],
     )  # fmt: skip
-    if is_classification(args.task):
+    if kind_of(args.task).takes_data_dir:
         param_space["data_dir"] = args.data_dir
     if configs is not None:
         param_space.update(role="eval", fixed=tune.grid_search(configs))
@@ -465,7 +463,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         shown = {k: v for k, v in best.config.items() if k not in param_space}
         shown.update(best.config.get("fixed", {}))
         print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
-        print(_verdict(best.metrics))
+        print(kind_of(args.task).verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
     print(_browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
@@ -515,24 +513,6 @@ def _description(args: argparse.Namespace, plan: dict[str, Any], path: str) -> s
         f"Optuna storage: `{redact(plan['storage'])}`, study `{plan['name']}`",
     ]
     return "\n".join(lines)
-
-
-def _verdict(metrics: dict[str, Any]) -> str:
-    """One line saying whether the best trial learned: its normalised MSRE (mean over seeds
-    and 95% interval) against 1, the best constant predictor's."""
-    from study.stats import mean_ci
-
-    seeds = [k for k in metrics if k.startswith("nmsre_windowed_seed")]
-    if not seeds:
-        return ""
-    mean, half = mean_ci(np.asarray([metrics[k] for k in seeds], np.float64))
-    upper = mean + (half if math.isfinite(half) else 0.0)
-    verdict = ("learned" if upper < 1.0 else
-               "NOT LEARNED: a constant predictor does as well")  # fmt: skip
-    return (
-        f"normalised MSRE {mean:.3f} ± {half:.3f} (95% CI over {len(seeds)} seeds; 1 = the "
-        f"best constant predictor's): {verdict}"
-    )
 
 
 def _created(open_store: Callable[[], Any]) -> Any:

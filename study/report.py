@@ -36,54 +36,20 @@ import numpy as np
 from learners.families import ORDER
 from study import stores
 from study.cli import Parser, fail, writable_folder
+from study.kinds import PREDICTION, TaskKind, kind_of
 from study.stats import mean_ci
 from study.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
 
 
-@dataclass(frozen=True)
-class Measure:
-    """What a report compares: the final metric of each trial and its learning curve."""
-
-    name: str  # column name in the tables ("msre", "accuracy")
-    final: str  # MLflow key of the final value (per seed: FINAL_seed{s})
-    curve: str  # MLflow key of the learning curve (per seed: CURVE_seed{s})
-    higher_better: bool
-    label: str  # axis label of the final value
-    curve_label: str  # axis label of the curve
-    log: bool  # log axis for the value
-
-    @property
-    def worst(self) -> float:
-        return -math.inf if self.higher_better else math.inf
-
-    def best(self, trials: list[Trial]) -> Trial:
-        return (max if self.higher_better else min)(trials, key=lambda t: t.final)
-
-
-PREDICTION = Measure("msre", "final_msre_windowed", "curve_msre_windowed", False,
-                     "final windowed MSRE", "windowed MSRE", True)  # fmt: skip
-CLASSIFICATION = Measure(
-    "accuracy", "final_heldout_accuracy", "curve_accuracy_windowed", True,
-    "final held-out accuracy", "online accuracy (windowed)", False,
-)  # fmt: skip
-# What the curves were called in studies recorded before they were named to come first in
-# MLflow's chart view (which orders metrics by name, and puts final_* before *_curve).
-OLD_NAMES = {
-    PREDICTION.curve: "msre_windowed_curve",
-    CLASSIFICATION.curve: "accuracy_windowed_curve",
-}
-
-
-def measure_for(trials: list[Trial]) -> Measure:
-    """Accuracy for sequential MNIST studies, MSRE for prediction; one or the other."""
-    from study.tasks import is_classification
-
-    kinds = {is_classification(t.task) for t in trials if t.task}
+def measure_for(trials: list[Trial]) -> TaskKind:
+    """The task kind of the trials' studies (its final value and curve are what the report
+    compares): one kind per report."""
+    kinds = {kind_of(t.task) for t in trials if t.task}
     if len(kinds) > 1:
         tasks = sorted({t.task for t in trials})
         raise ValueError(f"cannot compare classification and prediction studies in one report "
                          f"(tasks: {', '.join(tasks)})")  # fmt: skip
-    return CLASSIFICATION if kinds == {True} else PREDICTION
+    return kinds.pop() if kinds else PREDICTION
 
 
 @dataclass
@@ -100,7 +66,7 @@ class Trial:
     role: str = "tuning"
     seed_finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
     task: str = ""
-    measure: Measure = PREDICTION
+    measure: TaskKind = PREDICTION
 
     @property
     def final(self) -> float:
@@ -243,8 +209,8 @@ def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
                 "params": int(t.n_params) if math.isfinite(t.n_params) else "",
                 "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
                 "seeds": len(t.seeds),
-                f"{t.measure.name}_mean": mean,
-                f"{t.measure.name}_ci95": half,
+                f"{t.measure.measure}_mean": mean,
+                f"{t.measure.measure}_ci95": half,
                 **_normalised_columns(t),
                 "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
                 "run_id": t.run_id,
@@ -264,7 +230,7 @@ def _normalised_columns(t: Trial) -> dict[str, Any]:
 
 def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean and 95% t half-width over seeds of a trial's learning curve."""
-    for curve in (trial.measure.curve, OLD_NAMES[trial.measure.curve]):
+    for curve in (trial.measure.curve, trial.measure.old_curve):
         per_seed = []
         for s in trial.seeds:
             history = client.get_metric_history(trial.run_id, f"{curve}_seed{s}")
@@ -355,7 +321,7 @@ def _colors(learners: list[str]) -> dict[str, Any]:
 
 
 def plot_curves(client, best: dict[str, Trial], colors, path: Path,
-                m: Measure = PREDICTION) -> dict[str, Any]:  # fmt: skip
+                m: TaskKind = PREDICTION) -> dict[str, Any]:  # fmt: skip
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     data = {}
@@ -393,7 +359,7 @@ def _finished(trials: list[Trial], learner: str, x: str) -> list[Trial]:
     ]
 
 
-def plot_sensitivity(trials: list[Trial], colors, path: Path, m: Measure = PREDICTION) -> None:
+def plot_sensitivity(trials: list[Trial], colors, path: Path, m: TaskKind = PREDICTION) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
@@ -413,7 +379,7 @@ def plot_sensitivity(trials: list[Trial], colors, path: Path, m: Measure = PREDI
     plt.close(fig)
 
 
-def plot_compute(trials: list[Trial], colors, path: Path, m: Measure = PREDICTION) -> None:
+def plot_compute(trials: list[Trial], colors, path: Path, m: TaskKind = PREDICTION) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for learner in _learners(trials):
@@ -481,7 +447,7 @@ def trial_rows(trials: list[Trial]) -> list[dict[str, Any]]:
             "learner": t.learner,
             "role": t.role,
             "status": t.status,
-            t.measure.name: t.final,
+            t.measure.measure: t.final,
             **{k: v for k, v in _normalised_columns(t).items() if k != "nmsre_ci95"},
             "diverged_at_step": t.metrics.get("final_diverged_at_step", ""),
             "steps_done": t.metrics.get("final_steps_done", ""),
@@ -503,7 +469,7 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
-               figures: dict[str, Path], m: Measure = PREDICTION,
+               figures: dict[str, Path], m: TaskKind = PREDICTION,
                notes: tuple[str, list[str]] | None = None) -> None:  # fmt: skip
     """The report page; ``notes`` = (heading, lines) adds a section after the summary."""
     ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
@@ -516,8 +482,9 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
     )
     normalised = [] if m.higher_better else ["nmsre_mean", "nmsre_ci95", "learned"]
     summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds",
-                    f"{m.name}_mean", f"{m.name}_ci95", *normalised, "steps_per_s"]  # fmt: skip
-    trial_cols = ["experiment", "learner", "role", "status", m.name,
+                    f"{m.measure}_mean", f"{m.measure}_ci95", *normalised,
+                    "steps_per_s"]  # fmt: skip
+    trial_cols = ["experiment", "learner", "role", "status", m.measure,
                   *(["nmsre_mean", "learned"] if normalised else []), "steps_done",
                   "flops_per_step", "configuration"]  # fmt: skip
     unlearned = [r["learner"] for r in summary if r.get("learned") == "NO"]
@@ -613,8 +580,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
             {
                 "learner": name,
                 "step": int(step),
-                f"{m.name}_mean": float(v),
-                f"{m.name}_ci95": float(h),
+                f"{m.measure}_mean": float(v),
+                f"{m.measure}_ci95": float(h),
             }  # fmt: skip
             for name, (steps, mean, half) in curves.items()
             for step, v, h in zip(steps, mean, half, strict=True)
@@ -664,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         result = make_report(uri, names, out)
     except ValueError as e:
         return fail(str(e))
-    print(table_text(result["summary"], result["measure"].name))
+    print(table_text(result["summary"], result["measure"].measure))
     unlearned = [r["learner"] for r in result["summary"] if r.get("learned") == "NO"]
     if unlearned:
         print(f"\nNOT LEARNED (normalised MSRE not below 1 with 95% confidence): "

@@ -36,8 +36,9 @@ from learners import (
 )
 from learners import make_learner as _make_learner
 from study.cli import Parser, count, fail, real
+from study.kinds import kind_of
 from study.stats import mean_ci
-from study.tasks import DEFAULT_TASK, TASKS, is_classification, make_task
+from study.tasks import DEFAULT_TASK, TASKS, make_task
 from study.tasks.animal import Animal, AnimalParams
 from study.tasks.metrics import (
     MsreState,
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
-    if is_classification(args.task):
+    if kind_of(args.task).takes_data_dir:
         return _run_classify(args)
     if args.data_dir:
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")

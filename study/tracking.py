@@ -17,11 +17,12 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.kinds import PREDICTION
+
 # running, finished, stopped_early, diverged, failed, or interrupted (until --resume)
 STATUS_TAG = "ccn.status"
 # MLflow's run status of each outcome; FINISHED for the others.
 RUN_STATUS = {"failed": "FAILED", "stopped_early": "KILLED", "interrupted": "KILLED"}
-CURVE = "curve_msre_windowed"  # the learning curve logged at every block (prediction)
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,8 @@ class TrialLogger:
     logged are not logged twice."""
 
     def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
-                 tags: dict[str, str], params: dict[str, Any], curve: str = CURVE,
-                 curve_label: str = "windowed MSRE",
+                 tags: dict[str, str], params: dict[str, Any], curve: str = PREDICTION.curve,
+                 curve_label: str = PREDICTION.curve_label,
                  seeds: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
         self.curve, self.curve_label, self.seeds = curve, curve_label, tuple(seeds)
@@ -243,7 +244,7 @@ class TrialLogger:
               config: dict[str, Any], run: Any, threads: int | None) -> TrialLogger:  # fmt: skip
         """The trial's run, created (or found again) with everything MLflow shows of it: its
         readable name, description, tags and parameters. ``run`` is the trial's
-        ``study.trainable.TrialRun`` (its learner, ledger entry and curve names)."""
+        ``study.trial.TrialRun`` (its learner, ledger entry and curve names)."""
         learner, ledger = run.learner, run.ledger()
         seeds = [int(s) for s in config["seeds"]]
         tags = {

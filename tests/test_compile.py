@@ -8,7 +8,7 @@ import logging
 import jax
 import pytest
 
-from study.trainable import trial_run
+from study.trial import TrialRun
 
 
 class CompileLog(logging.Handler):
@@ -39,7 +39,7 @@ def compiled_while(fn) -> list[str]:
 
 
 def finish(config):
-    run = trial_run(config)
+    run = TrialRun(config)
     while not run.finished:
         run.advance()
 

@@ -96,7 +96,7 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
-        # Where the trial's time went (study.trainable.Clock): the parts are disjoint and
+        # Where the trial's time went (study.clock.Clock): the parts are disjoint and
         # within the wall time; the run loop's share excludes compilation.
         t = {k[len("trial_time_") : -2]: v for k, v in r.data.metrics.items()
              if k.startswith("trial_time_")}  # fmt: skip
@@ -379,7 +379,7 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     # accuracy, its interval a t-interval over the per-seed values MLflow holds.
     result = make_report(f"sqlite:///{tmp_path / 'mlflow.db'}", ["hybrid-seq_mnist"],
                          tmp_path / "report", log_artifacts=False)  # fmt: skip
-    assert result["measure"].name == "accuracy"
+    assert result["measure"].measure == "accuracy"
     best = max(children, key=lambda r: r.data.metrics["final_heldout_accuracy"])
     seeds = [best.data.metrics[f"final_heldout_accuracy_seed{s}"] for s in (0, 1)]
     (row,) = result["summary"]

@@ -10,11 +10,12 @@ import pytest
 
 from learners import make_hparams, make_learner
 from study.classify import make_classify_runner, make_evaluate
+from study.kinds import CLASSIFICATION, PREDICTION
 from study.run import main as run_main
 from study.run import seed_keys
 from study.tasks import make_task
 from study.tasks.seq_mnist import ROWS
-from study.trainable import ClassifyTrialRun, objective, trial_run
+from study.trial import TrialRun
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +91,14 @@ CONFIG = dict(
 
 
 def test_classification_trial_restores_bit_for_bit(tmp_path):
-    assert objective("seq_mnist") == ("heldout_accuracy", "max")
-    assert objective("trace_patterning") == ("msre_windowed", "min")
-    whole = trial_run(CONFIG)
-    assert isinstance(whole, ClassifyTrialRun)
+    whole = TrialRun(CONFIG)
+    assert whole.kind is CLASSIFICATION and whole.curve_key == "curve_accuracy_windowed"
     reports = [whole.advance() for _ in range(3)]
     assert whole.finished and reports[-1]["images_done"] == 300
-    first = trial_run(CONFIG)
+    first = TrialRun(CONFIG)
     first.advance()
     first.save(tmp_path)
-    second = trial_run(CONFIG)
+    second = TrialRun(CONFIG)
     second.restore(tmp_path)
     assert second.steps_done == 2800 and second.metrics() == pytest.approx(
         first.metrics(), nan_ok=True
@@ -117,7 +116,7 @@ def test_classification_trial_restores_bit_for_bit(tmp_path):
 def test_diverged_classifier_scores_zero():
     # Cross-entropy gradients are bounded, so only a step size near float32's largest value
     # overflows the weights within a chunk.
-    run = trial_run(dict(CONFIG, learner="linear", alpha=3e38, rmsprop=False, n_features=None,
+    run = TrialRun(dict(CONFIG, learner="linear", alpha=3e38, rmsprop=False, n_features=None,
                          per_stage=None, steps_per_stage=None))  # fmt: skip
     out = run.advance()
     assert out["diverged"] and out["heldout_accuracy"] == 0.0 and out["diverged_at_step"] >= 0
@@ -147,7 +146,7 @@ def test_bad_data_dir_is_one_line(argv, needle, capsys):
 
 
 def test_report_measure_follows_the_task_and_refuses_a_mix():
-    from study.report import CLASSIFICATION, PREDICTION, Trial, measure_for
+    from study.report import Trial, measure_for
 
     def trial(task):
         return Trial("r", "e", "columnar", "finished", {}, {}, [0], task=task)
@@ -167,7 +166,7 @@ def test_report_measure_follows_the_task_and_refuses_a_mix():
 def test_every_learner_runs_as_a_classification_trial(learner, sizes):
     base = {k: v for k, v in CONFIG.items() if k not in ("learner", "n_features", "per_stage")}
     config = dict(base, learner=learner, steps=5600, steps_per_stage=2800, **sizes)
-    run = trial_run(config)
+    run = TrialRun(config)
     assert run.learner.name == learner and run.learner.settings["n_classes"] == 10
     while not run.finished:
         out = run.advance()

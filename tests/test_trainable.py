@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from study.trainable import TrialRun, trainable
+from study.trainable import trainable
+from study.trial import TrialRun
 
 BASE = dict(
     learner="columnar", n_features=3, alpha=3e-3, task="trace_conditioning",

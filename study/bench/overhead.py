@@ -15,7 +15,7 @@ STUDY_PARTS = ("loop", "compile", "logging", "checkpoint")
 def study_overhead(args: argparse.Namespace, where: str) -> int:
     """Run a real study (``study.launch``: local Ray, Optuna, MLflow in SQLite under a fresh
     folder) and split its trials' time, from the ``trial_time_*`` metrics each trial logs
-    (``study.trainable.Clock``): the share of the trials' wall time spent in the compiled run
+    (``study.clock.Clock``): the share of the trials' wall time spent in the compiled run
     loop (task, learner and metric), compilation, MLflow logging and checkpoints/reports."""
     import tempfile
 

@@ -1,0 +1,340 @@
+"""Task kinds: what a trial of a task optimises, records and reports.
+
+A task is a *prediction* task (the animal-learning testbed: the learner predicts a discounted
+return, scored by MSRE, lower is better) or a *classification* task (sequential MNIST: scored
+by held-out accuracy, higher is better). The kind owns everything that differs between the
+two, so the trial, the launch, the comparison and the report ask it instead of branching:
+
+- the objective (``metric``, ``mode``) and the report's measure (``final``, ``label``, ``log``);
+- the learning curve's MLflow key and label;
+- the default block, window and chunk lengths of a trial;
+- the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of its
+  statistics (:meth:`TaskKind.metrics`), its curve points (:meth:`TaskKind.curve`) and what
+  runs after each chunk (:meth:`TaskKind.after_chunk`: held-out scoring).
+
+``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built, so
+a driver or a report may ask a kind's names freely.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from study.tasks import is_classification
+from study.tasks.metrics import baselines, normalised, summarise_blocks
+
+if TYPE_CHECKING:
+    from study.trial import TrialRun
+
+
+class Program(NamedTuple):
+    """A trial shape, built once per worker process: the learner, the task's environment and
+    parameters, and the jitted (vmapped over seeds) ``init``, ``advance`` and, for a kind that
+    scores after each chunk, ``evaluate``."""
+
+    learner: Any
+    env: Any
+    params: Any
+    init: Any
+    advance: Any
+    evaluate: Any = None
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """The names and defaults of a kind; subclasses add its run-time behaviour."""
+
+    name: str  # "prediction" or "classification"
+    metric: str  # what a study optimises (a key of every report)
+    mode: str  # "min" or "max"
+    measure: str  # its column name in a report's tables ("msre", "accuracy")
+    label: str  # axis label of the final value
+    log: bool  # a log axis for the final value
+    curve: str  # MLflow key of the learning curve (per seed: CURVE_seed{s})
+    curve_label: str  # axis label of the curve
+    old_curve: str  # the curve's key in studies recorded before curves were named curve_*
+    block: int  # default steps per block (one point of the curve)
+    window: int  # default steps of the windowed measure
+    chunk: int  # default steps between two reports of a trial
+    takes_data_dir: bool  # the task reads files (--data-dir)
+
+    @property
+    def final(self) -> str:
+        """MLflow key of a trial's final value (per seed: FINAL_seed{s})."""
+        return f"final_{self.metric}"
+
+    @property
+    def higher_better(self) -> bool:
+        return self.mode == "max"
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_better else math.inf
+
+    def best(self, trials: list[Any]) -> Any:
+        """The trial with the best ``final`` attribute."""
+        return (max if self.higher_better else min)(trials, key=lambda t: t.final)
+
+    # -- run time (overridden) ---------------------------------------------------------------
+
+    @property
+    def stats_type(self) -> type:
+        """The NamedTuple of per-block statistics the kind's loop returns."""
+        raise NotImplementedError
+
+    def hparams(self, hp_kw: dict[str, Any], params: Any) -> Any:
+        """The learner's ``HParams`` from a configuration's (``config_to_args``) on this kind's
+        task of parameters ``params`` (which set the discount)."""
+        raise NotImplementedError
+
+    def program(self, name: str, static: tuple, rmsprop: bool, task: str, block: int,
+                data_dir: str | None) -> Program:  # fmt: skip
+        raise NotImplementedError
+
+    def metrics(self, run: TrialRun) -> dict[str, Any]:
+        """The kind's numbers of a trial's statistics so far (``steps_done``, the rates and the
+        divergence flags are the trial's)."""
+        raise NotImplementedError
+
+    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+        """``(step, values)`` at the end of every block from ``since_block`` on."""
+        raise NotImplementedError
+
+    def after_chunk(self, run: TrialRun) -> None:
+        """What runs after each chunk, before the metrics (nothing by default)."""
+
+    def verdict(self, metrics: dict[str, Any]) -> str:
+        """One line saying whether a trial (its last report, ``metrics``) learned anything:
+        its per-seed measure's mean and 95% interval against what no learning scores."""
+        raise NotImplementedError
+
+    def _interval(self, metrics: dict[str, Any], prefix: str) -> tuple[float, float, int]:
+        from study.stats import mean_ci
+
+        seeds = [k for k in metrics if k.startswith(prefix)]
+        if not seeds:
+            return math.nan, math.nan, 0
+        mean, half = mean_ci(np.asarray([metrics[k] for k in seeds], np.float64))
+        return mean, (half if math.isfinite(half) else 0.0), len(seeds)
+
+
+def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
+    import jax
+
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
+    return init, advance
+
+
+class Prediction(TaskKind):
+    @property
+    def stats_type(self) -> type:
+        from study.run import BlockStats
+
+        return BlockStats
+
+    def hparams(self, hp_kw: dict[str, Any], params: Any) -> Any:
+        from learners import make_hparams
+
+        return make_hparams(gamma=float(params.gamma), **hp_kw)
+
+    def program(self, name, static, rmsprop, task, block, data_dir):
+        return _prediction_program(name, static, rmsprop, task, block)
+
+    def metrics(self, run: TrialRun) -> dict[str, Any]:
+        stats = run.stats()
+        window_blocks = max(1, min(run.window, run.steps_done) // run.block)
+        summary = summarise_blocks(stats.sq_sum, stats.count, window_blocks)
+        base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
+        ratio = normalised(summary["windowed"], base["constant_windowed"])
+        out: dict[str, Any] = {
+            "msre_windowed": float(np.mean(summary["windowed"])),
+            "msre_running": float(np.mean(summary["running"])),
+            # Ours over the best constant predictor's on the same window (1: nothing learned).
+            "nmsre_windowed": float(np.mean(ratio)),
+            "msre_constant_windowed": float(np.mean(base["constant_windowed"])),
+            "msre_zero_windowed": float(np.mean(base["zero_windowed"])),
+        }
+        for i, seed in enumerate(run.seeds):
+            out[f"msre_windowed_seed{seed}"] = float(summary["windowed"][i])
+            out[f"msre_running_seed{seed}"] = float(summary["running"][i])
+            out[f"nmsre_windowed_seed{seed}"] = float(ratio[i])
+        if bool(stats.nonfinite.any()) or not np.isfinite(out["msre_windowed"]):
+            # the worst for the search
+            out["msre_windowed"] = out["msre_running"] = out["nmsre_windowed"] = math.inf
+        return out
+
+    def verdict(self, metrics: dict[str, Any]) -> str:
+        """Learned when the normalised MSRE's interval lies below 1, the best constant
+        predictor's."""
+        mean, half, n = self._interval(metrics, "nmsre_windowed_seed")
+        if not n:
+            return ""
+        verdict = "learned"
+        if mean + half >= 1.0:
+            verdict = "NOT LEARNED: a constant predictor does as well"
+        return (f"normalised MSRE {mean:.3f} ± {half:.3f} (95% CI over {n} seeds; 1 = the best "
+                f"constant predictor's): {verdict}")  # fmt: skip
+
+    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+        """The MSRE windowed over ``window`` steps, as ``curve_msre_windowed`` (mean over
+        seeds), ``curve_nmsre_windowed`` (normalised) and ``curve_msre_windowed_seed{s}``
+        (each seed; a diverged seed is left out)."""
+        stats = run.stats()
+        window_blocks = max(1, run.window // run.block)
+        curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
+        const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
+        ratio = normalised(curve, const["constant_curve"])
+        finite = np.where(np.isfinite(curve), curve, np.nan)
+        ratio = np.where(np.isfinite(ratio), ratio, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a block where every seed diverged
+            mean = np.nanmean(finite, axis=0)
+            mean_ratio = np.nanmean(ratio, axis=0)
+        points = []
+        for b in range(since_block, curve.shape[-1]):
+            if not np.isfinite(mean[b]):
+                continue
+            values = {self.curve: float(mean[b])}
+            if np.isfinite(mean_ratio[b]):
+                values["curve_nmsre_windowed"] = float(mean_ratio[b])
+            for i, seed in enumerate(run.seeds):
+                if np.isfinite(finite[i, b]):
+                    values[f"{self.curve}_seed{seed}"] = float(finite[i, b])
+            points.append(((b + 1) * run.block, values))
+        return points
+
+
+class Classification(TaskKind):
+    @property
+    def stats_type(self) -> type:
+        from study.classify import ClassifyStats
+
+        return ClassifyStats
+
+    def hparams(self, hp_kw: dict[str, Any], params: Any) -> Any:
+        from learners import make_hparams
+
+        # No discounting, so no eligibility in a classifier: lambda does nothing.
+        return make_hparams(gamma=0.0, **{k: v for k, v in hp_kw.items() if k != "lambda_"})
+
+    def program(self, name, static, rmsprop, task, block, data_dir):
+        return _classification_program(name, static, rmsprop, task, block, data_dir)
+
+    def after_chunk(self, run: TrialRun) -> None:
+        """Score the held-out images (accuracy and cross-entropy per seed)."""
+        acc, ce = run.program.evaluate(run.carry.learner_state, run.hp, run.tp)
+        run.extra["heldout_acc"], run.extra["heldout_ce"] = np.asarray(acc), np.asarray(ce)
+
+    def metrics(self, run: TrialRun) -> dict[str, Any]:
+        stats = run.stats()
+        window_blocks = max(1, min(run.window, run.steps_done) // run.block)
+        err = summarise_blocks(stats.errors, stats.count, window_blocks)
+        ce = summarise_blocks(stats.ce_sum, stats.count, window_blocks)
+        seeds = (len(run.seeds),)
+        acc_heldout = np.broadcast_to(run.extra.get("heldout_acc", np.nan), seeds)
+        ce_heldout = np.broadcast_to(run.extra.get("heldout_ce", np.nan), seeds)
+        out: dict[str, Any] = {
+            "images_done": int(stats.count.sum() // len(run.seeds)),
+            "accuracy_windowed": float(np.mean(1.0 - err["windowed"])),
+            "accuracy_running": float(np.mean(1.0 - err["running"])),
+            "ce_windowed": float(np.mean(ce["windowed"])),
+            "heldout_accuracy": float(np.mean(acc_heldout)),
+            "heldout_ce": float(np.mean(ce_heldout)),
+        }
+        for i, seed in enumerate(run.seeds):
+            out[f"accuracy_windowed_seed{seed}"] = float(1.0 - err["windowed"][i])
+            out[f"heldout_accuracy_seed{seed}"] = float(acc_heldout[i])
+        if bool(stats.nonfinite.any()) or not np.isfinite(out["heldout_accuracy"]):
+            # The worst result for the search (a diverged learner's argmax is meaningless).
+            out["heldout_accuracy"] = out["accuracy_windowed"] = 0.0
+        return out
+
+    chance = 0.1  # held-out accuracy of a guess among the 10 digits
+
+    def verdict(self, metrics: dict[str, Any]) -> str:
+        """Learned when the held-out accuracy's interval lies above chance (one in ten)."""
+        mean, half, n = self._interval(metrics, "heldout_accuracy_seed")
+        if not n:
+            return ""
+        verdict = "learned" if mean - half > self.chance else "NOT LEARNED: no better than chance"
+        return (f"held-out accuracy {mean:.3f} ± {half:.3f} (95% CI over {n} seeds; chance "
+                f"{self.chance:g}): {verdict}")  # fmt: skip
+
+    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+        """The online accuracy windowed over ``window`` steps (mean and per seed), and at the
+        chunk's last block the held-out accuracy (``curve_heldout_accuracy``)."""
+        stats = run.stats()
+        window_blocks = max(1, run.window // run.block)
+        err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
+        points = []
+        for b in range(since_block, err.shape[-1]):
+            acc = 1.0 - err[:, b]
+            if not np.all(np.isfinite(acc)):
+                continue
+            values = {self.curve: float(np.mean(acc))}
+            for i, seed in enumerate(run.seeds):
+                values[f"{self.curve}_seed{seed}"] = float(acc[i])
+            if b == err.shape[-1] - 1 and "heldout_acc" in run.extra:
+                values["curve_heldout_accuracy"] = float(np.mean(run.extra["heldout_acc"]))
+            points.append(((b + 1) * run.block, values))
+        return points
+
+
+PREDICTION = Prediction(
+    name="prediction", metric="msre_windowed", mode="min", measure="msre",
+    label="final windowed MSRE", log=True, curve="curve_msre_windowed",
+    curve_label="windowed MSRE", old_curve="msre_windowed_curve",
+    block=10_000, window=100_000, chunk=200_000, takes_data_dir=False,
+)  # fmt: skip
+CLASSIFICATION = Classification(
+    name="classification", metric="heldout_accuracy", mode="max", measure="accuracy",
+    label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
+    curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
+    block=2_800, window=28_000, chunk=28_000, takes_data_dir=True,
+)  # fmt: skip
+KINDS = (PREDICTION, CLASSIFICATION)
+
+
+def kind_of(task: str) -> TaskKind:
+    """The kind of task ``task`` (a name of ``study.tasks.TASKS``)."""
+    return CLASSIFICATION if is_classification(task) else PREDICTION
+
+
+@functools.lru_cache(maxsize=32)
+def _prediction_program(name: str, static: tuple, rmsprop: bool, task: str, block: int):
+    """Cached, so that trials of one shape in one worker process (a reused actor) compile
+    once: hyperparameters and seeds are arguments of the compiled program, not constants."""
+    from learners import make_learner
+    from study.run import make_runner
+    from study.tasks import make_task
+    from study.tasks.metrics import horizon_for
+
+    env, params = make_task(task)
+    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, **dict(static))
+    runner = make_runner(learner, env, block, horizon_for(float(params.gamma)))
+    return Program(learner, env, params, *_jit_vmapped(runner))
+
+
+@functools.lru_cache(maxsize=32)
+def _classification_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
+                            data_dir: str | None):  # fmt: skip
+    import jax
+
+    from learners import make_learner
+    from study.classify import make_classify_runner, make_evaluate
+    from study.tasks import make_task
+
+    env, params = make_task(task, data_dir=data_dir)
+    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, n_classes=env.n_classes,
+                           **dict(static))  # fmt: skip
+    runner = make_classify_runner(learner, env, block)
+    evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, None, None)))
+    params = jax.tree.map(jax.numpy.asarray, params)
+    return Program(learner, env, params, *_jit_vmapped(runner), evaluate)

@@ -1,0 +1,203 @@
+"""A trial: one configuration on S seeds at once, as one compiled program.
+
+:class:`TrialRun` holds a trial's compiled program and state: the seeds are vmapped into one
+program, which advances ``chunk_steps`` at a time (a chunk is seconds of work) and can be
+saved and restored bit for bit. What it measures and draws is its task kind's
+(``study.kinds``). It knows nothing of Ray or MLflow: ``study.trainable`` runs it under Ray
+Tune, and ``study.tracking`` records it.
+
+Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
+``search_spaces.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
+``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``, ``data_dir``
+(classification) and ``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly
+``chunk_steps``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from learners.ledger import cost
+from search_spaces import config_to_args
+from study.kinds import kind_of
+from study.run import seed_keys
+from study.tasks import DEFAULT_TASK
+
+CHECKPOINT_FILE = "trial.npz"
+# A trial reports (metrics, curve points, checkpoint) at least every REPORT_S seconds, and
+# at most every REPORT_MIN_S: a chunk of fast blocks runs on until then, so that checkpoints
+# a fraction of a second apart never force Tune into back-to-back experiment snapshots.
+REPORT_S = 20.0
+REPORT_MIN_S = 2.0
+
+
+def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) -> None:
+    """Set a trial's ``seeds``, ``steps``, ``block``, ``window`` and ``chunk_blocks`` from its
+    configuration (the keyword values are the defaults)."""
+    run.seeds = [int(s) for s in config["seeds"]]
+    run.steps = int(config["steps"])
+    run.block = int(config.get("block", block))
+    run.window = int(config.get("window", window))
+    chunk = int(config.get("chunk_steps", chunk))
+    if run.steps % run.block or chunk % run.block:
+        raise ValueError(f"steps={run.steps} and chunk_steps={chunk} must be multiples of "
+                         f"block={run.block}")  # fmt: skip
+    run.chunk_blocks = chunk // run.block
+    run.report_min_s = float(config.get("report_min_s", REPORT_MIN_S))
+
+
+class TrialRun:
+    """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics.
+    What differs between prediction and classification (the program, the metrics, the curve,
+    held-out scoring) is the task's kind's (``study.kinds``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        task = config.get("task", DEFAULT_TASK)
+        self.kind = kind_of(task)
+        name, static, hp_kw = config_to_args(config)
+        _schedule(self, config, block=self.kind.block, window=self.kind.window,
+                  chunk=self.kind.chunk)  # fmt: skip
+        self.program = self.kind.program(
+            name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
+            self.block, config.get("data_dir") if self.kind.takes_data_dir else None,
+        )  # fmt: skip
+        self.learner, self.env = self.program.learner, self.program.env
+        self.tp = self.program.params
+        self.hp = self.kind.hparams(hp_kw, self.tp)
+        self.carry = self.program.init(seed_keys(self.seeds), self.hp, self.tp)
+        self.history: list[Any] = []
+        self.extra: dict[str, np.ndarray] = {}  # what the kind keeps beyond the statistics
+        self.blocks_done = 0
+
+    @property
+    def curve_key(self) -> str:
+        return self.kind.curve
+
+    @property
+    def curve_label(self) -> str:
+        return self.kind.curve_label
+
+    @property
+    def stats_type(self) -> type:
+        return self.kind.stats_type
+
+    @property
+    def steps_done(self) -> int:
+        return self.blocks_done * self.block
+
+    @property
+    def finished(self) -> bool:
+        return self.steps_done >= self.steps
+
+    def stats(self):
+        """The history of per-block statistics, blocks concatenated: [seeds, blocks] each."""
+        return self.stats_type(
+            *[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)]
+        )
+
+    def _run_chunk(self) -> float:
+        """Run the next chunk: ``chunk_blocks`` blocks, or fewer once ``REPORT_S`` seconds
+        have passed, so that a trial reports within seconds of its start (compilation
+        included) however slow its learner; or more until ``report_min_s`` seconds have
+        passed, however fast; never past the run's end. Blocks run one compiled call each
+        (one program for every chunk length; a block is thousands of steps, so a call's fixed
+        cost is a fraction of a percent). Returns steps per second."""
+        left = self.steps // self.block - self.blocks_done
+        t0 = time.perf_counter()
+        n = 0
+        while n < left:
+            self.carry, stats = self.program.advance(self.carry, self.hp, self.tp, 1)
+            self.history.append(self.stats_type(*jax.tree.map(np.asarray, stats)))
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed > REPORT_S or (n >= self.chunk_blocks and elapsed >= self.report_min_s):
+                break
+        self.blocks_done += n
+        return n * self.block / (time.perf_counter() - t0)
+
+    def advance(self) -> dict[str, Any]:
+        """Run the next chunk (or what is left of the run) and return its metrics."""
+        steps_per_s = self._run_chunk()
+        self.kind.after_chunk(self)
+        return self.metrics(steps_per_s)
+
+    def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
+        """The trial's numbers: steps, speed, divergence, and the kind's (``study.kinds``)."""
+        nonfinite = self.stats().nonfinite.any(axis=0)  # [blocks]: any seed
+        diverged = bool(nonfinite.any())
+        return {
+            "steps_done": self.steps_done,
+            "steps_per_s": steps_per_s,
+            **self.kind.metrics(self),
+            "diverged": diverged,
+            "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
+        }
+
+    def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
+        """``(step, values)`` at the end of every block from ``since_block`` on: the kind's
+        learning curve, mean over seeds (``curve_key``) and per seed (``curve_key_seed{s}``)."""
+        return self.kind.curve_points(self, since_block)
+
+    def ledger(self) -> dict[str, int]:
+        """The learner's parameters and flops per step per stream (``learners.ledger``)."""
+        entry = cost(self.learner.name, self.env.obs_size, self.learner.settings)
+        return {"ledger_params": entry.params, "ledger_flops_per_step": entry.flops}
+
+    def save(self, directory: str | Path, extra: dict[str, str] | None = None) -> Path:
+        """Write the state (every leaf of the carry) and the metric history as one npz."""
+        return save_state(directory, self.carry, self.blocks_done, self._history_arrays(), extra)
+
+    def _history_arrays(self) -> dict[str, np.ndarray]:
+        """What a checkpoint keeps of the history: each statistic, [seeds, blocks], and what
+        the kind keeps beyond them."""
+        fields = self.stats_type._fields
+        if not self.history:
+            history = {f: np.zeros((len(self.seeds), 0)) for f in fields}
+        else:
+            history = dict(zip(fields, self.stats(), strict=True))
+        return {**history, **self.extra}
+
+    def restore(self, directory: str | Path) -> dict[str, str]:
+        """Load what :meth:`save` wrote (the run then continues bit for bit); returns its
+        ``extra``."""
+        self.carry, self.blocks_done, hist, extra = load_state(directory, self.carry)
+        fields = self.stats_type._fields
+        self.history = [self.stats_type(*(hist[f] for f in fields))]
+        self.extra = {k: v for k, v in hist.items() if k not in fields}
+        return extra
+
+
+def save_state(directory, carry, blocks_done: int, history: dict[str, np.ndarray],
+               extra: dict[str, str] | None) -> Path:  # fmt: skip
+    """A trial's checkpoint: the carry's leaves, blocks done, the history of per-block
+    statistics (``hist_FIELD``) and ``extra`` (JSON)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    np.savez(
+        path,
+        blocks_done=blocks_done,
+        extra=np.asarray(json.dumps(extra or {})),
+        **{f"hist_{k}": np.asarray(v) for k, v in history.items()},
+        **{f"leaf{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(carry))},
+    )
+    return path
+
+
+def load_state(directory, like):
+    """``(carry, blocks_done, history, extra)`` from :func:`save_state`'s file; ``like`` gives
+    the carry's tree structure."""
+    treedef = jax.tree.structure(like)
+    with np.load(Path(directory) / CHECKPOINT_FILE) as f:
+        carry = jax.tree.unflatten(
+            treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(treedef.num_leaves)]
+        )
+        history = {k[5:]: f[k] for k in f.files if k.startswith("hist_")}
+        if "nonfinite" in history:
+            history["nonfinite"] = history["nonfinite"].astype(bool)
+        return carry, int(f["blocks_done"]), history, json.loads(str(f["extra"]))

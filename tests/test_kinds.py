@@ -1,0 +1,54 @@
+"""Task kinds (study.kinds): one object per kind answers what the trial, launch and report
+used to branch on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from study.kinds import CLASSIFICATION, KINDS, PREDICTION, kind_of
+from study.tasks import TASKS
+
+
+def test_every_task_has_the_kind_its_objective_needs():
+    for task in TASKS:
+        kind = kind_of(task)
+        assert kind is (CLASSIFICATION if task.startswith("seq_mnist") else PREDICTION), task
+    assert (PREDICTION.metric, PREDICTION.mode) == ("msre_windowed", "min")
+    assert (CLASSIFICATION.metric, CLASSIFICATION.mode) == ("heldout_accuracy", "max")
+    # the report's measure: the final value is the objective's final metric
+    assert PREDICTION.final == "final_msre_windowed" and PREDICTION.worst == math.inf
+    assert CLASSIFICATION.final == "final_heldout_accuracy" and CLASSIFICATION.worst == -math.inf
+    assert len({k.curve for k in KINDS}) == len(KINDS)  # curves never mix in one chart
+
+
+def _seeds(prefix, values):
+    return {f"{prefix}{i}": v for i, v in enumerate(values)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "prefix", "values", "learned"),
+    [
+        (PREDICTION, "nmsre_windowed_seed", [0.50, 0.60, 0.55], True),
+        # mean below 1 but the interval reaches it: not shown to have learned
+        (PREDICTION, "nmsre_windowed_seed", [0.70, 1.30, 0.95], False),
+        (PREDICTION, "nmsre_windowed_seed", [1.01, 1.02, 1.00], False),
+        (CLASSIFICATION, "heldout_accuracy_seed", [0.90, 0.92, 0.91], True),
+        (CLASSIFICATION, "heldout_accuracy_seed", [0.10, 0.09, 0.12], False),
+        # above chance on average, but one seed is at chance and the interval includes it
+        (CLASSIFICATION, "heldout_accuracy_seed", [0.10, 0.30, 0.20], False),
+    ],
+)
+def test_verdict_says_learned_only_when_the_interval_clears_no_learning(
+    kind, prefix, values, learned
+):
+    line = kind.verdict(_seeds(prefix, values))
+    assert line.endswith(": learned") is learned, line
+    assert ("NOT LEARNED" in line) is (not learned), line
+    assert f"over {len(values)} seeds" in line
+
+
+def test_verdict_is_silent_without_per_seed_values():
+    assert PREDICTION.verdict({"msre_windowed": 0.1}) == ""
+    assert CLASSIFICATION.verdict({"heldout_accuracy": 0.9}) == ""
