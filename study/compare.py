@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from search_spaces import SPACES
 from study import launch
-from study.cli import Parser, count, real
+from study.cli import Parser, count, fail, real
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let the local Ray listen on every interface (default: 127.0.0.1)",
     )
+    p.add_argument(
+        "--reuse-actors",
+        action="store_true",
+        help="run a worker's trials in one Ray actor (as in study.launch)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="SPACE.NAME=VALUE",
                    help="fix a parameter of one family's space; repeatable")  # fmt: skip
     p.add_argument("--range", action="append", default=[], metavar="SPACE.NAME=LOW:HIGH",
@@ -160,7 +165,9 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
             family, _, rest = text.partition(".")
             if family == space:
                 argv += [f"--{flag}", rest]
-    return argv + (["--smoke"] if args.smoke else [])
+    return argv + [
+        f"--{f.replace('_', '-')}" for f in ("smoke", "reuse_actors") if getattr(args, f)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_argv = _launch_argv(evaluation, spaces[0], name)
         eval_plan = launch._plan(launch._parser().parse_args(eval_argv))
     except ValueError as e:
-        return launch._fail(str(e))
+        return fail(str(e))
     return _compare(args, name, spaces, stages, eval_argv, eval_plan)
 
 
@@ -233,12 +240,12 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
     states = {study: _state(uri, study) for study in [*stages, name]}
     stopped = [study for study, state in states.items() if state == "interrupted"]
     if stopped and not args.resume:
-        return launch._fail(f"comparison {name!r} was interrupted in {stopped[0]}; add --resume "
+        return fail(f"comparison {name!r} was interrupted in {stopped[0]}; add --resume "
                             f"to continue it")  # fmt: skip
     if args.resume and not stopped and all(v == "new" for v in states.values()):
-        return launch._fail(f"--resume: no comparison {name!r} to resume in {uri}")
+        return fail(f"--resume: no comparison {name!r} to resume in {uri}")
     if running := _running(eval_plan["runs"], [*stages, name]):
-        return launch._fail(running)
+        return fail(running)
     own_ray, watcher = not ray.is_initialized(), None
     pidfile = lock_dir(eval_plan["runs"]) / f"{name}.ray.json"
     saved = local_ray.prepare(args.address, args.expose_ray) if own_ray else {}
@@ -248,7 +255,7 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
             dashboard = local_ray.start(args.address, eval_plan["runs"], expose=args.expose_ray)
         except Exception as e:  # noqa: BLE001
             local_ray.restore(saved)
-            return launch._fail(f"cannot reach Ray at --address {args.address}: {e}")
+            return fail(f"cannot reach Ray at --address {args.address}: {e}")
         if not args.address:
             watcher = local_ray.watch_driver(pidfile)
         if dashboard:
@@ -270,7 +277,7 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
             try:
                 configs, seeds = best_configs(args, stages, eval_plan)
             except ValueError as e:
-                return launch._fail(str(e))
+                return fail(str(e))
             eval_args = launch._parser().parse_args(
                 eval_argv + (["--resume"] if states[name] == "interrupted" else [])
             )
@@ -372,7 +379,8 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
     for key in ("address", "tracking_uri", "storage"):
         if getattr(args, key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    return preset, configs, argv + (["--expose-ray"] if args.expose_ray else [])
+    flags = [f"--{f.replace('_', '-')}" for f in ("expose_ray", "reuse_actors") if getattr(args, f)]
+    return preset, configs, argv + flags
 
 
 def run_preset(args: argparse.Namespace) -> int:
@@ -382,15 +390,15 @@ def run_preset(args: argparse.Namespace) -> int:
         launch_args = launch._parser().parse_args(argv)
         plan = launch._plan(launch_args)
     except ValueError as e:
-        return launch._fail(str(e))
+        return fail(str(e))
     name = plan["name"]
     if running := _running(plan["runs"], [name]):
-        return launch._fail(running)
+        return fail(running)
     state = _state(plan["tracking_uri"], name)
     if state == "interrupted" and not args.resume:
-        return launch._fail(f"preset run {name!r} was interrupted; add --resume to continue it")
+        return fail(f"preset run {name!r} was interrupted; add --resume to continue it")
     if args.resume and state == "new":
-        return launch._fail(f"--resume: no preset run {name!r} in {plan['tracking_uri']}")
+        return fail(f"--resume: no preset run {name!r} in {plan['tracking_uri']}")
     base = plan["base"]
     print(
         f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "

@@ -24,6 +24,7 @@ from study import stores
 from study.cli import Parser, count, fail, probe, real, redact, writable_folder
 from study.kinds import kind_of
 from study.tasks import DEFAULT_TASK, make_env
+from study.trial import REPORT_MIN_S
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expose-ray", action="store_true",
                    help="let the local Ray listen on every interface of this machine (default: "
                    "127.0.0.1 only)")  # fmt: skip
+    p.add_argument("--min-report-s", type=real(0, 3600), default=REPORT_MIN_S,
+                   help=f"shortest time between two reports of a trial, in seconds (default "
+                   f"{REPORT_MIN_S:g}; 0: report after every chunk, e.g. for ASHA's rungs on "
+                   f"fast trials)")  # fmt: skip
     p.add_argument("--reuse-actors", action="store_true",
                    help="run a worker's next trial in the same Ray actor (saves a JAX start per "
                    "trial; the dashboard then names each actor by its first trial)")  # fmt: skip
@@ -222,11 +227,13 @@ def _launch_locked(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     import ray
     from ray import tune
 
-    from study.lock import StudyLock, lock_dir
+    from study.lock import StudyLock, holder, lock_dir, running_message
 
     runs: Path = plan["runs"]
     path = f"{plan['storage_path'].rstrip('/')}/{plan['name']}"
     if args.resume and not tune.Tuner.can_restore(path):
+        if running := holder(runs, plan["name"]):  # started, but no state saved yet
+            return fail(running_message(plan["name"], running))
         return fail(f"--resume: no study {plan['name']!r} to resume in {plan['storage_path']}")
     runs.mkdir(parents=True, exist_ok=True)
     ignore = runs / ".gitignore"
@@ -398,6 +405,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     param_space = dict(
         task=args.task, space=args.space, seeds=seeds, steps=base["steps"],
         chunk_steps=base["chunk"], block=base["block"], window=base["window"],
+        report_min_s=args.min_report_s,
     )  # fmt: skip
     if kind_of(args.task).takes_data_dir:
         param_space["data_dir"] = args.data_dir
@@ -526,9 +534,6 @@ def _created(open_store: Callable[[], Any]) -> Any:
             if attempt == 3 or "already exists" not in str(e):
                 raise
             time.sleep(1.0 + attempt)
-
-
-_fail = fail  # study.compare's name for it
 
 
 def _running_optuna_trials(storage, name: str) -> list[int]:

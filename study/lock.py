@@ -40,8 +40,7 @@ class StudyLock:
         except BlockingIOError:
             owner = _read(fd)
             os.close(fd)
-            raise ValueError(f"study {self.name!r} is running: {owner}; wait for it to finish, "
-                             f"or stop that process first") from None  # fmt: skip
+            raise ValueError(running_message(self.name, owner)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({
             "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
@@ -61,6 +60,11 @@ class StudyLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def running_message(name: str, owner: str) -> str:
+    """The refusal of a study that is running (``owner``: :func:`holder`'s answer)."""
+    return f"study {name!r} is running: {owner}; wait for it to finish, or stop that process first"
 
 
 def holder(runs: Path, name: str) -> str | None:

@@ -146,8 +146,9 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     one runs, and MLflow and Optuna end with exactly one record per trial."""
     import psutil
 
+    # a report (and checkpoint) after every 10k-step chunk: a kill lands mid-trial
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
-            "--steps", "600000", "--set", "n_features=3"]  # fmt: skip
+            "--steps", "600000", "--set", "n_features=3", "--min-report-s", "0"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
     # Tune snapshots its experiment state every second instead of every 10 s or more.
@@ -167,6 +168,16 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         refusal = logs[racers.index(loser)].read_text()
         assert loser.returncode == 2, refusal
         assert f"study '{name}' is running: pid {first.pid} on" in refusal
+
+        # While it runs (its first trial of three), it cannot be launched again, nor resumed
+        # under it.
+        again = [subprocess.Popen([sys.executable, "-m", "study.launch", *argv, *extra],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for extra in ([], ["--resume"])]  # fmt: skip
+        for proc in again:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 2 and f"is running: pid {first.pid}" in err
 
         def second_trial_midway():
             # Reading the stores only once the launch has created them: two processes
@@ -192,14 +203,6 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         assert len(listening) >= 5  # GCS, raylet, dashboard, agents, workers
         assert set(listening) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
         assert "(it asks for a token: paste the contents of" in log.read_text()
-        # The running study cannot be launched again, nor resumed under it.
-        again = [subprocess.Popen([sys.executable, "-m", "study.launch", *argv, *extra],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for extra in ([], ["--resume"])]  # fmt: skip
-        for proc in again:
-            _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 2 and f"is running: pid {first.pid}" in err
         time.sleep(1.5)  # one more experiment-state snapshot
         # The watcher has recorded every process of that Ray (it records once a second).
         recorded = json.loads((runs_dir / "locks" / f"{name}.ray.json").read_text())["pids"]
@@ -259,7 +262,7 @@ SMALL = {
 def test_smoke_study_of_every_space(space, ray_local, tmp_path):
     task, values = SMALL[space]
     fixed = [arg for value in values for arg in ("--set", value)]
-    argv = ["--space", space, "--task", task, "--smoke", "--concurrency", "1",
+    argv = ["--space", space, "--task", task, "--smoke", "--concurrency", "1", "--reuse-actors",
             "--runs-dir", str(tmp_path), *fixed]  # fmt: skip
     assert main(argv) == 0
     _, children, _ = check_one_run_per_trial(tmp_path, f"{space}-{task}", 2, 20_000, 1000)
@@ -272,8 +275,9 @@ def test_smoke_study_of_every_space(space, ray_local, tmp_path):
 @IN_PROCESS
 def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_local, tmp_path):
     # Plain TD (no RMSProp) on the linear learner diverges for step sizes above about 0.5.
-    argv = ["--space", "linear", "--smoke", "--trials", "4", "--runs-dir", str(tmp_path),
-            "--set", "rmsprop=false", "--range", "alpha=1e-3:30"]  # fmt: skip
+    argv = ["--space", "linear", "--smoke", "--trials", "4", "--reuse-actors",
+            "--runs-dir", str(tmp_path), "--set", "rmsprop=false",
+            "--range", "alpha=1e-3:30"]  # fmt: skip
     assert main(argv) == 0
     _, children, trials = check_one_run_per_trial(
         tmp_path, "linear-trace_patterning", 4, 20_000, 1000
@@ -295,8 +299,10 @@ def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_lo
 
 @IN_PROCESS
 def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
+    # reports after every 10k-step chunk, at ASHA's rungs, however fast the trial
     argv = ["--space", "linear", "--smoke", "--trials", "4", "--concurrency", "1",
-            "--scheduler", "asha", "--steps", "40000", "--runs-dir", str(tmp_path)]  # fmt: skip
+            "--reuse-actors", "--min-report-s", "0", "--scheduler", "asha", "--steps", "40000",
+            "--runs-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     client, parents, children, trials = records(tmp_path, "linear-trace_patterning")
     assert len(children) == 4 and len(trials) == 4
@@ -357,7 +363,9 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
 @IN_PROCESS
 def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, tmp_path):
     argv = ["--space", "hybrid", "--task", "seq_mnist", "--smoke", "--concurrency", "1",
-            "--runs-dir", str(tmp_path), "--set", "n_stages=2", "--set", "per_stage=2"]  # fmt: skip
+            "--reuse-actors", "--min-report-s", "0", "--runs-dir", str(tmp_path),
+            "--set", "n_stages=2",
+            "--set", "per_stage=2"]  # fmt: skip
     assert main(argv) == 0
     client, parents, children, trials = records(tmp_path, "hybrid-seq_mnist")
     assert len(parents) == 1 and len(children) == 2 and len(trials) == 2

@@ -103,7 +103,7 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     same seeds (no search), and the report states the orderings."""
     runs = tmp_path / "runs"
     rc = compare(["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
-                  "--spaces", "columnar", "--runs-dir", str(runs)])  # fmt: skip
+                  "--spaces", "columnar", "--reuse-actors", "--runs-dir", str(runs)])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
     assert "12 configurations x 2 seeds x 20,000 steps" in out

@@ -31,8 +31,8 @@ pytestmark = pytest.mark.xdist_group("report")
 
 EVAL = "cmp"  # the evaluation's experiment; the tuning studies are cmp-columnar, cmp-linear
 EXPERIMENTS = (EVAL, "cmp-columnar", "cmp-linear")
-COMPARE = ["--name", EVAL, "--spaces", "columnar,linear", "--smoke", "--seeds", "2",
-           "--eval-seeds", "3", "--trials", "4", "--concurrency", "1",
+COMPARE = ["--name", EVAL, "--spaces", "columnar,linear", "--smoke", "--reuse-actors",
+           "--seeds", "2", "--eval-seeds", "3", "--trials", "4", "--concurrency", "1",
            # one columnar shape: one compile; plain TD with step sizes up to 30 on the
            # linear learner: some of its trials diverge
            "--set", "columnar.n_features=2", "--set", "linear.rmsprop=false",
