@@ -121,9 +121,9 @@ def test_every_family_is_in_the_registry_once_and_everywhere_that_lists_families
     """A family is one record (learners.families): the learners, the defaults, the ledger,
     the bench, the reports and the search spaces all know the same names."""
     from learners import DEFAULT_SIZES, FAMILIES, FAMILY_DEFAULTS, LEARNERS, make_learner
+    from learners.families import ORDER
     from search_spaces import SPACES
     from study.bench import SIZES
-    from study.report import ORDER
 
     names = set(FAMILIES)
     assert set(LEARNERS) == set(DEFAULT_SIZES) == set(FAMILY_DEFAULTS) == names

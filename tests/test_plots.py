@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from study.report import _finish_axes, _plt
+from study.report.figures import _finish_axes, _plt
 
 
 def visible_labels(fig, axis, index: int):
@@ -47,7 +47,7 @@ def test_log_axis_labels_are_shown_and_do_not_overlap(low, high, at_least):
 
 @pytest.mark.parametrize("span", [(1.6e3, 2.7e4), (0.0181, 0.0213), (1e-6, 1e6), (3e3, 3.2e3)])
 def test_log_ticks_are_few_readable_numbers_inside_the_span(span):
-    from study.report import log_ticks
+    from study.report.figures import log_ticks
 
     lo, hi = span
     ticks = log_ticks(lo, hi)

@@ -146,7 +146,7 @@ def test_bad_data_dir_is_one_line(argv, needle, capsys):
 
 
 def test_report_measure_follows_the_task_and_refuses_a_mix():
-    from study.report import Trial, measure_for
+    from study.report.load import Trial, measure_for
 
     def trial(task):
         return Trial("r", "e", "columnar", "finished", {}, {}, [0], task=task)

@@ -1,0 +1,227 @@
+"""What a report reads: the trials of one or more studies from MLflow, each family's best
+trial, the summary rows and the learning-curve bands over seeds."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from learners.families import ORDER
+from study.kinds import PREDICTION, TaskKind, kind_of
+from study.stats import mean_ci
+from study.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
+
+
+def measure_for(trials: list[Trial]) -> TaskKind:
+    """The task kind of the trials' studies (its final value and curve are what the report
+    compares): one kind per report."""
+    kinds = {kind_of(t.task) for t in trials if t.task}
+    if len(kinds) > 1:
+        tasks = sorted({t.task for t in trials})
+        raise ValueError(f"cannot compare classification and prediction studies in one report "
+                         f"(tasks: {', '.join(tasks)})")  # fmt: skip
+    return kinds.pop() if kinds else PREDICTION
+
+
+@dataclass
+class Trial:
+    """One child run: a trial of a study."""
+
+    run_id: str
+    experiment: str
+    learner: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    seeds: list[int]
+    role: str = "tuning"
+    seed_finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    task: str = ""
+    measure: TaskKind = PREDICTION
+
+    @property
+    def final(self) -> float:
+        value = self.metrics.get(self.measure.final, self.measure.worst)
+        if abs(value) >= sys.float_info.max:  # MLflow's SQL store keeps infinities so
+            return math.copysign(math.inf, value)
+        return value
+
+    @property
+    def alpha(self) -> float:
+        return float(self.params.get("alpha", "nan"))
+
+    @property
+    def flops(self) -> float:
+        return float(self.params.get("ledger_flops_per_step", "nan"))
+
+    @property
+    def n_params(self) -> float:
+        return float(self.params.get("ledger_params", "nan"))
+
+    def ci(self) -> tuple[float, float]:
+        """Mean and 95% t half-width of the final value over the trial's seeds."""
+        return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
+
+    def normalised_ci(self) -> tuple[float, float]:
+        """Mean and 95% t half-width over the seeds of the final normalised MSRE (ours over the
+        best constant predictor's on the same window); NaN for classification or runs that
+        predate it."""
+        values = [self.metrics.get(f"final_nmsre_windowed_seed{s}", math.nan) for s in self.seeds]
+        values = [math.inf if abs(v) >= sys.float_info.max else v for v in values]
+        if self.measure.higher_better or not values or any(math.isnan(v) for v in values):
+            return math.nan, math.nan
+        return mean_ci(np.asarray(values))
+
+    def learned(self) -> str:
+        """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
+        not (a constant predicts as well), ``""`` when unknown (classification)."""
+        mean, half = self.normalised_ci()
+        if math.isnan(mean):
+            return ""
+        upper = mean + (half if math.isfinite(half) else 0.0)
+        return "yes" if upper < 1.0 else "NO"
+
+    def label(self) -> str:
+        keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
+        if self.measure.higher_better:  # a classifier keeps no eligibility: lambda is unused
+            keys = tuple(k for k in keys if k != "lambda_")
+        shown = []
+        for k in keys:
+            if k in self.params and self.params[k] not in ("None", ""):
+                v = self.params[k]
+                try:
+                    v = f"{float(v):.3g}"
+                except ValueError:
+                    pass
+                shown.append(f"{k}={v}")
+        return ", ".join(shown)
+
+
+def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial], dict[str, str]]:
+    """Every child run of the named experiments, and each experiment's latest parent run id.
+
+    Raises a one-line ValueError naming an unknown experiment and listing those that exist.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    trials: list[Trial] = []
+    parents: dict[str, str] = {}
+    for name in experiments:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+            raise ValueError(
+                f"unknown experiment {name!r} in {tracking_uri}; experiments: "
+                f"{', '.join(known) or '(none)'}"
+            )
+        runs = client.search_runs([exp.experiment_id], max_results=50_000)
+        if not any(PARENT_TAG in r.data.tags for r in runs):
+            raise ValueError(f"experiment {name!r} has no trial recorded yet: nothing to report")
+        launches = [r for r in runs if PARENT_TAG not in r.data.tags]
+        if launches:
+            parents[name] = max(launches, key=lambda r: r.info.start_time).info.run_id
+        for r in runs:
+            tags = r.data.tags
+            if PARENT_TAG not in tags:
+                continue
+            seeds = [int(s) for s in tags.get("seeds", "").split(",") if s]
+            trials.append(
+                Trial(
+                    run_id=r.info.run_id,
+                    experiment=name,
+                    learner=tags.get("learner", "?"),
+                    status=tags.get(STATUS_TAG, "unknown"),
+                    params=dict(r.data.params),
+                    metrics=dict(r.data.metrics),
+                    seeds=seeds,
+                    role=tags.get(ROLE_TAG, "tuning"),
+                    task=tags.get("task", ""),
+                )
+            )
+    measure = measure_for(trials)
+    for t in trials:
+        finals = np.array(
+            [t.metrics.get(f"{measure.final}_seed{s}", np.nan) for s in t.seeds], np.float64
+        )
+        finals[np.abs(finals) >= sys.float_info.max] *= np.inf
+        t.measure, t.seed_finals = measure, finals
+    return trials, parents
+
+
+def best_per_learner(trials: list[Trial]) -> dict[str, Trial]:
+    """Per learner, the trial with the best final value (lowest MSRE, highest accuracy) among
+    those that finished. Evaluation runs (``ccn.role`` = ``eval``) take precedence over
+    tuning trials."""
+    best: dict[str, Trial] = {}
+    for learner in _learners(trials):
+        done = [t for t in trials if t.learner == learner and t.status == "finished"]
+        evals = [t for t in done if t.role == "eval"]
+        pool = evals or done
+        if pool:
+            best[learner] = pool[0].measure.best(pool)
+    return best
+
+
+def _learners(trials: list[Trial]) -> list[str]:
+    names = {t.learner for t in trials}
+    return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+
+
+def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
+    rows = []
+    for learner, t in best.items():
+        mean, half = t.ci()
+        rows.append(
+            {
+                "learner": learner,
+                "experiment": t.experiment,
+                "configuration": t.label(),
+                "params": int(t.n_params) if math.isfinite(t.n_params) else "",
+                "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
+                "seeds": len(t.seeds),
+                f"{t.measure.measure}_mean": mean,
+                f"{t.measure.measure}_ci95": half,
+                **_normalised_columns(t),
+                "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
+                "run_id": t.run_id,
+            }
+        )
+    return rows
+
+
+def _normalised_columns(t: Trial) -> dict[str, Any]:
+    """``nmsre_mean``, ``nmsre_ci95`` and ``learned`` of a prediction trial (none for
+    classification)."""
+    if t.measure.higher_better:
+        return {}
+    mean, half = t.normalised_ci()
+    return {"nmsre_mean": mean, "nmsre_ci95": half, "learned": t.learned()}
+
+
+def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, mean and 95% t half-width over seeds of a trial's learning curve."""
+    for curve in (trial.measure.curve, trial.measure.old_curve):
+        per_seed = []
+        for s in trial.seeds:
+            history = client.get_metric_history(trial.run_id, f"{curve}_seed{s}")
+            per_seed.append({m.step: m.value for m in history})
+        steps = sorted(set().union(*[set(h) for h in per_seed])) if per_seed else []
+        if steps or client.get_metric_history(trial.run_id, curve):
+            break
+    if not steps:  # runs logged before per-seed curves: the mean only
+        history = client.get_metric_history(trial.run_id, curve)
+        steps = sorted(m.step for m in history)
+        values = {m.step: m.value for m in history}
+        return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
+    means, halves = [], []
+    for step in steps:
+        values = np.array([h[step] for h in per_seed if step in h])
+        m, h = mean_ci(values)
+        means.append(m)
+        halves.append(h)
+    return np.array(steps), np.array(means), np.array(halves)

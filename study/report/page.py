@@ -1,0 +1,169 @@
+"""The report's tables as text, CSV and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from study.kinds import PREDICTION, TaskKind
+from study.report.load import (
+    Trial,
+    _normalised_columns,
+)
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalised and the rest as it is ("MSRE" stays)."""
+    return text[:1].upper() + text[1:]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "inf" if value == math.inf else "-"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
+    extra = ("normalised", "learned") if rows and "learned" in rows[0] else ()
+    cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, "steps_per_s",
+            "configuration")  # fmt: skip
+    lines = []
+    body = []
+    for r in rows:
+        msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
+        norm = [f"{_fmt(r['nmsre_mean'])} ± {_fmt(r['nmsre_ci95'])}", r["learned"]] if extra else []
+        body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
+                     msre, *norm, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
+    ]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    for b in body:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        if not rows:
+            return
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def trial_rows(trials: list[Trial]) -> list[dict[str, Any]]:
+    sign = -1.0 if trials and trials[0].measure.higher_better else 1.0
+    return [
+        {
+            "experiment": t.experiment,
+            "learner": t.learner,
+            "role": t.role,
+            "status": t.status,
+            t.measure.measure: t.final,
+            **{k: v for k, v in _normalised_columns(t).items() if k != "nmsre_ci95"},
+            "diverged_at_step": t.metrics.get("final_diverged_at_step", ""),
+            "steps_done": t.metrics.get("final_steps_done", ""),
+            "flops_per_step": t.params.get("ledger_flops_per_step", ""),
+            "configuration": t.label(),
+            "run_id": t.run_id,
+        }
+        for t in sorted(trials, key=lambda t: (t.learner, t.status != "finished", sign * t.final))
+    ]
+
+
+def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
+               figures: dict[str, Path], m: TaskKind = PREDICTION,
+               notes: tuple[str, list[str]] | None = None) -> None:  # fmt: skip
+    """The report page; ``notes`` = (heading, lines) adds a section after the summary."""
+    ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
+    bad = [r for r in trials if r not in ok]
+    figs = "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(caption)}'
+        f"</figcaption></figure>"
+        for caption, p in figures.items()
+    )
+    normalised = [] if m.higher_better else ["nmsre_mean", "nmsre_ci95", "learned"]
+    summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds",
+                    f"{m.measure}_mean", f"{m.measure}_ci95", *normalised,
+                    "steps_per_s"]  # fmt: skip
+    trial_cols = ["experiment", "learner", "role", "status", m.measure,
+                  *(["nmsre_mean", "learned"] if normalised else []), "steps_done",
+                  "flops_per_step", "configuration"]  # fmt: skip
+    unlearned = [r["learner"] for r in summary if r.get("learned") == "NO"]
+    warning = (
+        f'<p class="warn"><strong>Learned nothing a constant could not:</strong> '
+        f"{html.escape(', '.join(unlearned))} (normalised MSRE not below 1 with 95% "
+        f"confidence).</p>"
+        if unlearned
+        else ""
+    )
+    which = "highest" if m.higher_better else "lowest"
+    bad_cols = ["experiment", "learner", "status", "diverged_at_step", "steps_done",
+                "configuration", "run_id"]  # fmt: skip
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #f0f0f0; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
+figcaption {{ font-size: 0.85em; color: #555; }}
+.warn {{ background: #fde8e8; border-left: 4px solid #c0392b; padding: 0.5em 1em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(_sentence(m.label))}: mean and half-width of the 95% Student-t interval over
+the seeds of each learner's best configuration ({which} mean among trials that ran all their
+steps).{
+        ""
+        if m.higher_better
+        else " Normalised MSRE: the windowed MSRE over that of the best "
+        "constant predictor on the same steps (1: nothing learned); learned = below 1 with 95% "
+        "confidence."
+    }</p>
+{warning}
+<h2>Best configuration per learner</h2>
+{_html_table(summary, summary_cols)}
+{_notes_html(notes)}
+<h2>Figures</h2>
+{figs}
+<h2>Every trial</h2>
+{_html_table(ok, trial_cols)}
+<h2>Diverged and failed trials ({len(bad)})</h2>
+{_html_table(bad, bad_cols) if bad else "<p>None.</p>"}
+<script>
+// Self-check for a browser: records whether every figure decoded.
+window.addEventListener("load", () => {{
+  document.body.dataset.figures = [...document.images]
+    .map((img) => img.complete && img.naturalWidth > 0).join(",");
+}});
+</script>
+</body></html>
+"""
+    path.write_text(page)
+
+
+def _notes_html(notes: tuple[str, list[str]] | None) -> str:
+    if not notes:
+        return ""
+    heading, lines = notes
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<h2>{html.escape(heading)}</h2><ul>{items}</ul>"
