@@ -501,10 +501,12 @@ def _report(
     print(f"\nreport: {out / 'report.html'}")
     from mlflow.tracking import MlflowClient
 
+    from study.tracking import browse_hint
+
     m = result["measure"]
     evaluation = MlflowClient(plan["tracking_uri"]).get_experiment_by_name(experiments[0])
     if evaluation is not None:  # its runs sorted by result, each by name
-        print(launch._browse_hint(plan["tracking_uri"], evaluation.experiment_id, m.metric,
+        print(browse_hint(plan["tracking_uri"], evaluation.experiment_id, m.metric,
                                   m.mode))  # fmt: skip
     return 0
 

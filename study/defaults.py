@@ -32,7 +32,8 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     """One family on its defaults: a row of the table."""
     import numpy as np
 
-    from study.run import learner_hparams, run_batch
+    from study.loop import run_batch
+    from study.run import learner_hparams
     from study.tasks.metrics import baselines, normalised, summarise_blocks
 
     env, tp = make_task(task)

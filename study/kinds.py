@@ -63,6 +63,7 @@ class TaskKind:
     window: int  # default steps of the windowed measure
     chunk: int  # default steps between two reports of a trial
     takes_data_dir: bool  # the task reads files (--data-dir)
+    reading: str  # how to read a study of this kind in MLflow (its experiment's description)
 
     @property
     def final(self) -> str:
@@ -135,7 +136,7 @@ def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
 class Prediction(TaskKind):
     @property
     def stats_type(self) -> type:
-        from study.run import BlockStats
+        from study.loop import BlockStats
 
         return BlockStats
 
@@ -292,12 +293,21 @@ PREDICTION = Prediction(
     label="final windowed MSRE", log=True, curve="curve_msre_windowed",
     curve_label="windowed MSRE", old_curve="msre_windowed_curve",
     block=10_000, window=100_000, chunk=200_000, takes_data_dir=False,
+    reading="Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
+    "constant predictor's: below 1 means something was learned); each run's "
+    "`curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves against "
+    "environment steps, and `learning_curve.png` shows them with the band over seeds.",
 )  # fmt: skip
 CLASSIFICATION = Classification(
     name="classification", metric="heldout_accuracy", mode="max", measure="accuracy",
     label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
     curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
     block=2_800, window=28_000, chunk=28_000, takes_data_dir=True,
+    reading="Sort the runs by `final_heldout_accuracy` (the accuracy on held-out images, "
+    "scored without learning; chance is 0.1); each run's `curve_accuracy_windowed` (online "
+    "accuracy, before learning from each image) and `curve_heldout_accuracy` are its learning "
+    "curves against environment steps (one step per pixel row), and `learning_curve.png` "
+    "shows the first with the band over seeds.",
 )  # fmt: skip
 KINDS = (PREDICTION, CLASSIFICATION)
 
@@ -312,7 +322,7 @@ def _prediction_program(name: str, static: tuple, rmsprop: bool, task: str, bloc
     """Cached, so that trials of one shape in one worker process (a reused actor) compile
     once: hyperparameters and seeds are arguments of the compiled program, not constants."""
     from learners import make_learner
-    from study.run import make_runner
+    from study.loop import make_runner
     from study.tasks import make_task
     from study.tasks.metrics import horizon_for
 

@@ -15,7 +15,6 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +277,7 @@ def _interrupted(args: argparse.Namespace, plan: dict[str, Any], path: str) -> s
 
     try:
         client = MlflowClient(plan["tracking_uri"])
-        found = _created(lambda: client.get_experiment_by_name(plan["name"]))
+        found = stores.created(lambda: client.get_experiment_by_name(plan["name"]))
         last = latest_launch(client, found.experiment_id) if found else None
     except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
         return f"cannot use --tracking-uri {plan['tracking_uri']}: {e}"
@@ -367,7 +366,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
 
     from study import local_ray
     from study.console import Progress
-    from study.tracking import mark_interrupted, reconcile
+    from study.tracking import browse_hint, mark_interrupted, reconcile
     from study.trainable import final_metrics, trainable
 
     base = plan["base"]
@@ -383,13 +382,13 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
               f"{args.budget_flops}; 'none' searches sizes)")  # fmt: skip
     if plan.get("dashboard"):
         print(local_ray.dashboard_hint(plan["dashboard"]))
-    print(_browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
+    print(browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
 
     stale, searcher, scheduler = [], None, None
     if configs is None:
-        storage = _created(lambda: optuna.storages.RDBStorage(plan["storage"]))
+        storage = stores.created(lambda: optuna.storages.RDBStorage(plan["storage"]))
         # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
-        stale = _running_optuna_trials(storage, plan["name"]) if args.resume else []
+        stale = stores.running_optuna_trials(storage, plan["name"]) if args.resume else []
         # The family's defaults are the first configuration tried: a study never reports a
         # best below what the family does untuned.
         first = plan["space"].first_point()
@@ -460,7 +459,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         return 130
     counts = reconcile(tracking, trials, resumed=args.resume)
     if stale:
-        _fail_optuna_trials(storage, stale)
+        stores.fail_optuna_trials(storage, stale)
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {len(results)} trials, "
           f"{len(results.errors)} failed, {counts['stopped_early']} stopped early")  # fmt: skip
     if counts["deleted"]:
@@ -474,19 +473,8 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         print(kind_of(args.task).verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
-    print(_browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
+    print(browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
     return 0
-
-
-def _browse_hint(uri: str, experiment_id: str, metric: str, mode: str) -> str:
-    """How to see the study's trials in MLflow's UI: its command and the page that lists
-    them sorted by their result."""
-    from study.tracking import runs_page
-
-    if uri.startswith(("http://", "https://")):
-        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id, metric, mode)}"
-    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
-            f"{runs_page('http://127.0.0.1:5000', experiment_id, metric, mode)}")  # fmt: skip
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -511,48 +499,13 @@ def _description(args: argparse.Namespace, plan: dict[str, Any], path: str) -> s
         ),  # fmt: skip
         "",
         "Each trial is a run named by its learner, shape and step size (`a=`) and lambda "
-        "(`l=`). Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
-        "constant predictor's: below 1 means something was learned); each run's "
-        "`curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves against "
-        "environment steps, and `learning_curve.png` shows them with the band over seeds.",
+        f"(`l=`). {kind_of(args.task).reading}",
         "",
         f"Command: `{_command(args)}`  ",
         f"Ray Tune results and checkpoints: `{path}`  ",
         f"Optuna storage: `{redact(plan['storage'])}`, study `{plan['name']}`",
     ]
     return "\n".join(lines)
-
-
-def _created(open_store: Callable[[], Any]) -> Any:
-    """``open_store()``, tried again when a new SQLite store that another process (an
-    ``mlflow ui``, an Optuna dashboard, a monitoring script) creates at the same moment fails
-    with "already exists"."""
-    for attempt in range(4):
-        try:
-            return open_store()
-        except Exception as e:
-            if attempt == 3 or "already exists" not in str(e):
-                raise
-            time.sleep(1.0 + attempt)
-
-
-def _running_optuna_trials(storage, name: str) -> list[int]:
-    import optuna
-
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        return []
-    running = storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,))
-    return [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in running]
-
-
-def _fail_optuna_trials(storage, trial_ids: list[int]) -> None:
-    import optuna
-
-    for trial_id in trial_ids:
-        if storage.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ short timeout. Each check raises a one-line ValueError naming the option as type
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from study.cli import probe, redact, writable_folder
@@ -73,3 +76,40 @@ def check(uri: str, flag: str, kind: str, must_exist: bool = False) -> None:
     servers = "http(s)://HOST:PORT, " if kind == "mlflow" else ""
     raise ValueError(f"{flag} {redact(uri)}: allowed: sqlite:///PATH, {servers}"
                      f"postgresql://... or mysql://...")  # fmt: skip
+
+
+# -- opening and settling the Optuna store ------------------------------------------------
+
+
+def created(open_store: Callable[[], Any]) -> Any:
+    """``open_store()``, tried again when a new SQLite store that another process (an
+    ``mlflow ui``, an Optuna dashboard, a monitoring script) creates at the same moment fails
+    with "already exists"."""
+    for attempt in range(4):
+        try:
+            return open_store()
+        except Exception as e:
+            if attempt == 3 or "already exists" not in str(e):
+                raise
+            time.sleep(1.0 + attempt)
+
+
+def running_optuna_trials(storage, name: str) -> list[int]:
+    """The ids of study ``name``'s trials still marked running in an Optuna ``storage``."""
+    import optuna
+
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    running = storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,))
+    return [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in running]
+
+
+def fail_optuna_trials(storage, trial_ids: list[int]) -> None:
+    """Mark those of ``trial_ids`` still running as failed (trials a killed launch lost)."""
+    import optuna
+
+    for trial_id in trial_ids:
+        if storage.get_trial(trial_id).state == optuna.trial.TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)

@@ -17,6 +17,7 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from study.cli import redact
 from study.kinds import PREDICTION
 
 # running, finished, stopped_early, diverged, failed, or interrupted (until --resume)
@@ -348,3 +349,12 @@ class TrialLogger:
             tags=[RunTag(STATUS_TAG, status)],
         )
         self.client.set_terminated(self.run_id, RUN_STATUS.get(status, "FINISHED"))
+
+
+def browse_hint(uri: str, experiment_id: str, metric: str, mode: str) -> str:
+    """How to see the study's trials in MLflow's UI: its command and the page that lists
+    them sorted by their result."""
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id, metric, mode)}"
+    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
+            f"{runs_page('http://127.0.0.1:5000', experiment_id, metric, mode)}")  # fmt: skip

@@ -26,7 +26,7 @@ import numpy as np
 from learners.ledger import cost
 from search_spaces import config_to_args
 from study.kinds import kind_of
-from study.run import seed_keys
+from study.loop import seed_keys
 from study.tasks import DEFAULT_TASK
 
 CHECKPOINT_FILE = "trial.npz"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from study.run import run_batch
+from study.loop import run_batch
 from study.tasks import make_task
 from study.tasks.metrics import summarise_blocks
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from learners import FAMILIES, make_hparams, make_learner
-from study.run import main, make_run, make_runner, run_batch, seed_keys
+from study.loop import make_run, make_runner, run_batch, seed_keys
+from study.run import main
 from study.tasks import make_task
 from study.tasks.metrics import (
     baselines,

@@ -11,8 +11,8 @@ import pytest
 from learners import make_hparams, make_learner
 from study.classify import make_classify_runner, make_evaluate
 from study.kinds import CLASSIFICATION, PREDICTION
+from study.loop import seed_keys
 from study.run import main as run_main
-from study.run import seed_keys
 from study.tasks import make_task
 from study.tasks.seq_mnist import ROWS
 from study.trial import TrialRun

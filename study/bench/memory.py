@@ -31,7 +31,7 @@ def memory_check(args: argparse.Namespace, where: str) -> int:
     run loop: task, learner and streaming MSRE) in chunks of 1M steps, and record the
     process's resident memory after each chunk, and the learner state's real bytes per
     stream against the ledger's."""
-    from study.run import make_runner, seed_keys
+    from study.loop import make_runner, seed_keys
     from study.tasks.metrics import horizon_for
 
     learner = make_learner("columnar", 12, n_features=7)

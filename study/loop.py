@@ -1,0 +1,245 @@
+"""The online-prediction run loop.
+
+``make_runner(learner, env, block_size, horizon)`` gives pure ``init(key, hparams, params)``
+and ``advance(carry, hparams, params, n_blocks)`` for one stream, built on ``jax.lax.scan``;
+``jax.vmap`` them over keys (seeds) and over hyperparameter pytrees to run many streams as one
+compiled program, and call ``advance`` chunk after chunk (progress display, a trial's reports
+and checkpoints) without changing a single number. Time is cut into blocks of ``block_size``
+steps; per block a run returns the sum of squared return errors scored in it and their
+count, from which ``study.tasks.metrics.summarise_blocks`` gives the running MSRE, the
+windowed MSRE (the paper's mean over the last ``window`` steps) and the learning curve.
+
+``make_run`` is the whole run as one function of ``(key, hparams, params)``; ``run_batch``
+runs step sizes x seeds as one program, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from learners import (
+    HParams,
+    Learner,
+)
+from study.tasks.animal import Animal, AnimalParams
+from study.tasks.metrics import (
+    MsreState,
+    horizon_for,
+    msre_init,
+    msre_update,
+)
+
+
+class Carry(NamedTuple):
+    key: jax.Array  # uint32 [2], the stream's PRNG key
+    env_state: Any
+    obs: jax.Array  # [m] observation not yet shown to the learner
+    cumulant: jax.Array  # [] cumulant that arrived with ``obs``
+    learner_state: Any
+    msre: MsreState
+
+
+class BlockStats(NamedTuple):
+    sq_sum: jax.Array  # [n_blocks] sum of squared return errors scored in each block
+    count: jax.Array  # [n_blocks] number of errors scored in each block
+    nonfinite: jax.Array  # [n_blocks] bool, whether any prediction was NaN or infinite
+    ret_sum: jax.Array  # [n_blocks] sum of the true returns G of the errors scored
+    ret_sq_sum: jax.Array  # [n_blocks] sum of their squares (``metrics.baselines``)
+
+
+class Runner(NamedTuple):
+    init: Callable[[jax.Array, HParams, AnimalParams], Carry]
+    advance: Callable[[Carry, HParams, AnimalParams, int], tuple[Carry, BlockStats]]
+    block_size: int
+    horizon: int
+
+
+def make_runner(
+    learner: Learner, env: Animal, block_size: int, horizon: int, record: bool = False
+) -> Runner:
+    """Pure ``init`` and ``advance`` of one stream; ``advance``'s ``n_blocks`` is static.
+
+    With ``record`` the per-step predictions and cumulants are returned as well (for tests and
+    offline checks; it costs memory proportional to the steps).
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size={block_size} must be >= 1")
+
+    def init(key: jax.Array, hp: HParams, tp: AnimalParams) -> Carry:
+        k_env, k_learner, k_run = jax.random.split(key, 3)
+        obs, env_state = env.reset(k_env, tp)
+        return Carry(
+            key=k_run,
+            env_state=env_state,
+            obs=obs,
+            cumulant=obs[0],
+            learner_state=learner.init(k_learner, hp),
+            msre=msre_init(tp.gamma, horizon),
+        )
+
+    def one_step(carry: Carry, hp: HParams, tp: AnimalParams):
+        learner_state, out = learner.step(carry.learner_state, carry.obs, carry.cumulant, hp)
+        msre, sq, counted, ret = msre_update(carry.msre, out["v"], carry.cumulant)
+        key, k_step = jax.random.split(carry.key)
+        obs, env_state, cumulant = env.step(k_step, carry.env_state, tp)
+        new = Carry(key, env_state, obs, cumulant, learner_state, msre)
+        return new, (sq, counted, ret, out["v"], carry.cumulant)
+
+    def block(carry: Carry, hp: HParams, tp: AnimalParams):
+        def body(c, _):
+            return one_step(c, hp, tp)
+
+        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, None, length=block_size)
+        stats = (sq.sum(), counted.sum(), jnp.any(~jnp.isfinite(v)), ret.sum(), (ret * ret).sum())
+        return carry, (stats, (v, c) if record else None)
+
+    def advance(carry: Carry, hp: HParams, tp: AnimalParams, n_blocks: int):
+        def body(c, _):
+            return block(c, hp, tp)
+
+        carry, (stats, rec) = jax.lax.scan(body, carry, None, length=n_blocks)
+        out = BlockStats(*stats)
+        if record:
+            return carry, (out, jax.tree.map(lambda a: a.reshape(-1), rec))
+        return carry, out
+
+    return Runner(init, advance, block_size, horizon)
+
+
+def make_run(
+    learner: Learner,
+    env: Animal,
+    num_steps: int,
+    block_size: int | None = None,
+    horizon: int | None = None,
+    gamma: float = 0.9,
+) -> Callable[[jax.Array, HParams, AnimalParams], BlockStats]:
+    """``run(key, hparams, task_params) -> BlockStats`` for ``num_steps`` steps of one stream.
+
+    ``horizon`` defaults to ``horizon_for(gamma)``; pass the largest discount you will run.
+    """
+    block_size = block_size or default_block(num_steps)
+    check_steps(num_steps, block_size)
+    runner = make_runner(learner, env, block_size, horizon or horizon_for(gamma))
+
+    def run(key: jax.Array, hp: HParams, tp: AnimalParams) -> BlockStats:
+        return runner.advance(runner.init(key, hp, tp), hp, tp, num_steps // block_size)[1]
+
+    return run
+
+
+def default_block(num_steps: int) -> int:
+    """Largest of 10k, 5k, 1k, 500, 100 that divides ``num_steps`` (else ``num_steps``)."""
+    for b in (10_000, 5_000, 1_000, 500, 100):
+        if num_steps % b == 0 and num_steps >= b:
+            return b
+    return num_steps
+
+
+def check_steps(num_steps: int, block_size: int) -> None:
+    if num_steps < 1:
+        raise ValueError(f"--steps {num_steps}: allowed: >= 1")
+    if num_steps % block_size:
+        raise ValueError(
+            f"--steps {num_steps} is not a multiple of the block size {block_size} (--block); "
+            f"allowed: a multiple of {block_size}"
+        )
+
+
+def seed_keys(seeds: list[int] | np.ndarray) -> jax.Array:
+    """uint32 [S, 2] keys, one per seed (raw keys round-trip through numpy checkpoints)."""
+    return jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+
+
+class Result(NamedTuple):
+    sq_sum: np.ndarray  # [A, S, n_blocks]
+    count: np.ndarray  # [A, S, n_blocks]
+    nonfinite: np.ndarray  # [A, S, n_blocks]
+    ret_sum: np.ndarray  # [A, S, n_blocks]
+    ret_sq_sum: np.ndarray  # [A, S, n_blocks]
+    seconds: float  # wall time of the run, compilation included
+    steps: int
+
+
+def run_batch(
+    learner: Learner,
+    env: Animal,
+    task_params: AnimalParams,
+    hparams: HParams,
+    seeds: list[int],
+    num_steps: int,
+    *,
+    block_size: int | None = None,
+    chunk_blocks: int | None = None,
+    progress: bool = False,
+) -> Result:
+    """Run ``hparams`` (leading axis A) x ``seeds`` streams as one compiled program, in chunks.
+
+    The chunks only split the scan: results equal one uninterrupted scan bit for bit.
+    """
+    block_size = block_size or default_block(num_steps)
+    check_steps(num_steps, block_size)
+    n_blocks = num_steps // block_size
+    gamma_max = float(np.max(np.asarray(task_params.gamma)))
+    runner = make_runner(learner, env, block_size, horizon_for(gamma_max))
+    if chunk_blocks is None:
+        chunk_blocks = max(1, min(n_blocks, 200_000 // block_size))
+
+    per_seed_init = jax.vmap(runner.init, in_axes=(0, None, None))
+    init = jax.jit(jax.vmap(per_seed_init, in_axes=(None, 0, None)))
+
+    def advance(carry, hp, tp, n):
+        per_seed = jax.vmap(runner.advance, in_axes=(0, None, None, None))
+        return jax.vmap(per_seed, in_axes=(0, 0, None, None))(carry, hp, tp, n)
+
+    advance = jax.jit(advance, static_argnums=3)
+    t0 = time.perf_counter()
+    carry = init(seed_keys(seeds), hparams, task_params)
+    outs = []
+    done = 0
+    bar = _Progress(num_steps, enabled=progress)
+    while done < n_blocks:
+        n = min(chunk_blocks, n_blocks - done)
+        carry, stats = advance(carry, hparams, task_params, n)
+        stats = jax.tree.map(np.asarray, stats)
+        outs.append(stats)
+        done += n
+        bar.update(done * block_size)
+    bar.close()
+    stats = BlockStats(*[np.concatenate(parts, axis=-1) for parts in zip(*outs, strict=True)])
+    return Result(*stats, seconds=time.perf_counter() - t0, steps=num_steps)
+
+
+class _Progress:
+    """A one-line progress display on stderr (steps, rate, time left)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.t0 = total, enabled and total > 0, time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        dt = time.perf_counter() - self.t0
+        rate = done / dt if dt > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else float("nan")
+        width = 30
+        fill = int(width * done / self.total)
+        sys.stderr.write(
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {done:,}/{self.total:,} steps "
+            f"{rate:,.0f} steps/s/stream, {left:,.0f} s left "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+# -- command line ---------------------------------------------------------------------------
