@@ -193,7 +193,7 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
     env, uri, started, node_ids = two_nodes_and_mlflow
     runs = tmp_path / "runs"
     argv = [sys.executable, "-m", "study.launch", "--space", "columnar", "--smoke",
-            "--trials", "3", "--steps", "300000", "--concurrency", "2",
+            "--trials", "3", "--steps", "300000", "--concurrency", "2", "--min-report-s", "0",
             "--set", "n_features=2", "--tracking-uri", uri, "--runs-dir", str(runs),
             "--storage-path", str(tmp_path / "shared" / "ray")]  # fmt: skip
     driver = _spawn(argv, dict(env, PYTHONUNBUFFERED="1"), tmp_path / "driver.log")
