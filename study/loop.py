@@ -186,12 +186,24 @@ def run_batch(
     """
     block_size = block_size or default_block(num_steps)
     check_steps(num_steps, block_size)
-    n_blocks = num_steps // block_size
     gamma_max = float(np.max(np.asarray(task_params.gamma)))
     runner = make_runner(learner, env, block_size, horizon_for(gamma_max))
+    t0 = time.perf_counter()
+    _, stats = run_chunked(runner, task_params, hparams, seeds, num_steps // block_size,
+                           chunk_blocks=chunk_blocks, progress=progress)  # fmt: skip
+    return Result(*stats, seconds=time.perf_counter() - t0, steps=num_steps)
+
+
+def run_chunked(runner: Any, task_params: Any, hparams: HParams, seeds: list[int],
+                n_blocks: int, *, chunk_blocks: int | None = None,
+                progress: bool = False) -> tuple[Any, Any]:  # fmt: skip
+    """Run a runner's ``init``/``advance`` (this loop's, or ``study.classify``'s) for ``hparams``
+    (leading axis A) x ``seeds`` streams as one compiled program, ``chunk_blocks`` blocks per
+    call (the chunks only split the scan: the results equal one scan's bit for bit). Returns
+    the final carry and every block's statistics, [A, S, n_blocks] each, as numpy arrays."""
+    block_size = runner.block_size
     if chunk_blocks is None:
         chunk_blocks = max(1, min(n_blocks, 200_000 // block_size))
-
     per_seed_init = jax.vmap(runner.init, in_axes=(0, None, None))
     init = jax.jit(jax.vmap(per_seed_init, in_axes=(None, 0, None)))
 
@@ -200,21 +212,19 @@ def run_batch(
         return jax.vmap(per_seed, in_axes=(0, 0, None, None))(carry, hp, tp, n)
 
     advance = jax.jit(advance, static_argnums=3)
-    t0 = time.perf_counter()
     carry = init(seed_keys(seeds), hparams, task_params)
     outs = []
     done = 0
-    bar = _Progress(num_steps, enabled=progress)
+    bar = _Progress(n_blocks * block_size, enabled=progress)
     while done < n_blocks:
         n = min(chunk_blocks, n_blocks - done)
         carry, stats = advance(carry, hparams, task_params, n)
-        stats = jax.tree.map(np.asarray, stats)
-        outs.append(stats)
+        outs.append(jax.tree.map(np.asarray, stats))
         done += n
         bar.update(done * block_size)
     bar.close()
-    stats = BlockStats(*[np.concatenate(parts, axis=-1) for parts in zip(*outs, strict=True)])
-    return Result(*stats, seconds=time.perf_counter() - t0, steps=num_steps)
+    fields = [np.concatenate(parts, axis=-1) for parts in zip(*outs, strict=True)]
+    return carry, type(outs[0])(*fields)
 
 
 class _Progress:

@@ -27,11 +27,10 @@ from learners import make_learner as _make_learner
 from study.cli import Parser, count, fail, real
 from study.kinds import kind_of
 from study.loop import (
-    _Progress,
     check_steps,
     default_block,
     run_batch,
-    seed_keys,
+    run_chunked,
 )
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, make_task
@@ -126,33 +125,49 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
-    if kind_of(args.task).takes_data_dir:
-        return _run_classify(args)
-    if args.data_dir:
+    if not kind_of(args.task).takes_data_dir and args.data_dir:
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
-    env, tp = make_task(args.task, gamma=args.gamma)
+    setup = _setup(args)
+    if kind_of(args.task).takes_data_dir:
+        return _run_classify(args, *setup)
+    return _run_predict(args, *setup)
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, Any, Learner, HParams, list[float], list[int]]:
+    """What both kinds of run share: the task, the learner, one row of hyperparameters per
+    step size (the family's defaults under the options given) and the seeds."""
+    kind = kind_of(args.task)
+    if kind.takes_data_dir:
+        env, tp = make_task(args.task, data_dir=args.data_dir)
+        tp = jax.tree.map(jnp.asarray, tp)
+        extra, gamma, lambda_ = {"n_classes": env.n_classes}, 0.0, None
+    else:
+        env, tp = make_task(args.task, gamma=args.gamma)
+        extra, gamma, lambda_ = {}, float(tp.gamma), args.lambda_
     learner = _make_learner(
-        args.learner,
-        env.obs_size,
-        n_features=args.features,
-        per_stage=args.per_stage,
-        truncation=args.truncation,
-        rmsprop=not args.no_rmsprop,
-    )
+        args.learner, env.obs_size, n_features=args.features, per_stage=args.per_stage,
+        truncation=args.truncation, rmsprop=not args.no_rmsprop, **extra,
+    )  # fmt: skip
+    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
+    hp = learner_hparams(
+        learner, alphas, _stage_steps(args, learner), gamma=gamma, lambda_=lambda_,
+        beta2=args.beta2, norm_rate=args.norm_rate, norm_floor=args.norm_floor,
+        init_scale=args.init_scale,
+    )  # fmt: skip
+    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
+    return env, tp, learner, hp, alphas, seeds
+
+
+def _run_predict(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, hp: HParams,
+                 alphas: list[float], seeds: list[int]) -> int:  # fmt: skip
+    """Prediction: the MSRE per seed and step size, and whether anything was learned."""
     block = args.block or default_block(args.steps)
     check_steps(args.steps, block)
     window = min(args.window, args.steps)
     if window % block:
         raise ValueError(f"--window {window} is not a multiple of the block size {block} "
                          f"(--block)")  # fmt: skip
-    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
-    hp = learner_hparams(
-        learner, alphas, _stage_steps(args, learner), gamma=float(tp.gamma),
-        lambda_=args.lambda_, beta2=args.beta2, norm_rate=args.norm_rate,
-        norm_floor=args.norm_floor, init_scale=args.init_scale,
-    )  # fmt: skip
     A = len(alphas)
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     print(
         f"task {args.task} | learner {learner.name} {learner.settings} | "
         f"{learner.n_params} parameters | {args.steps:,} steps x {len(seeds)} seeds x "
@@ -221,60 +236,29 @@ def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
     return args.stage_steps
 
 
-def _run_classify(args: argparse.Namespace) -> int:
-    """Sequential MNIST: every seed (and step size) as one program; online and held-out
-    accuracy per seed."""
+def _run_classify(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, hp: HParams,
+                  alphas: list[float], seeds: list[int]) -> int:  # fmt: skip
+    """Sequential MNIST: online and held-out accuracy per seed and step size."""
     from study.classify import make_classify_runner, make_evaluate
 
-    env, tp = make_task(args.task, data_dir=args.data_dir)
-    learner = _make_learner(
-        args.learner, env.obs_size, n_features=args.features, per_stage=args.per_stage,
-        truncation=args.truncation, rmsprop=not args.no_rmsprop, n_classes=env.n_classes,
-    )  # fmt: skip
     block = args.block or 28 * 100
     check_steps(args.steps, block)
-    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
-    hp = learner_hparams(
-        learner, alphas, _stage_steps(args, learner), gamma=0.0, beta2=args.beta2,
-        norm_rate=args.norm_rate, norm_floor=args.norm_floor, init_scale=args.init_scale,
-    )  # fmt: skip
     A = len(alphas)
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    tp = jax.tree.map(jnp.asarray, tp)
     print(
         f"task {args.task} ({env.source}{'' if env.full else '; not comparable with full MNIST'}"
         f") | learner {learner.name} {learner.settings} | {learner.n_params} parameters | "
         f"{args.steps:,} steps ({args.steps // env.rows:,} images) x {len(seeds)} seeds x "
         f"{A} step size(s) | backend {describe()}"
     )
-    runner = make_classify_runner(learner, env, block)
     both = (0, None, None)
-    init = jax.jit(
-        jax.vmap(jax.vmap(runner.init, in_axes=(0, None, None)), in_axes=(None, 0, None))
-    )
-    advance = jax.jit(
-        jax.vmap(jax.vmap(runner.advance, in_axes=(*both, None)), in_axes=(0, 0, None, None)),
-        static_argnums=3,
-    )
     evaluate = jax.jit(jax.vmap(jax.vmap(make_evaluate(learner, env), in_axes=both),
                                 in_axes=(0, 0, None)))  # fmt: skip
     t0 = time.perf_counter()
-    carry = init(seed_keys(seeds), hp, tp)
-    n_blocks, done, outs = args.steps // block, 0, []
-    chunk = max(1, min(n_blocks, 200_000 // block))
-    bar = _Progress(args.steps, enabled=True)
-    while done < n_blocks:
-        n = min(chunk, n_blocks - done)
-        carry, stats = advance(carry, hp, tp, n)
-        outs.append(jax.tree.map(np.asarray, stats))
-        done += n
-        bar.update(done * block)
-    bar.close()
+    carry, stats = run_chunked(make_classify_runner(learner, env, block), tp, hp, seeds,
+                               args.steps // block, progress=True)  # fmt: skip
     acc, ce = (np.asarray(a) for a in evaluate(carry.learner_state, hp, tp))
     seconds = time.perf_counter() - t0
-    errors = np.concatenate([o.errors for o in outs], -1)
-    count = np.concatenate([o.count for o in outs], -1)
-    bad = np.concatenate([o.nonfinite for o in outs], -1).any(-1)
+    errors, count, bad = stats.errors, stats.count, stats.nonfinite.any(-1)
     window = max(1, min(args.window, args.steps) // block)
     online = 1.0 - errors[..., -window:].sum(-1) / np.maximum(count[..., -window:].sum(-1), 1)
     streams = A * len(seeds)
