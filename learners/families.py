@@ -19,6 +19,7 @@ from learners import ledger
 from learners.api import Learner
 from learners.dense import rtrl, snap1
 from learners.linear import linear
+from learners.rtu import rtu, rtu_linear
 from learners.staged import columnar, constructive, hybrid
 from learners.tbptt import tbptt
 
@@ -57,6 +58,11 @@ def _dense_cost(entry: Callable[..., ledger.Cost]):
         return entry(m, H, rmsprop=rms, **extra), H, ledger.dense_params(m, H)
 
     return cost
+
+
+def _rtu_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
+    H = size["n_features"]
+    return ledger.rtu_cost(m, H, rms), 2 * H, H * (2 * (m + 1) + 2)
 
 
 def _units(n: int, size: dict[str, int]) -> dict[str, int]:
@@ -112,6 +118,20 @@ FAMILIES: dict[str, Family] = {
             lambda m, s, **kw: rtrl(m, s["n_features"], **kw),
             {"n_features": 4}, dict(_TD, init_scale=1.0), _dense_cost(ledger.rtrl_cost),
             _units, tuple(dict(n_features=n) for n in (2, 4, 8)),
+        ),
+        Family(
+            "rtu", "n_features non-linear recurrent trace units (diagonal complex "
+            "recurrence), exact RTRL",
+            lambda m, s, **kw: rtu(m, s["n_features"], **kw),
+            {"n_features": 16}, dict(_TD, init_scale=1.0), _rtu_cost, _units,
+            tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
+        ),
+        Family(
+            "rtu_linear", "n_features linear recurrent trace units (diagonal complex "
+            "recurrence, tanh on the output), exact RTRL",
+            lambda m, s, **kw: rtu_linear(m, s["n_features"], **kw),
+            {"n_features": 16}, dict(_TD, init_scale=1.0), _rtu_cost, _units,
+            tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
             "linear", "linear TD(lambda) on the observation (memoryless baseline)",

@@ -101,6 +101,26 @@ def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Co
     return Cost(rec + H + 1, flops, state * BYTES)
 
 
+def rtu_cost(m: int, units: int, rmsprop: bool = True) -> Cost:
+    """A layer of RTUs (``learners.rtu``; the linear and non-linear units cost the same)."""
+    H, J = units, m + 1
+    params = H * (2 * J + 2) + 2 * H + 1
+    flops = (
+        2 * m  # the observation's normalisation
+        + 2 * 2 * H * J  # W z
+        + 10 * 2 * H * J  # the input weights' traces: rotation 6, direct term 2, D 2
+        + 2 * 2 * 2 * H * J  # their readout-weighted sum
+        + H * (12 + 2 + 2 + 4)  # r, theta, a, b; R c; the additions; tanh and its derivative
+        + 2 * (10 + 4 + 4) * H  # the traces of nu and phi, their direct terms and sums
+        + 3 * 2 * H  # feature normalisation and the readout
+        + _td(params, rmsprop)
+    )  # fmt: skip
+    # W with trace (x2), elig, nu; nu and phi with trace (x2), elig, nu; c; readout with elig,
+    # nu; input and feature statistics; corr, v_prev
+    state = 2 * H * J * 5 + 2 * H * 5 + 2 * H + 3 * (2 * H + 1) + 2 * m + 4 * H + 2
+    return Cost(params, flops, state * BYTES)
+
+
 def tbptt_reference_flops(m: int, hidden: int, truncation: int) -> int:
     """The reference's cost model of T-BPTT, ``k (4h^2 + 4hm)``: one multiply-add per
     recurrent-layer weight per unrolled step. The paper's matched (truncation, hidden) pairs

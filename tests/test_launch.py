@@ -254,6 +254,7 @@ SMALL = {
     "snap1": ("trace_patterning_testbed", ["n_features=3"]),
     "tbptt": ("noisy_patterning", ["n_features=3", "truncation=4"]),
     "rtrl": ("trace_conditioning", ["n_features=2"]),
+    "rtu": ("trace_conditioning", ["n_features=4"]),
 }
 
 
