@@ -123,14 +123,14 @@ FAMILIES: dict[str, Family] = {
             "rtu", "n_features non-linear recurrent trace units (diagonal complex "
             "recurrence), exact RTRL",
             lambda m, s, **kw: rtu(m, s["n_features"], **kw),
-            {"n_features": 16}, dict(_TD, init_scale=1.0), _rtu_cost, _units,
+            {"n_features": 16}, dict(_TD, alpha=3e-4, init_scale=1.0), _rtu_cost, _units,
             tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
             "rtu_linear", "n_features linear recurrent trace units (diagonal complex "
             "recurrence, tanh on the output), exact RTRL",
             lambda m, s, **kw: rtu_linear(m, s["n_features"], **kw),
-            {"n_features": 16}, dict(_TD, init_scale=1.0), _rtu_cost, _units,
+            {"n_features": 16}, dict(_TD, alpha=3e-4, init_scale=1.0), _rtu_cost, _units,
             tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
