@@ -115,10 +115,14 @@ SPACES: dict[str, list[Param]] = {
     ],
     "rtrl": [*_common(init=_DENSE_INIT), Param("n_features", 1, 8, integer=True, size=True)],
     # RTUs: input weights relative to 1 / sqrt(fan-in), as a dense layer's
-    "rtu": [*_common(init=_DENSE_INIT), Param("n_features", 2, 256, log=True, integer=True,
-                                              size=True)],
-    "rtu_linear": [*_common(init=_DENSE_INIT), Param("n_features", 2, 256, log=True,
-                                                     integer=True, size=True)],
+    "rtu": [
+        *_common(init=_DENSE_INIT),
+        Param("n_features", 2, 256, log=True, integer=True, size=True),
+    ],
+    "rtu_linear": [
+        *_common(init=_DENSE_INIT),
+        Param("n_features", 2, 256, log=True, integer=True, size=True),
+    ],
 }
 
 
