@@ -22,6 +22,7 @@ from learners.linear import linear
 from learners.rtu import rtu, rtu_linear
 from learners.staged import columnar, constructive, hybrid
 from learners.tbptt import tbptt
+from learners.uoro import uoro
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,13 @@ FAMILIES: dict[str, Family] = {
             lambda m, s, **kw: rtrl(m, s["n_features"], **kw),
             {"n_features": 4}, dict(_TD, init_scale=1.0), _dense_cost(ledger.rtrl_cost),
             _units, tuple(dict(n_features=n) for n in (2, 4, 8)),
+        ),
+        Family(
+            "uoro", "dense LSTM of n_features units, UORO (unbiased rank-one estimate of the "
+            "RTRL Jacobian)",
+            lambda m, s, **kw: uoro(m, s["n_features"], **kw),
+            {"n_features": 8}, dict(_TD, init_scale=1.0), _dense_cost(ledger.uoro_cost),
+            _units, tuple(dict(n_features=n) for n in (8, 32, 128)),
         ),
         Family(
             "rtu", "n_features non-linear recurrent trace units (diagonal complex "

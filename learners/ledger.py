@@ -101,6 +101,26 @@ def tbptt_cost(m: int, hidden: int, truncation: int, rmsprop: bool = True) -> Co
     return Cost(rec + H + 1, flops, state * BYTES)
 
 
+def uoro_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
+    """UORO on a dense LSTM (``learners.uoro``): the forward pass, a forward-mode and a
+    reverse-mode product of the cell (about 2 and 3 forward passes), the two factors' norms
+    and updates, and the rank-one gradient."""
+    rec = dense_params(m, hidden)
+    H = hidden
+    cell = 2 * rec + H * UNIT
+    flops = (
+        cell + 2 * H  # forward and feature normalisation
+        + 2 * cell  # F_s s~ (jvp)
+        + 3 * cell  # v^T F_theta (vjp: the forward again and its transpose)
+        + 2 * (rec + 2 * H) + 3 * rec + 6 * H  # norms, then theta~ and s~
+        + rec + 2 * H  # (seed . s~) theta~
+        + _td(rec + H + 1, rmsprop)
+    )  # fmt: skip
+    # theta, theta~, elig, nu; s~; h, c; readout with elig, nu; statistics; corr, v_prev, key
+    state = rec * 4 + 2 * H + 2 * H + 3 * (H + 1) + 2 * m + 2 * H + 4
+    return Cost(rec + H + 1, flops, state * BYTES)
+
+
 def rtu_cost(m: int, units: int, rmsprop: bool = True) -> Cost:
     """A layer of RTUs (``learners.rtu``; the linear and non-linear units cost the same)."""
     H, J = units, m + 1

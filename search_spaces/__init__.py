@@ -114,6 +114,10 @@ SPACES: dict[str, list[Param]] = {
         Param("n_features", 2, 32, log=True, integer=True, size=True),
     ],
     "rtrl": [*_common(init=_DENSE_INIT), Param("n_features", 1, 8, integer=True, size=True)],
+    "uoro": [
+        *_common(init=_DENSE_INIT),
+        Param("n_features", 2, 64, log=True, integer=True, size=True),
+    ],
     # RTUs: input weights relative to 1 / sqrt(fan-in), as a dense layer's
     "rtu": [
         *_common(init=_DENSE_INIT),
