@@ -124,7 +124,8 @@ FAMILIES: dict[str, Family] = {
             "uoro", "dense LSTM of n_features units, UORO (unbiased rank-one estimate of the "
             "RTRL Jacobian)",
             lambda m, s, **kw: uoro(m, s["n_features"], **kw),
-            {"n_features": 8}, dict(_TD, init_scale=1.0), _dense_cost(ledger.uoro_cost),
+            {"n_features": 8}, dict(_TD, alpha=1e-4, init_scale=1.0),
+            _dense_cost(ledger.uoro_cost),
             _units, tuple(dict(n_features=n) for n in (8, 32, 128)),
         ),
         Family(
