@@ -19,6 +19,7 @@ from learners import ledger
 from learners.api import Learner
 from learners.dense import rtrl, snap1
 from learners.linear import linear
+from learners.lru import lru
 from learners.rtu import rtu, rtu_linear
 from learners.staged import columnar, constructive, hybrid
 from learners.tbptt import tbptt
@@ -64,6 +65,12 @@ def _dense_cost(entry: Callable[..., ledger.Cost]):
 def _rtu_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
     H = size["n_features"]
     return ledger.rtu_cost(m, H, rms), 2 * H, H * (2 * (m + 1) + 2)
+
+
+def _lru_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
+    N = size["n_features"]
+    entry = ledger.lru_cost(m, N, rms)
+    return entry, N, entry.params - N - 1
 
 
 def _units(n: int, size: dict[str, int]) -> dict[str, int]:
@@ -141,6 +148,13 @@ FAMILIES: dict[str, Family] = {
             lambda m, s, **kw: rtu_linear(m, s["n_features"], **kw),
             {"n_features": 16}, dict(_TD, alpha=3e-4, init_scale=1.0), _rtu_cost, _units,
             tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
+        ),
+        Family(
+            "lru", "one online LRU layer of n_features complex units and a GLU, exact RTRL "
+            "in the recurrence",
+            lambda m, s, **kw: lru(m, s["n_features"], **kw),
+            {"n_features": 8}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost, _units,
+            tuple(dict(n_features=n) for n in (8, 32, 128, 512)),
         ),
         Family(
             "linear", "linear TD(lambda) on the observation (memoryless baseline)",

@@ -118,6 +118,10 @@ SPACES: dict[str, list[Param]] = {
         *_common(init=_DENSE_INIT),
         Param("n_features", 2, 64, log=True, integer=True, size=True),
     ],
+    "lru": [
+        *_common(init=_DENSE_INIT),
+        Param("n_features", 2, 64, log=True, integer=True, size=True),
+    ],
     # RTUs: input weights relative to 1 / sqrt(fan-in), as a dense layer's
     "rtu": [
         *_common(init=_DENSE_INIT),

@@ -163,7 +163,7 @@ def test_report_measure_follows_the_task_and_refuses_a_mix():
      ("hybrid", dict(n_features=4, per_stage=2)), ("snap1", dict(n_features=3)),
      ("rtrl", dict(n_features=2)), ("tbptt", dict(n_features=3, truncation=7)),
      ("rtu", dict(n_features=3)), ("rtu_linear", dict(n_features=3)),
-     ("uoro", dict(n_features=3))],
+     ("uoro", dict(n_features=3)), ("lru", dict(n_features=3))],
 )  # fmt: skip
 def test_every_learner_runs_as_a_classification_trial(learner, sizes):
     base = {k: v for k, v in CONFIG.items() if k not in ("learner", "n_features", "per_stage")}
