@@ -148,7 +148,8 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
 
     # a report (and checkpoint) after every 10k-step chunk: a kill lands mid-trial
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
-            "--steps", "600000", "--set", "n_features=3", "--min-report-s", "0"]  # fmt: skip
+            "--steps", "600000", "--set", "n_features=3", "--min-report-s", "0",
+            "--reuse-actors"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
     # Tune snapshots its experiment state every second instead of every 10 s or more.
