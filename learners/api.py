@@ -128,6 +128,18 @@ def check_hparams(values: dict[str, Any]) -> None:
             raise ValueError(f"{name}={values[name]} is not allowed; need {bounds_rule(name)}")
 
 
+def check_sizes(n_inputs: int, n_features: int | None, n_classes: int, unit: str = "") -> None:
+    """The one-line errors every learner factory raises for impossible sizes: no input, no
+    unit (``unit`` names what a network needs one of; ``n_features=None``: no size to check),
+    a negative number of classes."""
+    if n_classes < 0:
+        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    if n_inputs < 1:
+        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
+    if n_features is not None and n_features < 1:
+        raise ValueError(f"n_features={n_features} must be >= 1 ({unit} needs a unit)")
+
+
 class Learner(NamedTuple):
     name: str
     init: Callable[[jax.Array, HParams], Any]

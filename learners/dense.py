@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learners.api import HParams, Learner, reset_recurrent
+from learners.api import HParams, Learner, check_sizes, reset_recurrent
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
@@ -143,12 +143,7 @@ def rtrl_trace_step(
 
 
 def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: int) -> Learner:
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if hidden < 1:
-        raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, hidden, n_classes, "the LSTM")
     m, H, C = n_inputs, hidden, n_classes
     J = m + H + 1
     trace_shape = (H, H, 4, J) if exact else (H, 4, J)

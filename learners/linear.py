@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, check_sizes
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
 
@@ -32,10 +32,7 @@ class LinearState(NamedTuple):
 
 def linear(n_inputs: int, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     """Linear TD(lambda); with ``n_classes > 0`` a softmax classifier of the observation."""
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, None, n_classes)
     C = n_classes
     if C:
         return _classifier(n_inputs, C, rmsprop)

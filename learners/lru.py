@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, check_sizes
 from learners.readout import cross_entropy, descend, readout_out
 from learners.rtu import R_RANGE, _rotate
 from learners.td import normalise, td_lambda, update_stats
@@ -71,12 +71,7 @@ def head(p: dict, x: jax.Array, z: jax.Array) -> jax.Array:
 
 def lru(n_inputs: int, units: int, *, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     """One online LRU layer of ``units`` complex units and its GLU, exact RTRL."""
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if units < 1:
-        raise ValueError(f"n_features={units} must be >= 1 (an LRU layer needs a unit)")
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, units, n_classes, "an LRU layer")
     m, N, K = n_inputs, units, n_classes
     J = m + 1
     names = (*RECURRENT, *HEAD)

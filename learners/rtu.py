@@ -41,7 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, check_sizes
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import normalise, td_lambda, update_stats
 
@@ -75,12 +75,7 @@ def _rotate(a: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
 
 
 def _rtu(n_inputs: int, units: int, nonlinear: bool, rmsprop: bool, n_classes: int) -> Learner:
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if units < 1:
-        raise ValueError(f"n_features={units} must be >= 1 (an RTU layer needs a unit)")
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, units, n_classes, "an RTU layer")
     m, H, C = n_inputs, units, n_classes
     J = m + 1
 

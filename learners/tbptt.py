@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, check_sizes
 from learners.dense import dense_descend, dense_forward, dense_init, dense_learn, dense_stats_init
 from learners.readout import cross_entropy, readout_out
 
@@ -94,13 +94,8 @@ def tbptt(
     """Dense LSTM of ``hidden`` units trained by T-BPTT with truncation ``truncation``; a
     classifier when ``n_classes > 0``: the backward pass then starts from
     ``dL/dh_t = W^T dL/dlogits`` at labelled steps, and ``reset`` empties the window."""
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, hidden, n_classes, "the LSTM")
     C = n_classes
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if hidden < 1:
-        raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
     if truncation < 1:
         raise ValueError(f"truncation={truncation} must be >= 1")
     m, H, k = n_inputs, hidden, truncation

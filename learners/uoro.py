@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from learners.api import HParams, Learner
+from learners.api import HParams, Learner, check_sizes
 from learners.dense import dense_descend, dense_forward, dense_init, dense_learn, dense_stats_init
 from learners.lstm_column import gates_from_preact
 from learners.readout import cross_entropy, readout_out
@@ -62,12 +62,7 @@ class UOROState(NamedTuple):
 
 def uoro(n_inputs: int, hidden: int, *, rmsprop: bool = True, n_classes: int = 0) -> Learner:
     """UORO on a dense LSTM of ``hidden`` units: O(|theta|) per step, unbiased, noisy."""
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if hidden < 1:
-        raise ValueError(f"n_features={hidden} must be >= 1 (the LSTM needs a unit)")
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
+    check_sizes(n_inputs, hidden, n_classes, "the LSTM")
     m, H, C = n_inputs, hidden, n_classes
     J = m + H + 1
 
