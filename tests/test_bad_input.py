@@ -97,11 +97,6 @@ CASES = [
     ("run", "--features 0", ["argument --features: 0"]),
     ("run", "--learner hybrid --features 10 --per-stage 3", ["--per-stage 3 does not divide"]),
     ("run", "--learner hybrid --stage-steps -5", ["argument --stage-steps: -5"]),
-    (
-        "run",
-        "--learner hybrid --stage-steps 300 --steps 1000",
-        ["--stage-steps 300 does not fit the run"],
-    ),  # fmt: skip
     ("run", "--norm-floor 0", ["argument --norm-floor: 0: allowed: a finite number in (0, 1]"]),
     ("run", "--norm-floor -0.1", ["argument --norm-floor: -0.1"]),
     ("run", "--norm-rate 1.5", ["argument --norm-rate: 1.5"]),

@@ -197,3 +197,19 @@ def test_cli_lists():
     assert code == 0 and "trace_patterning " in out and "noisy_patterning" in out
     code, out, _ = _cli("--list-learners")
     assert code == 0 and "hybrid" in out
+
+
+def test_a_run_may_end_before_its_last_stage_as_the_reference_runs_do():
+    """The authors' reference runs constructive 10:1 for 1M steps in stages of 200k; the
+    command runs such a schedule and says how many stages start."""
+    code, out, err = _cli(
+        "--learner", "constructive", "--features", "4", "--stage-steps", "400", "--steps",
+        "1000", "--seeds", "1", "--block", "100", "--window", "500",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "note: --stage-steps 400: 3 of the 4 stages start within --steps 1,000" in err
+    code, _, err = _cli(
+        "--learner", "constructive", "--features", "4", "--stage-steps", "250", "--steps",
+        "1000", "--seeds", "1", "--block", "100", "--window", "500",
+    )  # fmt: skip
+    assert code == 0 and "note:" not in err  # stages at 0, 250, 500, 750: all start
