@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from learners.api import HParams, Learner, check_sizes
 from learners.readout import cross_entropy, descend, readout_out
-from learners.rtu import R_RANGE, _rotate
+from learners.rtu import R_RANGE, rotate
 from learners.td import normalise, td_lambda, update_stats
 
 THETA_MAX = math.pi / 8
@@ -115,7 +115,7 @@ def lru(n_inputs: int, units: int, *, rmsprop: bool = True, n_classes: int = 0) 
         a, b = r * jnp.cos(theta), r * jnp.sin(theta)
         gamma = jnp.exp(p["g"])
         bz = p["B"] @ z  # [N, 2]
-        rx = _rotate(a, b, state.x)
+        rx = rotate(a, b, state.x)
         x = rx + gamma[:, None] * bz
         t = state.traces
         x1, x2 = state.x[:, 0], state.x[:, 1]
@@ -123,11 +123,11 @@ def lru(n_inputs: int, units: int, *, rmsprop: bool = True, n_classes: int = 0) 
                     * z[None, None, :, None])  # fmt: skip
         aw, bw = a[:, None, None], b[:, None, None]
         traces = dict(
-            B=_rotate(aw, bw, t["B"]) + direct_B,
-            nu=_rotate(a, b, t["nu"]) - jnp.exp(p["nu"])[:, None] * rx,
-            phi=_rotate(a, b, t["phi"])
+            B=rotate(aw, bw, t["B"]) + direct_B,
+            nu=rotate(a, b, t["nu"]) - jnp.exp(p["nu"])[:, None] * rx,
+            phi=rotate(a, b, t["phi"])
             + theta[:, None] * jnp.stack([-b * x1 - a * x2, a * x1 - b * x2], axis=-1),
-            g=_rotate(a, b, t["g"]) + gamma[:, None] * bz,
+            g=rotate(a, b, t["g"]) + gamma[:, None] * bz,
         )  # fmt: skip
         hp_ = {k: p[k] for k in HEAD}
         o, pullback = jax.vjp(lambda hq, xx: head(hq, xx, z), hp_, x)

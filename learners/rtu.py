@@ -69,7 +69,7 @@ class RTUState(NamedTuple):
     v_prev: jax.Array  # []
 
 
-def _rotate(a: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
+def rotate(a: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
     """``R s`` for a trailing axis of 2, ``a`` and ``b`` broadcasting against ``s[..., 0]``."""
     return jnp.stack([a * s[..., 0] - b * s[..., 1], b * s[..., 0] + a * s[..., 1]], axis=-1)
 
@@ -109,7 +109,7 @@ def _rtu(n_inputs: int, units: int, nonlinear: bool, rmsprop: bool, n_classes: i
         z = jnp.concatenate([x_hat, jnp.ones(1, x_hat.dtype)])  # [J]
         r, theta = jnp.exp(-jnp.exp(state.nu)), jnp.exp(state.phi)
         a, b = r * jnp.cos(theta), r * jnp.sin(theta)  # [H]
-        rc = _rotate(a, b, state.c)  # [H, 2] R c_{t-1}
+        rc = rotate(a, b, state.c)  # [H, 2] R c_{t-1}
         pre = rc + state.W @ z  # [H, 2]
         if nonlinear:
             c = jnp.tanh(pre)
@@ -121,12 +121,12 @@ def _rtu(n_inputs: int, units: int, nonlinear: bool, rmsprop: bool, n_classes: i
         # RTRL: s_t = D (R s_{t-1} + direct)
         direct_W = jnp.eye(2, dtype=z.dtype)[None, :, None, :] * z[None, None, :, None]
         aw, bw = a[:, None, None], b[:, None, None]
-        trace_W = D[:, None, None, :] * (_rotate(aw, bw, state.trace_W) + direct_W)
+        trace_W = D[:, None, None, :] * (rotate(aw, bw, state.trace_W) + direct_W)
         direct_nu = -jnp.exp(state.nu)[:, None] * rc
         c1, c2 = state.c[:, 0], state.c[:, 1]
         direct_phi = theta[:, None] * jnp.stack([-b * c1 - a * c2, a * c1 - b * c2], axis=-1)
-        trace_nu = D * (_rotate(a, b, state.trace_nu) + direct_nu)
-        trace_phi = D * (_rotate(a, b, state.trace_phi) + direct_phi)
+        trace_nu = D * (rotate(a, b, state.trace_nu) + direct_nu)
+        trace_phi = D * (rotate(a, b, state.trace_phi) + direct_phi)
         h = feats.reshape(-1)  # [2H] (c1, c2) of unit 0, then unit 1, ...
         feat_mean, feat_var = update_stats(h, state.feat_mean, state.feat_var, hp)
         inv_std = jax.lax.rsqrt(feat_var)

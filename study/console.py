@@ -42,6 +42,11 @@ class Progress(Callback):
         # replaced by lines of ours, and the launch learns of the interruption here.
         logging.getLogger("ray.tune.tune").addFilter(self._tune_notice)
 
+    def close(self) -> None:
+        """Stop watching Tune's logger (a comparison runs several studies in one process:
+        each launch's callback must hear only its own Ctrl+C)."""
+        logging.getLogger("ray.tune.tune").removeFilter(self._tune_notice)
+
     def _tune_notice(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Stop signal received"):

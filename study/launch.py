@@ -324,7 +324,8 @@ def _study(args: argparse.Namespace, plan: dict[str, Any], path: str) -> int:
     from study.tracking import start_study
 
     runs: Path = plan["runs"]
-    metric, mode = kind_of(args.task).metric, kind_of(args.task).mode
+    kind = kind_of(args.task)
+    metric, mode = kind.metric, kind.mode
     gpus = ray.cluster_resources().get("GPU", 0)
     if args.gpus_per_trial > 0 and gpus < args.gpus_per_trial:
         return fail(f"--gpus-per-trial {args.gpus_per_trial:g} but the Ray cluster has "
@@ -446,7 +447,10 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     # classic one is silent at verbose=0, and study.console prints the progress.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     t0 = time.perf_counter()
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        progress.close()
     # Tune's trials as the driver knows them at the end, not the experiment state on disk:
     # that copy is synced from a staging folder in the background and can lag a trial.
     analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(path)
