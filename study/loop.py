@@ -28,7 +28,7 @@ from learners import (
     HParams,
     Learner,
 )
-from study.tasks.animal import Animal, AnimalParams
+from study.tasks.animal import UNIFORM_CHUNK, Animal, AnimalParams
 from study.tasks.metrics import (
     MsreState,
     horizon_for,
@@ -38,7 +38,8 @@ from study.tasks.metrics import (
 
 
 class Carry(NamedTuple):
-    key: jax.Array  # uint32 [2], the stream's PRNG key
+    key: jax.Array  # uint32 [2], the key of the task's random numbers (``Animal.uniforms``)
+    t: jax.Array  # int32 [], steps taken
     env_state: Any
     obs: jax.Array  # [m] observation not yet shown to the learner
     cumulant: jax.Array  # [] cumulant that arrived with ``obs``
@@ -62,12 +63,19 @@ class Runner(NamedTuple):
 
 
 def make_runner(
-    learner: Learner, env: Animal, block_size: int, horizon: int, record: bool = False
+    learner: Learner,
+    env: Animal,
+    block_size: int,
+    horizon: int,
+    record: bool = False,
+    engine: str | None = None,
 ) -> Runner:
     """Pure ``init`` and ``advance`` of one stream; ``advance``'s ``n_blocks`` is static.
 
     With ``record`` the per-step predictions and cumulants are returned as well (for tests and
-    offline checks; it costs memory proportional to the steps).
+    offline checks; it costs memory proportional to the steps; JAX's path only).
+    ``engine`` is ``"jax"`` or ``"native"`` (the compiled CPU loop, ``study.native``); None
+    chooses as ``study.native.engine`` does.
     """
     if block_size < 1:
         raise ValueError(f"block_size={block_size} must be >= 1")
@@ -77,6 +85,7 @@ def make_runner(
         obs, env_state = env.reset(k_env, tp)
         return Carry(
             key=k_run,
+            t=jnp.zeros((), jnp.int32),
             env_state=env_state,
             obs=obs,
             cumulant=obs[0],
@@ -84,21 +93,39 @@ def make_runner(
             msre=msre_init(tp.gamma, horizon),
         )
 
-    def one_step(carry: Carry, hp: HParams, tp: AnimalParams):
+    def one_step(carry: Carry, u: jax.Array, hp: HParams, tp: AnimalParams):
         learner_state, out = learner.step(carry.learner_state, carry.obs, carry.cumulant, hp)
         msre, sq, counted, ret = msre_update(carry.msre, out["v"], carry.cumulant)
-        key, k_step = jax.random.split(carry.key)
-        obs, env_state, cumulant = env.step(k_step, carry.env_state, tp)
-        new = Carry(key, env_state, obs, cumulant, learner_state, msre)
+        obs, env_state, cumulant = env.step_u(u, carry.env_state, tp)
+        new = Carry(carry.key, carry.t + 1, env_state, obs, cumulant, learner_state, msre)
         return new, (sq, counted, ret, out["v"], carry.cumulant)
 
-    def block(carry: Carry, hp: HParams, tp: AnimalParams):
-        def body(c, _):
-            return one_step(c, hp, tp)
+    # The task's random numbers are drawn for a sub-block of steps at a time, so that no
+    # block's numbers are held at once (memory) and the draw stays vectorised.
+    sub = next((n for n in (1000, UNIFORM_CHUNK) if block_size % n == 0), block_size)
+    native = None if record or engine == "jax" else _native_block(learner, env, engine)
 
-        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, None, length=block_size)
+    def sub_block(carry: Carry, hp: HParams, tp: AnimalParams):
+        u = env.uniforms(carry.key, carry.t, sub)
+        if native is not None:
+            carry, stats = native(carry, hp, tp, u)
+            return carry, (stats, None)
+
+        def body(c, u_t):
+            return one_step(c, u_t, hp, tp)
+
+        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, u)
         stats = (sq.sum(), counted.sum(), jnp.any(~jnp.isfinite(v)), ret.sum(), (ret * ret).sum())
         return carry, (stats, (v, c) if record else None)
+
+    def block(carry: Carry, hp: HParams, tp: AnimalParams):
+        if sub == block_size:
+            return sub_block(carry, hp, tp)
+        carry, (stats, rec) = jax.lax.scan(lambda c, _: sub_block(c, hp, tp), carry, None,
+                                           length=block_size // sub)  # fmt: skip
+        sq, counted, nonfinite, ret, ret_sq = stats
+        stats = (sq.sum(), counted.sum(), jnp.any(nonfinite), ret.sum(), ret_sq.sum())
+        return carry, (stats, jax.tree.map(lambda a: a.reshape(-1), rec))
 
     def advance(carry: Carry, hp: HParams, tp: AnimalParams, n_blocks: int):
         def body(c, _):
@@ -111,6 +138,17 @@ def make_runner(
         return carry, out
 
     return Runner(init, advance, block_size, horizon)
+
+
+def _native_block(learner: Learner, env: Animal, engine: str | None):
+    from study import native
+
+    if engine is None:
+        return native.block_fn(learner, env) if native.engine(learner, env) == "native" else None
+    why = native.unsupported(learner, env) or native.ensure()
+    if why:
+        raise RuntimeError(f"engine native: {why}")
+    return native.block_fn(learner, env)
 
 
 def make_run(

@@ -192,11 +192,20 @@ def save_state(directory, carry, blocks_done: int, history: dict[str, np.ndarray
 def load_state(directory, like):
     """``(carry, blocks_done, history, extra)`` from :func:`save_state`'s file; ``like`` gives
     the carry's tree structure."""
-    treedef = jax.tree.structure(like)
+    leaves, treedef = jax.tree.flatten(like)
     with np.load(Path(directory) / CHECKPOINT_FILE) as f:
-        carry = jax.tree.unflatten(
-            treedef, [jax.numpy.asarray(f[f"leaf{i}"]) for i in range(treedef.num_leaves)]
-        )
+        stored = [f[f"leaf{i}"] for i in range(len(leaves)) if f"leaf{i}" in f.files]
+        n_stored = sum(k.startswith("leaf") for k in f.files)
+        if n_stored != len(leaves) or any(
+            a.shape != np.shape(b) or a.dtype != np.asarray(b).dtype
+            for a, b in zip(stored, leaves, strict=False)
+        ):
+            raise ValueError(
+                f"the checkpoint in {directory} holds a run state of another layout (written by "
+                "another version of ccn-study, or another learner); it cannot be continued: "
+                "start the study afresh in a new runs folder"
+            )
+        carry = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in stored])
         history = {k[5:]: f[k] for k in f.files if k.startswith("hist_")}
         if "nonfinite" in history:
             history["nonfinite"] = history["nonfinite"].astype(bool)

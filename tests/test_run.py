@@ -48,17 +48,17 @@ def test_scan_equals_python_loop(name):
     carry0 = runner.init(key, hp, tp)
     carry, (stats, (v_scan, c_scan)) = jax.jit(runner.advance, static_argnums=3)(carry0, hp, tp, 4)
 
-    # The same stream by hand: env.step and learner.step called from Python.
-    env_step, learner_step = jax.jit(env.step), jax.jit(learner.step)
-    obs, es, ls, rk = carry0.obs, carry0.env_state, carry0.learner_state, carry0.key
+    # The same stream by hand: env.step_u and learner.step called from Python.
+    env_step, learner_step = jax.jit(env.step_u), jax.jit(learner.step)
+    obs, es, ls = carry0.obs, carry0.env_state, carry0.learner_state
+    uniforms = env.uniforms(carry0.key, carry0.t, 400)
     c = obs[0]
     vs, cs = [], []
-    for _ in range(400):
+    for t in range(400):
         ls, out = learner_step(ls, obs, c, hp)
         vs.append(out["v"])
         cs.append(c)
-        rk, k = jax.random.split(rk)
-        obs, es, c = env_step(k, es, tp)
+        obs, es, c = env_step(uniforms[t], es, tp)
     np.testing.assert_allclose(np.asarray(vs), v_scan, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(np.asarray(cs), c_scan)
     for a, b in zip(jax.tree.leaves(ls), jax.tree.leaves(carry.learner_state), strict=True):

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 RULES = ("conditioning", "patterning", "half_patterns")
+UNIFORM_CHUNK = 100  # steps whose random numbers one generator call draws (``uniforms``)
 DISTRACTOR_MODES = ("per_step", "per_trial")
 
 
@@ -198,10 +199,29 @@ class Animal:
         return candidates[order[: self.n_patterns]]
 
     @property
-    def _n_uniform(self) -> int:
-        """Uniform numbers one step draws: a new trial's 5 + CS + distractors, and one per
+    def n_uniform(self) -> int:
+        """Uniform numbers one step reads: a new trial's 5 + CS + distractors, and one per
         distractor for the per-step switch-on."""
         return 5 + self.n_cs + 2 * self.n_distractors
+
+    def uniforms(self, key: jax.Array, t0: jax.Array, n: int) -> jax.Array:
+        """The uniforms [n, n_uniform] of steps ``t0 .. t0 + n - 1`` of the stream ``key``.
+
+        Step t reads row ``t % UNIFORM_CHUNK`` of ``uniform(fold_in(key, t // UNIFORM_CHUNK))``:
+        numbers are drawn a chunk of steps at a time (one generator call per chunk, vectorised,
+        instead of a key split and a small draw every step, which made the task cost more than
+        the learners it feeds), yet every step's numbers are a pure function of the key and the
+        step's index, whatever the block size or chunking of a run and across a checkpoint.
+        """
+        R, U = UNIFORM_CHUNK, self.n_uniform
+        first = t0 // R
+        n_chunks = -(-n // R) + 1  # the chunks that can overlap n rows starting anywhere
+
+        def chunk(i):
+            return jax.random.uniform(jax.random.fold_in(key, first + i), (R, U))
+
+        rows = jax.vmap(chunk)(jnp.arange(n_chunks)).reshape(n_chunks * R, U)
+        return jax.lax.dynamic_slice_in_dim(rows, t0 % R, n)
 
     def _new_trial(self, u: jax.Array, state: AnimalState, params: AnimalParams) -> AnimalState:
         """The next trial from uniforms ``u`` in [0, 1) (``5 + n_cs + n_distractors`` of
@@ -259,8 +279,8 @@ class Animal:
     def reset(self, key: jax.Array, params: AnimalParams) -> tuple[jax.Array, AnimalState]:
         """Draw this seed's stored patterns and the first trial; returns ``(obs_0, state)``."""
         k_pat, k_step = jax.random.split(key)
-        u = jax.random.uniform(k_step, (self._n_uniform,))
-        n_trial = self._n_uniform - self.n_distractors
+        u = jax.random.uniform(k_step, (self.n_uniform,))
+        n_trial = self.n_uniform - self.n_distractors
         d = self.n_distractors
         state = AnimalState(
             tau=jnp.zeros((), jnp.int32),
@@ -281,9 +301,15 @@ class Animal:
     def step(
         self, key: jax.Array, state: AnimalState, params: AnimalParams
     ) -> tuple[jax.Array, AnimalState, jax.Array]:
-        """Advance one step; returns ``(obs, state, cumulant)`` with cumulant = the US bit."""
-        u = jax.random.uniform(key, (self._n_uniform,))
-        n_trial = self._n_uniform - self.n_distractors
+        """Advance one step drawing its own uniforms from ``key``; see :meth:`step_u`."""
+        return self.step_u(jax.random.uniform(key, (self.n_uniform,)), state, params)
+
+    def step_u(
+        self, u: jax.Array, state: AnimalState, params: AnimalParams
+    ) -> tuple[jax.Array, AnimalState, jax.Array]:
+        """Advance one step with the uniforms ``u`` [n_uniform] (a row of :meth:`uniforms`);
+        returns ``(obs, state, cumulant)`` with cumulant = the US bit."""
+        n_trial = self.n_uniform - self.n_distractors
         tau = state.tau + 1
         advanced = state._replace(tau=tau)
         fresh = self._new_trial(u[:n_trial], state, params)

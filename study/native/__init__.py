@@ -1,0 +1,214 @@
+"""The run loop's hot path as one compiled CPU kernel, called through JAX's FFI.
+
+On one stream a learner step of a paper-sized network is a few hundred numbers of work, and
+XLA's CPU runtime spends more than that dispatching the few dozen small kernels it compiles a
+step into. ``loop.cc`` beside this file runs a whole block of steps of every stream (task,
+learner, streaming MSRE) in one call, with the numbers of ``study.loop``'s JAX code: the same
+uniforms (drawn by JAX, ``Animal.uniforms``), the same state, the same formulas. The JAX code
+stays the reference and the path on GPUs; ``tests/test_native.py`` holds the two together.
+
+Which path a run takes (``engine``): the kernel where it applies (the staged networks, i.e.
+columnar, constructive and hybrid, and T-BPTT, predicting on the animal-learning testbed in
+float32 on the CPU) and builds; JAX otherwise. ``CCN_ENGINE=jax`` always takes JAX;
+``CCN_ENGINE=native`` fails with the reason where the kernel cannot run.
+
+The kernel is compiled on first use with the machine's C++ compiler (``$CXX`` or ``g++``,
+``-O3 -march=native``) against the FFI headers jaxlib ships, into ``$CCN_NATIVE_CACHE``
+(default ``~/.cache/ccn-study/native``), one file per source, jaxlib and CPU; a machine without
+a compiler runs JAX and says so once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("loop.cc")
+TARGET = "ccn_run_block"
+STAGED = ("columnar", "constructive", "hybrid")
+ENGINES = ("auto", "native", "jax")
+_lock = threading.Lock()
+_state: dict[str, Any] = {}  # "ready": bool, "why": reason it is not
+
+
+def engine_setting() -> str:
+    """``$CCN_ENGINE`` (auto, native or jax), checked."""
+    value = os.environ.get("CCN_ENGINE", "auto").strip().lower() or "auto"
+    if value not in ENGINES:
+        raise ValueError(f"CCN_ENGINE={value!r} is not allowed; allowed: {', '.join(ENGINES)}")
+    return value
+
+
+def _cpu_tag() -> str:
+    """What ``-march=native`` depends on: the CPU's model and flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _library_path() -> tuple[Path, list[str]]:
+    import jax
+    import jaxlib
+
+    cxx = os.environ.get("CXX") or "g++"
+    flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
+    stamp = "\n".join([SOURCE.read_text(), jaxlib.__version__, cxx, " ".join(flags), _cpu_tag()])
+    digest = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("CCN_NATIVE_CACHE", Path.home() / ".cache/ccn-study/native"))
+    cmd = [cxx, *flags, "-isystem", jax.ffi.include_dir(), str(SOURCE)]
+    return cache / f"ccn_loop_{digest}.so", cmd
+
+
+def build() -> Path:
+    """Compile ``loop.cc`` into the cache (once per source, jaxlib and CPU) and return the
+    library's path; a one-line RuntimeError says why it could not."""
+    path, cmd = _library_path()
+    if path.exists():
+        return path
+    compiler = shutil.which(cmd[0])
+    if compiler is None:
+        raise RuntimeError(f"no C++ compiler {cmd[0]!r} on PATH (set $CXX)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Several trials may build at once: each writes its own file and renames it into place.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        # posix_spawn, not fork (JAX's threads may be running): a full path, no fd closing
+        done = subprocess.run([compiler, *cmd[1:], "-o", tmp], capture_output=True, text=True,
+                              close_fds=False)  # fmt: skip
+        if done.returncode:
+            lines = done.stderr.strip().splitlines() or ["(no message)"]
+            first = next((ln for ln in lines if "error" in ln), lines[0])
+            raise RuntimeError(f"compiling {SOURCE.name} failed: {first}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def ensure() -> str | None:
+    """Build, load and register the kernel once per process; None when ready, else why not."""
+    with _lock:
+        if "ready" not in _state:
+            try:
+                import jax
+
+                lib = ctypes.CDLL(str(build()))
+                jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.ccn_run_block),
+                                            platform="cpu")  # fmt: skip
+                _state.update(ready=True, lib=lib)
+            except (RuntimeError, OSError) as e:
+                _state.update(ready=False, why=str(e))
+        return None if _state["ready"] else _state["why"]
+
+
+def unsupported(learner: Any, env: Any) -> str | None:
+    """Why the kernel does not apply to this learner and task (None: it does)."""
+    import jax
+
+    from study.tasks.animal import Animal
+
+    if not isinstance(env, Animal):
+        return f"the kernel runs the animal-learning testbed, not {type(env).__name__}"
+    if learner.name not in (*STAGED, "tbptt"):
+        return f"the kernel has no {learner.name} learner"
+    if learner.settings.get("n_classes"):
+        return "the kernel predicts; it does not classify"
+    if jax.config.jax_enable_x64:
+        return "the kernel computes in float32 and JAX is in float64"
+    if jax.default_backend() != "cpu":
+        return f"the kernel runs on the CPU, and JAX's default device is {jax.default_backend()}"
+    return None
+
+
+def engine(learner: Any, env: Any) -> str:
+    """``"native"`` or ``"jax"``: the path a run of ``learner`` on ``env`` takes."""
+    setting = engine_setting()
+    if setting == "jax":
+        return "jax"
+    why = unsupported(learner, env) or ensure()
+    if why is None:
+        return "native"
+    if setting == "native":
+        raise RuntimeError(f"CCN_ENGINE=native: {why}")
+    if unsupported(learner, env) is None and not _state.get("told"):
+        print(f"note: the compiled CPU loop is off ({why}); running JAX's", file=sys.stderr)
+        _state["told"] = True
+    return "jax"
+
+
+def block_fn(learner: Any, env: Any):
+    """``block(carry, hp, tp, u) -> (carry, stats)``: ``study.loop``'s block of ``len(u)``
+    steps of one stream (vmap it like the rest of the loop), through the kernel."""
+    import jax
+    import jax.numpy as jnp
+
+    from study.tasks.animal import half_patterns
+
+    s = learner.settings
+    staged = learner.name in STAGED
+    attrs = dict(
+        kind=np.int64(0 if staged else 1),
+        m=np.int64(s["n_inputs"]),
+        n_features=np.int64(s["n_features"]),
+        per_stage=np.int64(s.get("per_stage", s["n_features"])),
+        truncation=np.int64(s.get("truncation", 1)),
+        rmsprop=np.int64(bool(s.get("rmsprop", True))),
+        n_cs=np.int64(env.n_cs),
+        n_d=np.int64(env.n_distractors),
+        rule=np.int64(("conditioning", "patterning", "half_patterns").index(env.rule)),
+        per_trial=np.int64(env.distractors == "per_trial"),
+    )
+    if env.rule == "half_patterns":
+        candidates = half_patterns(env.n_cs)
+    else:
+        candidates = np.zeros((1, env.n_cs), np.float32)
+
+    def block(carry, hp, tp, u):
+        f32, i32 = jnp.float32, jnp.int32
+        leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant,
+                  *jax.tree.leaves(carry.learner_state), *carry.msre]  # fmt: skip
+        hpf = jnp.stack([hp.alpha, hp.lambda_, hp.gamma, hp.beta2, hp.eps, hp.norm_rate,
+                         hp.norm_floor]).astype(f32)  # fmt: skip
+        hpi = jnp.reshape(hp.steps_per_stage, (1,)).astype(i32)
+        tpf = jnp.concatenate([jnp.stack([tp.p_pattern, tp.noise]).astype(f32),
+                               jnp.asarray(tp.distractor_probs, f32).reshape(-1)])  # fmt: skip
+        tpi = jnp.stack([tp.isi_lo, tp.isi_hi, tp.iti_lo, tp.iti_hi, tp.cs_len, tp.us_len,
+                         tp.distractor_len]).astype(i32)  # fmt: skip
+        outs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
+        outs += [jax.ShapeDtypeStruct((), d) for d in (f32, i32, jnp.bool_, f32, f32)]
+        call = jax.ffi.ffi_call(
+            TARGET, outs, vmap_method="broadcast_all",
+            input_output_aliases={6 + i: i for i in range(len(leaves))},
+        )  # fmt: skip
+        res = call(u.astype(f32), hpf, hpi, tpf, tpi, jnp.asarray(candidates), *leaves, **attrs)
+        n_env = len(carry.env_state)
+        n_learn = len(jax.tree.leaves(carry.learner_state))
+        it = iter(res)
+        t = next(it)
+        env_state = type(carry.env_state)(*(next(it) for _ in range(n_env)))
+        obs, cumulant = next(it), next(it)
+        learner_state = jax.tree.unflatten(jax.tree.structure(carry.learner_state),
+                                           [next(it) for _ in range(n_learn)])  # fmt: skip
+        msre = type(carry.msre)(*(next(it) for _ in range(len(carry.msre))))
+        stats = tuple(it)
+        new = carry._replace(t=t, env_state=env_state, obs=obs, cumulant=cumulant,
+                             learner_state=learner_state, msre=msre)  # fmt: skip
+        return new, stats
+
+    return block

@@ -1,0 +1,564 @@
+// The online-prediction run loop of study/loop.py, one block of steps per call, for the CPU.
+//
+// One call advances every stream of a batch by B steps: the animal-learning task
+// (study/tasks/animal.py, from the uniforms its `uniforms` drew), the learner (the staged
+// LSTM-column network of learners/staged.py, or T-BPTT on the dense LSTM of learners/tbptt.py)
+// and the streaming MSRE (study/tasks/metrics.py). The JAX code stays the reference, and the
+// path on every other device: this file computes the same numbers in the same order of
+// operations where it can, and tests/test_native.py holds the two together.
+//
+// Arguments, all batched with the same leading dimensions (jax.ffi's "broadcast_all"):
+//   0 u [B, U] f32, the task's uniforms        1 hp f32 [7]: alpha lambda gamma beta2 eps
+//   2 hp i32 [1]: steps_per_stage                          norm_rate norm_floor
+//   3 task f32 [2 + d]: p_pattern noise probs  4 task i32 [7]: isi_lo isi_hi iti_lo iti_hi
+//   5 candidates f32 [n, n_cs] (half_patterns)                 cs_len us_len distractor_len
+//   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's 22, the MSRE's 4
+// Results: the carry's leaves in the same order, then the block's sq_sum, count, nonfinite,
+// ret_sum, ret_sq_sum.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kCarryStart = 6;  // first carry leaf among the arguments
+constexpr int kTaskLeaves = 8;
+constexpr int kLearnerLeaves = 22;
+constexpr int kMsreLeaves = 4;
+constexpr int kCarryLeaves = 1 + kTaskLeaves + 2 + kLearnerLeaves + kMsreLeaves;
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
+
+// -- the task ----------------------------------------------------------------------------
+
+struct Task {
+  int n_cs, n_d, n_rows, n_cand, rule, per_trial;  // rule: 0 conditioning 1 patterning 2 half
+  int isi_lo, isi_hi, iti_lo, iti_hi, cs_len, us_len, d_len;
+  float p_pattern, noise;
+  const float* probs;
+  const float* cand;
+  // state
+  int32_t *tau, *isi, *trial_len;
+  bool* us;
+  float* cs;
+  int32_t* left;
+  float* dpat;
+  const float* patterns;
+};
+
+inline int pick(float x, int lo, int n) {
+  int k = static_cast<int>(std::floor(x * static_cast<float>(n)));
+  return lo + std::clamp(k, 0, n - 1);
+}
+
+void observe(const Task& k, float* obs) {
+  const int tau = *k.tau;
+  const bool us_on = *k.us && tau >= *k.isi && tau < *k.isi + k.us_len;
+  const float cs_on = tau < k.cs_len ? 1.0f : 0.0f;
+  obs[0] = us_on ? 1.0f : 0.0f;
+  for (int j = 0; j < k.n_cs; ++j) obs[1 + j] = k.cs[j] * cs_on;
+  float* dist = obs + 1 + k.n_cs;
+  if (k.per_trial) {
+    const float on = tau < k.d_len ? 1.0f : 0.0f;
+    for (int j = 0; j < k.n_d; ++j) dist[j] = k.dpat[j] * on;
+  } else {
+    for (int j = 0; j < k.n_d; ++j) dist[j] = k.left[j] > 0 ? 1.0f : 0.0f;
+  }
+}
+
+// Animal.step_u: returns the cumulant (the US bit) and writes the observation.
+float task_step(Task& k, const float* u, float* obs) {
+  const int tau = *k.tau + 1;
+  if (tau >= *k.trial_len) {
+    const int isi = pick(u[0], k.isi_lo, k.isi_hi - k.isi_lo + 1);
+    const int iti = pick(u[1], k.iti_lo, k.iti_hi - k.iti_lo + 1);
+    if (k.rule == 0) {
+      for (int j = 0; j < k.n_cs; ++j) k.cs[j] = 1.0f;
+    } else if (k.rule == 2) {
+      const float* row = k.cand + pick(u[2], 0, k.n_cand) * k.n_cs;
+      std::copy(row, row + k.n_cs, k.cs);
+    } else if (u[3] < k.p_pattern) {
+      const float* row = k.patterns + pick(u[2], 0, k.n_rows) * k.n_cs;
+      std::copy(row, row + k.n_cs, k.cs);
+    } else {
+      for (int j = 0; j < k.n_cs; ++j) k.cs[j] = u[5 + j] < 0.5f ? 1.0f : 0.0f;
+    }
+    bool positive = false;
+    for (int r = 0; r < k.n_rows && !positive; ++r) {
+      bool same = true;
+      for (int j = 0; j < k.n_cs; ++j) same = same && k.cs[j] == k.patterns[r * k.n_cs + j];
+      positive = same;
+    }
+    *k.us = positive != (u[4] < k.noise);
+    for (int j = 0; j < k.n_d; ++j) k.dpat[j] = u[5 + k.n_cs + j] < 0.5f ? 1.0f : 0.0f;
+    *k.tau = 0;
+    *k.isi = isi;
+    *k.trial_len = isi + iti;
+  } else {
+    *k.tau = tau;
+  }
+  const float* us = u + 5 + k.n_cs + k.n_d;
+  for (int j = 0; j < k.n_d; ++j)
+    k.left[j] = k.left[j] > 0 ? k.left[j] - 1 : (us[j] < k.probs[j] ? k.d_len : 0);
+  observe(k, obs);
+  return obs[0];
+}
+
+// -- hyperparameters and TD ----------------------------------------------------------------
+
+struct HP {
+  float alpha, lambda, gamma, beta2, eps, norm_rate, norm_floor;
+  int32_t steps_per_stage;
+  bool rmsprop;
+};
+
+// learners.td.td_update for one number; `rs` is rsqrt(corr).
+inline float td_update(float param, float elig, float& nu, float rs, float delta, const HP& hp) {
+  const float g = delta * elig;
+  if (!hp.rmsprop) return param + hp.alpha * g;
+  nu = hp.beta2 * nu + (1.0f - hp.beta2) * g * g;
+  return param + hp.alpha * g / (std::sqrt(nu) * rs + hp.eps);
+}
+
+inline void update_stats(float x, float& mean, float& var, const HP& hp) {
+  const float r = 1.0f - hp.norm_rate;
+  mean = r * mean + hp.norm_rate * x;
+  const float d = x - mean;
+  var = std::max(r * var + hp.norm_rate * d * d, hp.norm_floor);
+}
+
+// -- the staged LSTM-column network (columnar, constructive, CCN) ----------------------
+
+struct Staged {
+  int m, N, P, S, K, K2;
+  // state (learners.staged.StagedState, in its field order)
+  float *theta, *h, *c, *w, *b, *trace_h, *trace_c, *elig_theta, *elig_w, *elig_b, *nu_theta,
+      *nu_w, *nu_b, *corr_theta, *corr_out, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
+  int32_t *t, *stage_p;
+  // scratch
+  std::vector<float> x_hat, z, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc;
+
+  void size(int m_, int N_, int P_) {
+    m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2;
+    x_hat.resize(m), z.resize(K), h_new.resize(N), c_new.resize(N), h_hat.resize(N);
+    inv2.resize(N), gi.resize(P), gf.resize(P), go.resize(P), gg.resize(P), tc.resize(P);
+  }
+
+  float step(const float* x, float c_t, const HP& hp) {
+    const bool single = S == 1;
+    const int stage = single ? 0 : std::min(*t / hp.steps_per_stage, S - 1);
+    const int old_stage = *stage_p;
+    const bool keep = single || stage == old_stage;
+    for (int j = 0; j < m; ++j) x_hat[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
+    std::copy(x_hat.begin(), x_hat.end(), z.begin());
+
+    // Forward pass of the active stages; stage s reads the features of stages < s.
+    const int active = (stage + 1) * P;
+    for (int s = 0; s <= stage; ++s) {
+      const int width = m + s * P;
+      for (int p = 0; p < P; ++p) {
+        const int n = s * P + p;
+        const float* th = theta + static_cast<size_t>(n) * 4 * K2;
+        float a[4];
+        for (int g = 0; g < 4; ++g) {
+          const float* row = th + g * K2;
+          float acc = 0.0f;
+          for (int j = 0; j < width; ++j) acc += row[j] * z[j];
+          a[g] = acc + row[K] * h[n] + row[K + 1];
+        }
+        const float i = sigmoid(a[0]), f = sigmoid(a[1]), o = sigmoid(a[2]), g = std::tanh(a[3]);
+        const float cn = f * c[n] + i * g;
+        const float tch = std::tanh(cn);
+        c_new[n] = cn;
+        h_new[n] = o * tch;
+        if (s == stage) gi[p] = i, gf[p] = f, go[p] = o, gg[p] = g, tc[p] = tch;
+      }
+      if (s < S - 1)  // the features later stages read, by the statistics before step t
+        for (int p = 0; p < P; ++p) {
+          const int n = s * P + p;
+          z[m + n] = (h_new[n] - feat_mean[n]) * rsqrt(feat_var[n]);
+        }
+    }
+    for (int n = active; n < N; ++n) h_new[n] = 0.0f, c_new[n] = 0.0f;
+
+    // Running statistics: the observation's, and the learning stage's features'.
+    for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
+    const int first = stage * P;
+    for (int n = first; n < first + P; ++n) update_stats(h_new[n], feat_mean[n], feat_var[n], hp);
+    for (int n = 0; n < N; ++n) {
+      inv2[n] = rsqrt(feat_var[n]);
+      h_hat[n] = n < active ? (h_new[n] - feat_mean[n]) * inv2[n] : 0.0f;
+    }
+    float v = 0.0f;
+    for (int n = 0; n < N; ++n) v += w[n] * h_hat[n];
+    v += *b;
+
+    // TD(lambda): delta_{t-1} with the eligibilities of step t-1.
+    const float delta = c_t + hp.gamma * v - *v_prev;
+    const float decay = hp.gamma * hp.lambda;
+    const float co = hp.beta2 * *corr_out + (1.0f - hp.beta2);
+    const float ct = hp.beta2 * *corr_theta + (1.0f - hp.beta2);
+    const float rso = rsqrt(co), rst = rsqrt(ct);
+    float w_cur[64];
+    std::vector<float> w_big;
+    float* wc = w_cur;
+    if (P > 64) w_big.resize(P), wc = w_big.data();
+    for (int p = 0; p < P; ++p) wc[p] = w[first + p] * inv2[first + p];
+    for (int n = 0; n < N; ++n) {
+      w[n] = td_update(w[n], elig_w[n], nu_w[n], rso, delta, hp);
+      elig_w[n] = decay * elig_w[n] + h_hat[n];
+    }
+    *b = td_update(*b, *elig_b, *nu_b, rso, delta, hp);
+    *elig_b = decay * *elig_b + 1.0f;
+    *corr_out = co;
+
+    const size_t stage_size = static_cast<size_t>(P) * 4 * K2;
+    if (!keep) {
+      // The stage that learned at t-1 takes its last update; the new one starts from zero.
+      float* th = theta + old_stage * stage_size;
+      for (size_t j = 0; j < stage_size; ++j) {
+        float nu = nu_theta[j];
+        th[j] = td_update(th[j], elig_theta[j], nu, rst, delta, hp);
+      }
+      std::fill(trace_h, trace_h + stage_size, 0.0f);
+      std::fill(trace_c, trace_c + stage_size, 0.0f);
+      std::fill(elig_theta, elig_theta + stage_size, 0.0f);
+      std::fill(nu_theta, nu_theta + stage_size, 0.0f);
+      *corr_theta = 0.0f;
+    } else {
+      *corr_theta = ct;
+    }
+
+    // Traces of the learning stage (learners.lstm_column.own_trace_step, from the
+    // pre-update theta) fused with its TD update when the stage learned at t-1 as well.
+    float* th_stage = theta + stage * stage_size;
+    const int width = m + stage * P;
+    for (int p = 0; p < P; ++p) {
+      const int n = first + p;
+      float* th = th_stage + static_cast<size_t>(p) * 4 * K2;
+      const float i = gi[p], f = gf[p], o = go[p], g = gg[p], tch = tc[p], cp = c[n];
+      const float di = i * (1 - i), df = f * (1 - f), dout = o * (1 - o), dg = 1 - g * g;
+      const float A = cp * df * th[1 * K2 + K] + g * di * th[0 * K2 + K] + i * dg * th[3 * K2 + K];
+      const float B = tch * dout * th[2 * K2 + K];
+      const float oc = o * (1 - tch * tch);
+      const float ec[4] = {g * di, cp * df, 0.0f, i * dg};
+      const float eh[4] = {0.0f, 0.0f, tch * dout, 0.0f};
+      const float hp_prev = h[n];
+      for (int gate = 0; gate < 4; ++gate) {
+        const size_t row = (static_cast<size_t>(p) * 4 + gate) * K2;
+        float* TH = trace_h + row;
+        float* TC = trace_c + row;
+        float* E = elig_theta + row;
+        float* NU = nu_theta + row;
+        float* W = th + gate * K2;
+        const float e_c = ec[gate], e_h = eh[gate];
+        auto one = [&](int j, float zeta) {
+          const float tcn = f * TC[j] + A * TH[j] + e_c * zeta;
+          const float thn = oc * tcn + B * TH[j] + e_h * zeta;
+          if (keep) W[j] = td_update(W[j], E[j], NU[j], rst, delta, hp);
+          E[j] = decay * E[j] + wc[p] * thn;
+          TC[j] = tcn;
+          TH[j] = thn;
+        };
+        for (int j = 0; j < width; ++j) one(j, z[j]);
+        one(K, hp_prev);
+        one(K + 1, 1.0f);
+      }
+    }
+
+    std::copy(h_new.begin(), h_new.end(), h);
+    std::copy(c_new.begin(), c_new.end(), c);
+    *v_prev = v;
+    *t += 1;
+    *stage_p = stage;
+    return v;
+  }
+};
+
+// -- T-BPTT on the dense LSTM ----------------------------------------------------------------
+
+struct Tbptt {
+  int m, H, k, J;
+  float *theta, *h, *c, *w, *b, *buf_zeta, *buf_gates, *buf_c, *buf_c_prev, *elig_theta, *elig_w,
+      *elig_b, *nu_theta, *nu_w, *nu_b, *corr, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
+  int32_t* t;
+  std::vector<float> zeta, a, h_hat, grad, dh, dc, dh_prev, tanh_ring;
+
+  void size(int m_, int H_, int k_) {
+    m = m_, H = H_, k = k_, J = m + H + 1;
+    zeta.resize(J), a.resize(4 * H), h_hat.resize(H), grad.resize(H * 4 * J);
+    dh.resize(H), dc.resize(H), dh_prev.resize(H), tanh_ring.resize(k * H);
+  }
+
+  // tanh of the cached cells, kept beside the window for this call (not part of the state).
+  void start_block() {
+    for (int s = 0; s < k * H; ++s) tanh_ring[s] = std::tanh(buf_c[s]);
+  }
+
+  float step(const float* x, float c_t, const HP& hp) {
+    const int32_t now = *t;
+    const int slot = now % k;
+    for (int j = 0; j < m; ++j) zeta[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
+    for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
+    for (int n = 0; n < H; ++n) zeta[m + n] = h[n];
+    zeta[m + H] = 1.0f;
+    float* gates = buf_gates + static_cast<size_t>(slot) * 4 * H;  // [4, H]: i f o g
+    for (int n = 0; n < H; ++n) {
+      float pre[4];
+      for (int g = 0; g < 4; ++g) {
+        const float* row = theta + (static_cast<size_t>(n) * 4 + g) * J;
+        float acc = 0.0f;
+        for (int j = 0; j < J; ++j) acc += row[j] * zeta[j];
+        pre[g] = acc;
+      }
+      const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), o = sigmoid(pre[2]);
+      const float g = std::tanh(pre[3]);
+      const float cn = f * c[n] + i * g;
+      const float tch = std::tanh(cn);
+      gates[0 * H + n] = i, gates[1 * H + n] = f, gates[2 * H + n] = o, gates[3 * H + n] = g;
+      buf_c_prev[slot * H + n] = c[n];
+      buf_c[slot * H + n] = cn;
+      tanh_ring[slot * H + n] = tch;
+      c[n] = cn;
+      h[n] = o * tch;
+    }
+    std::copy(zeta.begin(), zeta.end(), buf_zeta + static_cast<size_t>(slot) * J);
+    for (int n = 0; n < H; ++n) update_stats(h[n], feat_mean[n], feat_var[n], hp);
+    float v = 0.0f;
+    for (int n = 0; n < H; ++n) {
+      const float inv = rsqrt(feat_var[n]);
+      h_hat[n] = (h[n] - feat_mean[n]) * inv;
+      dh[n] = w[n] * inv;  // the backward pass starts from the readout (pre-update w)
+      v += w[n] * h_hat[n];
+    }
+    v += *b;
+
+    // d v_t / d theta through the last min(k, t+1) steps (learners.tbptt.truncated_grad).
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    std::fill(dc.begin(), dc.end(), 0.0f);
+    const int depth = std::min<int64_t>(k, static_cast<int64_t>(now) + 1);
+    for (int back = 0; back < depth; ++back) {
+      const int s = ((now - back) % k + k) % k;
+      const float* gs = buf_gates + static_cast<size_t>(s) * 4 * H;
+      const float* zs = buf_zeta + static_cast<size_t>(s) * J;
+      std::fill(dh_prev.begin(), dh_prev.end(), 0.0f);
+      for (int n = 0; n < H; ++n) {
+        const float i = gs[n], f = gs[H + n], o = gs[2 * H + n], g = gs[3 * H + n];
+        const float tch = tanh_ring[s * H + n], cp = buf_c_prev[s * H + n];
+        const float dcn = dc[n] + dh[n] * o * (1 - tch * tch);
+        const float da[4] = {dcn * g * i * (1 - i), dcn * cp * f * (1 - f),
+                             dh[n] * tch * o * (1 - o), dcn * i * (1 - g * g)};
+        for (int gate = 0; gate < 4; ++gate) {
+          float* gr = grad.data() + (static_cast<size_t>(n) * 4 + gate) * J;
+          const float* U = theta + (static_cast<size_t>(n) * 4 + gate) * J + m;
+          const float d = da[gate];
+          for (int j = 0; j < J; ++j) gr[j] += d * zs[j];
+          for (int l = 0; l < H; ++l) dh_prev[l] += d * U[l];
+        }
+        dc[n] = dcn * f;
+      }
+      std::swap(dh, dh_prev);
+    }
+
+    // TD(lambda) (learners.td.td_lambda).
+    const float delta = c_t + hp.gamma * v - *v_prev;
+    const float decay = hp.gamma * hp.lambda;
+    const float co = hp.beta2 * *corr + (1.0f - hp.beta2);
+    const float rs = rsqrt(co);
+    const size_t n_theta = static_cast<size_t>(H) * 4 * J;
+    for (size_t j = 0; j < n_theta; ++j) {
+      theta[j] = td_update(theta[j], elig_theta[j], nu_theta[j], rs, delta, hp);
+      elig_theta[j] = decay * elig_theta[j] + grad[j];
+    }
+    for (int n = 0; n < H; ++n) {
+      w[n] = td_update(w[n], elig_w[n], nu_w[n], rs, delta, hp);
+      elig_w[n] = decay * elig_w[n] + h_hat[n];
+    }
+    *b = td_update(*b, *elig_b, *nu_b, rs, delta, hp);
+    *elig_b = decay * *elig_b + 1.0f;
+    *corr = co;
+    *v_prev = v;
+    *t = now + 1;
+    return v;
+  }
+};
+
+// -- the streaming MSRE as a ring buffer ---------------------------------------------------
+
+struct Msre {
+  int H = 0, head = 0;  // logical slot k lives at ring[(head + k) % H]
+  std::vector<float> pending, zero, powers;
+  std::vector<char> valid;
+
+  void load(const float* p, const bool* v, const float* pw, const float* z, int H_) {
+    H = H_, head = 0;
+    pending.assign(p, p + H), zero.assign(z, z + H), powers.assign(pw, pw + H);
+    valid.assign(v, v + H);
+  }
+
+  void store(float* p, bool* v, float* z) const {
+    for (int q = 0; q < H; ++q) {
+      const int r = (head + q) % H;
+      p[q] = pending[r], z[q] = zero[r], v[q] = valid[r];
+    }
+  }
+
+  // metrics.msre_update: take c_s, then v_s; returns whether an error was scored.
+  bool update(float v_s, float c_s, float& sq, float& ret) {
+    if (c_s != 0.0f) {  // pending -= powers * c_s (a no-op, exactly, when c_s is 0)
+      const int tail = H - head;
+      for (int q = 0; q < tail; ++q) {
+        pending[head + q] -= powers[q] * c_s;
+        zero[head + q] -= powers[q] * c_s;
+      }
+      for (int q = tail; q < H; ++q) {
+        pending[q - tail] -= powers[q] * c_s;
+        zero[q - tail] -= powers[q] * c_s;
+      }
+    }
+    const int last = (head + H - 1) % H;
+    const bool counted = valid[last];
+    const float err = pending[last];
+    sq = counted ? err * err : 0.0f;
+    ret = counted ? -zero[last] : 0.0f;
+    head = last;  // the oldest slot becomes the newest
+    pending[head] = v_s, zero[head] = 0.0f, valid[head] = 1;
+    return counted;
+  }
+};
+
+// -- the FFI handler ---------------------------------------------------------------------------
+
+template <typename T>
+T* at(ffi::AnyBuffer buf, size_t stream, size_t batch) {
+  const size_t per = buf.element_count() / batch;
+  return reinterpret_cast<T*>(buf.untyped_data()) + stream * per;
+}
+
+ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t kind, int64_t m,
+                    int64_t n_features, int64_t per_stage, int64_t truncation, int64_t rmsprop,
+                    int64_t n_cs, int64_t n_d, int64_t rule, int64_t per_trial) {
+  if (args.size() != kCarryStart + kCarryLeaves || rets.size() != kCarryLeaves + 5)
+    return ffi::Error::InvalidArgument("ccn_run_block: wrong number of arguments or results");
+  std::vector<ffi::AnyBuffer> in, out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto a = args.get<ffi::AnyBuffer>(i);
+    if (!a.has_value()) return a.error();
+    in.push_back(*a);
+  }
+  for (size_t i = 0; i < rets.size(); ++i) {
+    auto r = rets.get<ffi::AnyBuffer>(i);
+    if (!r.has_value()) return r.error();
+    out.push_back(**r);
+  }
+  // The carry's results start as its arguments (the same buffers when XLA aliased them).
+  for (int i = 0; i < kCarryLeaves; ++i) {
+    const ffi::AnyBuffer& src = in[kCarryStart + i];
+    if (src.untyped_data() != out[i].untyped_data())
+      std::memcpy(out[i].untyped_data(), src.untyped_data(), src.size_bytes());
+  }
+  const size_t batch = in[kCarryStart].element_count();  // t is one number per stream
+  const auto u_dims = in[0].dimensions();
+  const int B = static_cast<int>(u_dims[u_dims.size() - 2]);
+  const int U = static_cast<int>(u_dims[u_dims.size() - 1]);
+
+  Staged staged;
+  Tbptt tbptt;
+  if (kind == 0) staged.size(m, n_features, per_stage);
+  else tbptt.size(m, n_features, truncation);
+  Msre msre;
+  const int L = 1 + kTaskLeaves + 2;  // first learner leaf among the carry's results
+
+  for (size_t s = 0; s < batch; ++s) {
+    const float* u = at<float>(in[0], s, batch);
+    const float* hpf = at<float>(in[1], s, batch);
+    HP hp{hpf[0], hpf[1], hpf[2], hpf[3], hpf[4], hpf[5], hpf[6],
+          *at<int32_t>(in[2], s, batch), rmsprop != 0};
+    const float* tf = at<float>(in[3], s, batch);
+    const int32_t* ti = at<int32_t>(in[4], s, batch);
+    Task task{static_cast<int>(n_cs), static_cast<int>(n_d), 0,
+              static_cast<int>(in[5].element_count() / batch / std::max<int64_t>(n_cs, 1)),
+              static_cast<int>(rule), static_cast<int>(per_trial),
+              ti[0], ti[1], ti[2], ti[3], ti[4], ti[5], ti[6], tf[0], tf[1], tf + 2,
+              at<float>(in[5], s, batch),
+              at<int32_t>(out[1], s, batch), at<int32_t>(out[2], s, batch),
+              at<int32_t>(out[3], s, batch), at<bool>(out[4], s, batch),
+              at<float>(out[5], s, batch), at<int32_t>(out[6], s, batch),
+              at<float>(out[7], s, batch), at<float>(out[8], s, batch)};
+    task.n_rows = static_cast<int>(out[8].element_count() / batch / n_cs);
+    int32_t* t = at<int32_t>(out[0], s, batch);
+    float* obs = at<float>(out[9], s, batch);
+    float* cumulant = at<float>(out[10], s, batch);
+    auto f = [&](int leaf) { return at<float>(out[L + leaf], s, batch); };
+    if (kind == 0) {
+      Staged& g = staged;
+      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.trace_h = f(5);
+      g.trace_c = f(6), g.elig_theta = f(7), g.elig_w = f(8), g.elig_b = f(9);
+      g.nu_theta = f(10), g.nu_w = f(11), g.nu_b = f(12), g.corr_theta = f(13);
+      g.corr_out = f(14), g.obs_mean = f(15), g.obs_var = f(16), g.feat_mean = f(17);
+      g.feat_var = f(18), g.v_prev = f(19);
+      g.t = at<int32_t>(out[L + 20], s, batch), g.stage_p = at<int32_t>(out[L + 21], s, batch);
+    } else {
+      Tbptt& g = tbptt;
+      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.buf_zeta = f(5);
+      g.buf_gates = f(6), g.buf_c = f(7), g.buf_c_prev = f(8), g.elig_theta = f(9);
+      g.elig_w = f(10), g.elig_b = f(11), g.nu_theta = f(12), g.nu_w = f(13), g.nu_b = f(14);
+      g.corr = f(15), g.obs_mean = f(16), g.obs_var = f(17), g.feat_mean = f(18);
+      g.feat_var = f(19), g.v_prev = f(20), g.t = at<int32_t>(out[L + 21], s, batch);
+      g.start_block();
+    }
+    const int M = L + kLearnerLeaves;  // first MSRE leaf
+    const int H = static_cast<int>(out[M].element_count() / batch);
+    msre.load(f(kLearnerLeaves), at<bool>(out[M + 1], s, batch), f(kLearnerLeaves + 2),
+              f(kLearnerLeaves + 3), H);
+
+    double sq_sum = 0.0, ret_sum = 0.0, ret_sq_sum = 0.0;
+    int32_t count = 0;
+    bool nonfinite = false;
+    for (int step = 0; step < B; ++step) {
+      const float c_t = *cumulant;
+      const float v = kind == 0 ? staged.step(obs, c_t, hp) : tbptt.step(obs, c_t, hp);
+      nonfinite = nonfinite || !std::isfinite(v);
+      float sq, ret;
+      if (msre.update(v, c_t, sq, ret)) {
+        ++count;
+        sq_sum += sq, ret_sum += ret, ret_sq_sum += static_cast<double>(ret) * ret;
+      }
+      *cumulant = task_step(task, u + static_cast<size_t>(step) * U, obs);
+      *t += 1;
+    }
+    msre.store(f(kLearnerLeaves), at<bool>(out[M + 1], s, batch), f(kLearnerLeaves + 3));
+    const int R = kCarryLeaves;
+    *at<float>(out[R], s, batch) = static_cast<float>(sq_sum);
+    *at<int32_t>(out[R + 1], s, batch) = count;
+    *at<bool>(out[R + 2], s, batch) = nonfinite;
+    *at<float>(out[R + 3], s, batch) = static_cast<float>(ret_sum);
+    *at<float>(out[R + 4], s, batch) = static_cast<float>(ret_sq_sum);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ccn_run_block, RunBlock,
+                              ffi::Ffi::Bind()
+                                  .RemainingArgs()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("kind")
+                                  .Attr<int64_t>("m")
+                                  .Attr<int64_t>("n_features")
+                                  .Attr<int64_t>("per_stage")
+                                  .Attr<int64_t>("truncation")
+                                  .Attr<int64_t>("rmsprop")
+                                  .Attr<int64_t>("n_cs")
+                                  .Attr<int64_t>("n_d")
+                                  .Attr<int64_t>("rule")
+                                  .Attr<int64_t>("per_trial"));

@@ -1,0 +1,167 @@
+"""The compiled CPU loop (``study.native``) against the JAX loop it must equal.
+
+Every learner the kernel runs, on tasks of every rule and both distractor modes, with
+normalisation on, stages that start mid-run and a step size large enough that any wrong term
+changes the numbers within the first hundred steps: the task's state (integers and flags) must
+be equal, the learners' numbers and the per-block MSRE sums equal within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from learners import make_hparams, make_learner
+from study import native
+from study.loop import make_run, make_runner, seed_keys
+from study.tasks import make_task
+from study.tasks.metrics import horizon_for
+
+SIZES = {
+    "columnar": dict(n_features=3),
+    "constructive": dict(n_features=3),
+    "hybrid": dict(n_features=6, per_stage=2),
+    "tbptt": dict(n_features=3, truncation=4),
+}
+pytestmark = pytest.mark.skipif(native.ensure() is not None, reason="no C++ compiler")
+
+
+def hparams(**kw):
+    return make_hparams(**{"alpha": 3e-3, "lambda_": 0.9, "steps_per_stage": 230,
+                           "norm_rate": 1e-3, **kw})  # fmt: skip
+
+
+def both(learner, env, tp, hp, n_blocks=10, block=100, key=3):
+    out = {}
+    for engine in ("jax", "native"):
+        runner = make_runner(learner, env, block, horizon_for(float(tp.gamma)), engine=engine)
+        carry = runner.init(jax.random.PRNGKey(key), hp, tp)
+        out[engine] = jax.jit(runner.advance, static_argnums=3)(carry, hp, tp, n_blocks)
+    return out["jax"], out["native"]
+
+
+def assert_same(ref, got):
+    (c_ref, s_ref), (c_got, s_got) = ref, got
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(c_ref), jax.tree.leaves(c_got),
+                            strict=True):  # fmt: skip
+        a, b, where = np.asarray(a), np.asarray(b), jax.tree_util.keystr(path)
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        if a.dtype.kind in "biu":
+            np.testing.assert_array_equal(b, a, err_msg=where)
+        elif a.size:
+            scale = float(np.abs(a).max())
+            np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5 * scale, err_msg=where)
+    np.testing.assert_array_equal(s_got.count, s_ref.count)
+    np.testing.assert_array_equal(s_got.nonfinite, s_ref.nonfinite)
+    for field in ("sq_sum", "ret_sum", "ret_sq_sum"):
+        np.testing.assert_allclose(getattr(s_got, field), getattr(s_ref, field), rtol=1e-3,
+                                   atol=1e-7, err_msg=field)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+@pytest.mark.parametrize("task", ["trace_patterning", "noisy_patterning", "trace_conditioning"])
+def test_native_loop_equals_jax(name, task):
+    env, tp = make_task(task)
+    learner = make_learner(name, env.obs_size, **SIZES[name])
+    ref, got = both(learner, env, tp, hparams())
+    assert_same(ref, got)
+    # the run learned something and scored errors: the comparison is not of zeros
+    assert float(np.asarray(ref[1].sq_sum).sum()) > 0
+    state = ref[0].learner_state
+    assert float(np.abs(np.asarray(state.elig_theta)).max()) > 0
+    if name in ("constructive", "hybrid"):
+        assert int(state.stage) == 2  # the last of 3 stages started mid-run, in both
+
+
+@pytest.mark.parametrize("name", ["hybrid", "tbptt"])
+def test_native_loop_equals_jax_without_rmsprop(name):
+    env, tp = make_task("trace_patterning")
+    learner = make_learner(name, env.obs_size, rmsprop=False, **SIZES[name])
+    assert_same(*both(learner, env, tp, hparams(alpha=1e-2)))
+
+
+def test_a_wrong_step_size_is_caught():
+    """The comparison can fail: the same kernel run with another step size differs."""
+    env, tp = make_task("trace_patterning")
+    learner = make_learner("columnar", env.obs_size, n_features=3)
+    ref, _ = both(learner, env, tp, hparams())
+    _, other = both(learner, env, tp, hparams(alpha=3.3e-3))
+    with pytest.raises(AssertionError):
+        assert_same(ref, other)
+
+
+def test_batched_streams_equal_single_streams_bit_for_bit():
+    """vmap over step sizes and seeds hands the kernel a batch it runs stream by stream: each
+    stream's numbers are those of the same stream run alone."""
+    env, tp = make_task("trace_patterning")
+    learner = make_learner("hybrid", env.obs_size, n_features=4, per_stage=2)
+    alphas = jnp.asarray([1e-2, 1e-3])
+    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (2,)), hparams(alpha=alphas))
+    run = make_run(learner, env, 2000, block_size=500)
+    keys = seed_keys([0, 1, 2])
+    batched = jax.jit(jax.vmap(jax.vmap(run, (0, None, None)), (None, 0, None)))(keys, hp, tp)
+    single = jax.jit(run)
+    for a in range(2):
+        hp_a = jax.tree.map(lambda x, a=a: x[a], hp)
+        for s in range(3):
+            one = single(keys[s], hp_a, tp)
+            np.testing.assert_array_equal(batched.sq_sum[a, s], one.sq_sum)
+    assert not np.allclose(batched.sq_sum[0, 0], batched.sq_sum[1, 0])
+
+
+def test_chunks_continue_bit_for_bit():
+    env, tp = make_task("trace_patterning")
+    learner = make_learner("tbptt", env.obs_size, n_features=3, truncation=4)
+    hp = hparams()
+    runner = make_runner(learner, env, 300, horizon_for(0.9), engine="native")
+    advance = jax.jit(runner.advance, static_argnums=3)
+    carry0 = runner.init(jax.random.PRNGKey(1), hp, tp)
+    _, full = advance(carry0, hp, tp, 4)
+    half, first = advance(carry0, hp, tp, 2)
+    _, second = advance(half, hp, tp, 2)
+    np.testing.assert_array_equal(np.concatenate([first.sq_sum, second.sq_sum]), full.sq_sum)
+
+
+def test_the_task_stream_does_not_depend_on_how_steps_are_cut():
+    """Step t reads row t % 100 of the chunk t // 100 whatever the block or chunking, so the
+    same seed gives the same stream with any block size and across a checkpoint."""
+    env, _ = make_task("trace_patterning")
+    key = jax.random.PRNGKey(7)
+    whole = np.asarray(env.uniforms(key, jnp.int32(0), 450))
+    parts = [env.uniforms(key, jnp.int32(a), b - a) for a, b in ((0, 37), (37, 250), (250, 450))]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    chunk = jax.random.uniform(jax.random.fold_in(key, 3), (100, env.n_uniform))
+    np.testing.assert_array_equal(whole[300:400], chunk)
+    assert not np.array_equal(whole[:100], whole[100:200])
+
+
+def test_engine_setting_and_what_the_kernel_does_not_run(monkeypatch):
+    env, _ = make_task("trace_patterning")
+    monkeypatch.setenv("CCN_ENGINE", "fast")
+    with pytest.raises(ValueError, match="CCN_ENGINE='fast' is not allowed; allowed: auto"):
+        native.engine_setting()
+    monkeypatch.setenv("CCN_ENGINE", "jax")
+    assert native.engine(make_learner("columnar", env.obs_size), env) == "jax"
+    monkeypatch.setenv("CCN_ENGINE", "native")
+    assert native.engine(make_learner("columnar", env.obs_size), env) == "native"
+    snap = make_learner("snap1", env.obs_size)
+    with pytest.raises(RuntimeError, match="CCN_ENGINE=native: the kernel has no snap1"):
+        native.engine(snap, env)
+    monkeypatch.setenv("CCN_ENGINE", "auto")
+    assert native.engine(snap, env) == "jax"
+    classifier = make_learner("columnar", env.obs_size, n_classes=10)
+    assert "classify" in native.unsupported(classifier, env)
+
+
+def test_a_machine_without_a_compiler_runs_jax_and_says_so(monkeypatch, tmp_path, capsys):
+    env, _ = make_task("trace_patterning")
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("CCN_NATIVE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CCN_ENGINE", "auto")
+    assert native.engine(make_learner("columnar", env.obs_size), env) == "jax"
+    err = capsys.readouterr().err
+    assert "compiled CPU loop is off (no C++ compiler" in err and "running JAX's" in err
+    assert not list(tmp_path.iterdir())
