@@ -34,8 +34,48 @@ constexpr int kLearnerLeaves = 22;
 constexpr int kMsreLeaves = 4;
 constexpr int kCarryLeaves = 1 + kTaskLeaves + 2 + kLearnerLeaves + kMsreLeaves;
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
+
+// exp, tanh and the logistic function without a library call, so that the loops over a
+// stage's columns vectorise; within a few float32 ulps of the exact values, as XLA's own.
+// exp: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its degree-6 Taylor polynomial, 2^n by
+// the exponent bits.
+inline float fast_exp(float x) {
+  x = std::clamp(x, -87.0f, 88.0f);
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+
+// tanh as Eigen's (and XLA's) rational approximation x P(x^2) / Q(x^2) on |x| <= 7.9.
+inline float fast_tanh(float x) {
+  x = std::clamp(x, -7.90531110763549805f, 7.90531110763549805f);
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return x * p / q;
+}
 
 // -- the task ----------------------------------------------------------------------------
 
@@ -135,6 +175,44 @@ inline void update_stats(float x, float& mean, float& var, const HP& hp) {
   var = std::max(r * var + hp.norm_rate * d * d, hp.norm_floor);
 }
 
+// The TD update of `n` contiguous parameters with their eligibilities of step t-1
+// (learners.td.td_update); one flat loop, so that it vectorises across rows.
+template <bool kRms>
+void td_block_impl(size_t n, float* __restrict W, const float* __restrict E,
+                   float* __restrict NU, float delta, float rs, const HP& hp) {
+  const float alpha = hp.alpha, beta2 = hp.beta2, eps = hp.eps, one_b = 1.0f - hp.beta2;
+  for (size_t j = 0; j < n; ++j) {
+    const float g = delta * E[j];
+    if (kRms) {
+      const float nu = beta2 * NU[j] + one_b * g * g;
+      NU[j] = nu;
+      W[j] = W[j] + alpha * g / (std::sqrt(nu) * rs + eps);
+    } else {
+      W[j] = W[j] + alpha * g;
+    }
+  }
+}
+
+inline void td_block(size_t n, float* W, const float* E, float* NU, float delta, float rs,
+                     const HP& hp) {
+  if (hp.rmsprop) td_block_impl<true>(n, W, E, NU, delta, rs, hp);
+  else td_block_impl<false>(n, W, E, NU, delta, rs, hp);
+}
+
+// One row of a learning column's traces (lstm_column.own_trace_step) and the new
+// eligibilities, E <- decay E + wc TH.
+inline void trace_row(int n, float* __restrict TH, float* __restrict TC, float* __restrict E,
+                      const float* __restrict zeta, float f, float A, float B, float oc,
+                      float e_c, float e_h, float wc, float decay) {
+  for (int j = 0; j < n; ++j) {
+    const float tcn = f * TC[j] + A * TH[j] + e_c * zeta[j];
+    const float thn = oc * tcn + B * TH[j] + e_h * zeta[j];
+    E[j] = decay * E[j] + wc * thn;
+    TC[j] = tcn;
+    TH[j] = thn;
+  }
+}
+
 // -- the staged LSTM-column network (columnar, constructive, CCN) ----------------------
 
 struct Staged {
@@ -144,11 +222,13 @@ struct Staged {
       *nu_w, *nu_b, *corr_theta, *corr_out, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
   int32_t *t, *stage_p;
   // scratch
-  std::vector<float> x_hat, z, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc;
+  std::vector<float> x_hat, z, zeta, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
+  std::vector<float> scratch_nu, pre;
 
   void size(int m_, int N_, int P_) {
     m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2;
-    x_hat.resize(m), z.resize(K), h_new.resize(N), c_new.resize(N), h_hat.resize(N);
+    x_hat.resize(m), z.resize(K), zeta.resize(K2), h_new.resize(N), c_new.resize(N);
+    h_hat.resize(N), u_pre.resize(4 * P), pre.resize(4 * P);
     inv2.resize(N), gi.resize(P), gf.resize(P), go.resize(P), gg.resize(P), tc.resize(P);
   }
 
@@ -167,19 +247,31 @@ struct Staged {
       for (int p = 0; p < P; ++p) {
         const int n = s * P + p;
         const float* th = theta + static_cast<size_t>(n) * 4 * K2;
-        float a[4];
         for (int g = 0; g < 4; ++g) {
           const float* row = th + g * K2;
           float acc = 0.0f;
           for (int j = 0; j < width; ++j) acc += row[j] * z[j];
-          a[g] = acc + row[K] * h[n] + row[K + 1];
+          pre[g * P + p] = acc + row[K] * h[n] + row[K + 1];
         }
-        const float i = sigmoid(a[0]), f = sigmoid(a[1]), o = sigmoid(a[2]), g = std::tanh(a[3]);
-        const float cn = f * c[n] + i * g;
-        const float tch = std::tanh(cn);
-        c_new[n] = cn;
-        h_new[n] = o * tch;
-        if (s == stage) gi[p] = i, gf[p] = f, go[p] = o, gg[p] = g, tc[p] = tch;
+      }
+      // the gates of all the stage's columns at once (a loop that vectorises)
+      const float* __restrict a = pre.data();
+      float* __restrict ci = gi.data();
+      float* __restrict cf = gf.data();
+      float* __restrict co = go.data();
+      float* __restrict cg = gg.data();
+      float* __restrict ct = tc.data();
+      float* __restrict cn = c_new.data() + s * P;
+      float* __restrict hn = h_new.data() + s * P;
+      const float* __restrict cprev = c + s * P;
+      for (int p = 0; p < P; ++p) {
+        const float i = sigmoid(a[p]), f = sigmoid(a[P + p]), o = sigmoid(a[2 * P + p]);
+        const float g = fast_tanh(a[3 * P + p]);
+        const float cell = f * cprev[p] + i * g;
+        const float tch = fast_tanh(cell);
+        cn[p] = cell;
+        hn[p] = o * tch;
+        ci[p] = i, cf[p] = f, co[p] = o, cg[p] = g, ct[p] = tch;
       }
       if (s < S - 1)  // the features later stages read, by the statistics before step t
         for (int p = 0; p < P; ++p) {
@@ -221,56 +313,48 @@ struct Staged {
     *corr_out = co;
 
     const size_t stage_size = static_cast<size_t>(P) * 4 * K2;
-    if (!keep) {
-      // The stage that learned at t-1 takes its last update; the new one starts from zero.
-      float* th = theta + old_stage * stage_size;
-      for (size_t j = 0; j < stage_size; ++j) {
-        float nu = nu_theta[j];
-        th[j] = td_update(th[j], elig_theta[j], nu, rst, delta, hp);
-      }
+    // The stage that learned at t-1 takes its update; u (each column's own recurrent
+    // weights) is read for the traces before it.
+    float* th_stage = theta + stage * stage_size;
+    for (int p = 0; p < P; ++p)
+      for (int gate = 0; gate < 4; ++gate) u_pre[p * 4 + gate] = th_stage[(p * 4 + gate) * K2 + K];
+    if (keep) {
+      td_block(stage_size, theta + old_stage * stage_size, elig_theta, nu_theta, delta, rst, hp);
+      *corr_theta = ct;
+    } else {  // the stage that learned at t-1 takes its last update; a new one starts at zero
+      std::vector<float>& nu_last = scratch_nu;
+      nu_last.assign(nu_theta, nu_theta + stage_size);
+      td_block(stage_size, theta + old_stage * stage_size, elig_theta, nu_last.data(), delta,
+               rst, hp);
       std::fill(trace_h, trace_h + stage_size, 0.0f);
       std::fill(trace_c, trace_c + stage_size, 0.0f);
       std::fill(elig_theta, elig_theta + stage_size, 0.0f);
       std::fill(nu_theta, nu_theta + stage_size, 0.0f);
       *corr_theta = 0.0f;
-    } else {
-      *corr_theta = ct;
     }
 
-    // Traces of the learning stage (learners.lstm_column.own_trace_step, from the
-    // pre-update theta) fused with its TD update when the stage learned at t-1 as well.
-    float* th_stage = theta + stage * stage_size;
+    // Traces of the learning stage (learners.lstm_column.own_trace_step, from the pre-update
+    // u) and its new eligibilities. A row runs over all K + 2 numbers: past the stage's
+    // inputs (width) zeta, traces and eligibilities are all zero and stay zero, exactly.
     const int width = m + stage * P;
+    std::fill(zeta.begin() + width, zeta.end(), 0.0f);
+    std::copy(z.begin(), z.begin() + width, zeta.begin());
+    zeta[K + 1] = 1.0f;
     for (int p = 0; p < P; ++p) {
       const int n = first + p;
-      float* th = th_stage + static_cast<size_t>(p) * 4 * K2;
+      const float* u = u_pre.data() + p * 4;
       const float i = gi[p], f = gf[p], o = go[p], g = gg[p], tch = tc[p], cp = c[n];
       const float di = i * (1 - i), df = f * (1 - f), dout = o * (1 - o), dg = 1 - g * g;
-      const float A = cp * df * th[1 * K2 + K] + g * di * th[0 * K2 + K] + i * dg * th[3 * K2 + K];
-      const float B = tch * dout * th[2 * K2 + K];
+      const float A = cp * df * u[1] + g * di * u[0] + i * dg * u[3];
+      const float B = tch * dout * u[2];
       const float oc = o * (1 - tch * tch);
       const float ec[4] = {g * di, cp * df, 0.0f, i * dg};
       const float eh[4] = {0.0f, 0.0f, tch * dout, 0.0f};
-      const float hp_prev = h[n];
+      zeta[K] = h[n];
       for (int gate = 0; gate < 4; ++gate) {
         const size_t row = (static_cast<size_t>(p) * 4 + gate) * K2;
-        float* TH = trace_h + row;
-        float* TC = trace_c + row;
-        float* E = elig_theta + row;
-        float* NU = nu_theta + row;
-        float* W = th + gate * K2;
-        const float e_c = ec[gate], e_h = eh[gate];
-        auto one = [&](int j, float zeta) {
-          const float tcn = f * TC[j] + A * TH[j] + e_c * zeta;
-          const float thn = oc * tcn + B * TH[j] + e_h * zeta;
-          if (keep) W[j] = td_update(W[j], E[j], NU[j], rst, delta, hp);
-          E[j] = decay * E[j] + wc[p] * thn;
-          TC[j] = tcn;
-          TH[j] = thn;
-        };
-        for (int j = 0; j < width; ++j) one(j, z[j]);
-        one(K, hp_prev);
-        one(K + 1, 1.0f);
+        trace_row(K2, trace_h + row, trace_c + row, elig_theta + row, zeta.data(), f, A, B, oc,
+                  ec[gate], eh[gate], wc[p], decay);
       }
     }
 
@@ -290,17 +374,19 @@ struct Tbptt {
   float *theta, *h, *c, *w, *b, *buf_zeta, *buf_gates, *buf_c, *buf_c_prev, *elig_theta, *elig_w,
       *elig_b, *nu_theta, *nu_w, *nu_b, *corr, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
   int32_t* t;
-  std::vector<float> zeta, a, h_hat, grad, dh, dc, dh_prev, tanh_ring;
+  std::vector<float> zeta, a, h_hat, grad, dh, dc, das, tanh_ring;
+  std::vector<int> slots;
 
   void size(int m_, int H_, int k_) {
     m = m_, H = H_, k = k_, J = m + H + 1;
     zeta.resize(J), a.resize(4 * H), h_hat.resize(H), grad.resize(H * 4 * J);
-    dh.resize(H), dc.resize(H), dh_prev.resize(H), tanh_ring.resize(k * H);
+    dh.resize(H), dc.resize(H), das.resize(k * 4 * H), slots.resize(k);
+    tanh_ring.resize(k * H);
   }
 
   // tanh of the cached cells, kept beside the window for this call (not part of the state).
   void start_block() {
-    for (int s = 0; s < k * H; ++s) tanh_ring[s] = std::tanh(buf_c[s]);
+    for (int s = 0; s < k * H; ++s) tanh_ring[s] = fast_tanh(buf_c[s]);
   }
 
   float step(const float* x, float c_t, const HP& hp) {
@@ -320,9 +406,9 @@ struct Tbptt {
         pre[g] = acc;
       }
       const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), o = sigmoid(pre[2]);
-      const float g = std::tanh(pre[3]);
+      const float g = fast_tanh(pre[3]);
       const float cn = f * c[n] + i * g;
-      const float tch = std::tanh(cn);
+      const float tch = fast_tanh(cn);
       gates[0 * H + n] = i, gates[1 * H + n] = f, gates[2 * H + n] = o, gates[3 * H + n] = g;
       buf_c_prev[slot * H + n] = c[n];
       buf_c[slot * H + n] = cn;
@@ -341,31 +427,42 @@ struct Tbptt {
     }
     v += *b;
 
-    // d v_t / d theta through the last min(k, t+1) steps (learners.tbptt.truncated_grad).
-    std::fill(grad.begin(), grad.end(), 0.0f);
+    // d v_t / d theta through the last min(k, t+1) steps (learners.tbptt.truncated_grad):
+    // first the pre-activation gradients of every step back (a short sequential chain through
+    // U), then d theta = sum over those steps of da (x) zeta, accumulated a row at a time.
     std::fill(dc.begin(), dc.end(), 0.0f);
-    const int depth = std::min<int64_t>(k, static_cast<int64_t>(now) + 1);
+    const int depth = static_cast<int>(std::min<int64_t>(k, static_cast<int64_t>(now) + 1));
     for (int back = 0; back < depth; ++back) {
       const int s = ((now - back) % k + k) % k;
+      slots[back] = s;
       const float* gs = buf_gates + static_cast<size_t>(s) * 4 * H;
-      const float* zs = buf_zeta + static_cast<size_t>(s) * J;
-      std::fill(dh_prev.begin(), dh_prev.end(), 0.0f);
+      float* da = das.data() + static_cast<size_t>(back) * 4 * H;  // [n * 4 + gate]
       for (int n = 0; n < H; ++n) {
         const float i = gs[n], f = gs[H + n], o = gs[2 * H + n], g = gs[3 * H + n];
         const float tch = tanh_ring[s * H + n], cp = buf_c_prev[s * H + n];
         const float dcn = dc[n] + dh[n] * o * (1 - tch * tch);
-        const float da[4] = {dcn * g * i * (1 - i), dcn * cp * f * (1 - f),
-                             dh[n] * tch * o * (1 - o), dcn * i * (1 - g * g)};
-        for (int gate = 0; gate < 4; ++gate) {
-          float* gr = grad.data() + (static_cast<size_t>(n) * 4 + gate) * J;
-          const float* U = theta + (static_cast<size_t>(n) * 4 + gate) * J + m;
-          const float d = da[gate];
-          for (int j = 0; j < J; ++j) gr[j] += d * zs[j];
-          for (int l = 0; l < H; ++l) dh_prev[l] += d * U[l];
-        }
+        da[n * 4 + 0] = dcn * g * i * (1 - i);
+        da[n * 4 + 1] = dcn * cp * f * (1 - f);
+        da[n * 4 + 2] = dh[n] * tch * o * (1 - o);
+        da[n * 4 + 3] = dcn * i * (1 - g * g);
         dc[n] = dcn * f;
       }
-      std::swap(dh, dh_prev);
+      if (back + 1 == depth) break;
+      std::fill(dh.begin(), dh.end(), 0.0f);
+      for (int r = 0; r < 4 * H; ++r) {
+        const float* U = theta + static_cast<size_t>(r) * J + m;
+        const float d = da[r];
+        for (int l = 0; l < H; ++l) dh[l] += d * U[l];
+      }
+    }
+    for (int r = 0; r < 4 * H; ++r) {
+      float* __restrict gr = grad.data() + static_cast<size_t>(r) * J;
+      std::fill(gr, gr + J, 0.0f);
+      for (int back = 0; back < depth; ++back) {
+        const float d = das[static_cast<size_t>(back) * 4 * H + r];
+        const float* __restrict zs = buf_zeta + static_cast<size_t>(slots[back]) * J;
+        for (int j = 0; j < J; ++j) gr[j] += d * zs[j];
+      }
     }
 
     // TD(lambda) (learners.td.td_lambda).
@@ -374,10 +471,8 @@ struct Tbptt {
     const float co = hp.beta2 * *corr + (1.0f - hp.beta2);
     const float rs = rsqrt(co);
     const size_t n_theta = static_cast<size_t>(H) * 4 * J;
-    for (size_t j = 0; j < n_theta; ++j) {
-      theta[j] = td_update(theta[j], elig_theta[j], nu_theta[j], rs, delta, hp);
-      elig_theta[j] = decay * elig_theta[j] + grad[j];
-    }
+    td_block(n_theta, theta, elig_theta, nu_theta, delta, rs, hp);
+    for (size_t j = 0; j < n_theta; ++j) elig_theta[j] = decay * elig_theta[j] + grad[j];
     for (int n = 0; n < H; ++n) {
       w[n] = td_update(w[n], elig_w[n], nu_w[n], rs, delta, hp);
       elig_w[n] = decay * elig_w[n] + h_hat[n];
