@@ -24,6 +24,7 @@ from learners import (
     stage_steps,
 )
 from learners import make_learner as _make_learner
+from study import native
 from study.cli import Parser, count, fail, real
 from study.kinds import kind_of
 from study.loop import (
@@ -168,10 +169,11 @@ def _run_predict(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, 
         raise ValueError(f"--window {window} is not a multiple of the block size {block} "
                          f"(--block)")  # fmt: skip
     A = len(alphas)
+    loop = "compiled CPU loop" if native.engine(learner, env) == "native" else "JAX"
     print(
         f"task {args.task} | learner {learner.name} {learner.settings} | "
         f"{learner.n_params} parameters | {args.steps:,} steps x {len(seeds)} seeds x "
-        f"{A} step size(s) | backend {describe()}"
+        f"{A} step size(s) | backend {describe()} | loop {loop}"
     )
     res = run_batch(learner, env, tp, hp, seeds, args.steps, block_size=block, progress=True)
     summary = summarise_blocks(res.sq_sum, res.count, window // block)

@@ -8,6 +8,7 @@ import csv
 
 import pytest
 
+from study import native
 from study.bench import main
 
 
@@ -42,6 +43,11 @@ def test_learner_table_has_the_columns_and_consistent_figures(tmp_path, capsys):
         name = r["learner"].removesuffix("_autodiff")
         assert make_learner(name, 12, **size).n_params == int(r["params_per_stream"])
         assert "cores" in r["machine"] and "jax" in r["machine"]
+        # the full loop (task + learner + MSRE) beside the learner alone, and which engine
+        # ran it: the compiled CPU loop for the learners it has, JAX for the others
+        assert float(r["loop_steps_per_s"]) > 0
+        expected = "jax" if r["learner"] == "columnar_autodiff" or native.ensure() else "native"
+        assert r["loop_engine"] == expected
     text = capsys.readouterr().out
     assert "closed-form traces against autodiff" in text and "7 columns, streams=2" in text
 

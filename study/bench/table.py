@@ -16,6 +16,7 @@ from study.bench.timing import (
     observations,
     size_label,
     time_learner,
+    time_loop,
     write_csv,
 )
 
@@ -28,12 +29,13 @@ def learner_table(args: argparse.Namespace, names: list[str], device: jax.Device
     header = (
         "learner", "size", "params_per_stream", "streams", "steps_per_s", "param_steps_per_s",
         "us_per_step", "flops_per_step_ledger", "ledger_gflops_per_s", "ledger_ratio",
-        "state_bytes_ledger", "machine",
+        "state_bytes_ledger", "loop_steps_per_s", "loop_engine", "machine",
     )  # fmt: skip
     rows = []
     print(
         f"{'learner':13s} {'size':>10s} {'params':>9s} {'streams':>7s} {'steps/s/stream':>15s} "
-        f"{'param-steps/s':>14s} {'us/step':>9s} {'ledger flops':>12s} {'GFLOP/s':>8s}"
+        f"{'param-steps/s':>14s} {'us/step':>9s} {'ledger flops':>12s} {'GFLOP/s':>8s} "
+        f"{'loop steps/s':>13s} {'engine':>6s}"
     )
     fits = []
     for name in names:
@@ -46,11 +48,13 @@ def learner_table(args: argparse.Namespace, names: list[str], device: jax.Device
                     continue
                 sec = time_learner(learner, streams, args.steps, args.repeats, obs, device)
                 sps = args.steps / sec
+                loop_sec, engine = time_loop(learner, streams, args.steps, args.repeats, device)
                 gflops = entry.flops * sps * streams / 1e9
                 row = [
                     name, size_label(kw), learner.n_params, streams, round(sps, 1),
                     round(sps * learner.n_params * streams), round(1e6 * sec / args.steps, 3),
-                    entry.flops, round(gflops, 3), None, entry.state_bytes, where,
+                    entry.flops, round(gflops, 3), None, entry.state_bytes,
+                    round(args.steps / loop_sec, 1), engine, where,
                 ]  # fmt: skip
                 rows.append(row)
                 write_csv(args.out, header, rows)
@@ -58,7 +62,8 @@ def learner_table(args: argparse.Namespace, names: list[str], device: jax.Device
                 ts.append(sec)
                 print(
                     f"{name:13s} {row[1]:>10s} {learner.n_params:9,d} {streams:7d} {sps:15,.0f} "
-                    f"{row[5]:14,.0f} {row[6]:9.2f} {entry.flops:12,d} {gflops:8.2f}",
+                    f"{row[5]:14,.0f} {row[6]:9.2f} {entry.flops:12,d} {gflops:8.2f} "
+                    f"{row[11]:13,.0f} {engine:>6s}",
                     flush=True,
                 )
             if len(set(ps)) > 1:

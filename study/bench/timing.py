@@ -134,6 +134,37 @@ def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Arra
     return statistics.median(times)
 
 
+def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> tuple[float, str]:
+    """Median seconds for ``steps`` steps of ``streams`` streams of the full run loop (task,
+    learner and streaming MSRE on trace_patterning, ``study.loop``: what a trial runs),
+    compile excluded, and the engine that ran it (``study.native``: the compiled CPU loop,
+    or JAX)."""
+    from study import native
+    from study.loop import make_runner, seed_keys
+    from study.tasks.metrics import horizon_for
+
+    device = device or jax.devices()[0]
+    env, tp = make_task("trace_patterning")
+    engine = native.engine(learner, env) if device.platform == "cpu" else "jax"
+    stages = num_stages(learner)
+    hp = make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
+    runner = make_runner(learner, env, steps, horizon_for(float(tp.gamma)), engine=engine)
+    with jax.default_device(device):
+        init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
+        advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)),
+                          static_argnums=3)  # fmt: skip
+        carry = init(seed_keys(list(range(streams))), hp, tp)
+        carry, stats = advance(carry, hp, tp, 1)
+        jax.block_until_ready(stats)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            carry, stats = advance(carry, hp, tp, 1)
+            jax.block_until_ready(stats)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), engine
+
+
 def autodiff_speedups(rows: list[list]) -> list[tuple[str, int, float]]:
     """``(size, streams, time of autodiff / time of closed form)`` for every columnar size
     and stream count benchmarked both ways."""

@@ -124,10 +124,10 @@ float task_step(Task& k, const float* u, float* obs) {
       for (int j = 0; j < k.n_cs; ++j) k.cs[j] = 1.0f;
     } else if (k.rule == 2) {
       const float* row = k.cand + pick(u[2], 0, k.n_cand) * k.n_cs;
-      std::copy(row, row + k.n_cs, k.cs);
+      for (int j = 0; j < k.n_cs; ++j) k.cs[j] = row[j];
     } else if (u[3] < k.p_pattern) {
       const float* row = k.patterns + pick(u[2], 0, k.n_rows) * k.n_cs;
-      std::copy(row, row + k.n_cs, k.cs);
+      for (int j = 0; j < k.n_cs; ++j) k.cs[j] = row[j];
     } else {
       for (int j = 0; j < k.n_cs; ++j) k.cs[j] = u[5 + j] < 0.5f ? 1.0f : 0.0f;
     }
@@ -222,12 +222,12 @@ struct Staged {
       *nu_w, *nu_b, *corr_theta, *corr_out, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
   int32_t *t, *stage_p;
   // scratch
-  std::vector<float> x_hat, z, zeta, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
+  std::vector<float> z, zeta, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
   std::vector<float> scratch_nu, pre;
 
   void size(int m_, int N_, int P_) {
     m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2;
-    x_hat.resize(m), z.resize(K), zeta.resize(K2), h_new.resize(N), c_new.resize(N);
+    z.resize(K), zeta.resize(K2), h_new.resize(N), c_new.resize(N);
     h_hat.resize(N), u_pre.resize(4 * P), pre.resize(4 * P);
     inv2.resize(N), gi.resize(P), gf.resize(P), go.resize(P), gg.resize(P), tc.resize(P);
   }
@@ -237,8 +237,8 @@ struct Staged {
     const int stage = single ? 0 : std::min(*t / hp.steps_per_stage, S - 1);
     const int old_stage = *stage_p;
     const bool keep = single || stage == old_stage;
-    for (int j = 0; j < m; ++j) x_hat[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
-    std::copy(x_hat.begin(), x_hat.end(), z.begin());
+    // (short copies are loops, not library calls: -fno-tree-loop-distribute-patterns)
+    for (int j = 0; j < m; ++j) z[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
 
     // Forward pass of the active stages; stage s reads the features of stages < s.
     const int active = (stage + 1) * P;
@@ -337,8 +337,8 @@ struct Staged {
     // u) and its new eligibilities. A row runs over all K + 2 numbers: past the stage's
     // inputs (width) zeta, traces and eligibilities are all zero and stay zero, exactly.
     const int width = m + stage * P;
-    std::fill(zeta.begin() + width, zeta.end(), 0.0f);
-    std::copy(z.begin(), z.begin() + width, zeta.begin());
+    for (int j = 0; j < width; ++j) zeta[j] = z[j];
+    for (int j = width; j < K2; ++j) zeta[j] = 0.0f;
     zeta[K + 1] = 1.0f;
     for (int p = 0; p < P; ++p) {
       const int n = first + p;
@@ -358,8 +358,7 @@ struct Staged {
       }
     }
 
-    std::copy(h_new.begin(), h_new.end(), h);
-    std::copy(c_new.begin(), c_new.end(), c);
+    for (int n = 0; n < N; ++n) h[n] = h_new[n], c[n] = c_new[n];
     *v_prev = v;
     *t += 1;
     *stage_p = stage;
@@ -416,7 +415,8 @@ struct Tbptt {
       c[n] = cn;
       h[n] = o * tch;
     }
-    std::copy(zeta.begin(), zeta.end(), buf_zeta + static_cast<size_t>(slot) * J);
+    float* zslot = buf_zeta + static_cast<size_t>(slot) * J;
+    for (int j = 0; j < J; ++j) zslot[j] = zeta[j];
     for (int n = 0; n < H; ++n) update_stats(h[n], feat_mean[n], feat_var[n], hp);
     float v = 0.0f;
     for (int n = 0; n < H; ++n) {
