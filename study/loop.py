@@ -241,7 +241,10 @@ def run_chunked(runner: Any, task_params: Any, hparams: HParams, seeds: list[int
     the final carry and every block's statistics, [A, S, n_blocks] each, as numpy arrays."""
     block_size = runner.block_size
     if chunk_blocks is None:
-        chunk_blocks = max(1, min(n_blocks, 200_000 // block_size))
+        # the largest divisor of n_blocks up to 200k steps a call: every chunk has one length,
+        # so the run compiles one program (a shorter last chunk would compile a second)
+        most = max(1, min(n_blocks, 200_000 // block_size))
+        chunk_blocks = max(d for d in range(1, most + 1) if n_blocks % d == 0)
     per_seed_init = jax.vmap(runner.init, in_axes=(0, None, None))
     init = jax.jit(jax.vmap(per_seed_init, in_axes=(None, 0, None)))
 

@@ -6,8 +6,9 @@
 # Prints learner, streams, C++ steps/s (one stream), ours in stream-steps/s, and the ratio.
 #   usage: versus-cpp.sh REFERENCE_DIR [STEPS] [STREAMS ...]    (default 5000000, 1 8 64)
 # Ours is timed at STEPS and STEPS/5 per stream and the difference taken, so that start-up and
-# compilation cancel out; with many streams STEPS is divided by the stream count (at least
-# 200k per stream) to keep the run short.
+# compilation cancel out (both lengths compile one program: study.run runs equal chunks);
+# with many streams STEPS is divided by the stream count (a multiple of 200k, at least 200k
+# per stream) to keep the run short.
 set -euo pipefail
 REF=${1:?usage: versus-cpp.sh REFERENCE_DIR [STEPS] [STREAMS ...]}
 [[ -f $REF/run.sh ]] || { echo "versus-cpp.sh: no run.sh in $REF" >&2; exit 2; }
@@ -32,7 +33,7 @@ printf '%-15s %7s %12s %16s %7s\n' learner streams cpp_steps_s ours_stream_steps
 for l in columnar7 constructive10 ccn20x4 tbptt15x4; do
   c=$(awk -v l=$l '$1==l{print $5}' <<<"$cpp")
   for s in "${STREAMS[@]}"; do
-    n=$(( STEPS / s )); (( n >= 200000 )) || n=200000; n=$(( n / 10000 * 10000 ))
+    n=$(( STEPS / s / 200000 * 200000 )); (( n >= 200000 )) || n=200000
     small=$(( n / 5 / 10000 * 10000 ))
     a=$(t "$l" "$small" "$s"); b=$(t "$l" "$n" "$s")
     o=$(awk -v a="$a" -v b="$b" -v x="$small" -v y="$n" -v s="$s" 'BEGIN{printf "%.0f", s*(y-x)/(b-a)}')
