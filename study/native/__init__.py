@@ -65,8 +65,15 @@ def _library_path() -> tuple[Path, list[str]]:
     import jaxlib
 
     cxx = os.environ.get("CXX") or "g++"
-    flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno",
-             "-fno-tree-loop-distribute-patterns"]
+    flags = [
+        "-O3",
+        "-march=native",
+        "-std=c++17",
+        "-shared",
+        "-fPIC",
+        "-fno-math-errno",
+        "-fno-tree-loop-distribute-patterns",
+    ]
     stamp = "\n".join([SOURCE.read_text(), jaxlib.__version__, cxx, " ".join(flags), _cpu_tag()])
     digest = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("CCN_NATIVE_CACHE", Path.home() / ".cache/ccn-study/native"))
