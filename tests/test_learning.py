@@ -70,7 +70,9 @@ def test_a_familys_defaults_learn(name):
     at a fixed scale, or lambda 0.9, left it at the constant's score at this budget)."""
     from study.defaults import measure
 
-    row = measure(name, "trace_patterning", 1_000_000, 3)
+    # five seeds, as the README's defaults table: with three the interval is so wide (t = 4.3)
+    # that one seed finding the pattern late hides the others' learning
+    row = measure(name, "trace_patterning", 1_000_000, 5)
     print(row)
     assert row["learned"], row
     assert row["nmsre"] < 0.6, row

@@ -15,7 +15,7 @@ import pytest
 
 from learners import make_hparams, make_learner
 from study import native
-from study.loop import make_run, make_runner, seed_keys
+from study.loop import make_runner
 from study.tasks import make_task
 from study.tasks.metrics import horizon_for
 
@@ -90,25 +90,6 @@ def test_a_wrong_step_size_is_caught():
     _, other = both(learner, env, tp, hparams(alpha=3.3e-3))
     with pytest.raises(AssertionError):
         assert_same(ref, other)
-
-
-def test_batched_streams_equal_single_streams_bit_for_bit():
-    """vmap over step sizes and seeds hands the kernel a batch it runs stream by stream: each
-    stream's numbers are those of the same stream run alone."""
-    env, tp = make_task("trace_patterning")
-    learner = make_learner("hybrid", env.obs_size, n_features=4, per_stage=2)
-    alphas = jnp.asarray([1e-2, 1e-3])
-    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (2,)), hparams(alpha=alphas))
-    run = make_run(learner, env, 2000, block_size=500)
-    keys = seed_keys([0, 1, 2])
-    batched = jax.jit(jax.vmap(jax.vmap(run, (0, None, None)), (None, 0, None)))(keys, hp, tp)
-    single = jax.jit(run)
-    for a in range(2):
-        hp_a = jax.tree.map(lambda x, a=a: x[a], hp)
-        for s in range(3):
-            one = single(keys[s], hp_a, tp)
-            np.testing.assert_array_equal(batched.sq_sum[a, s], one.sq_sum)
-    assert not np.allclose(batched.sq_sum[0, 0], batched.sq_sum[1, 0])
 
 
 def test_chunks_continue_bit_for_bit():
