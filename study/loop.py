@@ -143,12 +143,9 @@ def make_runner(
 def _native_block(learner: Learner, env: Animal, engine: str | None):
     from study import native
 
-    if engine is None:
-        return native.block_fn(learner, env) if native.engine(learner, env) == "native" else None
-    why = native.unsupported(learner, env) or native.ensure()
-    if why:
-        raise RuntimeError(f"engine native: {why}")
-    return native.block_fn(learner, env)
+    return (
+        native.block_fn(learner, env) if native.engine(learner, env, engine) == "native" else None
+    )
 
 
 def make_run(

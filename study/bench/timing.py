@@ -109,9 +109,14 @@ def time_learner(
         return _time_learner(learner, streams, steps, repeats, jax.device_put(obs, device))
 
 
-def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array) -> float:
+def _bench_hparams(learner, steps: int):
+    """Default hyperparameters, with every stage of a staged learner started within ``steps``."""
     stages = num_stages(learner)
-    hp = make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
+    return make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
+
+
+def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Array) -> float:
+    hp = _bench_hparams(learner, steps)
     states = jax.vmap(learner.init, in_axes=(0, None))(
         jax.random.split(jax.random.PRNGKey(1), streams), hp
     )
@@ -146,8 +151,7 @@ def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> t
     device = device or jax.devices()[0]
     env, tp = make_task("trace_patterning")
     engine = native.engine(learner, env) if device.platform == "cpu" else "jax"
-    stages = num_stages(learner)
-    hp = make_hparams(steps_per_stage=max(1, steps // stages) if stages > 1 else STAGE_FOREVER)
+    hp = _bench_hparams(learner, steps)
     runner = make_runner(learner, env, steps, horizon_for(float(tp.gamma)), engine=engine)
     with jax.default_device(device):
         init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))

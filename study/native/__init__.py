@@ -144,9 +144,10 @@ def unsupported(learner: Any, env: Any) -> str | None:
     return None
 
 
-def engine(learner: Any, env: Any) -> str:
-    """``"native"`` or ``"jax"``: the path a run of ``learner`` on ``env`` takes."""
-    setting = engine_setting()
+def engine(learner: Any, env: Any, setting: str | None = None) -> str:
+    """``"native"`` or ``"jax"``: the path a run of ``learner`` on ``env`` takes under
+    ``setting`` (auto, native or jax; None reads ``$CCN_ENGINE``)."""
+    setting = setting or engine_setting()
     if setting == "jax":
         return "jax"
     why = unsupported(learner, env) or ensure()
