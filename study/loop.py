@@ -102,14 +102,19 @@ def make_runner(
 
     # The task's random numbers are drawn for a sub-block of steps at a time, so that no
     # block's numbers are held at once (memory) and the draw stays vectorised.
-    sub = next((n for n in (1000, UNIFORM_CHUNK) if block_size % n == 0), block_size)
-    native = None if record or engine == "jax" else _native_block(learner, env, engine)
+    # (The compiled CPU loop draws them itself, a whole block in one call.)
+    native = None if record or engine == "jax" else _native_block(learner, env, engine, block_size)
+    sub = (
+        block_size
+        if native is not None
+        else next((n for n in (1000, UNIFORM_CHUNK) if block_size % n == 0), block_size)
+    )
 
     def sub_block(carry: Carry, hp: HParams, tp: AnimalParams):
-        u = env.uniforms(carry.key, carry.t, sub)
         if native is not None:
-            carry, stats = native(carry, hp, tp, u)
+            carry, stats = native(carry, hp, tp)
             return carry, (stats, None)
+        u = env.uniforms(carry.key, carry.t, sub)
 
         def body(c, u_t):
             return one_step(c, u_t, hp, tp)
@@ -140,12 +145,12 @@ def make_runner(
     return Runner(init, advance, block_size, horizon)
 
 
-def _native_block(learner: Learner, env: Animal, engine: str | None):
+def _native_block(learner: Learner, env: Animal, engine: str | None, steps: int):
     from study import native
 
-    return (
-        native.block_fn(learner, env) if native.engine(learner, env, engine) == "native" else None
-    )
+    if native.engine(learner, env, engine) != "native":
+        return None
+    return native.block_fn(learner, env, steps)
 
 
 def make_run(

@@ -118,6 +118,22 @@ def test_the_task_stream_does_not_depend_on_how_steps_are_cut():
     assert not np.array_equal(whole[:100], whole[100:200])
 
 
+def test_the_kernel_draws_the_tasks_uniforms_bit_for_bit():
+    """The kernel computes the task's random numbers itself (threefry2x32 as jax.random):
+    every number equal to ``Animal.uniforms``' for several seeds, starting steps inside and
+    across chunks and far into a run, one stream and a batch of streams."""
+    env, _ = make_task("noisy_patterning")
+    for seed, t0, n in ((0, 0, 250), (7, 37, 213), (123456, 99, 3), (2**31 - 1, 5_000_017, 120)):
+        key = jax.random.PRNGKey(seed)
+        want = np.asarray(env.uniforms(key, jnp.int32(t0), n))
+        np.testing.assert_array_equal(np.asarray(native.uniforms(env, key, t0, n)), want)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(4)])
+    want = jax.vmap(lambda k: env.uniforms(k, jnp.int32(150), 60))(keys)
+    got = jax.vmap(lambda k: native.uniforms(env, k, 150, 60))(keys)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert not np.array_equal(np.asarray(got[0]), np.asarray(got[1]))
+
+
 def test_engine_setting_and_what_the_kernel_does_not_run(monkeypatch):
     env, _ = make_task("trace_patterning")
     monkeypatch.setenv("CCN_ENGINE", "fast")

@@ -4,8 +4,9 @@ On one stream a learner step of a paper-sized network is a few hundred numbers o
 XLA's CPU runtime spends more than that dispatching the few dozen small kernels it compiles a
 step into. ``loop.cc`` beside this file runs a whole block of steps of every stream (task,
 learner, streaming MSRE) in one call, with the numbers of ``study.loop``'s JAX code: the same
-uniforms (drawn by JAX, ``Animal.uniforms``), the same state, the same formulas. The JAX code
-stays the reference and the path on GPUs; ``tests/test_native.py`` holds the two together.
+uniforms (``Animal.uniforms``' threefry2x32 draws, bit for bit, computed in the kernel and only
+those a step reads), the same state, the same formulas. The JAX code stays the reference and
+the path on GPUs; ``tests/test_native.py`` holds the two together.
 
 Which path a run takes (``engine``): the kernel where it applies (the staged networks, i.e.
 columnar, constructive and hybrid, and T-BPTT, predicting on the animal-learning testbed in
@@ -36,6 +37,7 @@ import numpy as np
 
 SOURCE = Path(__file__).with_name("loop.cc")
 TARGET = "ccn_run_block"
+UNIFORMS_TARGET = "ccn_uniforms"
 STAGED = ("columnar", "constructive", "hybrid")
 ENGINES = ("auto", "native", "jax")
 _lock = threading.Lock()
@@ -117,8 +119,9 @@ def ensure() -> str | None:
                 import jax
 
                 lib = ctypes.CDLL(str(build()))
-                jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.ccn_run_block),
-                                            platform="cpu")  # fmt: skip
+                for name in (TARGET, UNIFORMS_TARGET):
+                    capsule = jax.ffi.pycapsule(getattr(lib, name))
+                    jax.ffi.register_ffi_target(name, capsule, platform="cpu")
                 _state.update(ready=True, lib=lib)
             except (RuntimeError, OSError) as e:
                 _state.update(ready=False, why=str(e))
@@ -161,9 +164,19 @@ def engine(learner: Any, env: Any, setting: str | None = None) -> str:
     return "jax"
 
 
-def block_fn(learner: Any, env: Any):
-    """``block(carry, hp, tp, u) -> (carry, stats)``: ``study.loop``'s block of ``len(u)``
-    steps of one stream (vmap it like the rest of the loop), through the kernel."""
+def uniforms(env: Any, key: Any, t0: Any, n: int):
+    """``env.uniforms(key, t0, n)`` as the kernel draws them (for the tests)."""
+    import jax
+    import jax.numpy as jnp
+
+    out = jax.ShapeDtypeStruct((n, env.n_uniform), jnp.float32)
+    call = jax.ffi.ffi_call(UNIFORMS_TARGET, out, vmap_method="broadcast_all")
+    return call(jnp.asarray(key, jnp.uint32), jnp.asarray(t0, jnp.int32))
+
+
+def block_fn(learner: Any, env: Any, steps: int):
+    """``block(carry, hp, tp) -> (carry, stats)``: ``study.loop``'s block of ``steps`` steps
+    of one stream (vmap it like the rest of the loop), through the kernel."""
     import jax
     import jax.numpy as jnp
 
@@ -182,13 +195,14 @@ def block_fn(learner: Any, env: Any):
         n_d=np.int64(env.n_distractors),
         rule=np.int64(("conditioning", "patterning", "half_patterns").index(env.rule)),
         per_trial=np.int64(env.distractors == "per_trial"),
+        steps=np.int64(steps),
     )
     if env.rule == "half_patterns":
         candidates = half_patterns(env.n_cs)
     else:
         candidates = np.zeros((1, env.n_cs), np.float32)
 
-    def block(carry, hp, tp, u):
+    def block(carry, hp, tp):
         f32, i32 = jnp.float32, jnp.int32
         leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant,
                   *jax.tree.leaves(carry.learner_state), *carry.msre]  # fmt: skip
@@ -205,7 +219,16 @@ def block_fn(learner: Any, env: Any):
             TARGET, outs, vmap_method="broadcast_all",
             input_output_aliases={6 + i: i for i in range(len(leaves))},
         )  # fmt: skip
-        res = call(u.astype(f32), hpf, hpi, tpf, tpi, jnp.asarray(candidates), *leaves, **attrs)
+        res = call(
+            carry.key.astype(jnp.uint32),
+            hpf,
+            hpi,
+            tpf,
+            tpi,
+            jnp.asarray(candidates),
+            *leaves,
+            **attrs,
+        )
         n_env = len(carry.env_state)
         n_learn = len(jax.tree.leaves(carry.learner_state))
         it = iter(res)

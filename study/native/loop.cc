@@ -8,13 +8,17 @@
 // operations where it can, and tests/test_native.py holds the two together.
 //
 // Arguments, all batched with the same leading dimensions (jax.ffi's "broadcast_all"):
-//   0 u [B, U] f32, the task's uniforms        1 hp f32 [7]: alpha lambda gamma beta2 eps
+//   0 key u32 [2], the task's random key      1 hp f32 [7]: alpha lambda gamma beta2 eps
 //   2 hp i32 [1]: steps_per_stage                          norm_rate norm_floor
 //   3 task f32 [2 + d]: p_pattern noise probs  4 task i32 [7]: isi_lo isi_hi iti_lo iti_hi
 //   5 candidates f32 [n, n_cs] (half_patterns)                 cs_len us_len distractor_len
 //   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's 22, the MSRE's 4
+// Attribute `steps`: the block's length. The task's uniforms are drawn here, bit for bit those
+// of Animal.uniforms (JAX's threefry2x32), and only the ones a step reads.
 // Results: the carry's leaves in the same order, then the block's sq_sum, count, nonfinite,
 // ret_sum, ret_sq_sum.
+//
+// A second handler, ccn_uniforms, returns Animal.uniforms(key, t0, n) for the tests.
 
 #include <algorithm>
 #include <cmath>
@@ -77,6 +81,59 @@ inline float fast_tanh(float x) {
   return x * p / q;
 }
 
+// -- the task's random numbers (jax.random, threefry2x32, "partitionable" bits) -------------
+
+constexpr int kUniformChunk = 100;  // study.tasks.animal.UNIFORM_CHUNK
+
+inline uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
+
+// threefry2x32 of the counter (x0, x1) under the key (k0, k1): 20 rounds, as jax's
+// _threefry2x32_lowering.
+inline void threefry(uint32_t k0, uint32_t k1, uint32_t x0, uint32_t x1, uint32_t& y0,
+                     uint32_t& y1) {
+  const uint32_t k2 = k0 ^ k1 ^ 0x1BD11BDAu;
+  const uint32_t ks[3] = {k0, k1, k2};
+  static constexpr int kRot[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
+  x0 += k0, x1 += k1;
+  for (int i = 0; i < 5; ++i) {
+    for (int r = 0; r < 4; ++r) {
+      x0 += x1;
+      x1 = rotl(x1, kRot[i & 1][r]);
+      x1 ^= x0;
+    }
+    x0 += ks[(i + 1) % 3];
+    x1 += ks[(i + 2) % 3] + static_cast<uint32_t>(i + 1);
+  }
+  y0 = x0, y1 = x1;
+}
+
+// The uniforms of one stream: step t reads row t % 100 of
+// uniform(fold_in(key, t // 100), (100, U)) (Animal.uniforms). fold_in(key, c) is threefry
+// of the counter (0, c); element i of a uniform draw is threefry of (0, i) under the chunk's
+// key, its two words xor-ed, the top 23 bits made the mantissa of a float in [1, 2), minus 1.
+struct Uniforms {
+  uint32_t k0, k1;    // the stream's key
+  int chunk = -1;     // the chunk whose key is cached
+  uint32_t c0, c1;    // its key
+  int U;
+
+  // u[0 .. n) = the numbers j0 .. j0 + n - 1 of step t's row.
+  void draw(int32_t t, int j0, int n, float* __restrict u) {
+    const int c = t / kUniformChunk;
+    if (c != chunk) threefry(k0, k1, 0u, static_cast<uint32_t>(c), c0, c1), chunk = c;
+    const uint32_t base = static_cast<uint32_t>((t % kUniformChunk) * U + j0);
+    const uint32_t a = c0, b = c1;
+    for (int j = 0; j < n; ++j) {
+      uint32_t y0, y1;
+      threefry(a, b, 0u, base + static_cast<uint32_t>(j), y0, y1);
+      const uint32_t bits = ((y0 ^ y1) >> 9) | 0x3F800000u;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      u[j] = f - 1.0f;
+    }
+  }
+};
+
 // -- the task ----------------------------------------------------------------------------
 
 struct Task {
@@ -92,6 +149,7 @@ struct Task {
   int32_t* left;
   float* dpat;
   const float* patterns;
+  float* u;  // scratch: a step's uniforms, 5 + n_cs + 2 n_d
 };
 
 inline int pick(float x, int lo, int n) {
@@ -114,10 +172,14 @@ void observe(const Task& k, float* obs) {
   }
 }
 
-// Animal.step_u: returns the cumulant (the US bit) and writes the observation.
-float task_step(Task& k, const float* u, float* obs) {
+// Animal.step_u on step t's uniforms: returns the cumulant (the US bit) and writes the
+// observation. A new trial's numbers are drawn only when one starts.
+float task_step(Task& k, Uniforms& rng, int32_t t, float* obs) {
   const int tau = *k.tau + 1;
+  const int n_trial = 5 + k.n_cs + k.n_d;
+  float* u = k.u;
   if (tau >= *k.trial_len) {
+    rng.draw(t, 0, n_trial, u);
     const int isi = pick(u[0], k.isi_lo, k.isi_hi - k.isi_lo + 1);
     const int iti = pick(u[1], k.iti_lo, k.iti_hi - k.iti_lo + 1);
     if (k.rule == 0) {
@@ -145,7 +207,8 @@ float task_step(Task& k, const float* u, float* obs) {
   } else {
     *k.tau = tau;
   }
-  const float* us = u + 5 + k.n_cs + k.n_d;
+  float* us = u + n_trial;
+  rng.draw(t, n_trial, k.n_d, us);
   for (int j = 0; j < k.n_d; ++j)
     k.left[j] = k.left[j] > 0 ? k.left[j] - 1 : (us[j] < k.probs[j] ? k.d_len : 0);
   observe(k, obs);
@@ -199,6 +262,20 @@ inline void td_block(size_t n, float* W, const float* E, float* NU, float delta,
   else td_block_impl<false>(n, W, E, NU, delta, rs, hp);
 }
 
+typedef float v8 __attribute__((vector_size(32)));
+
+// sum_j a[j] b[j] over n (a multiple of 8) numbers, in 8 lanes.
+inline float dot(const float* a, const float* b, int n) {
+  v8 acc = {};
+  for (int j = 0; j < n; j += 8) {
+    v8 x, y;
+    std::memcpy(&x, a + j, sizeof x);
+    std::memcpy(&y, b + j, sizeof y);
+    acc += x * y;
+  }
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 // One row of a learning column's traces (lstm_column.own_trace_step) and the new
 // eligibilities, E <- decay E + wc TH.
 inline void trace_row(int n, float* __restrict TH, float* __restrict TC, float* __restrict E,
@@ -216,20 +293,60 @@ inline void trace_row(int n, float* __restrict TH, float* __restrict TC, float* 
 // -- the staged LSTM-column network (columnar, constructive, CCN) ----------------------
 
 struct Staged {
-  int m, N, P, S, K, K2;
+  // K2 numbers per gate row (inputs, own recurrent weight, bias); rows are R = K2 rounded up
+  // to 8 apart in the kernel's working copies (load/store), so that every row loop runs in
+  // whole vectors.
+  int m, N, P, S, K, K2, R;
   // state (learners.staged.StagedState, in its field order)
   float *theta, *h, *c, *w, *b, *trace_h, *trace_c, *elig_theta, *elig_w, *elig_b, *nu_theta,
       *nu_w, *nu_b, *corr_theta, *corr_out, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
   int32_t *t, *stage_p;
   // scratch
   std::vector<float> z, zeta, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
-  std::vector<float> scratch_nu, pre;
+  std::vector<float> scratch_nu, pre, z_in, c_prev, c_out, h_out;
+  int P8;  // P rounded up to 8
+  // the padded working copies of theta and the learning stage's traces, eligibilities and
+  // RMSProp averages, and where the carry keeps them
+  std::vector<float> theta_w, trace_h_w, trace_c_w, elig_theta_w, nu_theta_w;
+  float *theta_c, *trace_h_c, *trace_c_c, *elig_theta_c, *nu_theta_c;
+
+  // Point at the working copies, filled from the carry's arrays (rows K2 apart).
+  void load() {
+    theta_c = theta, trace_h_c = trace_h, trace_c_c = trace_c, elig_theta_c = elig_theta;
+    nu_theta_c = nu_theta;
+    copy_rows(theta_c, theta_w.data(), N * 4, K2, R);
+    copy_rows(trace_h_c, trace_h_w.data(), P * 4, K2, R);
+    copy_rows(trace_c_c, trace_c_w.data(), P * 4, K2, R);
+    copy_rows(elig_theta_c, elig_theta_w.data(), P * 4, K2, R);
+    copy_rows(nu_theta_c, nu_theta_w.data(), P * 4, K2, R);
+    theta = theta_w.data(), trace_h = trace_h_w.data(), trace_c = trace_c_w.data();
+    elig_theta = elig_theta_w.data(), nu_theta = nu_theta_w.data();
+  }
+
+  // Write the working copies back into the carry.
+  void store() {
+    copy_rows(theta, theta_c, N * 4, R, K2);
+    copy_rows(trace_h, trace_h_c, P * 4, R, K2);
+    copy_rows(trace_c, trace_c_c, P * 4, R, K2);
+    copy_rows(elig_theta, elig_theta_c, P * 4, R, K2);
+    copy_rows(nu_theta, nu_theta_c, P * 4, R, K2);
+  }
+
+  void copy_rows(const float* from, float* to, int rows, int from_stride, int to_stride) {
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < K2; ++j) to[r * to_stride + j] = from[r * from_stride + j];
+  }
 
   void size(int m_, int N_, int P_) {
-    m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2;
-    z.resize(K), zeta.resize(K2), h_new.resize(N), c_new.resize(N);
-    h_hat.resize(N), u_pre.resize(4 * P), pre.resize(4 * P);
-    inv2.resize(N), gi.resize(P), gf.resize(P), go.resize(P), gg.resize(P), tc.resize(P);
+    m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2, R = (K2 + 7) / 8 * 8;
+    z.resize(K), zeta.resize(R), h_new.resize(N), c_new.resize(N);
+    theta_w.assign(static_cast<size_t>(N) * 4 * R, 0.0f);
+    for (auto* v : {&trace_h_w, &trace_c_w, &elig_theta_w, &nu_theta_w})
+      v->assign(static_cast<size_t>(P) * 4 * R, 0.0f);
+    P8 = (P + 7) / 8 * 8;
+    h_hat.resize(N), u_pre.resize(4 * P), pre.assign(4 * P8, 0.0f), z_in.assign(R, 0.0f);
+    c_prev.assign(P8, 0.0f), c_out.resize(P8), h_out.resize(P8), inv2.resize(N);
+    gi.resize(P8), gf.resize(P8), go.resize(P8), gg.resize(P8), tc.resize(P8);
   }
 
   float step(const float* x, float c_t, const HP& hp) {
@@ -244,35 +361,38 @@ struct Staged {
     const int active = (stage + 1) * P;
     for (int s = 0; s <= stage; ++s) {
       const int width = m + s * P;
+      // A gate row's whole pre-activation as one dot product in vectors of 8: the row
+      // (inputs, own recurrent weight, bias, padding) with (z, h_n, 1, zeros).
+      const float* th = theta + static_cast<size_t>(s) * P * 4 * R;
+      float* __restrict zin = z_in.data();
+      for (int j = 0; j < width; ++j) zin[j] = z[j];
+      for (int j = width; j < R; ++j) zin[j] = 0.0f;
+      zin[K + 1] = 1.0f;
       for (int p = 0; p < P; ++p) {
-        const int n = s * P + p;
-        const float* th = theta + static_cast<size_t>(n) * 4 * K2;
-        for (int g = 0; g < 4; ++g) {
-          const float* row = th + g * K2;
-          float acc = 0.0f;
-          for (int j = 0; j < width; ++j) acc += row[j] * z[j];
-          pre[g * P + p] = acc + row[K] * h[n] + row[K + 1];
-        }
+        zin[K] = h[s * P + p];
+        for (int g = 0; g < 4; ++g) pre[g * P8 + p] = dot(th + (p * 4 + g) * R, zin, R);
       }
-      // the gates of all the stage's columns at once (a loop that vectorises)
+      // the gates of all the stage's columns at once, in whole vectors (P8 of them)
+      for (int p = 0; p < P; ++p) c_prev[p] = c[s * P + p];
       const float* __restrict a = pre.data();
+      const float* __restrict cprev = c_prev.data();
       float* __restrict ci = gi.data();
       float* __restrict cf = gf.data();
       float* __restrict co = go.data();
       float* __restrict cg = gg.data();
       float* __restrict ct = tc.data();
-      float* __restrict cn = c_new.data() + s * P;
-      float* __restrict hn = h_new.data() + s * P;
-      const float* __restrict cprev = c + s * P;
-      for (int p = 0; p < P; ++p) {
-        const float i = sigmoid(a[p]), f = sigmoid(a[P + p]), o = sigmoid(a[2 * P + p]);
-        const float g = fast_tanh(a[3 * P + p]);
+      float* __restrict cn = c_out.data();
+      float* __restrict hn = h_out.data();
+      for (int p = 0; p < P8; ++p) {
+        const float i = sigmoid(a[p]), f = sigmoid(a[P8 + p]), o = sigmoid(a[2 * P8 + p]);
+        const float g = fast_tanh(a[3 * P8 + p]);
         const float cell = f * cprev[p] + i * g;
         const float tch = fast_tanh(cell);
         cn[p] = cell;
         hn[p] = o * tch;
         ci[p] = i, cf[p] = f, co[p] = o, cg[p] = g, ct[p] = tch;
       }
+      for (int p = 0; p < P; ++p) c_new[s * P + p] = cn[p], h_new[s * P + p] = hn[p];
       if (s < S - 1)  // the features later stages read, by the statistics before step t
         for (int p = 0; p < P; ++p) {
           const int n = s * P + p;
@@ -312,12 +432,12 @@ struct Staged {
     *elig_b = decay * *elig_b + 1.0f;
     *corr_out = co;
 
-    const size_t stage_size = static_cast<size_t>(P) * 4 * K2;
+    const size_t stage_size = static_cast<size_t>(P) * 4 * R;
     // The stage that learned at t-1 takes its update; u (each column's own recurrent
     // weights) is read for the traces before it.
     float* th_stage = theta + stage * stage_size;
     for (int p = 0; p < P; ++p)
-      for (int gate = 0; gate < 4; ++gate) u_pre[p * 4 + gate] = th_stage[(p * 4 + gate) * K2 + K];
+      for (int gate = 0; gate < 4; ++gate) u_pre[p * 4 + gate] = th_stage[(p * 4 + gate) * R + K];
     if (keep) {
       td_block(stage_size, theta + old_stage * stage_size, elig_theta, nu_theta, delta, rst, hp);
       *corr_theta = ct;
@@ -338,7 +458,7 @@ struct Staged {
     // inputs (width) zeta, traces and eligibilities are all zero and stay zero, exactly.
     const int width = m + stage * P;
     for (int j = 0; j < width; ++j) zeta[j] = z[j];
-    for (int j = width; j < K2; ++j) zeta[j] = 0.0f;
+    for (int j = width; j < R; ++j) zeta[j] = 0.0f;
     zeta[K + 1] = 1.0f;
     for (int p = 0; p < P; ++p) {
       const int n = first + p;
@@ -352,8 +472,8 @@ struct Staged {
       const float eh[4] = {0.0f, 0.0f, tch * dout, 0.0f};
       zeta[K] = h[n];
       for (int gate = 0; gate < 4; ++gate) {
-        const size_t row = (static_cast<size_t>(p) * 4 + gate) * K2;
-        trace_row(K2, trace_h + row, trace_c + row, elig_theta + row, zeta.data(), f, A, B, oc,
+        const size_t row = (static_cast<size_t>(p) * 4 + gate) * R;
+        trace_row(R, trace_h + row, trace_c + row, elig_theta + row, zeta.data(), f, A, B, oc,
                   ec[gate], eh[gate], wc[p], decay);
       }
     }
@@ -540,7 +660,8 @@ T* at(ffi::AnyBuffer buf, size_t stream, size_t batch) {
 
 ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t kind, int64_t m,
                     int64_t n_features, int64_t per_stage, int64_t truncation, int64_t rmsprop,
-                    int64_t n_cs, int64_t n_d, int64_t rule, int64_t per_trial) {
+                    int64_t n_cs, int64_t n_d, int64_t rule, int64_t per_trial,
+                    int64_t steps) {
   if (args.size() != kCarryStart + kCarryLeaves || rets.size() != kCarryLeaves + 5)
     return ffi::Error::InvalidArgument("ccn_run_block: wrong number of arguments or results");
   std::vector<ffi::AnyBuffer> in, out;
@@ -561,9 +682,8 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       std::memcpy(out[i].untyped_data(), src.untyped_data(), src.size_bytes());
   }
   const size_t batch = in[kCarryStart].element_count();  // t is one number per stream
-  const auto u_dims = in[0].dimensions();
-  const int B = static_cast<int>(u_dims[u_dims.size() - 2]);
-  const int U = static_cast<int>(u_dims[u_dims.size() - 1]);
+  const int B = static_cast<int>(steps);
+  std::vector<float> u_scratch(5 + n_cs + 2 * n_d);
 
   Staged staged;
   Tbptt tbptt;
@@ -573,7 +693,9 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
   const int L = 1 + kTaskLeaves + 2;  // first learner leaf among the carry's results
 
   for (size_t s = 0; s < batch; ++s) {
-    const float* u = at<float>(in[0], s, batch);
+    const uint32_t* key = at<uint32_t>(in[0], s, batch);
+    Uniforms rng{key[0], key[1]};
+    rng.U = static_cast<int>(5 + n_cs + 2 * n_d);
     const float* hpf = at<float>(in[1], s, batch);
     HP hp{hpf[0], hpf[1], hpf[2], hpf[3], hpf[4], hpf[5], hpf[6],
           *at<int32_t>(in[2], s, batch), rmsprop != 0};
@@ -589,6 +711,7 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
               at<float>(out[5], s, batch), at<int32_t>(out[6], s, batch),
               at<float>(out[7], s, batch), at<float>(out[8], s, batch)};
     task.n_rows = static_cast<int>(out[8].element_count() / batch / n_cs);
+    task.u = u_scratch.data();
     int32_t* t = at<int32_t>(out[0], s, batch);
     float* obs = at<float>(out[9], s, batch);
     float* cumulant = at<float>(out[10], s, batch);
@@ -601,6 +724,7 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       g.corr_out = f(14), g.obs_mean = f(15), g.obs_var = f(16), g.feat_mean = f(17);
       g.feat_var = f(18), g.v_prev = f(19);
       g.t = at<int32_t>(out[L + 20], s, batch), g.stage_p = at<int32_t>(out[L + 21], s, batch);
+      g.load();
     } else {
       Tbptt& g = tbptt;
       g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.buf_zeta = f(5);
@@ -627,10 +751,11 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
         ++count;
         sq_sum += sq, ret_sum += ret, ret_sq_sum += static_cast<double>(ret) * ret;
       }
-      *cumulant = task_step(task, u + static_cast<size_t>(step) * U, obs);
+      *cumulant = task_step(task, rng, *t, obs);
       *t += 1;
     }
     msre.store(f(kLearnerLeaves), at<bool>(out[M + 1], s, batch), f(kLearnerLeaves + 3));
+    if (kind == 0) staged.store();
     const int R = kCarryLeaves;
     *at<float>(out[R], s, batch) = static_cast<float>(sq_sum);
     *at<int32_t>(out[R + 1], s, batch) = count;
@@ -656,4 +781,31 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ccn_run_block, RunBlock,
                                   .Attr<int64_t>("n_cs")
                                   .Attr<int64_t>("n_d")
                                   .Attr<int64_t>("rule")
-                                  .Attr<int64_t>("per_trial"));
+                                  .Attr<int64_t>("per_trial")
+                                  .Attr<int64_t>("steps"));
+
+namespace {
+
+// Animal.uniforms(key, t0, n) of every stream: key u32 [2], t0 i32 [] -> [n, U] f32.
+ffi::Error UniformsBlock(ffi::Buffer<ffi::U32> key, ffi::Buffer<ffi::S32> t0,
+                    ffi::ResultBuffer<ffi::F32> out) {
+  const auto dims = out->dimensions();
+  const int U = static_cast<int>(dims[dims.size() - 1]);
+  const int n = static_cast<int>(dims[dims.size() - 2]);
+  const size_t batch = t0.element_count();
+  for (size_t s = 0; s < batch; ++s) {
+    Uniforms rng{key.typed_data()[2 * s], key.typed_data()[2 * s + 1]};
+    rng.U = U;
+    float* u = out->typed_data() + s * static_cast<size_t>(n) * U;
+    for (int i = 0; i < n; ++i) rng.draw(t0.typed_data()[s] + i, 0, U, u + i * U);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ccn_uniforms, UniformsBlock,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::U32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
