@@ -28,6 +28,7 @@ def make_learner(
     n_features: int | None = None,
     per_stage: int | None = None,
     truncation: int | None = None,
+    layers: int | None = None,
     rmsprop: bool = True,
     n_classes: int = 0,
 ) -> Learner:
@@ -36,7 +37,7 @@ def make_learner(
     hidden units; T-BPTT 8 units with truncation 5 (the paper's 5:8 pair). A size the family
     does not have is refused. ``n_classes > 0`` makes it a classifier (``learners.readout``)."""
     fam = family(name)
-    given = dict(n_features=n_features, per_stage=per_stage, truncation=truncation)
+    given = dict(n_features=n_features, per_stage=per_stage, truncation=truncation, layers=layers)
     for key, value in given.items():
         if value is not None and key not in fam.sizes:
             owners = [f for f, rec in FAMILIES.items() if key in rec.sizes]

@@ -6,8 +6,8 @@ new family is one module of its own plus one ``Family`` in ``FAMILIES`` (and its
 in ``search_spaces``, keyed by the same name). Model: ``study.tasks.PRESETS``.
 
 Sizes: ``n_features`` is every family's size (columns or hidden units); ``per_stage`` (columns
-per stage) and ``truncation`` (T-BPTT's k) are the other shape settings, each owned by the
-families that list it in ``sizes``.
+per stage), ``truncation`` (T-BPTT's k) and ``layers`` (the online LRU's stack) are the other
+shape settings, each owned by the families that list it in ``sizes``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _rtu_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int
 
 def _lru_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
     N = size["n_features"]
-    entry = ledger.lru_cost(m, N, rms)
+    entry = ledger.lru_cost(m, N, rms, size["layers"])
     return entry, N, entry.params - N - 1
 
 
@@ -150,11 +150,11 @@ FAMILIES: dict[str, Family] = {
             tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
-            "lru", "one online LRU layer of n_features complex units and a GLU, exact RTRL "
-            "in the recurrence",
-            lambda m, s, **kw: lru(m, s["n_features"], **kw),
-            {"n_features": 8}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost, _units,
-            tuple(dict(n_features=n) for n in (8, 32, 128, 512)),
+            "lru", "online LRU: layers of n_features complex units, each with a GLU, exact "
+            "RTRL in each layer's recurrence",
+            lambda m, s, **kw: lru(m, s["n_features"], layers=s["layers"], **kw),
+            {"n_features": 8, "layers": 1}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost, _units,
+            tuple(dict(n_features=n, layers=1) for n in (8, 32, 128, 512)),
         ),
         Family(
             "linear", "linear TD(lambda) on the observation (memoryless baseline)",
@@ -166,7 +166,7 @@ FAMILIES: dict[str, Family] = {
 }  # fmt: skip
 # Also the order in which reports and tables list the families.
 ORDER: tuple[str, ...] = tuple(FAMILIES)
-SHAPE_KEYS = ("n_features", "per_stage", "truncation")
+SHAPE_KEYS = ("n_features", "per_stage", "truncation", "layers")
 
 
 def family(name: str) -> Family:

@@ -121,24 +121,29 @@ def uoro_cost(m: int, hidden: int, rmsprop: bool = True) -> Cost:
     return Cost(rec + H + 1, flops, state * BYTES)
 
 
-def lru_cost(m: int, units: int, rmsprop: bool = True) -> Cost:
-    """One online LRU layer and its GLU (``learners.lru``)."""
-    N, J = units, m + 1
-    rec = N * (2 * J + 3)
-    head = 2 * N * N + N * J + 2 * N * N + 2 * N  # C, D, W1, W2, b1, b2
-    params = rec + head + N + 1
-    head_flops = 4 * N * N + 2 * N * J + 4 * N * N + 8 * N  # y, the GLU's two layers and gate
-    flops = (
-        2 * m + 28 * N  # normalisation; lambda, gamma; R x
-        + 4 * N * J + 2 * 2 * N * J  # B z, gamma (B z)
-        + 10 * 2 * N * J + 3 * 14 * N  # the traces of B, then of nu, phi, g
-        + 3 * head_flops  # the head and its reverse-mode product
-        + 8 * N * J + 12 * N  # dv/dx contracted with the traces
-        + 3 * 2 * N  # feature normalisation and the readout
-        + _td(params, rmsprop)
-    )  # fmt: skip
-    # parameters with elig and nu (x3); B traces (x2), the others' (x2); x; statistics; misc
-    state = 3 * params + 2 * 2 * N * J + 3 * 2 * N + 2 * N + 2 * m + 2 * N + 2
+def lru_cost(m: int, units: int, rmsprop: bool = True, layers: int = 1) -> Cost:
+    """``layers`` online LRU layers and their GLUs (``learners.lru``); the first reads the
+    ``m`` observations, the others the ``units`` outputs below."""
+    N = units
+    params = flops = state = 0
+    for i in range(layers):
+        J = (m if i == 0 else N) + 1
+        rec = N * (2 * J + 3)
+        p = rec + 2 * N * N + N * J + 2 * N * N + 2 * N  # + C, D, W1, W2, b1, b2
+        head_flops = 4 * N * N + 2 * N * J + 4 * N * N + 8 * N  # y, the GLU's layers and gate
+        params += p
+        flops += (
+            28 * N  # lambda, gamma; R x
+            + 4 * N * J + 2 * 2 * N * J  # B u, gamma (B u)
+            + 10 * 2 * N * J + 3 * 14 * N  # the traces of B, then of nu, phi, g
+            + 3 * head_flops  # the head and its reverse-mode product
+            + 8 * N * J + 12 * N  # dv/dx contracted with the traces
+        )  # fmt: skip
+        # parameters with elig and nu (x3); B traces (x2), the others' (x2); x
+        state += 3 * p + 2 * 2 * N * J + 3 * 2 * N + 2 * N
+    params += N + 1
+    flops += 2 * m + 3 * 2 * N + _td(params, rmsprop)  # normalisations and the readout
+    state += 3 * (N + 1) + 2 * m + 2 * N + 2  # readout with elig, nu; statistics; corr, v_prev
     return Cost(params, flops, state * BYTES)
 
 

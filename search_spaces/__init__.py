@@ -121,6 +121,7 @@ SPACES: dict[str, list[Param]] = {
     "lru": [
         *_common(init=_DENSE_INIT),
         Param("n_features", 2, 64, log=True, integer=True, size=True),
+        Param("layers", choices=(1, 2, 3)),
     ],
     # RTUs: input weights relative to 1 / sqrt(fan-in), as a dense layer's
     "rtu": [

@@ -42,7 +42,12 @@ from study.tasks.metrics import (
 )
 from study.threads import describe, limit_xla_threads
 
-OPTIONS = {"n_features": "--features", "per_stage": "--per-stage", "truncation": "--truncation"}
+OPTIONS = {
+    "n_features": "--features",
+    "per_stage": "--per-stage",
+    "truncation": "--truncation",
+    "layers": "--layers",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--per-stage", type=count(1, 10**6), default=None,
                    help="hybrid: columns per stage")  # fmt: skip
     p.add_argument("--truncation", type=count(1, 10**4), default=None, help="tbptt: truncation k")
+    p.add_argument("--layers", type=int, default=None, help="lru: layers in the stack")
     p.add_argument(
         "--stage-steps", type=count(1, 10**12), default=None,
         help="steps each stage learns (default: steps / number of stages)",
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except ValueError as e:
         # The learners name their settings; the user typed these options.
-        return fail(re.sub(r"\b(n_features|per_stage|truncation)=",
+        return fail(re.sub(r"\b(n_features|per_stage|truncation|layers)=",
                            lambda m: f"{OPTIONS[m.group(1)]} ", str(e)))  # fmt: skip
 
 
@@ -147,7 +153,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Learner, HParams, list[f
         extra, gamma, lambda_ = {}, float(tp.gamma), args.lambda_
     learner = _make_learner(
         args.learner, env.obs_size, n_features=args.features, per_stage=args.per_stage,
-        truncation=args.truncation, rmsprop=not args.no_rmsprop, **extra,
+        truncation=args.truncation, layers=args.layers, rmsprop=not args.no_rmsprop, **extra,
     )  # fmt: skip
     alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
     hp = learner_hparams(

@@ -105,6 +105,7 @@ def trial_title(learner: str, settings: dict[str, Any], config: dict[str, Any]) 
     elif "n_features" in settings:  # hidden units of a dense LSTM
         shape = f"h{settings['n_features']}"
         shape += f" k={settings['truncation']}" if "truncation" in settings else ""
+        shape += f" x{settings['layers']} layers" if settings.get("layers", 1) > 1 else ""
     parts = [learner, shape]
     if isinstance(config.get("alpha"), int | float):
         mantissa, exponent = f"{float(config['alpha']):.1e}".split("e")

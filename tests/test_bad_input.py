@@ -117,6 +117,8 @@ CASES = [
     ("run", "--learner columnar --per-stage 2", ["--per-stage", "hybrid learner only"]),
     ("run", "--learner tbptt --truncation 0", ["argument --truncation: 0"]),
     ("run", "--learner hybrid --truncation 3", ["--truncation", "tbptt learner only"]),
+    ("run", "--learner columnar --layers 2", ["--layers 2", "lru learner only"]),
+    ("run", "--learner lru --layers 0", ["--layers 0 must be between 1 and 8"]),
     ("run", "--data-dir /tmp", ["--data-dir applies to seq_mnist tasks only"]),
     # -- study.report -----------------------------------------------------------------------
     ("report", "--runs-dir {d}/store", ["the following arguments are required: --experiment"]),

@@ -372,7 +372,7 @@ struct Staged {
         zin[K] = h[s * P + p];
         for (int g = 0; g < 4; ++g) pre[g * P8 + p] = dot(th + (p * 4 + g) * R, zin, R);
       }
-      // the gates of all the stage's columns at once, in whole vectors (P8 of them)
+      // the gates of all the stage's columns at once
       for (int p = 0; p < P; ++p) c_prev[p] = c[s * P + p];
       const float* __restrict a = pre.data();
       const float* __restrict cprev = c_prev.data();
@@ -383,7 +383,7 @@ struct Staged {
       float* __restrict ct = tc.data();
       float* __restrict cn = c_out.data();
       float* __restrict hn = h_out.data();
-      for (int p = 0; p < P8; ++p) {
+      for (int p = 0; p < P; ++p) {
         const float i = sigmoid(a[p]), f = sigmoid(a[P8 + p]), o = sigmoid(a[2 * P8 + p]);
         const float g = fast_tanh(a[3 * P8 + p]);
         const float cell = f * cprev[p] + i * g;

@@ -86,7 +86,15 @@ class Trial:
         return "yes" if upper < 1.0 else "NO"
 
     def label(self) -> str:
-        keys = ("alpha", "lambda_", "n_features", "per_stage", "truncation", "steps_per_stage")
+        keys = (
+            "alpha",
+            "lambda_",
+            "n_features",
+            "per_stage",
+            "truncation",
+            "layers",
+            "steps_per_stage",
+        )
         if self.measure.higher_better:  # a classifier keeps no eligibility: lambda is unused
             keys = tuple(k for k in keys if k != "lambda_")
         shown = []
