@@ -153,7 +153,8 @@ FAMILIES: dict[str, Family] = {
             "lru", "online LRU: layers of n_features complex units, each with a GLU, exact "
             "RTRL in each layer's recurrence",
             lambda m, s, **kw: lru(m, s["n_features"], layers=s["layers"], **kw),
-            {"n_features": 8, "layers": 1}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost, _units,
+            {"n_features": 8, "layers": 1}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost,
+            _units,
             tuple(dict(n_features=n, layers=1) for n in (8, 32, 128, 512)),
         ),
         Family(

@@ -133,9 +133,12 @@ def test_a_stack_learns_the_gradient_of_its_cut_network():
     names = (*RECURRENT, *HEAD)
     elig = state.elig[: L * len(names)]
     for live in range(L):
-        cut = jax.grad(lambda p: stack_value(
-            (*state.params[:live], p, *state.params[live + 1:]), w, state.b, xs, live
-        ))(state.params[live])  # fmt: skip
+
+        def v_cut(p, live=live):
+            return stack_value((*state.params[:live], p, *state.params[live + 1 :]), w, state.b,
+                               xs, live)  # fmt: skip
+
+        cut = jax.grad(v_cut)(state.params[live])
         got = dict(zip(names, elig[live * len(names) : (live + 1) * len(names)], strict=True))
         for name in names:
             assert rel_err(got[name], cut[name]) < 1e-10, (live, name)
