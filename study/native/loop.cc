@@ -40,46 +40,77 @@ constexpr int kCarryLeaves = 1 + kTaskLeaves + 2 + kLearnerLeaves + kMsreLeaves;
 
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 
-// exp, tanh and the logistic function without a library call, so that the loops over a
-// stage's columns vectorise; within a few float32 ulps of the exact values, as XLA's own.
-// exp: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its degree-6 Taylor polynomial, 2^n by
-// the exponent bits.
-inline float fast_exp(float x) {
-  x = std::clamp(x, -87.0f, 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
-  float p = 1.0f / 720;
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+// exp, tanh and the logistic function without a library call, for one number or 8 lanes at
+// once (T = float or v8: the same operations either way), within a few float32 ulps of the
+// exact values, as XLA's own. exp: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its degree-6
+// Taylor polynomial, 2^n by the exponent bits. No branch: adding and subtracting 1.5 * 2^23
+// rounds to the nearest integer, ties to even, as nearbyint does in the default rounding mode.
+template <typename T>
+inline T clampf(T x, float lo, float hi) {
+  const T l = T{} + lo, h = T{} + hi;
+  x = x < l ? l : x;
+  return x > h ? h : x;
+}
+
+inline float pow2(float n) {
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return scale;
+}
+
+inline v8 pow2(v8 n) { return reinterpret_cast<v8>((__builtin_convertvector(n, v8i) + 127) << 23); }
+
+template <typename T>
+inline T fast_exp(T x) {
+  x = clampf(x, -87.0f, 88.0f);
+  constexpr float kRound = 12582912.0f;
+  const T n = (x * 1.44269504088896341f + kRound) - kRound;
+  const T r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  T p = T{} + 1.0f / 720;
   p = p * r + 1.0f / 120;
   p = p * r + 1.0f / 24;
   p = p * r + 1.0f / 6;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return p * pow2(n);
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+template <typename T>
+inline T sigmoid(T x) {
+  return 1.0f / (1.0f + fast_exp(-x));
+}
 
 // tanh as Eigen's (and XLA's) rational approximation x P(x^2) / Q(x^2) on |x| <= 7.9.
-inline float fast_tanh(float x) {
-  x = std::clamp(x, -7.90531110763549805f, 7.90531110763549805f);
-  const float x2 = x * x;
-  float p = -2.76076847742355e-16f;
+template <typename T>
+inline T fast_tanh(T x) {
+  x = clampf(x, -7.90531110763549805f, 7.90531110763549805f);
+  const T x2 = x * x;
+  T p = T{} + -2.76076847742355e-16f;
   p = p * x2 + 2.00018790482477e-13f;
   p = p * x2 + -8.60467152213735e-11f;
   p = p * x2 + 5.12229709037114e-08f;
   p = p * x2 + 1.48572235717979e-05f;
   p = p * x2 + 6.37261928875436e-04f;
   p = p * x2 + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
+  T q = T{} + 1.19825839466702e-06f;
   q = q * x2 + 1.18534705686654e-04f;
   q = q * x2 + 2.26843463243900e-03f;
   q = q * x2 + 4.89352518554385e-03f;
   return x * p / q;
 }
+
+inline v8 load8(const float* a) {
+  v8 x;
+  std::memcpy(&x, a, sizeof x);
+  return x;
+}
+
+inline void store8(float* a, v8 x) { std::memcpy(a, &x, sizeof x); }
 
 // -- the task's random numbers (jax.random, threefry2x32, "partitionable" bits) -------------
 
@@ -262,8 +293,6 @@ inline void td_block(size_t n, float* W, const float* E, float* NU, float delta,
   else td_block_impl<false>(n, W, E, NU, delta, rs, hp);
 }
 
-typedef float v8 __attribute__((vector_size(32)));
-
 // sum_j a[j] b[j] over n (a multiple of 8) numbers, in 8 lanes.
 inline float dot(const float* a, const float* b, int n) {
   v8 acc = {};
@@ -372,26 +401,21 @@ struct Staged {
         zin[K] = h[s * P + p];
         for (int g = 0; g < 4; ++g) pre[g * P8 + p] = dot(th + (p * 4 + g) * R, zin, R);
       }
-      // the gates of all the stage's columns at once
+      // the gates of all the stage's columns at once, 8 at a time (the scratch is P8 long)
       for (int p = 0; p < P; ++p) c_prev[p] = c[s * P + p];
-      const float* __restrict a = pre.data();
-      const float* __restrict cprev = c_prev.data();
-      float* __restrict ci = gi.data();
-      float* __restrict cf = gf.data();
-      float* __restrict co = go.data();
-      float* __restrict cg = gg.data();
-      float* __restrict ct = tc.data();
-      float* __restrict cn = c_out.data();
-      float* __restrict hn = h_out.data();
-      for (int p = 0; p < P; ++p) {
-        const float i = sigmoid(a[p]), f = sigmoid(a[P8 + p]), o = sigmoid(a[2 * P8 + p]);
-        const float g = fast_tanh(a[3 * P8 + p]);
-        const float cell = f * cprev[p] + i * g;
-        const float tch = fast_tanh(cell);
-        cn[p] = cell;
-        hn[p] = o * tch;
-        ci[p] = i, cf[p] = f, co[p] = o, cg[p] = g, ct[p] = tch;
+      for (int p = 0; p < P; p += 8) {
+        const float* a = pre.data() + p;
+        const v8 i = sigmoid(load8(a)), f = sigmoid(load8(a + P8));
+        const v8 o = sigmoid(load8(a + 2 * P8)), g = fast_tanh(load8(a + 3 * P8));
+        const v8 cell = f * load8(c_prev.data() + p) + i * g;
+        const v8 tch = fast_tanh(cell);
+        store8(c_out.data() + p, cell);
+        store8(h_out.data() + p, o * tch);
+        store8(gi.data() + p, i), store8(gf.data() + p, f), store8(go.data() + p, o);
+        store8(gg.data() + p, g), store8(tc.data() + p, tch);
       }
+      const float* cn = c_out.data();
+      const float* hn = h_out.data();
       for (int p = 0; p < P; ++p) c_new[s * P + p] = cn[p], h_new[s * P + p] = hn[p];
       if (s < S - 1)  // the features later stages read, by the statistics before step t
         for (int p = 0; p < P; ++p) {
