@@ -69,7 +69,7 @@ def _rtu_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int
 
 def _lru_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
     N = size["n_features"]
-    entry = ledger.lru_cost(m, N, rms, size["layers"])
+    entry = ledger.lru_cost(m, N, rms, size.get("layers", 1))
     return entry, N, entry.params - N - 1
 
 

@@ -215,14 +215,16 @@ def size_for_budget(
     *,
     per_stage: int | None = None,
     truncation: int | None = None,
+    layers: int | None = None,
     rmsprop: bool = True,
     model: str = "ledger",
 ) -> int:
     """The largest size (columns, features or hidden units) of ``name`` within the budget.
 
     Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
-    (default 5). ``model="reference"`` sizes T-BPTT by ``tbptt_reference_flops`` instead of the
-    full ledger. Raises a one-line ValueError when even the smallest network does not fit.
+    (default 5), a stacked family its ``layers`` (default 1). ``model="reference"`` sizes
+    T-BPTT by ``tbptt_reference_flops`` instead of the full ledger. Raises a one-line
+    ValueError when even the smallest network does not fit.
     """
     if model not in ("ledger", "reference"):
         raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
@@ -234,7 +236,7 @@ def size_for_budget(
     fam = family(name)
     if fam.grow is None:
         raise ValueError(f"no size to choose for learner {name!r}: it has none")
-    given = {"per_stage": per_stage, "truncation": truncation}
+    given = {"per_stage": per_stage, "truncation": truncation, "layers": layers}
     fixed = {**fam.sizes, **{k: v for k, v in given.items() if v is not None and k in fam.sizes}}
 
     def flops(n: int) -> int:

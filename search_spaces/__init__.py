@@ -325,6 +325,7 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
         budget,
         per_stage=sampled.get("per_stage"),
         truncation=sampled.get("truncation"),
+        layers=sampled.get("layers"),
     )
 
 

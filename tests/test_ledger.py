@@ -71,10 +71,12 @@ def test_ledger_scaling_laws():
 def test_size_for_budget_fits_and_is_largest():
     budget = cost("columnar", 12, dict(n_features=7, per_stage=7)).flops
     assert size_for_budget("columnar", 12, budget) == 7
-    for name, kw in [("snap1", {}), ("tbptt", dict(truncation=10)), ("hybrid", dict(per_stage=4))]:
+    cases = [("snap1", {}), ("tbptt", dict(truncation=10)), ("hybrid", dict(per_stage=4)),
+             ("lru", dict(layers=3))]  # fmt: skip
+    for name, kw in cases:
         n = size_for_budget(name, 12, budget, **kw)
         settings = {"truncation": kw.get("truncation"), "n_features": n,
-                    "per_stage": kw.get("per_stage")}  # fmt: skip
+                    "per_stage": kw.get("per_stage"), "layers": kw.get("layers")}  # fmt: skip
         assert cost(name, 12, settings).flops <= budget
         bigger = dict(settings, n_features=n + (kw.get("per_stage") or 1))
         assert cost(name, 12, bigger).flops > budget
