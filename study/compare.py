@@ -142,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _has_size(space: str) -> bool:
+    from learners.families import family
+
+    return family(space).grow is not None
+
+
 def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
     argv = ["--space", space, "--task", args.task, "--study-name", name,
             "--runs-dir", args.runs_dir, "--concurrency", str(args.concurrency),
@@ -158,6 +164,8 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
         "data_dir",
     ):
         value = getattr(args, key)
+        if key == "budget_flops" and not _has_size(space):
+            continue  # a family with no size (linear) runs as it is beside the budget
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
     for flag in ("set", "range"):

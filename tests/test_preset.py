@@ -120,3 +120,15 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
                r.data.tags["ccn.status"] == "diverged" for r in children)  # fmt: skip
     page = (runs / "reports" / "jmlr-trace-patterning" / "report.html").read_text()
     assert "The paper&#x27;s orderings at this scale" in page
+
+
+def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is():
+    """``study.compare --budget-flops`` passes the budget to each tuning study whose family
+    has a size; linear (no size) runs beside them instead of the whole comparison being
+    refused."""
+    from study.compare import _launch_argv
+
+    args = _parser().parse_args(["--spaces", "columnar,linear", "--budget-flops", "15000"])
+    sized = _launch_argv(args, "columnar", "c-columnar")
+    assert sized[sized.index("--budget-flops") + 1] == "15000"
+    assert "--budget-flops" not in _launch_argv(args, "linear", "c-linear")
