@@ -177,6 +177,7 @@ def reap(pidfile: Path, grace: float = 3.0) -> int:
 
 
 def _write(pidfile: Path, driver: int, pids: dict[int, float]) -> None:
+    pidfile.parent.mkdir(parents=True, exist_ok=True)  # (a fresh --runs-dir has no locks yet)
     tmp = pidfile.with_suffix(".tmp")
     tmp.write_text(json.dumps({"driver": driver, "pids": pids}))
     tmp.replace(pidfile)

@@ -132,3 +132,19 @@ def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is(
     sized = _launch_argv(args, "columnar", "c-columnar")
     assert sized[sized.index("--budget-flops") + 1] == "15000"
     assert "--budget-flops" not in _launch_argv(args, "linear", "c-linear")
+
+
+def test_the_ray_watcher_starts_in_a_fresh_runs_dir(tmp_path):
+    """``study.compare`` records its local Ray's processes before any study has made the
+    runs folder's lock directory: the record creates it (it once failed there)."""
+    import json
+
+    from study import local_ray
+
+    pidfile = tmp_path / "fresh" / "locks" / "c.ray.json"
+    watcher = local_ray.watch_driver(pidfile)
+    try:
+        assert json.loads(pidfile.read_text())["driver"] > 0
+    finally:
+        local_ray.unwatch(watcher, pidfile)
+    assert not pidfile.exists()
