@@ -305,13 +305,17 @@ def quiet_stores() -> None:
 def reap_leftovers(runs: Path, name: str) -> int:
     """Stop the Ray processes that launches killed before they could (their watcher killed
     too) left running: those recorded for this study, whose lock this process holds, and those
-    of any other study in ``runs`` whose lock is free. Returns how many were stopped."""
+    of any other study in ``runs`` whose lock is free, unless the process that recorded them
+    still runs (a comparison holds no study lock while its studies run on its Ray). Returns
+    how many were stopped."""
     from study import local_ray
     from study.lock import is_free, lock_dir
 
     stopped = 0
     for pidfile in sorted(lock_dir(runs).glob("*.ray.json")):
         study = pidfile.name.removesuffix(".ray.json")
+        if local_ray.driver_alive(pidfile):  # not left over: e.g. study.compare's own Ray
+            continue
         if study == name or is_free(lock_dir(runs) / f"{study}.lock"):
             stopped += local_ray.reap(pidfile)
     return stopped

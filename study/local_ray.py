@@ -176,6 +176,17 @@ def reap(pidfile: Path, grace: float = 3.0) -> int:
     return len(live)
 
 
+def driver_alive(pidfile: Path) -> bool:
+    """Whether the driver that wrote ``pidfile`` still runs (a zombie does not)."""
+    import psutil
+
+    try:
+        driver = int(json.loads(pidfile.read_text())["driver"])
+        return psutil.Process(driver).status() != psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
 def _write(pidfile: Path, driver: int, pids: dict[int, float]) -> None:
     pidfile.parent.mkdir(parents=True, exist_ok=True)  # (a fresh --runs-dir has no locks yet)
     tmp = pidfile.with_suffix(".tmp")

@@ -134,17 +134,41 @@ def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is(
     assert "--budget-flops" not in _launch_argv(args, "linear", "c-linear")
 
 
-def test_the_ray_watcher_starts_in_a_fresh_runs_dir(tmp_path):
+def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its_studies(
+    tmp_path,
+):
     """``study.compare`` records its local Ray's processes before any study has made the
-    runs folder's lock directory: the record creates it (it once failed there)."""
+    runs folder's lock directory: the record creates it (it once failed there). Its tuning
+    studies, launched inside it, must not take that record for a killed launch's leftovers
+    (the comparison holds no study lock) and stop its Ray, as they once did; a record whose
+    driver is gone is still reaped."""
     import json
+    import os
+    import subprocess
+    import sys
+
+    import psutil
 
     from study import local_ray
+    from study.launch import reap_leftovers
 
-    pidfile = tmp_path / "fresh" / "locks" / "c.ray.json"
+    runs = tmp_path / "fresh"
+    pidfile = runs / "locks" / "compare-x.ray.json"
     watcher = local_ray.watch_driver(pidfile)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert json.loads(pidfile.read_text())["driver"] > 0
+        assert json.loads(pidfile.read_text())["driver"] == os.getpid()
+        # a process of "its Ray", recorded as the watcher would
+        started = psutil.Process(sleeper.pid).create_time()
+        pidfile.write_text(json.dumps({"driver": os.getpid(), "pids": {sleeper.pid: started}}))
+        assert reap_leftovers(runs, "compare-x-columnar") == 0
+        assert pidfile.exists() and sleeper.poll() is None
     finally:
         local_ray.unwatch(watcher, pidfile)
-    assert not pidfile.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    gone = runs / "locks" / "killed.ray.json"
+    gone.write_text(json.dumps({"driver": int(dead.stdout), "pids": {}}))
+    reap_leftovers(runs, "compare-x-columnar")
+    assert not gone.exists()
+    sleeper.kill()
