@@ -296,12 +296,7 @@ inline void td_block(size_t n, float* W, const float* E, float* NU, float delta,
 // sum_j a[j] b[j] over n (a multiple of 8) numbers, in 8 lanes.
 inline float dot(const float* a, const float* b, int n) {
   v8 acc = {};
-  for (int j = 0; j < n; j += 8) {
-    v8 x, y;
-    std::memcpy(&x, a + j, sizeof x);
-    std::memcpy(&y, b + j, sizeof y);
-    acc += x * y;
-  }
+  for (int j = 0; j < n; j += 8) acc += load8(a + j) * load8(b + j);
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
@@ -331,7 +326,7 @@ struct Staged {
       *nu_w, *nu_b, *corr_theta, *corr_out, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
   int32_t *t, *stage_p;
   // scratch
-  std::vector<float> z, zeta, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
+  std::vector<float> z, h_new, c_new, h_hat, inv2, gi, gf, go, gg, tc, u_pre;
   std::vector<float> scratch_nu, pre, z_in, c_prev, c_out, h_out;
   int P8;  // P rounded up to 8
   // the padded working copies of theta and the learning stage's traces, eligibilities and
@@ -368,7 +363,7 @@ struct Staged {
 
   void size(int m_, int N_, int P_) {
     m = m_, N = N_, P = P_, S = N / P, K = m + N - P, K2 = K + 2, R = (K2 + 7) / 8 * 8;
-    z.resize(K), zeta.resize(R), h_new.resize(N), c_new.resize(N);
+    z.resize(K), h_new.resize(N), c_new.resize(N);
     theta_w.assign(static_cast<size_t>(N) * 4 * R, 0.0f);
     for (auto* v : {&trace_h_w, &trace_c_w, &elig_theta_w, &nu_theta_w})
       v->assign(static_cast<size_t>(P) * 4 * R, 0.0f);
@@ -478,12 +473,10 @@ struct Staged {
     }
 
     // Traces of the learning stage (learners.lstm_column.own_trace_step, from the pre-update
-    // u) and its new eligibilities. A row runs over all K + 2 numbers: past the stage's
-    // inputs (width) zeta, traces and eligibilities are all zero and stay zero, exactly.
-    const int width = m + stage * P;
-    for (int j = 0; j < width; ++j) zeta[j] = z[j];
-    for (int j = width; j < R; ++j) zeta[j] = 0.0f;
-    zeta[K + 1] = 1.0f;
+    // u) and its new eligibilities. A row runs over all R numbers: past the stage's inputs
+    // zeta, traces and eligibilities are all zero and stay zero, exactly. zeta is the forward
+    // pass's input row of the learning stage (the last it built), own h set per column.
+    float* zeta = z_in.data();
     for (int p = 0; p < P; ++p) {
       const int n = first + p;
       const float* u = u_pre.data() + p * 4;
@@ -497,7 +490,7 @@ struct Staged {
       zeta[K] = h[n];
       for (int gate = 0; gate < 4; ++gate) {
         const size_t row = (static_cast<size_t>(p) * 4 + gate) * R;
-        trace_row(R, trace_h + row, trace_c + row, elig_theta + row, zeta.data(), f, A, B, oc,
+        trace_row(R, trace_h + row, trace_c + row, elig_theta + row, zeta, f, A, B, oc,
                   ec[gate], eh[gate], wc[p], decay);
       }
     }
