@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except ValueError as e:
         # The learners name their settings; the user typed these options.
-        return fail(re.sub(r"\b(n_features|per_stage|truncation|layers)=",
+        return fail(re.sub(rf"\b({'|'.join(OPTIONS)})=",
                            lambda m: f"{OPTIONS[m.group(1)]} ", str(e)))  # fmt: skip
 
 
