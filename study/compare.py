@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="--preset: divide its steps and stage lengths by this (default 1)",
     )
+    p.add_argument("--pack", default="auto",
+                   help="configurations per trial, run as one program (as in study.launch; "
+                   "an evaluation packs only configurations of one shape)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.add_argument("--smoke", action="store_true", help="tiny budget, for checks")
     return p
@@ -152,7 +155,7 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
     argv = ["--space", space, "--task", args.task, "--study-name", name,
             "--runs-dir", args.runs_dir, "--concurrency", str(args.concurrency),
             "--cpus-per-trial", str(args.cpus_per_trial),
-            "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
+            "--gpus-per-trial", str(args.gpus_per_trial), "--pack", str(args.pack)]  # fmt: skip
     for key in (
         "trials",
         "seeds",
@@ -202,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in spaces:
             a = _launch_argv(args, s, f"{name}-{s}")
             stages[f"{name}-{s}"] = (a, launch._plan(launch._parser().parse_args(a)))
-        evaluation = argparse.Namespace(**{**vars(args), "trials": None,
+        # The evaluation runs one configuration per family: a pack of K holds at most those.
+        pack = args.pack if str(args.pack).strip().lower() == "auto" else str(
+            min(int(args.pack) if str(args.pack).strip().isdigit() else 0, len(spaces)))
+        evaluation = argparse.Namespace(**{**vars(args), "trials": len(spaces), "pack": pack,
                                            "seeds": args.eval_seeds,
                                            "steps": args.eval_steps or args.steps})  # fmt: skip
         eval_argv = _launch_argv(evaluation, spaces[0], name)
@@ -381,9 +387,10 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
     seeds = args.seeds if args.seeds is not None else preset.seeds
     name = args.name or args.preset
     argv = ["--space", configs[0]["learner"], "--task", preset.task, "--study-name", name,
+            "--trials", str(len(configs)),
             "--runs-dir", args.runs_dir, "--steps", str(steps), "--seeds", str(seeds),
             "--concurrency", str(args.concurrency), "--cpus-per-trial", str(args.cpus_per_trial),
-            "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
+            "--gpus-per-trial", str(args.gpus_per_trial), "--pack", str(args.pack)]  # fmt: skip
     for key in ("address", "tracking_uri", "storage"):
         if getattr(args, key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]

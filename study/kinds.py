@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 class Program(NamedTuple):
     """A trial shape, built once per worker process: the learner, the task's environment and
-    parameters, and the jitted (vmapped over seeds) ``init``, ``advance`` and, for a kind that
-    scores after each chunk, ``evaluate``."""
+    parameters, and the jitted ``init``, ``advance`` and, for a kind that scores after each
+    chunk, ``evaluate``, vmapped over streams (a key and a row of hyperparameters each)."""
 
     learner: Any
     env: Any
@@ -128,8 +128,10 @@ class TaskKind:
 def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
     import jax
 
-    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
-    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
+    # One stream per row: keys and hyperparameters both carry the stream axis, so that a pack
+    # (``study.pack``: several configurations x seeds) and a lone trial are one program.
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, 0, None)))
+    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, 0, None, None)), static_argnums=3)
     return init, advance
 
 
@@ -345,6 +347,6 @@ def _classification_program(name: str, static: tuple, rmsprop: bool, task: str, 
     learner = make_learner(name, env.obs_size, rmsprop=rmsprop, n_classes=env.n_classes,
                            **dict(static))  # fmt: skip
     runner = make_classify_runner(learner, env, block)
-    evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, None, None)))
+    evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, 0, None)))
     params = jax.tree.map(jax.numpy.asarray, params)
     return Program(learner, env, params, *_jit_vmapped(runner), evaluate)

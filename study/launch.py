@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=LOW:HIGH",
         help="new bounds for a numeric parameter of the space; repeatable",
     )
+    p.add_argument("--pack", default="auto",
+                   help="configurations per trial, run as one program (study.pack): a number, "
+                   "or auto (default: enough streams to fill a trial's CPUs or GPU, while "
+                   "every worker stays busy)")  # fmt: skip
     p.add_argument("--sampler-seed", type=int, default=0,
                    help="seed of Optuna's sampler (default 0)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny budget, for checks")
@@ -156,8 +160,24 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     storage = args.storage or f"sqlite:///{runs / 'optuna.db'}"
     stores.check(tracking_uri, "--tracking-uri" if args.tracking_uri else "--runs-dir", "mlflow")
     stores.check(storage, "--storage" if args.storage else "--runs-dir", "optuna")
+    pack = _pack(args, base["trials"], base["seeds"])
     return dict(base=base, space=space, runs=runs, name=name, tracking_uri=tracking_uri,
-                storage=storage, storage_path=storage_path)  # fmt: skip
+                storage=storage, storage_path=storage_path, pack=pack)  # fmt: skip
+
+
+def _pack(args: argparse.Namespace, trials: int, seeds: int) -> int:
+    """Configurations per trial (``--pack``): as given, at most the study's trials, or
+    ``study.pack.auto_size``'s choice."""
+    from study.pack import auto_size, parse_pack
+
+    given = parse_pack(args.pack)
+    if given is None:
+        return auto_size(trials, seeds, args.concurrency, args.cpus_per_trial,
+                         args.gpus_per_trial)  # fmt: skip
+    if given > trials:
+        raise ValueError(f"--pack {args.pack}: larger than the study's {trials} trials; "
+                         f"allowed: 1 to {trials}, or auto")  # fmt: skip
+    return given
 
 
 def _budget(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
@@ -371,6 +391,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
 
     from study import local_ray
     from study.console import Progress
+    from study.pack import member_results
     from study.tracking import browse_hint, mark_interrupted, reconcile
     from study.trainable import final_metrics, trainable
 
@@ -381,6 +402,9 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
             f"{base['trials']} trials")  # fmt: skip
     print(f"study {plan['name']}: {what}, task {args.task}, {len(seeds)} seeds x "
           f"{base['steps']:,} steps{' (resumed)' if args.resume else ''}")  # fmt: skip
+    if plan["pack"] > 1:
+        print(f"packs of up to {plan['pack']} configurations x {len(seeds)} seeds, one program "
+              f"each (--pack {args.pack}; 1 runs each configuration as its own trial)")  # fmt: skip
     budget = plan["space"].budget_flops
     if budget is not None and configs is None:
         print(f"networks sized to {budget:,.0f} flops per step per stream (--budget-flops "
@@ -390,6 +414,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     print(browse_hint(plan["tracking_uri"], tracking.experiment_id, metric, mode))
 
     stale, searcher, scheduler = [], None, None
+    pack = plan["pack"]
     if configs is None:
         storage = stores.created(lambda: optuna.storages.RDBStorage(plan["storage"]))
         # Optuna trials an interrupted launch asked for but never recorded in Tune's state.
@@ -397,11 +422,24 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         # The family's defaults are the first configuration tried: a study never reports a
         # best below what the family does untuned.
         first = plan["space"].first_point()
-        searcher = OptunaSearch(
+        optuna_kw = dict(
             space=plan["space"], metric=metric, mode=mode, storage=storage,
             study_name=plan["name"], seed=args.sampler_seed,
             points_to_evaluate=[first] if first and not args.resume else None,
         )  # fmt: skip
+        if pack == 1:
+            searcher = OptunaSearch(**optuna_kw)
+        else:
+            from study.pack_search import PackSearch
+
+            # A pack's members are asked together, before any has a result: TPE's constant
+            # liar keeps them apart (it takes the running trials for bad ones).
+            sampler = optuna.samplers.TPESampler(seed=args.sampler_seed, constant_liar=True)
+            searcher = PackSearch(pack, base["trials"], sampler=sampler, **optuna_kw)
+    else:
+        from study.pack import group
+
+        configs = [{"pack": p} for p in group(configs, pack)] if pack > 1 else configs
     if args.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="steps_done", max_t=base["steps"], grace_period=base["chunk"]
@@ -429,7 +467,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
-                num_samples=1 if configs else base["trials"],
+                num_samples=1 if configs else -(-base["trials"] // pack),
                 max_concurrent_trials=args.concurrency,
                 metric=metric,
                 mode=mode,
@@ -459,6 +497,9 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     # that copy is synced from a staging folder in the background and can lag a trial.
     analysis = getattr(results, "_experiment_analysis", None) or tune.ExperimentAnalysis(path)
     trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
+    for t in analysis.trials:  # a pack's configurations, by their runs' trial ids (ID.i)
+        for i, value in enumerate(member_results(t.last_result or {}, metric)):
+            trials[f"{t.trial_id}.{i}"] = (t.status, {} if value is None else {metric: value})
     unfinished = {i for i, (status, _) in trials.items() if status not in ("TERMINATED", "ERROR")}
     if progress.interrupted is not None or unfinished:
         mark_interrupted(tracking, (progress.interrupted or set()) | unfinished)
@@ -468,15 +509,20 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     counts = reconcile(tracking, trials, resumed=args.resume)
     if stale:
         stores.fail_optuna_trials(storage, stale)
-    print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {len(results)} trials, "
-          f"{len(results.errors)} failed, {counts['stopped_early']} stopped early")  # fmt: skip
+    ran = sum(len((t.config.get("fixed") or t.config).get("pack") or [0]) for t in analysis.trials)
+    what = f"{ran} configurations in {len(results)} packed trials" if pack > 1 else (
+        f"{len(results)} trials")
+    print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {what}, {len(results.errors)} "
+          f"failed, {counts['stopped_early']} stopped early")  # fmt: skip
     if counts["deleted"]:
         print(f"removed {counts['deleted']} MLflow run(s) of trials lost with the interrupted "
               f"launch before their first checkpoint")  # fmt: skip
     try:
         best = results.get_best_result(metric=metric, mode=mode)
-        shown = {k: v for k, v in best.config.items() if k not in param_space}
-        shown.update(best.config.get("fixed", {}))
+        config = {**best.config, **best.config.get("fixed", {})}
+        if "pack" in config:  # the pack's best configuration
+            config = {**config, **config["pack"][int(best.metrics.get("pack_best", 0))]}
+        shown = {k: v for k, v in config.items() if k not in (*param_space, "pack", "pack_trials")}
         print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
         print(kind_of(args.task).verdict(best.metrics))
     except RuntimeError:

@@ -41,6 +41,9 @@ TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
 # The Ray node ids a trial ran on, in order: a trial restarted elsewhere lists both.
 NODES_TAG = "ccn.nodes"
 CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike params)
+# A configuration run in a pack (study.pack): the pack's Tune trial id, the configuration's
+# index in it and the pack's size. Its TRIAL_TAG is the trial id, a dot and the index.
+PACK_TAG, PACK_MEMBER_TAG, PACK_SIZE_TAG = "ccn.pack", "ccn.pack_member", "ccn.pack_size"
 # What MLflow 3's UI reads: an experiment of this kind opens on its training runs (not on the
 # GenAI traces view), and a note is the description shown on an experiment's or a run's page.
 KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -188,7 +191,8 @@ def mark_interrupted(tracking: Tracking, trial_ids: set[str]) -> int:
     )
     marked = 0
     for run in runs:
-        if run.data.tags.get(TRIAL_TAG) in trial_ids and run.data.tags.get(STATUS_TAG) in (
+        trial = run.data.tags.get(TRIAL_TAG, "").partition(".")[0]  # a pack's member: ID.i
+        if trial in trial_ids and run.data.tags.get(STATUS_TAG) in (
             "running",
             "stopped_early",
         ):
@@ -243,13 +247,22 @@ class TrialLogger:
 
     @classmethod
     def start(cls, tracking: Tracking, run_id: str | None, trial_id: str, tune_name: str,
-              config: dict[str, Any], run: Any, threads: int | None) -> TrialLogger:  # fmt: skip
+              config: dict[str, Any], run: Any, threads: int | None,
+              pack: tuple[int, int] | None = None) -> TrialLogger:  # fmt: skip
         """The trial's run, created (or found again) with everything MLflow shows of it: its
         readable name, description, tags and parameters. ``run`` is the trial's
-        ``study.trial.TrialRun`` (its learner, ledger entry and curve names)."""
+        ``study.trial.TrialRun`` (its learner, ledger entry and curve names). ``pack`` is
+        ``(index, size)`` of a configuration run in a pack: its run is tagged with the pack
+        and is otherwise what a lone trial of the configuration would log."""
         learner, ledger = run.learner, run.ledger()
         seeds = [int(s) for s in config["seeds"]]
-        tags = {
+        config = {k: v for k, v in config.items() if k != "pack_trials"}
+        packed = {}
+        if pack is not None:
+            packed = {PACK_TAG: trial_id, PACK_MEMBER_TAG: str(pack[0]),
+                      PACK_SIZE_TAG: str(pack[1])}  # fmt: skip
+            trial_id = f"{trial_id}.{pack[0]}"
+        tags = {**packed,
             "learner": str(config["learner"]), "task": str(config.get("task")),
             "space": str(config.get("space", config["learner"])),
             "seeds": ",".join(str(s) for s in seeds),
@@ -257,7 +270,9 @@ class TrialLogger:
             CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                    sort_keys=True, default=str),
             NOTE_TAG: (
-                f"Trial `{trial_id}` ({tune_name}) of this study: the {learner.name} learner "
+                f"{'Configuration' if pack else 'Trial'} `{trial_id}` ({tune_name}"
+                f"{f', configuration {pack[0]} of a pack of {pack[1]}' if pack else ''}) of this "
+                f"study: the {learner.name} learner "
                 f"{learner.settings} on {config.get('task')}, {ledger['ledger_params']:,} "
                 f"parameters and {ledger['ledger_flops_per_step']:,} flops per step per stream, "
                 f"run on seeds {seeds[0]}-{seeds[-1]} for {config['steps']:,} steps. Curves: "

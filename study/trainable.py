@@ -1,4 +1,5 @@
-"""Learners as Ray Tune trainables: one trial (``study.trial.TrialRun``) per Tune trial.
+"""Learners as Ray Tune trainables: one trial (``study.trial.TrialRun``, one configuration or
+a pack of them) per Tune trial.
 
 :func:`trainable` is the Ray Tune function trainable: after every chunk it reports the
 trial's metrics (for prediction the MSRE, windowed and running, mean over seeds and per seed;
@@ -48,7 +49,12 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
     divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
     ``tracking`` (``tune.with_parameters``) the trial logs to its own MLflow child run, which a
-    resumed trial keeps using."""
+    resumed trial keeps using.
+
+    A pack's trial (``study.pack``) logs each configuration to its own child run, tagged with
+    the pack: a configuration that diverges is closed as diverged at its step while the
+    others run on; the trial stops when all have diverged, and a scheduler's stop or a
+    failure closes every configuration still running."""
     from ray import tune
 
     # XLA's CPU pool sized to the CPUs Ray reserved for the trial (study.threads), before
@@ -58,55 +64,71 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     if "fixed" in config:  # an evaluation: the configuration Tune's grid search picked
         config = {**{k: v for k, v in config.items() if k != "fixed"}, **config["fixed"]}
     run = TrialRun(config)
-    run_id = None
+    k = run.pack_size
+    run_ids: list[str | None] = [None] * k
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            run_id = run.restore(d).get("mlflow_run_id")
-    logger = None
+            extra = run.restore(d)
+        run_ids = extra.get("mlflow_run_ids") or [extra.get("mlflow_run_id")]
+    loggers: list[TrialLogger] = []
     if tracking is not None:
         context = tune.get_context()
         with clock.part("logging"):
-            logger = TrialLogger.start(tracking, run_id, context.get_trial_id(),
-                                       context.get_trial_name(), config, run, threads)  # fmt: skip
-    metrics: dict[str, Any] = {}
-    status = "running"
+            for i in range(k):
+                loggers.append(TrialLogger.start(
+                    tracking, run_ids[i], context.get_trial_id(), context.get_trial_name(),
+                    run.member(i).config, run.member(i), threads, pack=(i, k) if k > 1 else None,
+                ))  # fmt: skip
+    status = ["running"] * k
+    each: list[dict[str, Any]] = [{} for _ in range(k)]
 
-    def close(outcome: str) -> None:
-        nonlocal status
-        status = outcome
-        if logger is not None:
+    def close(i: int, outcome: str) -> None:
+        status[i] = outcome
+        if loggers:
             with clock.part("logging"):
-                logger.end(outcome, final_metrics({**metrics, **clock.metrics()}))
+                loggers[i].end(outcome, final_metrics({**each[i], **clock.metrics()}))
+
+    def close_running(outcome: str) -> None:
+        for i in range(k):
+            if status[i] == "running":
+                close(i, outcome)
 
     try:
         while not run.finished:
-            before = run.blocks_done
+            before, t0 = run.blocks_done, clock.totals["compute"]
             with clock.part("compute"):
                 metrics = run.advance()
-            if logger is not None:
+            each = run.last_members
+            t1 = clock.totals["logging"] + clock.totals["checkpoint"]
+            if loggers:
                 with clock.part("logging"):
-                    logger.log_curve(run.curve(since_block=before))
+                    for i, logger in enumerate(loggers):
+                        if status[i] == "running":
+                            logger.log_curve(run.member(i).curve(since_block=before))
             metrics.update(clock.metrics())
-            # The run is closed before its last report: a scheduler may stop the trial
-            # inside that report (as ASHA does at max_t).
-            if metrics["diverged"] or run.finished:
-                close("diverged" if metrics["diverged"] else "finished")
+            # Runs are closed before the report: a scheduler may stop the trial inside that
+            # report (as ASHA does at max_t).
+            for i in range(k):
+                if status[i] == "running" and (each[i]["diverged"] or run.finished):
+                    close(i, "diverged" if each[i]["diverged"] else "finished")
             with clock.part("checkpoint"), tempfile.TemporaryDirectory() as d:
-                extra = {"mlflow_run_id": logger.run_id} if logger else {}
+                ids = [logger.run_id for logger in loggers]
+                extra = {} if not ids else {"mlflow_run_ids": ids} if k > 1 else {
+                    "mlflow_run_id": ids[0]}
                 run.save(d, extra)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-            if metrics["diverged"]:
+            overhead = clock.totals["logging"] + clock.totals["checkpoint"] - t1
+            run.pace(overhead, clock.totals["compute"] - t0)
+            if metrics["diverged"]:  # every configuration of the trial has
                 break
-        if logger is not None:  # the whole trial's timing, last report and closing included
-            logger.log_final({f"trial_{k}": v for k, v in clock.metrics().items()})
+        for logger in loggers:  # the whole trial's timing, last report and closing included
+            logger.log_final({f"trial_{name}": v for name, v in clock.metrics().items()})
     except SystemExit:  # Tune stops the trial inside report(): a scheduler's decision
-        if status == "running":
-            close("stopped_early")
+        close_running("stopped_early")
         raise
     except Exception:
-        if status == "running":
-            close("failed")
+        close_running("failed")
         raise
 
 

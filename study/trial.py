@@ -1,4 +1,5 @@
-"""A trial: one configuration on S seeds at once, as one compiled program.
+"""A trial: one configuration (or a pack of K of one shape) on S seeds at once, as one
+compiled program.
 
 :class:`TrialRun` holds a trial's compiled program and state: the seeds are vmapped into one
 program, which advances ``chunk_steps`` at a time (a chunk is seconds of work) and can be
@@ -24,9 +25,9 @@ import jax
 import numpy as np
 
 from learners.ledger import cost
-from search_spaces import config_to_args
 from study.kinds import kind_of
 from study.loop import seed_keys
+from study.pack import Member, members_of, pack_metrics, shape_of, stream_hparams
 from study.tasks import DEFAULT_TASK
 
 CHECKPOINT_FILE = "trial.npz"
@@ -35,6 +36,10 @@ CHECKPOINT_FILE = "trial.npz"
 # a fraction of a second apart never force Tune into back-to-back experiment snapshots.
 REPORT_S = 20.0
 REPORT_MIN_S = 2.0
+# A trial whose reports take more than OVERHEAD of its time runs longer chunks (``pace``),
+# up to REPORT_MAX_S seconds.
+OVERHEAD = 0.04
+REPORT_MAX_S = 120.0
 
 
 def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) -> None:
@@ -55,26 +60,41 @@ def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) 
 class TrialRun:
     """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics.
     What differs between prediction and classification (the program, the metrics, the curve,
-    held-out scoring) is the task's kind's (``study.kinds``)."""
+    held-out scoring) is the task's kind's (``study.kinds``). A trial of a pack (a ``pack``
+    key: a list of configurations of one shape) runs them all as one program."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         task = config.get("task", DEFAULT_TASK)
         self.kind = kind_of(task)
-        name, static, hp_kw = config_to_args(config)
+        # A pack (``study.pack``) runs several configurations of one shape; a lone trial is a
+        # pack of one. Streams are member-major: member i's seeds are rows i*S .. i*S+S-1.
+        self.members = members_of(config)
+        name, static, hp_kws, rmsprop = shape_of(self.members)
         _schedule(self, config, block=self.kind.block, window=self.kind.window,
                   chunk=self.kind.chunk)  # fmt: skip
         self.program = self.kind.program(
-            name, tuple(sorted(static.items())), bool(config.get("rmsprop", True)), task,
+            name, tuple(sorted(static.items())), rmsprop, task,
             self.block, config.get("data_dir") if self.kind.takes_data_dir else None,
         )  # fmt: skip
         self.learner, self.env = self.program.learner, self.program.env
         self.tp = self.program.params
-        self.hp = self.kind.hparams(hp_kw, self.tp)
-        self.carry = self.program.init(seed_keys(self.seeds), self.hp, self.tp)
+        self.hp = stream_hparams([self.kind.hparams(kw, self.tp) for kw in hp_kws],
+                                 len(self.seeds))  # fmt: skip
+        keys = seed_keys(self.seeds * len(self.members))
+        self.carry = self.program.init(keys, self.hp, self.tp)
         self.history: list[Any] = []
         self.extra: dict[str, np.ndarray] = {}  # what the kind keeps beyond the statistics
         self.blocks_done = 0
+        self.min_chunk_s = self.report_min_s  # raised when reporting takes long (``pace``)
+
+    @property
+    def pack_size(self) -> int:
+        return len(self.members)
+
+    def member(self, i: int) -> Member:
+        """Configuration ``i`` of the pack, as a trial of its own (its seeds' rows)."""
+        return Member(self, i)
 
     @property
     def curve_key(self) -> str:
@@ -97,19 +117,31 @@ class TrialRun:
         return self.steps_done >= self.steps
 
     def stats(self):
-        """The history of per-block statistics, blocks concatenated: [seeds, blocks] each."""
-        return self.stats_type(
-            *[np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)]
-        )
+        """The history of per-block statistics, blocks concatenated: [streams, blocks] each
+        (streams: the seeds, or a pack's members x seeds). The history is kept concatenated,
+        so that asking once per member of a pack costs nothing."""
+        if len(self.history) > 1:
+            whole = [np.concatenate(p, axis=-1) for p in zip(*self.history, strict=True)]
+            self.history = [self.stats_type(*whole)]
+        return self.history[0]
+
+    def pace(self, overhead_s: float, chunk_s: float) -> None:
+        """Lengthen the next chunks when a report (logging, checkpoint) took more than
+        ``OVERHEAD`` of the chunk before it, as a large pack's K runs can: the study's
+        overhead stays within that fraction, up to chunks of ``REPORT_MAX_S``."""
+        if chunk_s > 0 and overhead_s > OVERHEAD * chunk_s:
+            self.min_chunk_s = min(REPORT_MAX_S, max(self.report_min_s, overhead_s / OVERHEAD))
 
     def _run_chunk(self) -> float:
         """Run the next chunk: ``chunk_blocks`` blocks, or fewer once ``REPORT_S`` seconds
         have passed, so that a trial reports within seconds of its start (compilation
-        included) however slow its learner; or more until ``report_min_s`` seconds have
-        passed, however fast; never past the run's end. Blocks run one compiled call each
-        (one program for every chunk length; a block is thousands of steps, so a call's fixed
-        cost is a fraction of a percent). Returns steps per second."""
+        included) however slow its learner; or more until ``min_chunk_s`` seconds have
+        passed (``report_min_s``, or longer when reports are slow: ``pace``), however fast;
+        never past the run's end. Blocks run one compiled call each (one program for every
+        chunk length; a block is thousands of steps, so a call's fixed cost is a fraction of
+        a percent). Returns steps per second (of each stream)."""
         left = self.steps // self.block - self.blocks_done
+        longest = max(REPORT_S, self.min_chunk_s)
         t0 = time.perf_counter()
         n = 0
         while n < left:
@@ -117,7 +149,7 @@ class TrialRun:
             self.history.append(self.stats_type(*jax.tree.map(np.asarray, stats)))
             n += 1
             elapsed = time.perf_counter() - t0
-            if elapsed > REPORT_S or (n >= self.chunk_blocks and elapsed >= self.report_min_s):
+            if elapsed > longest or (n >= self.chunk_blocks and elapsed >= self.min_chunk_s):
                 break
         self.blocks_done += n
         return n * self.block / (time.perf_counter() - t0)
@@ -129,21 +161,20 @@ class TrialRun:
         return self.metrics(steps_per_s)
 
     def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
-        """The trial's numbers: steps, speed, divergence, and the kind's (``study.kinds``)."""
-        nonfinite = self.stats().nonfinite.any(axis=0)  # [blocks]: any seed
-        diverged = bool(nonfinite.any())
-        return {
-            "steps_done": self.steps_done,
-            "steps_per_s": steps_per_s,
-            **self.kind.metrics(self),
-            "diverged": diverged,
-            "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
-        }
+        """The trial's numbers: steps, speed, divergence, and the kind's (``study.kinds``).
+        A pack's are its best member's, with every member's objective and divergence beside
+        them (``study.pack.pack_metrics``)."""
+        each = [self.member(i).metrics(steps_per_s) for i in range(self.pack_size)]
+        self.last_members = each  # each configuration's own, as a lone trial would report
+        if self.pack_size == 1:
+            return each[0]
+        return pack_metrics(self.kind, each)
 
     def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on: the kind's
-        learning curve, mean over seeds (``curve_key``) and per seed (``curve_key_seed{s}``)."""
-        return self.kind.curve_points(self, since_block)
+        learning curve, mean over seeds (``curve_key``) and per seed (``curve_key_seed{s}``);
+        a pack's first configuration's (each member has its own: ``member(i).curve``)."""
+        return self.kind.curve_points(self.member(0), since_block)
 
     def ledger(self) -> dict[str, int]:
         """The learner's parameters and flops per step per stream (``learners.ledger``)."""
@@ -159,7 +190,7 @@ class TrialRun:
         the kind keeps beyond them."""
         fields = self.stats_type._fields
         if not self.history:
-            history = {f: np.zeros((len(self.seeds), 0)) for f in fields}
+            history = {f: np.zeros((len(self.seeds) * self.pack_size, 0)) for f in fields}
         else:
             history = dict(zip(fields, self.stats(), strict=True))
         return {**history, **self.extra}

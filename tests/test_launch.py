@@ -149,7 +149,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     # a report (and checkpoint) after every 10k-step chunk: a kill lands mid-trial
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
             "--steps", "600000", "--set", "n_features=3", "--min-report-s", "0",
-            "--reuse-actors"]  # fmt: skip
+            "--reuse-actors", "--pack", "1"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
     # Tune snapshots its experiment state every second instead of every 10 s or more.
@@ -304,7 +304,7 @@ def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
     # reports after every 10k-step chunk, at ASHA's rungs, however fast the trial
     argv = ["--space", "linear", "--smoke", "--trials", "4", "--concurrency", "1",
             "--reuse-actors", "--min-report-s", "0", "--scheduler", "asha", "--steps", "40000",
-            "--runs-dir", str(tmp_path)]  # fmt: skip
+            "--runs-dir", str(tmp_path), "--pack", "1"]  # fmt: skip
     assert main(argv) == 0
     client, parents, children, trials = records(tmp_path, "linear-trace_patterning")
     assert len(children) == 4 and len(trials) == 4
