@@ -435,6 +435,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
             # A pack's members are asked together, before any has a result: TPE's constant
             # liar keeps them apart (it takes the running trials for bad ones).
             sampler = optuna.samplers.TPESampler(seed=args.sampler_seed, constant_liar=True)
+            optuna_kw.pop("seed")  # the sampler's
             searcher = PackSearch(pack, base["trials"], sampler=sampler, **optuna_kw)
     else:
         from study.pack import group
