@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study-steps", type=count(1, 10**12), default=1_000_000,
                    help="steps per trial (about a minute of columnar work here)")  # fmt: skip
     p.add_argument("--study-concurrency", type=count(1, 4096), default=2)
-    p.add_argument("--study-set", nargs="*", default=["--set", "n_features=7"],
-                   help="more study.launch arguments")  # fmt: skip
+    p.add_argument("--study-set", default="--set n_features=7",
+                   help="more study.launch arguments, as one string (give it as "
+                   "--study-set='--set n_features=7 --gpus-per-trial 1')")  # fmt: skip
+    p.add_argument("--study-packs", nargs="+", default=["1", "auto"],
+                   help="run the study once per --pack value (default: 1 auto)")  # fmt: skip
     p.add_argument("--memory-steps", type=count(0, 10**12), default=0,
                    help="measure memory over a run this long (e.g. 10000000) instead")  # fmt: skip
     p.add_argument("--memory-streams", type=count(1, 2**20), default=8)
@@ -58,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
+        from study.pack import parse_pack
+
+        try:
+            for pack in args.study_packs:
+                parse_pack(pack, "--study-packs")
+        except ValueError as e:
+            return fail(str(e))
         return study_overhead(args, machine())
     if args.memory_steps:
         if args.memory_steps % 10_000:

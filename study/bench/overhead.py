@@ -1,10 +1,12 @@
-"""``--study``: a real study's trial time split into loop, compilation, logging, checkpoints."""
+"""``--study``: a real study's rate with and without packs, and its trials' time split into loop,
+compilation, logging and checkpoints."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -14,45 +16,78 @@ STUDY_PARTS = ("loop", "compile", "logging", "checkpoint")
 
 def study_overhead(args: argparse.Namespace, where: str) -> int:
     """Run a real study (``study.launch``: local Ray, Optuna, MLflow in SQLite under a fresh
-    folder) and split its trials' time, from the ``trial_time_*`` metrics each trial logs
-    (``study.clock.Clock``): the share of the trials' wall time spent in the compiled run
-    loop (task, learner and metric), compilation, MLflow logging and checkpoints/reports."""
+    folder) once per ``--study-packs`` value and, for each, its rate (configuration-steps per
+    second of the driver's wall time: trials x steps / seconds, each configuration on every
+    seed) and its trials' time split, from the ``trial_time_*`` metrics each configuration's
+    run logs (``study.clock.Clock``): the share of the trials' wall time spent in the compiled
+    run loop (task, learner and metric), compilation, MLflow logging and checkpoints/reports.
+    A pack's configurations share their trial's clock: its time counts once."""
+    rows = []
+    for pack in args.study_packs:
+        row = _one_study(args, pack)
+        if row is None:
+            return 1
+        rows.append(row)
+    base = rows[0]["config_steps_per_s"]
+    print(f"\n{'pack':>6} {'trials':>7} {'driver s':>9} {'config-steps/s':>15} {'x pack 1':>9} "
+          + " ".join(f"{k:>10}" for k in STUDY_PARTS))  # fmt: skip
+    for r in rows:
+        print(f"{r['pack']:>6} {r['tune_trials']:>7} {r['driver_s']:>9.1f} "
+              f"{r['config_steps_per_s']:>15,.0f} {r['config_steps_per_s'] / base:>8.2f}x "
+              + " ".join(f"{r[f'share_{k}']:>10.1%}" for k in STUDY_PARTS))  # fmt: skip
+    out = Path(args.out)
+    header = ["space", "pack", "trials", "tune_trials", "seeds", "steps", "trial_wall_s",
+              "driver_s", "config_steps_per_s", *[f"share_{k}" for k in STUDY_PARTS],
+              "slots_busy", "machine"]  # fmt: skip
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([args.study_space, r["pack"], args.study_trials, r["tune_trials"],
+                        args.study_seeds, args.study_steps, round(r["wall"], 2),
+                        round(r["driver_s"], 2), round(r["config_steps_per_s"], 1),
+                        *[round(r[f"share_{k}"], 4) for k in STUDY_PARTS],
+                        round(r["busy"], 4), where])  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     import tempfile
 
     from mlflow.tracking import MlflowClient
 
     from study import launch
+    from study.tracking import PACK_TAG, TRIAL_TAG
 
     runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
     argv = ["--space", args.study_space, "--trials", str(args.study_trials),
             "--seeds", str(args.study_seeds), "--steps", str(args.study_steps),
             "--concurrency", str(args.study_concurrency), "--runs-dir", str(runs),
-            "--study-name", "bench-overhead", *args.study_set]  # fmt: skip
+            "--study-name", "bench-overhead", "--pack", pack, *shlex.split(args.study_set)]  # fmt: skip
     print(f"study: python -m study.launch {' '.join(argv)}")
     t0 = time.perf_counter()
     rc = launch.main(argv)
     driver_s = time.perf_counter() - t0
     if rc != 0:
         print(f"error: the study failed (exit {rc})", file=sys.stderr)
-        return rc
+        return None
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench-overhead")
-    trials = [r.data.metrics for r in client.search_runs([exp.experiment_id])
-              if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
-    wall = sum(m.get("trial_time_wall_s", math.nan) for m in trials)
-    shares = {k: sum(m.get(f"trial_time_{k}_s", math.nan) for m in trials) / wall
-              for k in STUDY_PARTS}  # fmt: skip
+    children = [r for r in client.search_runs([exp.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    trials = {}  # Tune trial -> its clock (one per pack)
+    for r in children:
+        trials[r.data.tags.get(PACK_TAG) or r.data.tags[TRIAL_TAG]] = r.data.metrics
+    wall = sum(m.get("trial_time_wall_s", math.nan) for m in trials.values())
+    shares = {f"share_{k}": sum(m.get(f"trial_time_{k}_s", math.nan) for m in trials.values())
+              / wall for k in STUDY_PARTS}  # fmt: skip
     busy = wall / (driver_s * args.study_concurrency)
-    print(f"\n{len(trials)} trials, {wall:.1f} s of trial wall time in {driver_s:.1f} s "
-          f"(driver, {args.study_concurrency} at once: trial slots busy {busy:.0%})")  # fmt: skip
-    print("share of trial wall time: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
-    out = Path(args.out)
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["space", "trials", "seeds", "steps", "trial_wall_s", "driver_s",
-                    *[f"share_{k}" for k in STUDY_PARTS], "slots_busy", "machine"])  # fmt: skip
-        w.writerow([args.study_space, len(trials), args.study_seeds, args.study_steps,
-                    round(wall, 2), round(driver_s, 2), *[round(v, 4) for v in shares.values()],
-                    round(busy, 4), where])  # fmt: skip
-    print(f"wrote {out} (the study's stores: {runs})")
-    return 0
+    rate = len(children) * args.study_steps / driver_s
+    print(f"\n--pack {pack}: {len(children)} configurations in {len(trials)} trials, {wall:.1f} s "
+          f"of trial wall time in {driver_s:.1f} s (driver, {args.study_concurrency} at once: "
+          f"trial slots busy {busy:.0%}); {rate:,.0f} configuration-steps/s")  # fmt: skip
+    print("share of trial wall time: " + ", ".join(f"{k[6:]} {v:.1%}" for k, v in shares.items()))
+    print(f"(the study's stores: {runs})")
+    return dict(pack=pack, tune_trials=len(trials), wall=wall, driver_s=driver_s,
+                config_steps_per_s=rate, busy=busy, **shares)  # fmt: skip
