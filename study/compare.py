@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from search_spaces import SPACES
 from study import launch
 from study.cli import Parser, count, fail, real
+from study.pack import parse_pack
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
@@ -206,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             a = _launch_argv(args, s, f"{name}-{s}")
             stages[f"{name}-{s}"] = (a, launch._plan(launch._parser().parse_args(a)))
         # The evaluation runs one configuration per family: a pack of K holds at most those.
-        pack = args.pack if str(args.pack).strip().lower() == "auto" else str(
-            min(int(args.pack) if str(args.pack).strip().isdigit() else 0, len(spaces)))
+        size = parse_pack(args.pack)  # (checked with the tuning studies' plans above)
+        pack = args.pack if size is None else str(min(size, len(spaces)))
         evaluation = argparse.Namespace(**{**vars(args), "trials": len(spaces), "pack": pack,
                                            "seeds": args.eval_seeds,
                                            "steps": args.eval_steps or args.steps})  # fmt: skip

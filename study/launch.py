@@ -511,8 +511,9 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     if stale:
         stores.fail_optuna_trials(storage, stale)
     ran = sum(len((t.config.get("fixed") or t.config).get("pack") or [0]) for t in analysis.trials)
-    what = f"{ran} configurations in {len(results)} packed trials" if pack > 1 else (
-        f"{len(results)} trials")
+    what = f"{len(results)} trials"
+    if pack > 1:
+        what = f"{ran} configurations in {what}"
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {what}, {len(results.errors)} "
           f"failed, {counts['stopped_early']} stopped early")  # fmt: skip
     if counts["deleted"]:

@@ -113,9 +113,8 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 if status[i] == "running" and (each[i]["diverged"] or run.finished):
                     close(i, "diverged" if each[i]["diverged"] else "finished")
             with clock.part("checkpoint"), tempfile.TemporaryDirectory() as d:
-                ids = [logger.run_id for logger in loggers]
-                extra = {} if not ids else {"mlflow_run_ids": ids} if k > 1 else {
-                    "mlflow_run_id": ids[0]}
+                ids = [logger.run_id for logger in loggers] or [None]
+                extra = {"mlflow_run_ids": ids} if k > 1 else {"mlflow_run_id": ids[0]}
                 run.save(d, extra)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
             overhead = clock.totals["logging"] + clock.totals["checkpoint"] - t1

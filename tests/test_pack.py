@@ -28,14 +28,22 @@ def finish(run: TrialRun) -> dict:
     return metrics
 
 
+HYBRID = dict(learner="hybrid", n_features=6, per_stage=2)
+
+
 @pytest.mark.parametrize(
-    "shape",
-    [dict(learner="columnar", n_features=3),  # the compiled CPU loop
-     dict(learner="tbptt", n_features=4, truncation=3)],  # JAX's loop
+    ("shape", "vary"),
+    [(dict(learner="columnar", n_features=3), {}),  # the compiled CPU loop
+     (dict(learner="tbptt", n_features=4, truncation=3), {}),  # JAX's loop
+     # stages that start at different steps in each configuration
+     (HYBRID, dict(steps_per_stage=(1000, 1500, 2500)))],
 )  # fmt: skip
-def test_each_configuration_of_a_pack_runs_as_its_lone_trial(shape):
+def test_each_configuration_of_a_pack_runs_as_its_lone_trial(shape, vary):
     members = [dict(shape, alpha=a, lambda_=lam) for a, lam in ((3e-3, 0.9), (1e-2, 0.0),
                                                                (1e-3, 0.99))]  # fmt: skip
+    for key, values in vary.items():
+        for m, v in zip(members, values, strict=True):
+            m[key] = v
     pack = TrialRun(dict(BASE, pack=members))
     report = finish(pack)
     lone = [TrialRun(dict(BASE, **m)) for m in members]
@@ -155,9 +163,10 @@ def test_the_search_fixes_a_packs_shape_and_tells_each_configuration(tmp_path):
     space = make_space("hybrid", None, 12, steps=100_000)
 
     def searcher():
+        sampler = optuna.samplers.TPESampler(seed=1, constant_liar=True)
         return PackSearch(3, 7, space=space, metric="msre_windowed", mode="min",
                           storage=optuna.storages.RDBStorage(storage), study_name="s",
-                          sampler=optuna.samplers.TPESampler(seed=1, constant_liar=True))
+                          sampler=sampler)  # fmt: skip
 
     search = searcher()
     packs = [search.suggest(f"t{i}") for i in range(2)]
@@ -207,8 +216,7 @@ def test_bad_pack_sizes_are_refused_in_one_line(tmp_path, capsys, argv, message)
 
 
 @pytest.mark.xdist_group("ray")
-def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(ray_local,
-                                                                               tmp_path):  # fmt: skip
+def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(ray_local, tmp_path):
     """On the real stack (Ray Tune, MLflow in SQLite): the same five configurations (two
     shapes) on the same seeds, evaluated unpacked and in packs, give one MLflow run each,
     with equal curves; and a packed Optuna search records one Optuna trial per configuration,
@@ -218,8 +226,9 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
     configs = [dict(s, alpha=a) for s in shapes for a in (1e-2, 1e-3, 3e-4)][:5]
     curves = {}
     for pack in ("1", "3"):
-        argv = ["--space", "columnar", "--task", "trace_conditioning", "--smoke", "--pack", pack,
-                "--study-name", f"eval-{pack}", "--runs-dir", str(tmp_path), "--trials", "5"]
+        argv = ["--space", "columnar", "--task", "trace_conditioning", "--smoke",
+                "--pack", pack, "--study-name", f"eval-{pack}", "--runs-dir", str(tmp_path),
+                "--trials", "5"]  # fmt: skip
         args = launch._parser().parse_args(argv)
         plan = launch._plan(args)
         assert plan["pack"] == int(pack)
@@ -238,7 +247,8 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
     assert launch.main(argv) == 0
     name = "columnar-trace_conditioning"
     runs = _curves(tmp_path, name)
-    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    trials = optuna.load_study(study_name=name, storage=storage).trials
     assert len(trials) == 4 and len(runs) == 4
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     by_alpha = {config["alpha"]: (curve, tags) for (config, (_, curve, tags)) in
@@ -249,8 +259,8 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
         assert {k: config[k] for k in t.params} == t.params
         alone = TrialRun({**config, "seeds": [0, 1]})
         finish(alone)
-        np.testing.assert_allclose(
-            curve, [v["curve_msre_windowed"] for _, v in alone.curve()], rtol=1e-6, atol=0)
+        expected = [v["curve_msre_windowed"] for _, v in alone.curve()]
+        np.testing.assert_allclose(curve, expected, rtol=1e-6, atol=0)
     assert len({tags["ccn.pack"] for _, tags in by_alpha.values()}) == 2
 
 

@@ -64,7 +64,8 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     argv = ["--space", args.study_space, "--trials", str(args.study_trials),
             "--seeds", str(args.study_seeds), "--steps", str(args.study_steps),
             "--concurrency", str(args.study_concurrency), "--runs-dir", str(runs),
-            "--study-name", "bench-overhead", "--pack", pack, *shlex.split(args.study_set)]  # fmt: skip
+            "--study-name", "bench-overhead", "--pack", pack,
+            *shlex.split(args.study_set)]  # fmt: skip
     print(f"study: python -m study.launch {' '.join(argv)}")
     t0 = time.perf_counter()
     rc = launch.main(argv)
