@@ -15,6 +15,7 @@ runs step sizes x seeds as one program, chunk by chunk.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -69,16 +70,21 @@ def make_runner(
     horizon: int,
     record: bool = False,
     engine: str | None = None,
+    unroll: int | None = None,
 ) -> Runner:
     """Pure ``init`` and ``advance`` of one stream; ``advance``'s ``n_blocks`` is static.
 
     With ``record`` the per-step predictions and cumulants are returned as well (for tests and
     offline checks; it costs memory proportional to the steps; JAX's path only).
     ``engine`` is ``"jax"`` or ``"native"`` (the compiled CPU loop, ``study.native``); None
-    chooses as ``study.native.engine`` does.
+    chooses as ``study.native.engine`` does. ``unroll`` is how many steps JAX's loop runs
+    per iteration of its scan (fewer loop iterations, and on a GPU fewer launches and
+    synchronisations per step, for a larger program; the numbers are the same on the CPU);
+    None reads ``CCN_SCAN_UNROLL`` (default 1).
     """
     if block_size < 1:
         raise ValueError(f"block_size={block_size} must be >= 1")
+    unroll = scan_unroll() if unroll is None else unroll
 
     def init(key: jax.Array, hp: HParams, tp: AnimalParams) -> Carry:
         k_env, k_learner, k_run = jax.random.split(key, 3)
@@ -119,7 +125,7 @@ def make_runner(
         def body(c, u_t):
             return one_step(c, u_t, hp, tp)
 
-        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, u)
+        carry, (sq, counted, ret, v, c) = jax.lax.scan(body, carry, u, unroll=unroll)
         stats = (sq.sum(), counted.sum(), jnp.any(~jnp.isfinite(v)), ret.sum(), (ret * ret).sum())
         return carry, (stats, (v, c) if record else None)
 
@@ -143,6 +149,19 @@ def make_runner(
         return carry, out
 
     return Runner(init, advance, block_size, horizon)
+
+
+def scan_unroll() -> int:
+    """Steps per iteration of JAX's loop: ``CCN_SCAN_UNROLL`` (a whole number from 1 to 1000;
+    default 1). ``cluster/gpu-pack-bench.sh`` measures what it saves on a GPU."""
+    text = os.environ.get("CCN_SCAN_UNROLL", "1")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1000:
+        raise ValueError(f"CCN_SCAN_UNROLL={text}: allowed: a whole number from 1 to 1000")
+    return value
 
 
 def _native_block(learner: Learner, env: Animal, engine: str | None, steps: int):

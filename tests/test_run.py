@@ -217,3 +217,23 @@ def test_a_run_may_end_before_its_last_stage_as_the_reference_runs_do():
         "1000", "--seeds", "1", "--block", "100", "--window", "500",
     )  # fmt: skip
     assert code == 0 and "note:" not in err  # stages at 0, 250, 500, 750: all start
+
+
+def test_an_unrolled_loop_gives_the_same_numbers(monkeypatch):
+    """``CCN_SCAN_UNROLL`` (JAX's loop, as on a GPU) changes how the scan is compiled, not
+    what it computes; a bad value is refused in one line."""
+    env, tp = make_task("trace_conditioning")
+    learner = small("tbptt", env)
+    hp = hparams()
+
+    def stats(unroll):
+        runner = make_runner(learner, env, 500, horizon_for(0.9), engine="jax", unroll=unroll)
+        carry = runner.init(jax.random.PRNGKey(3), hp, tp)
+        return runner.advance(carry, hp, tp, 4)[1]
+
+    one, eight = stats(1), stats(8)
+    np.testing.assert_allclose(one.sq_sum, eight.sq_sum, rtol=1e-6)
+    assert one.sq_sum.sum() > 0
+    monkeypatch.setenv("CCN_SCAN_UNROLL", "0")
+    with pytest.raises(ValueError, match="CCN_SCAN_UNROLL=0: allowed: a whole number"):
+        stats(None)
