@@ -128,8 +128,9 @@ class TrialRun:
     def pace(self, overhead_s: float, chunk_s: float) -> None:
         """Lengthen the next chunks when a report (logging, checkpoint) took more than
         ``OVERHEAD`` of the chunk before it, as a large pack's K runs can: the study's
-        overhead stays within that fraction, up to chunks of ``REPORT_MAX_S``."""
-        if chunk_s > 0 and overhead_s > OVERHEAD * chunk_s:
+        overhead stays within that fraction, up to chunks of ``REPORT_MAX_S``. A trial told
+        to report after every chunk (``report_min_s`` 0, as for ASHA's rungs) still does."""
+        if self.report_min_s > 0 and chunk_s > 0 and overhead_s > OVERHEAD * chunk_s:
             self.min_chunk_s = min(REPORT_MAX_S, max(self.report_min_s, overhead_s / OVERHEAD))
 
     def _run_chunk(self) -> float:

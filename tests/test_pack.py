@@ -280,3 +280,16 @@ def _curves(runs_dir, name: str) -> dict[str, tuple[str, list[float], dict]]:
                          key=lambda m: m.step)  # fmt: skip
         out[key] = (r.data.tags["ccn.status"], [m.value for m in history], r.data.tags)
     return out
+
+
+def test_slow_reports_lengthen_the_chunks_unless_every_chunk_must_report():
+    run = TrialRun(dict(BASE, learner="linear", report_min_s=2.0))
+    run.pace(overhead_s=0.05, chunk_s=2.0)  # 2.5%: within the allowance
+    assert run.min_chunk_s == 2.0
+    run.pace(overhead_s=1.0, chunk_s=2.0)  # a large pack's many runs: 50%
+    assert run.min_chunk_s == pytest.approx(1.0 / 0.04)
+    run.pace(overhead_s=100.0, chunk_s=2.0)
+    assert run.min_chunk_s == 120.0  # at most two minutes between reports
+    eager = TrialRun(dict(BASE, learner="linear", report_min_s=0))
+    eager.pace(overhead_s=1.0, chunk_s=0.1)
+    assert eager.min_chunk_s == 0
