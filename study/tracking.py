@@ -256,7 +256,6 @@ class TrialLogger:
         and is otherwise what a lone trial of the configuration would log."""
         learner, ledger = run.learner, run.ledger()
         seeds = [int(s) for s in config["seeds"]]
-        config = {k: v for k, v in config.items() if k != "pack_trials"}
         packed = {}
         if pack is not None:
             packed = {PACK_TAG: trial_id, PACK_MEMBER_TAG: str(pack[0]),

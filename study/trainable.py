@@ -70,7 +70,8 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             extra = run.restore(d)
-        run_ids = extra.get("mlflow_run_ids") or [extra.get("mlflow_run_id")]
+        found = extra.get("mlflow_run_ids") or [extra.get("mlflow_run_id")]
+        run_ids = [*found, *[None] * k][:k]
     loggers: list[TrialLogger] = []
     if tracking is not None:
         context = tune.get_context()
