@@ -44,6 +44,7 @@ CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike pa
 # A configuration run in a pack (study.pack): the pack's Tune trial id, the configuration's
 # index in it and the pack's size. Its TRIAL_TAG is the trial id, a dot and the index.
 PACK_TAG, PACK_MEMBER_TAG, PACK_SIZE_TAG = "ccn.pack", "ccn.pack_member", "ccn.pack_size"
+OPTUNA_TAG = "ccn.optuna_trial"  # a packed search's configuration: its Optuna trial's number
 # What MLflow 3's UI reads: an experiment of this kind opens on its training runs (not on the
 # GenAI traces view), and a note is the description shown on an experiment's or a run's page.
 KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -248,12 +249,14 @@ class TrialLogger:
     @classmethod
     def start(cls, tracking: Tracking, run_id: str | None, trial_id: str, tune_name: str,
               config: dict[str, Any], run: Any, threads: int | None,
-              pack: tuple[int, int] | None = None) -> TrialLogger:  # fmt: skip
+              pack: tuple[int, int] | None = None,
+              optuna_trial: int | None = None) -> TrialLogger:  # fmt: skip
         """The trial's run, created (or found again) with everything MLflow shows of it: its
         readable name, description, tags and parameters. ``run`` is the trial's
         ``study.trial.TrialRun`` (its learner, ledger entry and curve names). ``pack`` is
         ``(index, size)`` of a configuration run in a pack: its run is tagged with the pack
-        and is otherwise what a lone trial of the configuration would log."""
+        and is otherwise what a lone trial of the configuration would log; in a search, with
+        the number of its Optuna trial (``optuna_trial``)."""
         learner, ledger = run.learner, run.ledger()
         seeds = [int(s) for s in config["seeds"]]
         packed = {}
@@ -261,6 +264,8 @@ class TrialLogger:
             packed = {PACK_TAG: trial_id, PACK_MEMBER_TAG: str(pack[0]),
                       PACK_SIZE_TAG: str(pack[1])}  # fmt: skip
             trial_id = f"{trial_id}.{pack[0]}"
+        if optuna_trial is not None:
+            packed[OPTUNA_TAG] = str(optuna_trial)
         tags = {**packed,
             "learner": str(config["learner"]), "task": str(config.get("task")),
             "space": str(config.get("space", config["learner"])),

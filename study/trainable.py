@@ -75,11 +75,13 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     loggers: list[TrialLogger] = []
     if tracking is not None:
         context = tune.get_context()
+        numbers = config.get("pack_trials") or [None] * k  # a packed search's Optuna trials
         with clock.part("logging"):
             for i in range(k):
                 loggers.append(TrialLogger.start(
                     tracking, run_ids[i], context.get_trial_id(), context.get_trial_name(),
-                    run.member(i).config, run.member(i), threads, pack=(i, k) if k > 1 else None,
+                    run.member(i).config, run.member(i), threads,
+                    pack=(i, k) if k > 1 else None, optuna_trial=numbers[i],
                 ))  # fmt: skip
     status = ["running"] * k
     each: list[dict[str, Any]] = [{} for _ in range(k)]

@@ -255,6 +255,7 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
                 ((json.loads(k), v) for k, v in runs.items())}  # fmt: skip
     for t in trials:
         curve, tags = by_alpha[t.params["alpha"]]
+        assert tags["ccn.optuna_trial"] == str(t.number)
         config = json.loads(tags["ccn.config"])
         assert {k: config[k] for k in t.params} == t.params
         alone = TrialRun({**config, "seeds": [0, 1]})
