@@ -2,8 +2,9 @@
 
 Defaults need no set-up: local Ray, MLflow in SQLite and the Optuna storage in SQLite, both
 under ``./runs/``. Each trial runs one sampled configuration, or a pack of them sharing their
-shape (``--pack``, ``study.pack``), on ``--seeds`` seeds at once (``study.trainable``). The driver creates the MLflow experiment and the launch's parent run
-before any trial starts; each trial logs to its own child run.
+shape (``--pack``, ``study.pack``), on ``--seeds`` seeds at once (``study.trainable``). The
+driver creates the MLflow experiment and the launch's parent run before any trial starts;
+each configuration logs to its own child run.
 """
 
 from __future__ import annotations

@@ -297,3 +297,20 @@ def test_slow_reports_lengthen_the_chunks_unless_every_chunk_must_report():
     eager = TrialRun(dict(BASE, learner="linear", report_min_s=0))
     eager.pace(overhead_s=1.0, chunk_s=0.1)
     assert eager.min_chunk_s == 0
+
+
+def test_a_classification_pack_scores_each_configuration_as_alone():
+    """Sequential MNIST: the held-out scoring after each chunk runs on the whole pack, and
+    each configuration's share of it equals its lone trial's."""
+    base = dict(task="seq_mnist", seeds=[0, 1], steps=5600, chunk_steps=2800, block=1400,
+                window=2800, report_min_s=0)  # fmt: skip
+    members = [dict(learner="columnar", n_features=3, alpha=a) for a in (3e-3, 3e-2)]
+    pack = TrialRun(dict(base, pack=members))
+    report = finish(pack)
+    for i, m in enumerate(members):
+        lone = TrialRun(dict(base, **m))
+        alone = finish(lone)
+        assert pack.member(i).curve() == lone.curve()
+        assert pack.last_members[i]["heldout_accuracy"] == alone["heldout_accuracy"]
+        assert report[f"pack{i}_heldout_accuracy"] == alone["heldout_accuracy"]
+    assert pack.last_members[0]["heldout_ce"] != pack.last_members[1]["heldout_ce"]
