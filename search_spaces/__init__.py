@@ -175,6 +175,12 @@ class Space:
             out["steps_per_stage"] = stage_steps(self.steps, stages, sampled["last_stage_at"])
         return out
 
+    def shape_params(self) -> list[str]:
+        """The searched parameters that set a network's shape (its size and the static
+        settings ``config_to_args`` passes to ``make_learner``): a pack of configurations
+        (``study.pack``) samples them once."""
+        return [p.name for p in self.params if p.size or p.name in SHAPE_KEYS]
+
     def first_point(self) -> dict[str, Any] | None:
         """The family's defaults (``learners.family_defaults``) as a point of this space, for
         the search to try first; None when a default lies outside a range the user set."""

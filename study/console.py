@@ -16,16 +16,16 @@ def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration (``study.tracking.trial_title``)."""
     from learners import make_learner
     from search_spaces import config_to_args
+    from study.pack import members_of
     from study.tracking import trial_title
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
     if config.get("pack"):  # a pack (study.pack): its shape and how many configurations
-        members = config["pack"]
-        rest = {k: v for k, v in config.items() if k not in ("pack", "pack_trials")}
+        members = members_of(config)
         if len(members) == 1:
-            return trial_label({**rest, **members[0]})
+            return trial_label(members[0])
         shape = {k: v for k, v in members[0].items() if k not in ("alpha", "lambda_")}
-        return f"{trial_label({**rest, **shape})} x{len(members)}"
+        return f"{trial_label(shape)} x{len(members)}"
     try:
         name, static, _ = config_to_args(config)
         settings = make_learner(name, 1, **static).settings  # (builds no JAX array)

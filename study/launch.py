@@ -392,7 +392,7 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
 
     from study import local_ray
     from study.console import Progress
-    from study.pack import member_results
+    from study.pack import member_results, members_of
     from study.tracking import browse_hint, mark_interrupted, reconcile
     from study.trainable import final_metrics, trainable
 
@@ -511,10 +511,9 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     counts = reconcile(tracking, trials, resumed=args.resume)
     if stale:
         stores.fail_optuna_trials(storage, stale)
-    ran = sum(len((t.config.get("fixed") or t.config).get("pack") or [0]) for t in analysis.trials)
     what = f"{len(results)} trials"
     if pack > 1:
-        what = f"{ran} configurations in {what}"
+        what = f"{len(plan.get('configs') or ()) or base['trials']} configurations in {what}"
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {what}, {len(results.errors)} "
           f"failed, {counts['stopped_early']} stopped early")  # fmt: skip
     if counts["deleted"]:
@@ -523,9 +522,8 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     try:
         best = results.get_best_result(metric=metric, mode=mode)
         config = {**best.config, **best.config.get("fixed", {})}
-        if "pack" in config:  # the pack's best configuration
-            config = {**config, **config["pack"][int(best.metrics.get("pack_best", 0))]}
-        shown = {k: v for k, v in config.items() if k not in (*param_space, "pack", "pack_trials")}
+        config = members_of(config)[int(best.metrics.get("pack_best", 0))]  # a pack's best
+        shown = {k: v for k, v in config.items() if k not in param_space}
         print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
         print(kind_of(args.task).verdict(best.metrics))
     except RuntimeError:

@@ -13,14 +13,6 @@ from ray.tune.search.optuna import OptunaSearch
 from study.pack import member_results
 
 
-def shape_params(space: Any) -> list[str]:
-    """The searched parameters of a space that set a network's shape (sizes, stages,
-    truncation, layers): sampled once per pack."""
-    from learners.families import SHAPE_KEYS
-
-    return [p.name for p in space.params if p.size or p.name in (*SHAPE_KEYS, "n_stages")]
-
-
 class PackSearch(OptunaSearch):
     """Asks ``pack`` Optuna trials per Tune trial (the last trial fewer, so that ``trials``
     configurations are asked in all). Each configuration of a pack is its own Optuna trial:
@@ -31,7 +23,7 @@ class PackSearch(OptunaSearch):
     def __init__(self, pack: int, trials: int, **kw: Any) -> None:
         super().__init__(**kw)
         self._pack, self._trials, self._asked = pack, trials, 0
-        self._shape_names = shape_params(kw["space"])
+        self._shape_names = kw["space"].shape_params()
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials:
