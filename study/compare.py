@@ -34,19 +34,23 @@ from search_spaces import SPACES
 from study import launch
 from study.cli import Parser, count, fail, real
 from study.pack import parse_pack
+from study.report.claims import PAPER_TRACE_PATTERNING, Claim
+from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 
 
 class Preset(NamedTuple):
-    """A published protocol: a grid of configurations on fixed seeds."""
+    """A published protocol: a grid of configurations on fixed tuning seeds, each family's
+    pick then run again on fresh seeds, and the orderings the paper reports."""
 
     task: str
     steps: int  # per seed, before --scale
-    seeds: int
+    seeds: int  # tuning seeds
     configs: tuple[dict[str, Any], ...]  # stage lengths in steps, before --scale
     claims: str  # what the paper reports, for the page
+    orderings: tuple[Claim, ...]  # the same, as claims the report judges
 
 
 def _jmlr_trace_patterning() -> Preset:
@@ -74,11 +78,14 @@ def _jmlr_trace_patterning() -> Preset:
     )
     claims = ("SnAp-1 worst, then T-BPTT; columnar about equal to constructive; the hybrid "
               "(CCN) lowest")  # fmt: skip
-    return Preset("trace_patterning", 50_000_000, 30, configs, claims)
+    return Preset("trace_patterning", 50_000_000, 30, configs, claims, PAPER_TRACE_PATTERNING)
 
 
 PRESETS = {"jmlr-trace-patterning": _jmlr_trace_patterning()}
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
+# --budget-flops match: every family sized to the compute of this family's default network
+# (the paper's CCN 20:4), the headline learner at the paper's size and the main job's budget.
+MATCH_FAMILY = "hybrid"
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
 PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
 
@@ -99,13 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=count(1, 4096), default=None, help="seeds per tuning trial")
     p.add_argument("--steps", type=count(1, 10**12), default=None,
                    help="steps per seed when tuning")  # fmt: skip
-    p.add_argument("--eval-seeds", type=count(2, 4096, "for an interval"), default=30,
-                   help="fresh seeds per family (30)")  # fmt: skip
+    p.add_argument("--eval-seeds", default="30",
+                   help="fresh seeds per family's pick: a count (30; they start at 1000, or "
+                   "after the largest tuning seed), a range FIRST-LAST or a list A,B,C; never a "
+                   "tuning seed")  # fmt: skip
+    p.add_argument("--bootstrap-resamples", type=count(1, None), default=N_RESAMPLES,
+                   help=f"resamples of every bootstrap interval ({N_RESAMPLES:,}; 1,000 to "
+                   "1,000,000)")  # fmt: skip
     p.add_argument("--eval-steps", type=count(1, 10**12), default=None,
                    help="default: the tuning steps")  # fmt: skip
     p.add_argument("--budget-flops", default=None,
-                   help="size every family's network to this per-step budget (default auto: "
-                   "each family's paper-sized compute; none: sizes are searched)")  # fmt: skip
+                   help="flops per step per stream every family's network is sized to: a "
+                   "number; match (default): the paper's CCN 20:4 on the task, so every family "
+                   "gets the same compute; paper: each family's own paper-sized network; none: "
+                   "sizes are searched")  # fmt: skip
     p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default SQLite)")
@@ -182,8 +196,81 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
     ]
 
 
+def eval_seeds(text: str, tuning: int) -> int | list[int]:
+    """``--eval-seeds`` as typed: a count (the seeds are chosen after the tuning seeds at run
+    time) or an explicit list (``FIRST-LAST`` or ``A,B,C``) disjoint from the tuning seeds
+    ``0..tuning-1``. Raises a one-line ValueError."""
+    form = "a count, FIRST-LAST or A,B,C"
+    word = str(text).strip()
+    try:
+        if "-" in word.lstrip("-"):
+            first, _, last = word.partition("-")
+            seeds: int | list[int] = list(range(int(first), int(last) + 1))
+        elif "," in word:
+            seeds = [int(v) for v in word.split(",") if v.strip()]
+        else:
+            seeds = int(word)
+    except ValueError:
+        raise ValueError(f"--eval-seeds {text!r}: allowed: {form}") from None
+    n = seeds if isinstance(seeds, int) else len(seeds)
+    if n < 2 or n > 4096:
+        raise ValueError(f"--eval-seeds {text}: {n} fresh seed(s); allowed: 2 to 4096 (an "
+                         f"interval needs at least 2)")  # fmt: skip
+    if isinstance(seeds, list):
+        if len(set(seeds)) < len(seeds) or min(seeds) < 0 or max(seeds) >= 2**31:
+            raise ValueError(f"--eval-seeds {text}: allowed: distinct seeds from 0 to 2^31-1")
+        if min(seeds) < tuning:
+            raise ValueError(f"--eval-seeds {text} overlaps the tuning seeds 0-{tuning - 1}; "
+                             f"allowed: seeds from {tuning} on")  # fmt: skip
+    return seeds
+
+
+def matched_budget(text: str | None, task: str, data_dir: str | None = None) -> str:
+    """``--budget-flops`` of every tuning study: ``match`` (the default) is the ledger flops of
+    ``MATCH_FAMILY``'s default network on ``task``; ``paper`` is each family's own default
+    (``study.launch``'s ``auto``); a number or ``none`` passes through."""
+    word = "match" if text is None else str(text).strip().lower()
+    if word == "paper":
+        return "auto"
+    if word != "match":
+        return str(text)
+    from learners import make_learner
+    from learners.ledger import cost
+    from study.tasks import make_env
+
+    m = make_env(task, data_dir=data_dir).obs_size
+    return str(cost(MATCH_FAMILY, m, make_learner(MATCH_FAMILY, m).settings).flops)
+
+
+def _check_budget(budget: str, spaces: list[str], task: str, given: str | None) -> None:
+    """Refuse, in one line, a budget that no family of the comparison fits."""
+    from search_spaces import make_space
+    from study.tasks import make_env
+
+    try:
+        value = float(budget)
+    except ValueError:
+        return  # auto, none or a word launch refuses by name
+    sized = [s for s in spaces if _has_size(s)]
+    m = make_env(task).obs_size
+    fits = []
+    for s in sized:
+        try:
+            make_space(s, value, m)
+            fits.append(s)
+        except ValueError:
+            pass
+    if sized and not fits:
+        raise ValueError(f"--budget-flops {given}: no family of {', '.join(sized)} fits "
+                         f"{value:,.0f} flops per step; allowed: a larger budget")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        check_resamples(args.bootstrap_resamples)
+    except ValueError as e:
+        return fail(str(e))
     if args.preset is not None or args.scale != 1.0:
         return run_preset(args)
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
@@ -202,21 +289,34 @@ def main(argv: list[str] | None = None) -> int:
                 if not dot or family not in spaces:
                     raise ValueError(f"--{flag} {text!r} must start with one of the families "
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
+        given_budget = args.budget_flops
+        args.budget_flops = matched_budget(given_budget, args.task, args.data_dir)
+        _check_budget(args.budget_flops, spaces, args.task, given_budget)
         stages = {}  # study name -> (launch argv, its plan)
         for s in spaces:
             a = _launch_argv(args, s, f"{name}-{s}")
             stages[f"{name}-{s}"] = (a, launch._plan(launch._parser().parse_args(a)))
+        tuning = max(plan["base"]["seeds"] for _, plan in stages.values())
+        fresh = eval_seeds(args.eval_seeds, tuning)
         # The evaluation runs one configuration per family: a pack of K holds at most those.
         size = parse_pack(args.pack)  # (checked with the tuning studies' plans above)
         pack = args.pack if size is None else str(min(size, len(spaces)))
         evaluation = argparse.Namespace(**{**vars(args), "trials": len(spaces), "pack": pack,
-                                           "seeds": args.eval_seeds,
+                                           "seeds": fresh if isinstance(fresh, int)
+                                           else len(fresh),
                                            "steps": args.eval_steps or args.steps})  # fmt: skip
         eval_argv = _launch_argv(evaluation, spaces[0], name)
         eval_plan = launch._plan(launch._parser().parse_args(eval_argv))
     except ValueError as e:
         return fail(str(e))
-    return _compare(args, name, spaces, stages, eval_argv, eval_plan)
+    if args.budget_flops not in ("auto", "none"):
+        why = ("the paper's CCN 20:4 on this task, for every family (--budget-flops match; "
+               "'paper' sizes each family as in the paper)" if given_budget is None
+               or str(given_budget).strip().lower() == "match" else f"--budget-flops "
+               f"{given_budget}")  # fmt: skip
+        print(f"every family with a size is sized to {float(args.budget_flops):,.0f} flops per "
+              f"step per stream: {why}")  # fmt: skip
+    return _compare(args, name, spaces, stages, eval_argv, eval_plan, fresh)
 
 
 def _state(tracking_uri: str, experiment: str) -> str:
@@ -245,7 +345,7 @@ def _running(runs, studies: list[str]) -> str | None:
 
 
 def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[str],
-             eval_plan: dict[str, Any]) -> int:  # fmt: skip
+             eval_plan: dict[str, Any], fresh: int | list[int]) -> int:  # fmt: skip
     import ray
 
     from study import local_ray
@@ -290,7 +390,7 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
             print("already evaluated; not run again")
         else:
             try:
-                configs, seeds = best_configs(args, stages, eval_plan)
+                configs, seeds = picks(eval_plan["tracking_uri"], list(stages), args.task, fresh)
             except ValueError as e:
                 return fail(str(e))
             eval_args = launch._parser().parse_args(
@@ -306,55 +406,65 @@ def _compare(args, name: str, spaces: list[str], stages: dict, eval_argv: list[s
         if watcher is not None:
             local_ray.unwatch(watcher, pidfile)
         local_ray.restore(saved)
-    return _report(eval_plan, [name, *stages])
+    return _report(eval_plan, [name, *stages], args.bootstrap_resamples)
 
 
-def best_configs(args, stages: dict, eval_plan: dict[str, Any]):
-    """The best configuration of each tuning study, as its trial ran it (the ``ccn.config``
-    tag of the finished child run with the best final value of the study's objective: the
-    lowest windowed MSRE, or the highest held-out accuracy on sequential MNIST; the run the
-    report calls best), and the evaluation seeds: ``--eval-seeds`` seeds from ``EVAL_SEED_BASE`` on,
-    or after the largest seed any tuning run used (their ``seeds`` tags). Raises a one-line
-    ValueError when no family has a finished trial."""
+def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | list[int]):
+    """Each family's pick among the tuning runs of ``experiments``, as its trial ran it (the
+    ``ccn.config`` tag of the finished child run with the best final value of the objective:
+    the lowest windowed MSRE, or the highest held-out accuracy on sequential MNIST; the run
+    the report calls best), and the fresh seeds to run them on: the ``fresh`` list, or
+    ``fresh`` seeds from ``EVAL_SEED_BASE`` on or after the largest seed any tuning run used
+    (their ``seeds`` tags). Raises a one-line ValueError when no family has a finished run or
+    a listed seed was used in tuning."""
     from mlflow.tracking import MlflowClient
 
     from study.kinds import kind_of
     from study.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
 
-    client = MlflowClient(eval_plan["tracking_uri"])
-    kind = kind_of(args.task)
+    client = MlflowClient(tracking_uri)
+    kind = kind_of(task)
     final, pick = kind.final, max if kind.higher_better else min
-    configs, used, lost = [], {-1}, []
-    for study in stages:
+    best: dict[str, Any] = {}
+    families: list[str] = []
+    used = {-1}
+    for study in experiments:
         exp = client.get_experiment_by_name(study)
         runs = [r for r in client.search_runs([exp.experiment_id], max_results=50_000)
                 if PARENT_TAG in r.data.tags]  # fmt: skip
         for r in runs:
             used.update(int(s) for s in r.data.tags.get("seeds", "").split(",") if s)
-        done = [
-            r
-            for r in runs
-            if r.data.tags.get(STATUS_TAG) == "finished"
-            and CONFIG_TAG in r.data.tags
-            and math.isfinite(r.data.metrics.get(final, math.inf))
-        ]
-        if not done:
-            lost.append(study)
-            continue
-        best = pick(done, key=lambda r: r.data.metrics[final])
-        config = json.loads(best.data.tags[CONFIG_TAG])
-        configs.append({k: v for k, v in config.items() if k not in PER_STUDY})
-    for study in lost:
-        print(f"{study}: no trial finished with a finite error; the family is left out")
-    if not configs:
-        raise ValueError(f"no tuning study of {', '.join(stages)} has a finished trial")
+            learner = r.data.tags.get("learner", "?")
+            families += [learner] if learner not in families else []
+            if (
+                r.data.tags.get(STATUS_TAG) == "finished"
+                and CONFIG_TAG in r.data.tags
+                and math.isfinite(r.data.metrics.get(final, math.inf))
+            ):
+                best[learner] = pick([r, *([best[learner]] if learner in best else [])],
+                                     key=lambda r: r.data.metrics[final])  # fmt: skip
+    for learner in families:
+        if learner not in best:
+            print(f"{learner}: no trial finished with a finite error; the family is left out")
+    if not best:
+        raise ValueError(f"no tuning study of {', '.join(experiments)} has a finished trial")
+    configs = [
+        {k: v for k, v in json.loads(best[f].data.tags[CONFIG_TAG]).items() if k not in PER_STUDY}
+        for f in families
+        if f in best
+    ]
+    if isinstance(fresh, list):
+        if overlap := sorted(used & set(fresh)):
+            raise ValueError(f"--eval-seeds: seed {overlap[0]} was a tuning seed; allowed: "
+                             f"seeds after {max(used)}")  # fmt: skip
+        return configs, fresh
     start = max(EVAL_SEED_BASE, max(used) + 1)
-    return configs, list(range(start, start + args.eval_seeds))
+    return configs, list(range(start, start + fresh))
 
 
 def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]], list[str]]:
-    """The preset's configurations at ``--scale`` and the launch arguments that run them;
-    raises a one-line ValueError for a bad preset, scale or option."""
+    """The preset's configurations at ``--scale`` and the launch arguments that run them on
+    the tuning seeds; raises a one-line ValueError for a bad preset, scale or option."""
     if args.preset is None:
         raise ValueError("--scale applies to --preset only")
     if args.preset not in PRESETS:
@@ -387,131 +497,106 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
         configs.append(c)
     seeds = args.seeds if args.seeds is not None else preset.seeds
     name = args.name or args.preset
-    argv = ["--space", configs[0]["learner"], "--task", preset.task, "--study-name", name,
-            "--trials", str(len(configs)),
+    return preset, configs, _preset_argv(args, preset, name, len(configs), steps, seeds)
+
+
+def _preset_argv(args, preset: Preset, name: str, trials: int, steps: int, seeds: int):
+    argv = ["--space", preset.configs[0]["learner"], "--task", preset.task, "--study-name", name,
+            "--trials", str(trials),
             "--runs-dir", args.runs_dir, "--steps", str(steps), "--seeds", str(seeds),
             "--concurrency", str(args.concurrency), "--cpus-per-trial", str(args.cpus_per_trial),
-            "--gpus-per-trial", str(args.gpus_per_trial), "--pack", str(args.pack)]  # fmt: skip
+            "--gpus-per-trial", str(args.gpus_per_trial)]  # fmt: skip
+    size = parse_pack(args.pack)
+    argv += ["--pack", args.pack if size is None else str(min(size, trials))]
     for key in ("address", "tracking_uri", "storage"):
         if getattr(args, key) is not None:
             argv += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     flags = [f"--{f.replace('_', '-')}" for f in ("expose_ray", "reuse_actors") if getattr(args, f)]
-    return preset, configs, argv + flags
+    return argv + flags
 
 
 def run_preset(args: argparse.Namespace) -> int:
-    """``--preset``: the grid as one evaluation launch, then its report and orderings."""
+    """``--preset``: the grid on the tuning seeds (experiment NAME), each family's pick on
+    fresh seeds (experiment NAME-fresh), then the report and the orderings judged on the
+    fresh seeds."""
     try:
         preset, configs, argv = preset_plan(args)
-        launch_args = launch._parser().parse_args(argv)
-        plan = launch._plan(launch_args)
+        if parse_pack(args.pack) is not None and parse_pack(args.pack) > len(configs):
+            raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
+                             f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
+        plan = launch._plan(launch._parser().parse_args(argv))
+        base = plan["base"]
+        fresh = eval_seeds(args.eval_seeds, base["seeds"])
+        n_fresh = fresh if isinstance(fresh, int) else len(fresh)
+        families = list(dict.fromkeys(c["learner"] for c in configs))
+        fresh_name = f"{plan['name']}-fresh"
+        fresh_argv = _preset_argv(args, preset, fresh_name, len(families), base["steps"],
+                                  n_fresh)  # fmt: skip
+        fresh_plan = launch._plan(launch._parser().parse_args(fresh_argv))
     except ValueError as e:
         return fail(str(e))
-    name = plan["name"]
-    if running := _running(plan["runs"], [name]):
+    name, uri = plan["name"], plan["tracking_uri"]
+    if running := _running(plan["runs"], [name, fresh_name]):
         return fail(running)
-    state = _state(plan["tracking_uri"], name)
-    if state == "interrupted" and not args.resume:
-        return fail(f"preset run {name!r} was interrupted; add --resume to continue it")
-    if args.resume and state == "new":
-        return fail(f"--resume: no preset run {name!r} in {plan['tracking_uri']}")
-    base = plan["base"]
+    states = {study: _state(uri, study) for study in (name, fresh_name)}
+    stopped = [study for study, state in states.items() if state == "interrupted"]
+    if stopped and not args.resume:
+        return fail(f"preset run {stopped[0]!r} was interrupted; add --resume to continue it")
+    if args.resume and all(v == "new" for v in states.values()):
+        return fail(f"--resume: no preset run {name!r} in {uri}")
     print(
         f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "
-        f"{base['seeds']} seeds x {base['steps']:,} steps ({preset.claims}, in the paper)"
+        f"{base['seeds']} tuning seeds x {base['steps']:,} steps, then each family's pick on "
+        f"{n_fresh} fresh seeds ({preset.claims}, in the paper)"
     )
-    if state == "done":
-        print("already run; reporting")
+    command = ["python -m study.compare", *sys.argv[1:]]
+    print(f"\n== [1/2] grid on the tuning seeds: {name} ({states[name]})")
+    if states[name] == "done":
+        print("already run; not run again")
     else:
-        if args.resume:
-            launch_args = launch._parser().parse_args([*argv, "--resume"])
-        launch_args.argv = ["python -m study.compare", *sys.argv[1:]]
-        rc = launch._launch(
-            launch_args, {**plan, "configs": configs, "seeds": list(range(base["seeds"]))}
-        )
+        rc = _run_stage(argv, plan, configs, list(range(base["seeds"])), "tuning",
+                        states[name] == "interrupted", command)  # fmt: skip
         if rc:
             return rc
-    return _report(plan, [name], orderings_of=preset)
-
-
-def orderings(summary: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """The paper's orderings on trace patterning checked against each family's best
-    configuration: ``(claim, verdict, evidence)``; verdict ``holds`` (separated by the 95%
-    intervals), ``holds in the means`` (intervals overlap), ``does not hold``, or ``not
-    measured``. "About equal" holds when the intervals overlap."""
-    rows = {r["learner"]: (r["msre_mean"], r["msre_ci95"]) for r in summary}
-
-    def bounds(name):
-        m, h = rows[name]
-        h = h if math.isfinite(h) else 0.0
-        return m - h, m + h
-
-    def text(names):
-        return "; ".join(f"{n} {rows[n][0]:.4g} ± {rows[n][1]:.2g}" for n in names)
-
-    def above(name, others, claim):
-        need = [name, *others]
-        if any(n not in rows for n in need):
-            return claim, "not measured", f"needs {', '.join(need)}"
-        mean = all(rows[name][0] > rows[o][0] for o in others)
-        sep = all(bounds(name)[0] > bounds(o)[1] for o in others)
-        return (
-            claim,
-            "holds" if sep else "holds in the means" if mean else "does not hold",
-            text(need),
-        )
-
-    def below(name, others, claim):
-        need = [name, *others]
-        if any(n not in rows for n in need):
-            return claim, "not measured", f"needs {', '.join(need)}"
-        mean = all(rows[name][0] < rows[o][0] for o in others)
-        sep = all(bounds(name)[1] < bounds(o)[0] for o in others)
-        return (
-            claim,
-            "holds" if sep else "holds in the means" if mean else "does not hold",
-            text(need),
-        )
-
-    out = [
-        above("snap1", ["tbptt", "columnar", "constructive", "hybrid"], "SnAp-1 worst"),
-        above(
-            "tbptt",
-            ["columnar", "constructive", "hybrid"],
-            "T-BPTT next worst (above columnar, constructive, CCN)",
-        ),  # fmt: skip
-    ]
-    claim = "columnar about equal to constructive"
-    if "columnar" in rows and "constructive" in rows:
-        lo_a, hi_a = bounds("columnar")
-        lo_b, hi_b = bounds("constructive")
-        overlap = lo_a <= hi_b and lo_b <= hi_a
-        out.append((claim, "holds" if overlap else "does not hold",
-                    text(["columnar", "constructive"])))  # fmt: skip
+    print(f"\n== [2/2] each family's pick on fresh seeds: {fresh_name} ({states[fresh_name]})")
+    if states[fresh_name] == "done":
+        print("already run; not run again")
     else:
-        out.append((claim, "not measured", "needs columnar, constructive"))
-    out.append(below("hybrid", ["columnar", "constructive", "tbptt", "snap1"], "CCN lowest"))
-    return out
+        try:
+            picked, seeds = picks(uri, [name], preset.task, fresh)
+        except ValueError as e:
+            return fail(str(e))
+        rc = _run_stage(fresh_argv, fresh_plan, picked, seeds, "eval",
+                        states[fresh_name] == "interrupted", command)  # fmt: skip
+        if rc:
+            return rc
+    return _report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset)
 
 
-def _report(
-    plan: dict[str, Any], experiments: list[str], orderings_of: Preset | None = None
-) -> int:
+def _run_stage(argv, plan, configs, seeds, role: str, resume: bool, command) -> int:
+    """One launch of ``configs`` on ``seeds``, its runs tagged ``ccn.role=role``."""
+    launch_args = launch._parser().parse_args([*argv, *(["--resume"] if resume else [])])
+    launch_args.argv = command
+    return launch._launch(launch_args, {**plan, "configs": configs, "seeds": seeds, "role": role})
+
+
+def _report(plan: dict[str, Any], experiments: list[str], n_resamples: int,
+            preset: Preset | None = None) -> int:  # fmt: skip
+    """The report of the evaluation (first) and tuning experiments; a preset's orderings
+    judged on the fresh seeds, written to ``orderings.txt`` and printed."""
     from study.report import make_report, table_text
 
-    out = plan["runs"] / "reports" / experiments[0]
-
-    def notes(summary):
-        heading = (f"The paper's orderings at this scale ({orderings_of.claims}, in the paper); "
-                   "best configuration per family, mean ± 95% CI over seeds")  # fmt: skip
-        return heading, [f"{c}: {v} ({e})" for c, v, e in orderings(summary)]
-
-    result = make_report(plan["tracking_uri"], experiments, out,
-                         notes=notes if orderings_of is not None else None)  # fmt: skip
+    out = plan["runs"] / "reports" / experiments[0].removesuffix("-fresh")
+    claims = preset.orderings if preset is not None else ()
+    heading = (f"The paper's orderings at this scale ({preset.claims}, in the paper), judged "
+               f"on the fresh seeds" if preset is not None else "")  # fmt: skip
+    result = make_report(plan["tracking_uri"], experiments, out, claims=claims,
+                         claims_heading=heading, n_resamples=n_resamples)  # fmt: skip
     print("\n" + table_text(result["summary"], result["measure"].measure))
-    if orderings_of is not None:
-        heading, lines = notes(result["summary"])
-        text = "\n".join([heading + ":", *(f"- {line}" for line in lines)])
+    if result["judged"]:
+        text = "\n".join([heading + ":", *(f"- {j.claim}: {j.verdict} ({j.evidence})"
+                                           for j in result["judged"]),
+                          result["method"]])  # fmt: skip
         (out / "orderings.txt").write_text(text + "\n")
         print("\n" + text)
     print(f"\nreport: {out / 'report.html'}")

@@ -187,8 +187,8 @@ class Prediction(TaskKind):
 
     def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """The MSRE windowed over ``window`` steps, as ``curve_msre_windowed`` (mean over
-        seeds), ``curve_nmsre_windowed`` (normalised) and ``curve_msre_windowed_seed{s}``
-        (each seed; a diverged seed is left out)."""
+        seeds), ``curve_nmsre_windowed`` (normalised), and ``curve_msre_windowed_seed{s}`` and
+        ``curve_nmsre_windowed_seed{s}`` (each seed; a diverged seed is left out)."""
         stats = run.stats()
         window_blocks = max(1, run.window // run.block)
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
@@ -210,6 +210,8 @@ class Prediction(TaskKind):
             for i, seed in enumerate(run.seeds):
                 if np.isfinite(finite[i, b]):
                     values[f"{self.curve}_seed{seed}"] = float(finite[i, b])
+                if np.isfinite(ratio[i, b]):
+                    values[f"curve_nmsre_windowed_seed{seed}"] = float(ratio[i, b])
             points.append(((b + 1) * run.block, values))
         return points
 

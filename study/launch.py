@@ -454,7 +454,8 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
     if kind_of(args.task).takes_data_dir:
         param_space["data_dir"] = args.data_dir
     if configs is not None:
-        param_space.update(role="eval", fixed=tune.grid_search(configs))
+        # study.compare: its evaluation's runs ("eval"), or a preset's grid ("tuning")
+        param_space.update(role=plan.get("role", "eval"), fixed=tune.grid_search(configs))
     fn = tune.with_resources(
         tune.with_parameters(trainable, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},

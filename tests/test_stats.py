@@ -11,13 +11,42 @@ from scipy import stats as sps
 from study import stats
 
 # A skewed sample (a few seeds that never learn): BCa and percentile intervals differ on it.
-SKEWED = np.array([0.11, 0.13, 0.12, 0.15, 0.10, 0.14, 0.18, 0.12, 0.95, 1.01, 0.13, 0.16,
-                   0.11, 0.98, 0.12, 0.17, 0.14, 0.13, 0.12, 0.15])  # fmt: skip
+SKEWED = np.array(
+    [
+        0.11,
+        0.13,
+        0.12,
+        0.15,
+        0.10,
+        0.14,
+        0.18,
+        0.12,
+        0.95,
+        1.01,
+        0.13,
+        0.16,
+        0.11,
+        0.98,
+        0.12,
+        0.17,
+        0.14,
+        0.13,
+        0.12,
+        0.15,
+    ]
+)
 
 
 def _scipy(samples, statistic, method, n=200_000):
-    res = sps.bootstrap(samples, statistic, n_resamples=n, method=method,
-                        confidence_level=0.95, rng=np.random.default_rng(7), vectorized=True)  # fmt: skip
+    res = sps.bootstrap(
+        samples,
+        statistic,
+        n_resamples=n,
+        method=method,
+        confidence_level=0.95,
+        rng=np.random.default_rng(7),
+        vectorized=True,
+    )
     return res.confidence_interval.low, res.confidence_interval.high
 
 
@@ -81,8 +110,11 @@ def _bimodal(rng, n):
 
 
 @pytest.mark.parametrize("method", ["bca", "percentile"])
-@pytest.mark.parametrize("draw,true_mean", [(_normal, 0.4), (_bimodal, 0.7 * 0.15 + 0.3 * 1.0)],
-                         ids=["normal", "bimodal"])  # fmt: skip
+@pytest.mark.parametrize(
+    "draw,true_mean",
+    [(_normal, 0.4), (_bimodal, 0.7 * 0.15 + 0.3 * 1.0)],
+    ids=["normal", "bimodal"],
+)
 def test_a_95_percent_interval_covers_the_true_mean_about_95_percent_of_the_time(
     draw, true_mean, method
 ):

@@ -3,16 +3,21 @@
 Reads the child runs (one per trial) of one or more MLflow experiments (studies), groups them
 by learner, and writes into ``--out`` (default ``runs/reports/NAME``):
 
-- ``summary.csv``: per learner, the best configuration (lowest final windowed MSRE among the
-  trials that ran all their steps), its parameters and flops per step (the ledger), the final
-  windowed MSRE mean and 95% t-interval over that trial's seeds, and steps per second;
+- ``summary.csv``: per learner, its pick (lowest final windowed MSRE, or highest held-out
+  accuracy, among the trials that ran all their steps; an evaluation run on fresh seeds,
+  ``ccn.role=eval``, where there is one), its parameters and flops per step (the ledger), the
+  final value's mean and 95% Student-t half-width over the seeds, the normalised MSRE with
+  its 95% BCa bootstrap interval, median and IQM, the same pick as the tuning seeds saw it
+  (``same_seeds_*``), and steps per second;
 - ``trials.csv``: every trial, with its status (diverged and failed trials listed apart);
-- ``curves.csv``: the learning curve of each learner's best trial (mean and 95% half-width
-  over seeds at every logged step);
-- ``curves.png`` (learning curves of each learner's best trial, mean and 95% band over seeds,
-  stage changes marked for constructive and hybrid learners), ``sensitivity.png`` (final
-  MSRE against step size per learner, with intervals), ``compute.png`` (final MSRE against
-  flops per step, one point per configuration);
+- ``curves.csv``: the learning curve of each learner's pick (mean and 95% t half-width over
+  seeds at every logged step; normalised MSRE where the runs logged it per seed);
+- ``curves.png`` (those curves, a line at the best constant predictor and dotted lines
+  where each pick's stages start), ``sensitivity.png`` (final value against step size, one
+  line per family and setting, normalisation on/off as line styles, lambda as markers,
+  bootstrap bands, picks starred; T-BPTT's best pair per step size, and every pair in a
+  second panel), ``seeds.png`` (every seed's final value of each pick), ``compute.png``
+  (only when the picks' compute differs by more than 10%);
 - ``report.html``: all of it in one self-contained page (figures embedded).
 
 The files are logged as artifacts (folder ``report``) of each experiment's latest parent run,
@@ -21,19 +26,24 @@ and the summary table is printed.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from study import stores
 from study.cli import Parser, fail, writable_folder
+from study.report.claims import Claim, judge, method_note
 from study.report.figures import (
     _colors,
+    compute_differs,
     plot_compute,
     plot_curves,
+    plot_seeds,
     plot_sensitivity,
 )
 from study.report.load import (
+    Trial,
     _learners,
     best_per_learner,
     load_trials,
@@ -41,14 +51,19 @@ from study.report.load import (
     summary_rows,
 )
 from study.report.page import _write_csv, table_text, trial_rows, write_html
+from study.stats import N_RESAMPLES, check_resamples
 
 
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
-                log_artifacts: bool = True, notes=None) -> dict[str, Any]:  # fmt: skip
+                log_artifacts: bool = True, claims: tuple[Claim, ...] = (),
+                claims_heading: str = "",
+                n_resamples: int = N_RESAMPLES) -> dict[str, Any]:  # fmt: skip
     """Write the report of ``experiments`` into ``out``; returns what it computed.
 
-    ``notes(summary) -> (heading, lines)`` adds a section to the page (``study.compare``'s
-    preset states the paper's orderings there)."""
+    Each learner's figures come from its pick's evaluation on fresh seeds where there is one
+    (``ccn.role=eval``), with the pick as the tuning seeds saw it beside them; ``claims``
+    (``study.report.claims``) are judged on those per-seed values and stated in the page
+    under ``claims_heading``."""
     from mlflow.tracking import MlflowClient
 
     trials, parents = load_trials(tracking_uri, experiments)
@@ -56,17 +71,33 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     client = MlflowClient(tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
     best = best_per_learner(trials)
-    summary = summary_rows(best)
+    evaluated = any(t.role == "eval" for t in best.values())
+    tuned = best_per_learner(trials, role="tuning")
+    summary = summary_rows(best, tuned if evaluated and tuned else None, n_resamples)
     rows = trial_rows(trials)
     colors = _colors(_learners(trials))
     figures = {
         "Learning curves": out / "curves.png",
         "Step-size sensitivity": out / "sensitivity.png",
-        "Error against compute per step": out / "compute.png",
+        "Every seed of each pick": out / "seeds.png",
     }
     curves = plot_curves(client, best, colors, figures["Learning curves"], m)
-    plot_sensitivity(trials, colors, figures["Step-size sensitivity"], m)
-    plot_compute(trials, colors, figures["Error against compute per step"], m)
+    edges = plot_sensitivity(trials, colors, figures["Step-size sensitivity"], m,
+                             picks=tuned or best, n_resamples=n_resamples)  # fmt: skip
+    plot_seeds(best, colors, figures["Every seed of each pick"], m, n_resamples)
+    sections = []
+    if compute_differs(best):
+        figures["Error against compute per step"] = out / "compute.png"
+        plot_compute(trials, colors, figures["Error against compute per step"], m)
+    else:  # a figure left by an earlier report of other picks would now mislead
+        (out / "compute.png").unlink(missing_ok=True)
+    values = {name: t.seed_values() for name, t in best.items()}
+    judged = judge(claims, values, n_resamples) if claims else []
+    method = method_note({k: int(v.size) for k, v in values.items()}, n_resamples)
+    if judged:
+        sections.append((claims_heading or "Claims", [f"{j.claim}: {j.verdict} ({j.evidence})"
+                                                       for j in judged] + [method]))  # fmt: skip
+    sections.append(("Reading the figures", [*edges, _compute_sentence(best)]))
     _write_csv(out / "summary.csv", summary)
     _write_csv(
         out / "curves.csv",
@@ -83,11 +114,23 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     )
     _write_csv(out / "trials.csv", rows)
     write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
-               notes(summary) if notes else None)  # fmt: skip
+               sections, n_resamples)  # fmt: skip
     if log_artifacts:
         for run_id in parents.values():
             client.log_artifacts(run_id, str(out), artifact_path="report")
-    return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m}
+    return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m,
+            "judged": judged, "method": method, "edges": edges}  # fmt: skip
+
+
+def _compute_sentence(best: dict[str, Trial]) -> str:
+    flops = {k: t.flops for k, t in best.items() if math.isfinite(t.flops)}
+    if not flops:
+        return "No compute was recorded."
+    text = ", ".join(f"{k} {v:,.0f}" for k, v in flops.items())
+    if compute_differs(best):
+        return f"Flops per step per stream of each pick differ: {text} (the compute figure)."
+    return (f"Compute is matched (within 10%, linear aside), so no compute figure is drawn: "
+            f"flops per step per stream {text}.")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,11 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
     p.add_argument("--tracking-uri", default=None, help="default SQLite under --runs-dir")
     p.add_argument("--out", default=None, help="default RUNS_DIR/reports/EXPERIMENT")
+    p.add_argument("--bootstrap-resamples", type=int, default=N_RESAMPLES,
+                   help=f"resamples of every bootstrap interval ({N_RESAMPLES:,}; 1,000 to "
+                   "1,000,000)")  # fmt: skip
     args = p.parse_args(argv)
     # A server that accepts connections but does not answer: a few retries, not minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
+        check_resamples(args.bootstrap_resamples)
         names = [n.strip() for n in args.experiment.split(",") if n.strip()]
         if not names:
             raise ValueError(f"--experiment {args.experiment!r} names no experiment; allowed: "
@@ -122,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
         out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
         out = writable_folder(str(out), "--out" if args.out else "--runs-dir")
-        result = make_report(uri, names, out)
+        result = make_report(uri, names, out, n_resamples=args.bootstrap_resamples)
     except ValueError as e:
         return fail(str(e))
     print(table_text(result["summary"], result["measure"].measure))

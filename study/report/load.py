@@ -12,7 +12,8 @@ import numpy as np
 
 from learners.families import ORDER
 from study.kinds import PREDICTION, TaskKind, kind_of
-from study.stats import mean_ci
+from study.report.claims import family_summary
+from study.stats import N_RESAMPLES, mean_ci
 from study.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
 
 
@@ -66,15 +67,51 @@ class Trial:
         """Mean and 95% t half-width of the final value over the trial's seeds."""
         return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
 
-    def normalised_ci(self) -> tuple[float, float]:
-        """Mean and 95% t half-width over the seeds of the final normalised MSRE (ours over the
-        best constant predictor's on the same window); NaN for classification or runs that
-        predate it."""
+    def normalised_values(self) -> np.ndarray:
+        """The final normalised MSRE (ours over the best constant predictor's on the same
+        window) of each seed; empty for classification or runs that predate it."""
         values = [self.metrics.get(f"final_nmsre_windowed_seed{s}", math.nan) for s in self.seeds]
         values = [math.inf if abs(v) >= sys.float_info.max else v for v in values]
         if self.measure.higher_better or not values or any(math.isnan(v) for v in values):
-            return math.nan, math.nan
-        return mean_ci(np.asarray(values))
+            return np.zeros(0)
+        return np.asarray(values, np.float64)
+
+    def seed_values(self) -> np.ndarray:
+        """What comparisons use, one value per seed: the normalised MSRE of a prediction
+        trial, the final value of the task's measure otherwise (or when it is missing)."""
+        values = self.normalised_values()
+        return values if values.size else self.seed_finals
+
+    def normalised_ci(self) -> tuple[float, float]:
+        """Mean and 95% t half-width over the seeds of the final normalised MSRE; NaN for
+        classification or runs that predate it."""
+        values = self.normalised_values()
+        return mean_ci(values) if values.size else (math.nan, math.nan)
+
+    def stage_starts(self, steps: float) -> list[int]:
+        """The steps where a new stage starts (every ``steps_per_stage`` steps until the last
+        of ``n_features / per_stage`` stages, which never ends), up to ``steps``."""
+        try:
+            sps = int(float(self.params.get("steps_per_stage", "")))
+            n_stages = int(self.params["n_features"]) // int(self.params.get("per_stage", 1))
+        except (KeyError, ValueError, ZeroDivisionError):
+            return []
+        if self.learner == "columnar":
+            return []
+        return [k * sps for k in range(1, n_stages) if k * sps <= steps]
+
+    @property
+    def normalisation(self) -> bool:
+        """Whether the running normalisation of inputs and features was on."""
+        return float(self.params.get("norm_rate", "0") or 0) > 0
+
+    def setting(self) -> tuple[tuple[str, str], ...]:
+        """Everything that sets the trial apart except its step size: trials of one setting
+        differ only in alpha (a line of the sensitivity figure)."""
+        skip = {"alpha", "budget_flops"}
+        return tuple(sorted((k, v) for k, v in self.params.items()
+                            if k not in skip and not k.startswith(("ledger_", "xla")))
+                     )  # fmt: skip
 
     def learned(self) -> str:
         """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
@@ -161,13 +198,15 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
     return trials, parents
 
 
-def best_per_learner(trials: list[Trial]) -> dict[str, Trial]:
+def best_per_learner(trials: list[Trial], role: str | None = None) -> dict[str, Trial]:
     """Per learner, the trial with the best final value (lowest MSRE, highest accuracy) among
     those that finished. Evaluation runs (``ccn.role`` = ``eval``) take precedence over
-    tuning trials."""
+    tuning trials; ``role`` keeps only the runs of that role."""
     best: dict[str, Trial] = {}
     for learner in _learners(trials):
         done = [t for t in trials if t.learner == learner and t.status == "finished"]
+        if role is not None:
+            done = [t for t in done if t.role == role]
         evals = [t for t in done if t.role == "eval"]
         pool = evals or done
         if pool:
@@ -180,25 +219,42 @@ def _learners(trials: list[Trial]) -> list[str]:
     return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
 
 
-def summary_rows(best: dict[str, Trial]) -> list[dict[str, Any]]:
+def summary_rows(best: dict[str, Trial], same: dict[str, Trial] | None = None,
+                 n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per learner: its pick's figures over the seeds it ran (fresh seeds when it was
+    evaluated), with the bootstrap interval, median and IQM of the compared value (the
+    normalised MSRE, or the task's measure); ``same`` adds each learner's pick as the
+    tuning seeds saw it (``same_seeds_*``: selected and reported on the same seeds)."""
     rows = []
     for learner, t in best.items():
         mean, half = t.ci()
-        rows.append(
-            {
-                "learner": learner,
-                "experiment": t.experiment,
-                "configuration": t.label(),
-                "params": int(t.n_params) if math.isfinite(t.n_params) else "",
-                "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
-                "seeds": len(t.seeds),
-                f"{t.measure.measure}_mean": mean,
-                f"{t.measure.measure}_ci95": half,
-                **_normalised_columns(t),
-                "steps_per_s": t.metrics.get("final_steps_per_s", math.nan),
-                "run_id": t.run_id,
-            }
-        )
+        boot = family_summary(t.seed_values(), n_resamples)
+        row = {
+            "learner": learner,
+            "experiment": t.experiment,
+            "selection": "fresh seeds" if t.role == "eval" else "same seeds",
+            "configuration": t.label(),
+            "params": int(t.n_params) if math.isfinite(t.n_params) else "",
+            "flops_per_step": int(t.flops) if math.isfinite(t.flops) else "",
+            "seeds": len(t.seeds),
+            f"{t.measure.measure}_mean": mean,
+            f"{t.measure.measure}_ci95": half,
+            **_normalised_columns(t),
+            "boot_low": boot["boot_low"],
+            "boot_high": boot["boot_high"],
+            "median": boot["median"],
+            "iqm": boot["iqm"],
+        }
+        if same is not None:
+            s = same.get(learner)
+            values = s.seed_values() if s is not None else np.zeros(0)
+            row["same_seeds_mean"] = float(values.mean()) if values.size else math.nan
+            row["same_seeds_ci95"] = mean_ci(values)[1] if values.size else math.nan
+            row["same_seeds_n"] = int(values.size)
+            row["same_seeds_configuration"] = s.label() if s is not None else ""
+        row["steps_per_s"] = t.metrics.get("final_steps_per_s", math.nan)
+        row["run_id"] = t.run_id
+        rows.append(row)
     return rows
 
 
@@ -211,8 +267,13 @@ def _normalised_columns(t: Trial) -> dict[str, Any]:
     return {"nmsre_mean": mean, "nmsre_ci95": half, "learned": t.learned()}
 
 
-def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps, mean and 95% t half-width over seeds of a trial's learning curve."""
+def curve_band(client, trial: Trial,
+               normalised: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Steps, mean and 95% t half-width over seeds of a trial's learning curve (its
+    normalised MSRE when ``normalised`` and the run logged it per seed)."""
+    first = f"curve_nmsre_windowed_seed{trial.seeds[0]}" if trial.seeds else None
+    if normalised and first and client.get_metric_history(trial.run_id, first):
+        return _band(client, trial, "curve_nmsre_windowed")
     for curve in (trial.measure.curve, trial.measure.old_curve):
         per_seed = []
         for s in trial.seeds:
@@ -226,6 +287,17 @@ def curve_band(client, trial: Trial) -> tuple[np.ndarray, np.ndarray, np.ndarray
         steps = sorted(m.step for m in history)
         values = {m.step: m.value for m in history}
         return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
+    return _mean_band(per_seed, steps)
+
+
+def _band(client, trial: Trial, curve: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    per_seed = [{m.step: m.value for m in client.get_metric_history(trial.run_id,
+                                                                     f"{curve}_seed{s}")}
+                for s in trial.seeds]  # fmt: skip
+    return _mean_band(per_seed, sorted(set().union(*[set(h) for h in per_seed])))
+
+
+def _mean_band(per_seed: list[dict[int, float]], steps: list[int]):
     means, halves = [], []
     for step in steps:
         values = np.array([h[step] for h in per_seed if step in h])

@@ -29,17 +29,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _boot(r: dict[str, Any]) -> str:
+    return f"[{_fmt(r['boot_low'])}, {_fmt(r['boot_high'])}]"
+
+
 def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
-    extra = ("normalised", "learned") if rows and "learned" in rows[0] else ()
-    cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, "steps_per_s",
+    """The summary as a text table: ± is the 95% Student-t half-width, [low, high] the 95%
+    BCa bootstrap interval of the mean of the compared value; ``same seeds`` is the pick's
+    figure on the seeds that selected it, where it was evaluated on fresh ones."""
+    extra = ("normalised", "bootstrap 95%", "learned") if rows and "learned" in rows[0] else (
+        ("bootstrap 95%",) if rows and "boot_low" in rows[0] else ())  # fmt: skip
+    same = ("same seeds",) if rows and "same_seeds_mean" in rows[0] else ()
+    cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, *same, "steps_per_s",
             "configuration")  # fmt: skip
     lines = []
     body = []
     for r in rows:
         msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
-        norm = [f"{_fmt(r['nmsre_mean'])} ± {_fmt(r['nmsre_ci95'])}", r["learned"]] if extra else []
+        norm = ([f"{_fmt(r['nmsre_mean'])} ± {_fmt(r['nmsre_ci95'])}", _boot(r), r["learned"]]
+                if "learned" in extra else [_boot(r)] if extra else [])  # fmt: skip
+        seen = ([f"{_fmt(r['same_seeds_mean'])} ± {_fmt(r['same_seeds_ci95'])} "
+                 f"({r['same_seeds_n']})"] if same else [])  # fmt: skip
         body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
-                     msre, *norm, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
+                     msre, *norm, *seen, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
     widths = [
         max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
     ]
@@ -90,8 +102,10 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
                figures: dict[str, Path], m: TaskKind = PREDICTION,
-               notes: tuple[str, list[str]] | None = None) -> None:  # fmt: skip
-    """The report page; ``notes`` = (heading, lines) adds a section after the summary."""
+               sections: list[tuple[str, list[str]]] | None = None,
+               n_resamples: int = 10_000) -> None:  # fmt: skip
+    """The report page; each of ``sections`` = (heading, lines) adds a section after the
+    summary."""
     ok = [r for r in trials if r["status"] in ("finished", "stopped_early", "running")]
     bad = [r for r in trials if r not in ok]
     figs = "".join(
@@ -101,9 +115,11 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
         for caption, p in figures.items()
     )
     normalised = [] if m.higher_better else ["nmsre_mean", "nmsre_ci95", "learned"]
-    summary_cols = ["learner", "configuration", "params", "flops_per_step", "seeds",
-                    f"{m.measure}_mean", f"{m.measure}_ci95", *normalised,
-                    "steps_per_s"]  # fmt: skip
+    same = ["same_seeds_mean", "same_seeds_ci95"] if summary and "same_seeds_mean" in summary[0] \
+        else []  # fmt: skip
+    summary_cols = ["learner", "selection", "configuration", "params", "flops_per_step", "seeds",
+                    f"{m.measure}_mean", f"{m.measure}_ci95", *normalised, "boot_low",
+                    "boot_high", "median", "iqm", *same, "steps_per_s"]  # fmt: skip
     trial_cols = ["experiment", "learner", "role", "status", m.measure,
                   *(["nmsre_mean", "learned"] if normalised else []), "steps_done",
                   "flops_per_step", "configuration"]  # fmt: skip
@@ -131,8 +147,13 @@ figcaption {{ font-size: 0.85em; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(_sentence(m.label))}: mean and half-width of the 95% Student-t interval over
-the seeds of each learner's best configuration ({which} mean among trials that ran all their
-steps).{
+the seeds of each learner's pick ({which} mean among trials that ran all their steps; where
+the pick was run again on fresh seeds, its figures are those of the fresh seeds and
+<code>same_seeds_*</code> are those of the seeds that picked it, as a paper that selects and
+reports on the same seeds would give). <code>boot_low</code>-<code>boot_high</code>: the 95%
+BCa bootstrap interval ({n_resamples:,} resamples) of the mean of the compared value
+({"the measure" if m.higher_better else "the normalised MSRE"}), beside its median and
+interquartile mean.{
         ""
         if m.higher_better
         else " Normalised MSRE: the windowed MSRE over that of the best "
@@ -142,7 +163,7 @@ steps).{
 {warning}
 <h2>Best configuration per learner</h2>
 {_html_table(summary, summary_cols)}
-{_notes_html(notes)}
+{"".join(_notes_html(n) for n in sections or [])}
 <h2>Figures</h2>
 {figs}
 <h2>Every trial</h2>
