@@ -166,6 +166,13 @@ def _has_size(space: str) -> bool:
     return family(space).grow is not None
 
 
+def _sized_by_hand(args: argparse.Namespace, space: str) -> bool:
+    """Whether ``--set`` or ``--range`` gives a size parameter of ``space``'s family."""
+    sizes = {p.name for p in SPACES[space] if p.size}
+    return any(text.partition(".")[0] == space and text.partition(".")[2].split("=")[0] in sizes
+               for text in [*args.set, *args.range])  # fmt: skip
+
+
 def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
     argv = ["--space", space, "--task", args.task, "--study-name", name,
             "--runs-dir", args.runs_dir, "--concurrency", str(args.concurrency),
@@ -184,6 +191,12 @@ def _launch_argv(args: argparse.Namespace, space: str, name: str) -> list[str]:
         value = getattr(args, key)
         if key == "budget_flops" and not _has_size(space):
             continue  # a family with no size (linear) runs as it is beside the budget
+        if (
+            key == "budget_flops"
+            and getattr(args, "budget_default", False)
+            and _sized_by_hand(args, space)
+        ):
+            value = "auto"  # the default budget yields to a size the user set (launch's auto)
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
     for flag in ("set", "range"):
@@ -290,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"--{flag} {text!r} must start with one of the families "
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
         given_budget = args.budget_flops
+        args.budget_default = given_budget is None
         args.budget_flops = matched_budget(given_budget, args.task, args.data_dir)
         _check_budget(args.budget_flops, spaces, args.task, given_budget)
         stages = {}  # study name -> (launch argv, its plan)
@@ -314,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
                "'paper' sizes each family as in the paper)" if given_budget is None
                or str(given_budget).strip().lower() == "match" else f"--budget-flops "
                f"{given_budget}")  # fmt: skip
+        by_hand = [s for s in spaces if args.budget_default and _sized_by_hand(args, s)]
         print(f"every family with a size is sized to {float(args.budget_flops):,.0f} flops per "
-              f"step per stream: {why}")  # fmt: skip
+              f"step per stream: {why}"
+              + (f"; not {', '.join(by_hand)}, whose size --set or --range gives" if by_hand
+                 else ""))  # fmt: skip
     return _compare(args, name, spaces, stages, eval_argv, eval_plan, fresh)
 
 

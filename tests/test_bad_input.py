@@ -160,7 +160,11 @@ CASES = [
     ("compare", "--spaces columnar,nope", ["unknown space 'nope'"]),
     ("compare", "--spaces columnar,columnar", ["--spaces 'columnar,columnar' names a family"]),
     ("compare", "--spaces ,", ["--spaces ',' names no family"]),
-    ("compare", "--eval-seeds 1", ["argument --eval-seeds: 1"]),
+    ("compare", "--eval-seeds 1", ["--eval-seeds 1: 1 fresh seed(s); allowed: 2 to 4096"]),
+    ("compare", "--seeds 5 --eval-seeds 2-8", ["--eval-seeds 2-8 overlaps the tuning seeds"]),
+    ("compare", "--bootstrap-resamples 10", ["--bootstrap-resamples 10 is not allowed"]),
+    ("compare", "--budget-flops 10", ["--budget-flops 10: no family of columnar, constructive"]),
+    ("report", "--experiment x --bootstrap-resamples 5000000", ["--bootstrap-resamples 5000000"]),
     ("compare", "--eval-steps -5", ["argument --eval-steps: -5"]),
     ("compare", "--spaces columnar --set hybrid.alpha=0.1", ["--set 'hybrid.alpha=0.1'"]),
     ("compare", "--cpus-per-trial inf", ["argument --cpus-per-trial: inf"]),
@@ -175,7 +179,7 @@ CASES = [
     (
         "compare",
         "--preset jmlr-trace-patterning --pack 500",
-        ["--pack 500: larger than the study's 112 trials"],
+        ["--pack 500: larger than the preset's 112 configurations"],
     ),
     # -- study.bench ------------------------------------------------------------------------
     ("bench", "--learners gru", ["--learners 'gru': unknown learner 'gru'"]),

@@ -1,16 +1,19 @@
-"""``study.compare --preset jmlr-trace-patterning``: the paper's protocol as a grid, scaled,
-and its orderings checked with intervals."""
+"""``study.compare --preset jmlr-trace-patterning``: the paper's protocol as a grid on tuning
+seeds, each family's pick on fresh seeds, and its orderings judged with bootstrap intervals."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.compare import PRESETS, _parser, orderings, preset_plan
+from study.compare import PRESETS, _parser, eval_seeds, matched_budget, preset_plan
 from study.compare import main as compare
+from study.report.claims import PAPER_TRACE_PATTERNING, judge
 
 pytestmark = pytest.mark.xdist_group("preset")
 
@@ -57,6 +60,11 @@ def test_the_grid_is_the_papers_protocol_scaled():
         (["--steps", "1000"], "--steps (use --scale) does not apply"),
         (["--set", "hybrid.alpha=0.1"], "--set does not apply"),
         (["--spaces", "linear"], "--spaces 'linear' with --preset: allowed: families"),
+        (["--eval-seeds", "1"], "--eval-seeds 1: 1 fresh seed(s); allowed: 2 to 4096"),
+        (["--seeds", "5", "--eval-seeds", "0-9"], "overlaps the tuning seeds 0-4"),
+        (["--bootstrap-resamples", "999"], "--bootstrap-resamples 999 is not allowed"),
+        (["--bootstrap-resamples", "2000000"], "from 1,000 to 1,000,000"),
+        (["--eval-steps", "1000"], "--eval-steps does not apply to --preset"),
     ],
 )
 def test_bad_preset_input_is_one_line(argv, needle, capsys):
@@ -72,54 +80,132 @@ def test_unknown_preset_and_scale_without_preset(capsys):
     assert "--scale applies to --preset only" in capsys.readouterr().err
 
 
-def _row(name, mean, half):
-    return {"learner": name, "msre_mean": mean, "msre_ci95": half}
+def _seeds(mean, spread, n=30, seed=0):
+    return np.random.default_rng(seed).normal(mean, spread, n)
 
 
-def test_orderings_are_judged_with_their_intervals():
-    """Catches verdicts made from means alone: separated intervals hold, overlapping ones hold
-    only in the means, a reversed order does not hold; 'about equal' needs overlap."""
-    paper = [_row("snap1", 0.030, 0.002), _row("tbptt", 0.020, 0.002),
-             _row("columnar", 0.012, 0.002), _row("constructive", 0.013, 0.002),
-             _row("hybrid", 0.005, 0.001)]  # fmt: skip
-    verdicts = {c: v for c, v, _ in orderings(paper)}
-    assert set(verdicts.values()) == {"holds"}
-    close = [_row("snap1", 0.021, 0.003), *paper[1:]]  # above T-BPTT in the mean only
-    verdicts = [v for _, v, _ in orderings(close)]
-    assert verdicts[0] == "holds in the means"
-    reversed_ = [_row("snap1", 0.004, 0.001), *paper[1:]]
-    assert [v for _, v, _ in orderings(reversed_)][0] == "does not hold"
-    apart = [*paper[:2], _row("columnar", 0.010, 0.001), _row("constructive", 0.016, 0.001),
-             paper[4]]  # fmt: skip
-    assert [v for _, v, _ in orderings(apart)][2] == "does not hold"
-    missing = orderings(paper[:2])
-    assert all(v == "not measured" for _, v, _ in missing)
-    evidence = orderings(paper)[3][2]
-    assert "hybrid 0.005 ± 0.001" in evidence
+def _verdicts(values):
+    return {j.claim: j.verdict for j in judge(PAPER_TRACE_PATTERNING, values, 2000)}
+
+
+def test_orderings_are_judged_on_per_seed_values_with_bootstrap_intervals():
+    """Catches verdicts made from means alone or in the wrong direction: families far apart
+    hold; a family above T-BPTT only in the mean holds only in the means; a reversed order is
+    contradicted; 'about equal' fails when the two separate; a missing family is not
+    measured; the evidence states the difference and the probability with their intervals."""
+    paper = {"snap1": _seeds(0.9, 0.05, seed=1), "tbptt": _seeds(0.6, 0.05, seed=2),
+             "columnar": _seeds(0.4, 0.05, seed=3), "constructive": _seeds(0.41, 0.05, seed=4),
+             "hybrid": _seeds(0.2, 0.05, seed=5)}  # fmt: skip
+    assert set(_verdicts(paper).values()) == {"holds"}
+    close = {**paper, "snap1": paper["tbptt"] + 0.002}
+    assert _verdicts(close)["SnAp-1 worst"] == "holds in the means"
+    reversed_ = {**paper, "snap1": _seeds(0.1, 0.02, seed=6)}
+    assert _verdicts(reversed_)["SnAp-1 worst"] == "contradicted"
+    apart = {**paper, "constructive": _seeds(0.5, 0.02, seed=7)}
+    assert _verdicts(apart)["columnar about equal to constructive"] == "does not hold"
+    missing = judge(PAPER_TRACE_PATTERNING, {"tbptt": paper["tbptt"]}, 2000)
+    assert all(j.verdict == "not measured" for j in missing)
+    evidence = judge(PAPER_TRACE_PATTERNING, paper, 2000)[3].evidence
+    assert evidence.startswith("hybrid - columnar = -0.2") and "P(hybrid below columnar" in evidence
+
+
+def test_a_bimodal_family_is_judged_by_the_probability_of_improvement():
+    """Seeds that split between learned and not: the CCN's 30% of seeds that never learn
+    leave the difference of means undecided, while it beats every other family on most
+    seeds; the verdict rests on the probability of improvement and says so."""
+    rng = np.random.default_rng(3)
+    values = {"hybrid": np.r_[np.full(21, 0.08), np.full(9, 1.0)] + rng.normal(0, 0.005, 30),
+              "columnar": _seeds(0.35, 0.02, seed=8), "constructive": _seeds(0.36, 0.02, seed=9),
+              "tbptt": _seeds(0.5, 0.02, seed=10), "snap1": _seeds(0.6, 0.02, seed=11)}  # fmt: skip
+    (ccn,) = [j for j in judge(PAPER_TRACE_PATTERNING, values, 2000) if j.claim == "CCN lowest"]
+    assert ccn.verdict == "holds"
+
+
+def test_eval_seeds_never_overlap_the_tuning_seeds():
+    assert eval_seeds("30", 5) == 30
+    assert eval_seeds("100-109", 5) == list(range(100, 110))
+    assert eval_seeds("7,9", 5) == [7, 9]
+    for text, needle in [("3-12", "overlaps the tuning seeds 0-4; allowed: seeds from 5 on"),
+                         ("1", "1 fresh seed(s); allowed: 2 to 4096"),
+                         ("9,9", "distinct seeds"), ("lots", "allowed: a count, FIRST-LAST"),
+                         ("8", None)]:  # fmt: skip
+        if needle is None:
+            assert eval_seeds(text, 5) == 8
+            continue
+        with pytest.raises(ValueError, match=None) as e:
+            eval_seeds(text, 5)
+        assert needle in str(e.value)
+
+
+def test_compare_matches_compute_by_default():
+    """Without --budget-flops every family is sized to the CCN 20:4's flops on the task (the
+    ledger's count: 14,932 on trace patterning's 12 inputs); 'paper' keeps each family's
+    own size; a number passes through."""
+    assert matched_budget(None, "trace_patterning") == "14932"
+    assert matched_budget("match", "trace_patterning") == "14932"
+    assert matched_budget("paper", "trace_patterning") == "auto"
+    assert matched_budget("15000", "trace_patterning") == "15000"
+    from study.compare import _launch_argv
+
+    args = _parser().parse_args(["--spaces", "columnar,tbptt"])
+    args.budget_flops = matched_budget(args.budget_flops, args.task)
+    for space in ("columnar", "tbptt"):
+        argv = _launch_argv(args, space, f"c-{space}")
+        assert argv[argv.index("--budget-flops") + 1] == "14932"
 
 
 def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     """The grid runs as Ray Tune trials recorded in MLflow, one run per configuration on the
-    same seeds (no search), and the report states the orderings."""
+    tuning seeds (no search); the pick (the lowest mean final windowed MSRE) runs again on
+    fresh seeds in NAME-fresh; the report takes its figures from the fresh seeds, the
+    tuning figures beside them, and states the orderings."""
     runs = tmp_path / "runs"
     rc = compare(["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
-                  "--spaces", "columnar", "--reuse-actors", "--runs-dir", str(runs)])  # fmt: skip
+                  "--eval-seeds", "3", "--spaces", "columnar", "--reuse-actors",
+                  "--runs-dir", str(runs)])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "12 configurations x 2 seeds x 20,000 steps" in out
+    assert "12 configurations x 2 tuning seeds x 20,000 steps, then each family's pick on 3 " \
+        "fresh seeds" in out  # fmt: skip
     assert "columnar about equal to constructive: not measured" in out
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("jmlr-trace-patterning")
-    children = [r for r in client.search_runs([exp.experiment_id])
+
+    def children(name):
+        exp = client.get_experiment_by_name(name)
+        return [r for r in client.search_runs([exp.experiment_id])
                 if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
-    assert len(children) == 12
-    grid = {(float(r.data.params["alpha"]), float(r.data.params["norm_rate"])) for r in children}
+
+    grid = children("jmlr-trace-patterning")
     assert len(grid) == 12
-    assert {r.data.tags["seeds"] for r in children} == {"0,1"}
+    assert len({(float(r.data.params["alpha"]), float(r.data.params["norm_rate"]))
+                for r in grid}) == 12  # fmt: skip
+    assert {r.data.tags["seeds"] for r in grid} == {"0,1"}
+    assert {r.data.tags["ccn.role"] for r in grid} == {"tuning"}
     assert all(math.isfinite(r.data.metrics["final_nmsre_windowed"]) or
-               r.data.tags["ccn.status"] == "diverged" for r in children)  # fmt: skip
-    page = (runs / "reports" / "jmlr-trace-patterning" / "report.html").read_text()
+               r.data.tags["ccn.status"] == "diverged" for r in grid)  # fmt: skip
+    finished = [r for r in grid if r.data.tags["ccn.status"] == "finished"]
+    pick = min(finished, key=lambda r: r.data.metrics["final_msre_windowed"])
+    (fresh,) = children("jmlr-trace-patterning-fresh")
+    assert fresh.data.tags["ccn.role"] == "eval"
+    assert fresh.data.tags["seeds"] == "1000,1001,1002"
+    for key in ("alpha", "norm_rate", "n_features", "lambda_"):
+        assert fresh.data.params[key] == pick.data.params[key]
+    report = runs / "reports" / "jmlr-trace-patterning"
+    with (report / "summary.csv").open() as f:
+        (values,) = list(csv.DictReader(f))
+    assert values["selection"] == "fresh seeds" and values["seeds"] == "3"
+    ratios = [fresh.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in (1000, 1001, 1002)]
+    assert float(values["nmsre_mean"]) == pytest.approx(np.mean(ratios))
+    same = [pick.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in (0, 1)]
+    assert float(values["same_seeds_mean"]) == pytest.approx(np.mean(same))
+    page = (report / "report.html").read_text()
     assert "The paper&#x27;s orderings at this scale" in page
+    assert "judged on the fresh seeds" in (report / "orderings.txt").read_text()
+    # the same command again runs nothing and reports the same
+    assert compare(["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
+                    "--eval-seeds", "3", "--spaces", "columnar",
+                    "--runs-dir", str(runs)]) == 0  # fmt: skip
+    assert capsys.readouterr().out.count("already run; not run again") == 2
 
 
 def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is():

@@ -108,11 +108,24 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
         # The learning curve: mean and t half-width over seeds at every logged step.
         logged = [c for c in curves if c["learner"] == learner]
         assert [int(c["step"]) for c in logged] == sorted(per_seed[0])
+        normalised = []
+        for s in seeds:
+            history = client.get_metric_history(run_id, f"curve_nmsre_windowed_seed{s}")
+            normalised.append({m.step: m.value for m in history})
         for c in logged:
             values = np.array([h[int(c["step"])] for h in per_seed])
             m, h = t_interval(values)
             assert float(c["msre_mean"]) == pytest.approx(m, rel=1e-9)
             assert float(c["msre_ci95"]) == pytest.approx(h, rel=1e-9)
+            # the normalised curve: each seed's ratio at that step, then the interval
+            values = np.array([h[int(c["step"])] for h in normalised])
+            m, h = t_interval(values)
+            assert float(c["nmsre_mean"]) == pytest.approx(m, rel=1e-9)
+            assert float(c["nmsre_ci95"]) == pytest.approx(h, rel=1e-9)
+        # the bootstrap interval of the normalised MSRE holds its mean and lies within the
+        # seeds' range (a percentile-type interval cannot leave it)
+        low, high = float(row["boot_low"]), float(row["boot_high"])
+        assert ratios.min() <= low <= ratios.mean() <= high <= ratios.max()
 
 
 def test_evaluation_reruns_each_best_tuned_configuration_on_fresh_seeds(study):
@@ -156,7 +169,8 @@ def test_compare_bad_input_is_one_line(study, capsys):
     cases = {
         ("--spaces", "columnar,nope"): "unknown space 'nope'",
         ("--spaces", "columnar,columnar"): "names a family twice",
-        ("--eval-seeds", "1"): "argument --eval-seeds: 1",
+        ("--eval-seeds", "1"): "--eval-seeds 1: 1 fresh seed(s)",
+        ("--eval-seeds", "1,2,3"): "overlaps the tuning seeds 0-1",
         ("--set", "hybrid.alpha=0.1"): "must start with one of the families compared",
         ("--name", "fresh", "--resume"): "--resume: no comparison 'fresh' to resume",
         ("--eval-steps", "-5"): "argument --eval-steps: -5",
@@ -223,8 +237,10 @@ def test_report_is_logged_to_the_parent_runs(study):
         parent = next(r for r in client.search_runs([exp.experiment_id])
                       if "mlflow.parentRunId" not in r.data.tags)  # fmt: skip
         paths = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-        for f in ("report.html", "summary.csv", "curves.png", "sensitivity.png", "compute.png"):
+        for f in ("report.html", "summary.csv", "curves.png", "sensitivity.png", "seeds.png"):
             assert f"report/{f}" in paths
+        # one sized family (linear has no size): compute is not a comparison here
+        assert "report/compute.png" not in paths
 
 
 def test_unknown_experiment_lists_those_that_exist(study, capsys):

@@ -46,6 +46,7 @@ from study.report.load import (
     Trial,
     _learners,
     best_per_learner,
+    curve_band,
     load_trials,
     measure_for,
     summary_rows,
@@ -99,19 +100,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
                                                        for j in judged] + [method]))  # fmt: skip
     sections.append(("Reading the figures", [*edges, _compute_sentence(best)]))
     _write_csv(out / "summary.csv", summary)
-    _write_csv(
-        out / "curves.csv",
-        [
-            {
-                "learner": name,
-                "step": int(step),
-                f"{m.measure}_mean": float(v),
-                f"{m.measure}_ci95": float(h),
-            }  # fmt: skip
-            for name, (steps, mean, half) in curves.items()
-            for step, v, h in zip(steps, mean, half, strict=True)
-        ],
-    )
+    _write_csv(out / "curves.csv", _curve_rows(client, best, m))
     _write_csv(out / "trials.csv", rows)
     write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
                sections, n_resamples)  # fmt: skip
@@ -120,6 +109,30 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
             client.log_artifacts(run_id, str(out), artifact_path="report")
     return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m,
             "judged": judged, "method": method, "edges": edges}  # fmt: skip
+
+
+def _curve_rows(client, best: dict[str, Trial], m) -> list[dict]:
+    """Each pick's curve at every logged step: the task's measure (mean and 95% t half-width
+    over seeds) and, where the runs logged it per seed, the normalised MSRE."""
+    rows = []
+    for name, t in best.items():
+        steps, mean, half = curve_band(client, t)
+        normalised = {}
+        if (
+            not m.higher_better
+            and t.seeds
+            and client.get_metric_history(t.run_id, f"curve_nmsre_windowed_seed{t.seeds[0]}")
+        ):
+            n_steps, n_mean, n_half = curve_band(client, t, normalised=True)
+            normalised = {int(s): (v, h) for s, v, h in zip(n_steps, n_mean, n_half, strict=True)}
+        for step, v, h in zip(steps, mean, half, strict=True):
+            row = {"learner": name, "step": int(step), f"{m.measure}_mean": float(v),
+                   f"{m.measure}_ci95": float(h)}  # fmt: skip
+            if not m.higher_better:
+                nv, nh = normalised.get(int(step), (math.nan, math.nan))
+                row.update(nmsre_mean=float(nv), nmsre_ci95=float(nh))
+            rows.append(row)
+    return rows
 
 
 def _compute_sentence(best: dict[str, Trial]) -> str:
