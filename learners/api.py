@@ -49,6 +49,13 @@ class HParams(NamedTuple):
     # s = init_scale / sqrt(fan-in) (``learners.dense``).
     init_scale: jax.Array
     steps_per_stage: jax.Array  # int32, steps each constructive stage learns for
+    # The update rule (staged families; ``UPDATE_RULES``). RMSProp's second moments start,
+    # and restart with each new stage, at ``nu_init``: 0 with a bias correction of the zero
+    # start (ours), or a positive value and no correction (the reference code starts at 1).
+    nu_init: jax.Array
+    # The readout's step size is alpha / n^readout_per_feature, n the features it reads: 0
+    # (ours) gives the readout alpha, 1 divides it by n as the reference code does.
+    readout_per_feature: jax.Array
 
 
 # Measured on trace_patterning (README, "Defaults"): without normalisation and with weights
@@ -64,7 +71,18 @@ DEFAULTS: dict[str, float] = dict(
     norm_floor=0.01,
     init_scale=0.5,
     steps_per_stage=STAGE_FOREVER,
+    nu_init=0.0,
+    readout_per_feature=0.0,
 )
+
+# ``update_rule`` (a configuration's key, ``study.run --update-rule``): named settings of
+# ``nu_init`` and ``readout_per_feature``. "reference" is the rule of the authors' C++
+# (``IncrementalNetworks::update_parameters``, ``LSTM::update_weights``): second moments start
+# at 1 with no bias correction, the readout's step size divided by its number of features.
+UPDATE_RULES: dict[str, dict[str, float]] = {
+    "ours": dict(nu_init=0.0, readout_per_feature=0.0),
+    "reference": dict(nu_init=1.0, readout_per_feature=1.0),
+}
 
 
 def make_hparams(**values: Any) -> HParams:
@@ -100,6 +118,8 @@ BOUNDS: dict[str, tuple[float, float | None, bool, bool]] = {
     "norm_floor": (0.0, 1.0, True, False),
     "init_scale": (0.0, None, False, False),
     "steps_per_stage": (1, None, False, False),
+    "nu_init": (0.0, None, False, False),
+    "readout_per_feature": (0.0, 1.0, False, False),
 }
 
 

@@ -35,7 +35,8 @@ class Family:
     entry, with the number of readout features and recurrent eligibilities that a classifier
     readout replaces (``ledger.classifier_cost``). ``grow(n, size)`` is the size with ``n``
     units on its budget axis (``None``: the family has no size, as linear). ``bench`` lists the
-    sizes ``study.bench`` times, smallest first.
+    sizes ``study.bench`` times, smallest first. ``update_rules``: whether the family reads
+    ``nu_init`` and ``readout_per_feature`` (``learners.api.UPDATE_RULES``).
     """
 
     name: str
@@ -46,6 +47,7 @@ class Family:
     cost: Callable[[int, dict[str, int], bool], tuple[ledger.Cost, int, int]]
     grow: Callable[[int, dict[str, int]], dict[str, int]] | None = None
     bench: tuple[dict[str, int], ...] = field(default_factory=tuple)
+    update_rules: bool = False
 
 
 def _staged_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
@@ -88,6 +90,7 @@ FAMILIES: dict[str, Family] = {
             {"n_features": 7}, dict(_TD, init_scale=0.5),
             lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"]}, rms), _units,
             tuple(dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)),
+            update_rules=True,
         ),
         Family(
             "constructive", "one LSTM column per stage, earlier stages frozen, exact RTRL",
@@ -95,7 +98,7 @@ FAMILIES: dict[str, Family] = {
             {"n_features": 10}, dict(_TD, init_scale=0.2),
             lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"], "per_stage": 1},
                                            rms),
-            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)),
+            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)), update_rules=True,
         ),
         Family(
             "hybrid", "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
@@ -105,6 +108,7 @@ FAMILIES: dict[str, Family] = {
             lambda n, s: {**s, "n_features": n * s["per_stage"]},
             tuple(dict(n_features=n, per_stage=p)
                   for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))),
+            update_rules=True,
         ),
         Family(
             "tbptt", "dense LSTM of n_features units, T-BPTT with truncation k every step",
@@ -168,6 +172,30 @@ FAMILIES: dict[str, Family] = {
 # Also the order in which reports and tables list the families.
 ORDER: tuple[str, ...] = tuple(FAMILIES)
 SHAPE_KEYS = ("n_features", "per_stage", "truncation", "layers")
+
+
+def update_rule(name: str, rule: str) -> dict[str, float]:
+    """The hyperparameters of update rule ``rule`` (``learners.api.UPDATE_RULES``) for family
+    ``name``; a one-line ValueError for an unknown rule or a family that has only its own."""
+    from learners.api import UPDATE_RULES
+
+    if rule not in UPDATE_RULES:
+        raise ValueError(f"update_rule={rule!r} is not allowed; allowed: "
+                         f"{', '.join(UPDATE_RULES)}")  # fmt: skip
+    check_update_rule(name, UPDATE_RULES[rule])
+    return dict(UPDATE_RULES[rule])
+
+
+def check_update_rule(name: str, hparams: dict[str, float]) -> None:
+    """Refuse, in one line, ``nu_init`` or ``readout_per_feature`` other than ours for a family
+    that does not read them (it would run ours and say otherwise)."""
+    if family(name).update_rules:
+        return
+    for key in ("nu_init", "readout_per_feature"):
+        if float(hparams.get(key, 0.0) or 0.0) != 0.0:
+            staged = ", ".join(f for f, rec in FAMILIES.items() if rec.update_rules)
+            raise ValueError(f"{key}={hparams[key]} (the reference update rule) applies to "
+                             f"{staged} only, not {name}")  # fmt: skip
 
 
 def family(name: str) -> Family:

@@ -33,7 +33,14 @@ import numpy as np
 from learners.api import STAGE_FOREVER, HParams, Learner, reset_recurrent
 from learners.lstm_column import gates_from_preact, preact, trace_step
 from learners.readout import cross_entropy, descend, readout_out
-from learners.td import next_corr, normalise, td_update, update_stats
+from learners.td import (
+    next_corr,
+    normalise,
+    readout_alpha,
+    rms_start,
+    td_update,
+    update_stats,
+)
 
 
 class StagedState(NamedTuple):
@@ -128,10 +135,12 @@ def staged(
         zw = jnp.zeros(out_shape, dtype)
         zb = jnp.zeros(out_shape[:-1], dtype)
         z0 = jnp.zeros(0, dtype)
+        nu0, corr0 = rms_start(hp)
         return StagedState(
             theta=theta, h=zn, c=zn, w=zw, b=zb,
             trace_h=zt, trace_c=zt, elig_theta=z0 if C else zt, elig_w=z0 if C else zn,
-            elig_b=z0 if C else zs, nu_theta=zt, nu_w=zw, nu_b=zb, corr_theta=zs, corr_out=zs,
+            elig_b=z0 if C else zs, nu_theta=zt + nu0, nu_w=zw + nu0, nu_b=zb + nu0,
+            corr_theta=zs + corr0, corr_out=zs + corr0,
             obs_mean=jnp.zeros(m, dtype), obs_var=jnp.ones(m, dtype),
             feat_mean=zn, feat_var=zn + 1.0, v_prev=zs,
             t=jnp.zeros((), jnp.int32), stage=jnp.zeros((), jnp.int32),
@@ -214,8 +223,9 @@ def staged(
         delta = c_t + hp.gamma * v_t - state.v_prev
         corr_out = next_corr(state.corr_out, hp)
         corr_theta = next_corr(state.corr_theta, hp)
-        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr_out, delta, hp, rmsprop)
-        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr_out, delta, hp, rmsprop)
+        hp_out = readout_alpha(hp, (state.stage + 1) * P)  # the features it read at t-1
+        w, nu_w = td_update(state.w, state.elig_w, state.nu_w, corr_out, delta, hp_out, rmsprop)
+        b, nu_b = td_update(state.b, state.elig_b, state.nu_b, corr_out, delta, hp_out, rmsprop)
         if single:  # updated in its stored shape [1, ...]: no layout copy of theta
             theta, nu_theta = td_update(state.theta, state.elig_theta[None], state.nu_theta[None],
                                         corr_theta, delta, hp, rmsprop)  # fmt: skip
@@ -228,9 +238,10 @@ def staged(
 
         # Traces of the stage learning now, from the forward pass above (pre-update theta).
         keep = same_stage(stage, state)
+        nu0, corr0 = rms_start(hp)
         elig_theta = jnp.where(keep, state.elig_theta, 0.0)
-        nu_theta = jnp.where(keep, nu_theta, 0.0)
-        corr_theta = jnp.where(keep, corr_theta, 0.0)
+        nu_theta = jnp.where(keep, nu_theta, nu0)
+        corr_theta = jnp.where(keep, corr_theta, corr0)
         trace_h, trace_c = traces(state, stage, x_hat, feats, preacts)
         start = stage * P
         w_cur = jax.lax.dynamic_slice(state.w * inv_std, (start,), (P,))
@@ -258,15 +269,16 @@ def staged(
         loss, dlogits = cross_entropy(logits, y_t)
         on = y_t >= 0
         keep = same_stage(stage, state)
-        nu_theta = jnp.where(keep, state.nu_theta, 0.0)
-        corr_theta = jnp.where(keep, state.corr_theta, 0.0)
+        nu0, corr0 = rms_start(hp)
+        nu_theta = jnp.where(keep, state.nu_theta, nu0)
+        corr_theta = jnp.where(keep, state.corr_theta, corr0)
         trace_h, trace_c = traces(state, stage, x_hat, feats, preacts)
         g = (state.w.T @ dlogits) * inv_std  # dL/dh of every column
         g_cur = jax.lax.dynamic_slice(g, (stage * P,), (P,))
         grad_theta = g_cur[:, None, None] * trace_h
         (w, b), (nu_w, nu_b), corr_out = descend(
             (state.w, state.b), (jnp.outer(dlogits, h_hat), dlogits), (state.nu_w, state.nu_b),
-            state.corr_out, on, hp, rmsprop,
+            state.corr_out, on, readout_alpha(hp, (stage + 1) * P), rmsprop,
         )  # fmt: skip
         (theta_cur,), (nu_theta,), corr_theta = descend(
             (stage_theta(state.theta, stage),), (grad_theta,), (nu_theta,), corr_theta, on, hp,

@@ -33,8 +33,22 @@ def td_update(
 
 
 def next_corr(corr: jax.Array, hp: HParams) -> jax.Array:
-    """``1 - beta2^(n+1)`` from ``1 - beta2^n``."""
+    """``1 - beta2^(n+1)`` from ``1 - beta2^n``. From ``corr = 1`` it stays 1 exactly (no
+    correction): ``beta2 + (1 - beta2)`` is 1 in floating point, since ``1 - beta2`` is."""
     return hp.beta2 * corr + (1.0 - hp.beta2)
+
+
+def rms_start(hp: HParams) -> tuple[jax.Array, jax.Array]:
+    """RMSProp's second moment and bias-correction term at the start (and at each restart):
+    ``(nu_init, 0)`` for the zero start, corrected as it fills (ours); ``(nu_init, 1)`` for
+    a positive start, never corrected (the reference code's ``beta_2 = 1``)."""
+    return hp.nu_init, jnp.where(hp.nu_init > 0, 1.0, 0.0).astype(hp.alpha.dtype)
+
+
+def readout_alpha(hp: HParams, n_features: jax.Array) -> HParams:
+    """``hp`` with the readout's step size: ``alpha / n_features ** readout_per_feature``."""
+    n = jnp.maximum(jnp.asarray(n_features, hp.alpha.dtype), 1.0)
+    return hp._replace(alpha=hp.alpha * n ** (-hp.readout_per_feature))
 
 
 def normalise(x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:

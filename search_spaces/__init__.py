@@ -26,7 +26,7 @@ from learners import (
     stage_steps,
 )
 from learners.api import BOUNDS
-from learners.families import SHAPE_KEYS
+from learners.families import SHAPE_KEYS, check_update_rule, update_rule
 from learners.ledger import size_for_budget
 
 
@@ -225,7 +225,8 @@ def make_space(
     params = list(SPACES[name])
     fixed = dict(fixed or {})
     by_name = {p.name: p for p in params}
-    allowed = [*by_name, "rmsprop", *(["steps_per_stage"] if "last_stage_at" in by_name else [])]
+    allowed = [*by_name, "rmsprop", *(["steps_per_stage"] if "last_stage_at" in by_name else []),
+               *(["update_rule"] if FAMILIES[name].update_rules else [])]  # fmt: skip
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(
@@ -298,6 +299,13 @@ def _ranged(param: Param, low: float, high: float) -> Param:
 
 
 def _check_fixed(param: Param | None, key: str, value: Any) -> None:
+    if key == "update_rule":
+        from learners.api import UPDATE_RULES
+
+        if value not in UPDATE_RULES:
+            raise ValueError(f"--set update_rule={value!r} is not one of "
+                             f"{{{', '.join(UPDATE_RULES)}}}")  # fmt: skip
+        return
     if key == "steps_per_stage":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--set steps_per_stage={value!r} must be an integer >= 1")
@@ -356,6 +364,9 @@ def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[st
         static["n_features"] = config["per_stage"] * config["n_stages"]
     hparams = {**family_defaults(name), **{k: config[k] for k in HParams._fields if k in config}}
     hparams.pop("gamma", None)  # the task's
+    if config.get("update_rule") is not None:
+        hparams.update(update_rule(name, config["update_rule"]))
+    check_update_rule(name, hparams)
     stages = _stages(name, static)
     if stages == 1:
         hparams["steps_per_stage"] = STAGE_FOREVER

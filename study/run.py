@@ -24,6 +24,7 @@ from learners import (
     stage_steps,
 )
 from learners import make_learner as _make_learner
+from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, real
 from study.kinds import kind_of
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         help="steps each stage learns (default: steps / number of stages)",
     )  # fmt: skip
     p.add_argument("--no-rmsprop", action="store_true", help="plain TD(lambda) updates")
+    p.add_argument("--update-rule", default=None,
+                   help="ours (default) or reference: the authors' C++ rule, RMSProp's second "
+                   "moments from 1 without bias correction and the readout's step size divided "
+                   "by its number of features (columnar, constructive, hybrid)")  # fmt: skip
     p.add_argument("--beta2", type=real(0, 1), default=None)
     p.add_argument(
         "--norm-rate",
@@ -156,10 +161,16 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Learner, HParams, list[f
         truncation=args.truncation, layers=args.layers, rmsprop=not args.no_rmsprop, **extra,
     )  # fmt: skip
     alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
+    rule = {}
+    if args.update_rule is not None:
+        try:
+            rule = update_rule(learner.name, args.update_rule)
+        except ValueError as e:
+            raise ValueError(f"--update-rule {args.update_rule}: {e}") from None
     hp = learner_hparams(
         learner, alphas, _stage_steps(args, learner), gamma=gamma, lambda_=lambda_,
         beta2=args.beta2, norm_rate=args.norm_rate, norm_floor=args.norm_floor,
-        init_scale=args.init_scale,
+        init_scale=args.init_scale, **rule,
     )  # fmt: skip
     seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
     return env, tp, learner, hp, alphas, seeds

@@ -207,7 +207,8 @@ def block_fn(learner: Any, env: Any, steps: int):
         leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant,
                   *jax.tree.leaves(carry.learner_state), *carry.msre]  # fmt: skip
         hpf = jnp.stack([hp.alpha, hp.lambda_, hp.gamma, hp.beta2, hp.eps, hp.norm_rate,
-                         hp.norm_floor]).astype(f32)  # fmt: skip
+                         hp.norm_floor, hp.nu_init,
+                         hp.readout_per_feature]).astype(f32)  # fmt: skip
         hpi = jnp.reshape(hp.steps_per_stage, (1,)).astype(i32)
         tpf = jnp.concatenate([jnp.stack([tp.p_pattern, tp.noise]).astype(f32),
                                jnp.asarray(tp.distractor_probs, f32).reshape(-1)])  # fmt: skip

@@ -8,8 +8,8 @@
 // operations where it can, and tests/test_native.py holds the two together.
 //
 // Arguments, all batched with the same leading dimensions (jax.ffi's "broadcast_all"):
-//   0 key u32 [2], the task's random key      1 hp f32 [7]: alpha lambda gamma beta2 eps
-//   2 hp i32 [1]: steps_per_stage                          norm_rate norm_floor
+//   0 key u32 [2], the task's random key      1 hp f32 [9]: alpha lambda gamma beta2 eps
+//   2 hp i32 [1]: steps_per_stage              norm_rate norm_floor nu_init readout_per_feature
 //   3 task f32 [2 + d]: p_pattern noise probs  4 task i32 [7]: isi_lo isi_hi iti_lo iti_hi
 //   5 candidates f32 [n, n_cs] (half_patterns)                 cs_len us_len distractor_len
 //   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's 22, the MSRE's 4
@@ -250,6 +250,7 @@ float task_step(Task& k, Uniforms& rng, int32_t t, float* obs) {
 
 struct HP {
   float alpha, lambda, gamma, beta2, eps, norm_rate, norm_floor;
+  float nu_init, readout_per_feature;  // the update rule (learners.td.rms_start, readout_alpha)
   int32_t steps_per_stage;
   bool rmsprop;
 };
@@ -443,11 +444,15 @@ struct Staged {
     float* wc = w_cur;
     if (P > 64) w_big.resize(P), wc = w_big.data();
     for (int p = 0; p < P; ++p) wc[p] = w[first + p] * inv2[first + p];
+    HP hp_out = hp;  // the readout's step size: alpha / n^readout_per_feature, n read at t-1
+    if (hp.readout_per_feature != 0.0f)
+      hp_out.alpha = hp.alpha * std::pow(static_cast<float>((old_stage + 1) * P),
+                                         -hp.readout_per_feature);
     for (int n = 0; n < N; ++n) {
-      w[n] = td_update(w[n], elig_w[n], nu_w[n], rso, delta, hp);
+      w[n] = td_update(w[n], elig_w[n], nu_w[n], rso, delta, hp_out);
       elig_w[n] = decay * elig_w[n] + h_hat[n];
     }
-    *b = td_update(*b, *elig_b, *nu_b, rso, delta, hp);
+    *b = td_update(*b, *elig_b, *nu_b, rso, delta, hp_out);
     *elig_b = decay * *elig_b + 1.0f;
     *corr_out = co;
 
@@ -460,7 +465,7 @@ struct Staged {
     if (keep) {
       td_block(stage_size, theta + old_stage * stage_size, elig_theta, nu_theta, delta, rst, hp);
       *corr_theta = ct;
-    } else {  // the stage that learned at t-1 takes its last update; a new one starts at zero
+    } else {  // the stage that learned at t-1 takes its last update; a new one starts afresh
       std::vector<float>& nu_last = scratch_nu;
       nu_last.assign(nu_theta, nu_theta + stage_size);
       td_block(stage_size, theta + old_stage * stage_size, elig_theta, nu_last.data(), delta,
@@ -468,8 +473,8 @@ struct Staged {
       std::fill(trace_h, trace_h + stage_size, 0.0f);
       std::fill(trace_c, trace_c + stage_size, 0.0f);
       std::fill(elig_theta, elig_theta + stage_size, 0.0f);
-      std::fill(nu_theta, nu_theta + stage_size, 0.0f);
-      *corr_theta = 0.0f;
+      std::fill(nu_theta, nu_theta + stage_size, hp.nu_init);
+      *corr_theta = hp.nu_init > 0.0f ? 1.0f : 0.0f;
     }
 
     // Traces of the learning stage (learners.lstm_column.own_trace_step, from the pre-update
@@ -714,7 +719,7 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
     Uniforms rng{key[0], key[1]};
     rng.U = static_cast<int>(5 + n_cs + 2 * n_d);
     const float* hpf = at<float>(in[1], s, batch);
-    HP hp{hpf[0], hpf[1], hpf[2], hpf[3], hpf[4], hpf[5], hpf[6],
+    HP hp{hpf[0], hpf[1], hpf[2], hpf[3], hpf[4], hpf[5], hpf[6], hpf[7], hpf[8],
           *at<int32_t>(in[2], s, batch), rmsprop != 0};
     const float* tf = at<float>(in[3], s, batch);
     const int32_t* ti = at<int32_t>(in[4], s, batch);
