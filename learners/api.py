@@ -75,14 +75,11 @@ DEFAULTS: dict[str, float] = dict(
     readout_per_feature=0.0,
 )
 
-# ``update_rule`` (a configuration's key, ``study.run --update-rule``): named settings of
-# ``nu_init`` and ``readout_per_feature``. "reference" is the rule of the authors' C++
-# (``IncrementalNetworks::update_parameters``, ``LSTM::update_weights``): second moments start
-# at 1 with no bias correction, the readout's step size divided by its number of features.
-UPDATE_RULES: dict[str, dict[str, float]] = {
-    "ours": dict(nu_init=0.0, readout_per_feature=0.0),
-    "reference": dict(nu_init=1.0, readout_per_feature=1.0),
-}
+# ``update_rule`` (a configuration's key, ``study.run --update-rule``): "ours" is DEFAULTS'
+# values of these; "reference" is the rule of the authors' C++ for the family
+# (``learners.families.Family.reference_rule``).
+UPDATE_RULES = ("ours", "reference")
+RULE_KEYS = ("nu_init", "readout_per_feature")
 
 
 def make_hparams(**values: Any) -> HParams:

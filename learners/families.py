@@ -35,8 +35,9 @@ class Family:
     entry, with the number of readout features and recurrent eligibilities that a classifier
     readout replaces (``ledger.classifier_cost``). ``grow(n, size)`` is the size with ``n``
     units on its budget axis (``None``: the family has no size, as linear). ``bench`` lists the
-    sizes ``study.bench`` times, smallest first. ``update_rules``: whether the family reads
-    ``nu_init`` and ``readout_per_feature`` (``learners.api.UPDATE_RULES``).
+    sizes ``study.bench`` times, smallest first. ``reference_rule``: the values of
+    ``learners.api.RULE_KEYS`` that give the authors' C++ update for this family (the keys it
+    reads; ``None``: it reads none, and has only ours).
     """
 
     name: str
@@ -47,7 +48,7 @@ class Family:
     cost: Callable[[int, dict[str, int], bool], tuple[ledger.Cost, int, int]]
     grow: Callable[[int, dict[str, int]], dict[str, int]] | None = None
     bench: tuple[dict[str, int], ...] = field(default_factory=tuple)
-    update_rules: bool = False
+    reference_rule: dict[str, float] | None = None
 
 
 def _staged_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
@@ -80,6 +81,11 @@ def _units(n: int, size: dict[str, int]) -> dict[str, int]:
 
 
 _TD = dict(alpha=1e-3, lambda_=0.99)
+# The authors' C++: IncrementalNetworks::update_parameters and LSTM::update_weights (second
+# moments from 1, never corrected; the readout's step size over its features), and
+# DenseLSTMRmsProp::update_parameters (moments from 1; the readout's step size alpha).
+_CPP_STAGED = dict(nu_init=1.0, readout_per_feature=1.0)
+_CPP_TBPTT = dict(nu_init=1.0)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -90,7 +96,7 @@ FAMILIES: dict[str, Family] = {
             {"n_features": 7}, dict(_TD, init_scale=0.5),
             lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"]}, rms), _units,
             tuple(dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)),
-            update_rules=True,
+            reference_rule=_CPP_STAGED,
         ),
         Family(
             "constructive", "one LSTM column per stage, earlier stages frozen, exact RTRL",
@@ -98,7 +104,7 @@ FAMILIES: dict[str, Family] = {
             {"n_features": 10}, dict(_TD, init_scale=0.2),
             lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"], "per_stage": 1},
                                            rms),
-            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)), update_rules=True,
+            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)), reference_rule=_CPP_STAGED,
         ),
         Family(
             "hybrid", "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
@@ -108,7 +114,7 @@ FAMILIES: dict[str, Family] = {
             lambda n, s: {**s, "n_features": n * s["per_stage"]},
             tuple(dict(n_features=n, per_stage=p)
                   for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))),
-            update_rules=True,
+            reference_rule=_CPP_STAGED,
         ),
         Family(
             "tbptt", "dense LSTM of n_features units, T-BPTT with truncation k every step",
@@ -116,6 +122,7 @@ FAMILIES: dict[str, Family] = {
             {"n_features": 8, "truncation": 5}, dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
             _dense_cost(ledger.tbptt_cost), _units,
             tuple(dict(n_features=8, truncation=k) for k in (5, 15, 30)),
+            reference_rule=_CPP_TBPTT,
         ),
         Family(
             "snap1", "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian "
@@ -175,27 +182,36 @@ SHAPE_KEYS = ("n_features", "per_stage", "truncation", "layers")
 
 
 def update_rule(name: str, rule: str) -> dict[str, float]:
-    """The hyperparameters of update rule ``rule`` (``learners.api.UPDATE_RULES``) for family
-    ``name``; a one-line ValueError for an unknown rule or a family that has only its own."""
-    from learners.api import UPDATE_RULES
+    """The values of ``learners.api.RULE_KEYS`` of update rule ``rule`` (ours, or the
+    reference code's for family ``name``); a one-line ValueError for an unknown rule or a
+    family that has only its own."""
+    from learners.api import DEFAULTS, RULE_KEYS, UPDATE_RULES
 
     if rule not in UPDATE_RULES:
         raise ValueError(f"update_rule={rule!r} is not allowed; allowed: "
                          f"{', '.join(UPDATE_RULES)}")  # fmt: skip
-    check_update_rule(name, UPDATE_RULES[rule])
-    return dict(UPDATE_RULES[rule])
+    ours = {k: DEFAULTS[k] for k in RULE_KEYS}
+    if rule == "ours":
+        return ours
+    reference = family(name).reference_rule
+    if reference is None:
+        having = ", ".join(f for f, rec in FAMILIES.items() if rec.reference_rule)
+        raise ValueError(f"update_rule=reference applies to {having} only, not {name}")
+    return {**ours, **reference}
 
 
 def check_update_rule(name: str, hparams: dict[str, float]) -> None:
-    """Refuse, in one line, ``nu_init`` or ``readout_per_feature`` other than ours for a family
-    that does not read them (it would run ours and say otherwise)."""
-    if family(name).update_rules:
-        return
-    for key in ("nu_init", "readout_per_feature"):
-        if float(hparams.get(key, 0.0) or 0.0) != 0.0:
-            staged = ", ".join(f for f, rec in FAMILIES.items() if rec.update_rules)
-            raise ValueError(f"{key}={hparams[key]} (the reference update rule) applies to "
-                             f"{staged} only, not {name}")  # fmt: skip
+    """Refuse, in one line, a value of ``learners.api.RULE_KEYS`` other than ours that family
+    ``name`` does not read (it would run ours and record otherwise)."""
+    from learners.api import DEFAULTS, RULE_KEYS
+
+    reads = family(name).reference_rule or {}
+    for key in RULE_KEYS:
+        value = float(hparams.get(key, DEFAULTS[key]) or 0.0)
+        if value != DEFAULTS[key] and key not in reads:
+            having = ", ".join(f for f, rec in FAMILIES.items()
+                               if key in (rec.reference_rule or {}))  # fmt: skip
+            raise ValueError(f"{key}={hparams[key]} applies to {having} only, not {name}")
 
 
 def family(name: str) -> Family:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from learners.api import HParams, Learner, check_sizes
 from learners.dense import dense_descend, dense_forward, dense_init, dense_learn, dense_stats_init
 from learners.readout import cross_entropy, readout_out
+from learners.td import rms_start
 
 
 class TbpttState(NamedTuple):
@@ -111,12 +112,13 @@ def tbptt(
                    jnp.zeros((k, H), dtype), jnp.zeros((k, H), dtype))  # fmt: skip
         obs = dense_stats_init(m, H, dtype)
         t0 = jnp.zeros((), jnp.int32)
+        nu0, corr0 = rms_start(hp)  # zero and corrected (ours), or the reference's 1
         if C:  # readout [C, H] and [C]; no eligibility
             zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
-            return TbpttState(theta, zh, zh, zw, zb, *buffers, z0, z0, z0, zt, zw, zb, zs,
-                              *obs, zs, t0)  # fmt: skip
-        return TbpttState(theta, zh, zh, zh, zs, *buffers, zt, zh, zs, zt, zh, zs, zs,
-                          *obs, zs, t0)  # fmt: skip
+            return TbpttState(theta, zh, zh, zw, zb, *buffers, z0, z0, z0, zt + nu0, zw + nu0,
+                              zb + nu0, zs + corr0, *obs, zs, t0)  # fmt: skip
+        return TbpttState(theta, zh, zh, zh, zs, *buffers, zt, zh, zs, zt + nu0, zh + nu0,
+                          zs + nu0, zs + corr0, *obs, zs, t0)  # fmt: skip
 
     def cache(state: TbpttState, zeta: jax.Array, gates) -> TbpttState:
         slot = state.t % k

@@ -226,7 +226,7 @@ def make_space(
     fixed = dict(fixed or {})
     by_name = {p.name: p for p in params}
     allowed = [*by_name, "rmsprop", *(["steps_per_stage"] if "last_stage_at" in by_name else []),
-               *(["update_rule"] if FAMILIES[name].update_rules else [])]  # fmt: skip
+               *(["update_rule"] if FAMILIES[name].reference_rule else [])]  # fmt: skip
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(

@@ -152,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="--preset: divide its steps and stage lengths by this (default 1)",
     )
+    p.add_argument("--update-rule", default=None, choices=("ours", "reference"),
+                   help="--preset: the update rule of the families that have the reference "
+                   "code's (columnar, constructive, hybrid, tbptt; default reference, so the "
+                   "step-size axis is the paper's)")  # fmt: skip
     p.add_argument("--pack", default="auto",
                    help="configurations per trial, run as one program (as in study.launch; "
                    "an evaluation packs only configurations of one shape)")  # fmt: skip
@@ -286,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     if args.preset is not None or args.scale != 1.0:
         return run_preset(args)
+    if args.update_rule is not None:
+        return fail(f"--update-rule {args.update_rule} applies to --preset; a comparison sets it "
+                    f"per family: --set FAMILY.update_rule={args.update_rule}")  # fmt: skip
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     name = args.name or f"compare-{args.task}"
     try:
@@ -504,6 +511,9 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
     if not families or any(f not in known for f in families):
         raise ValueError(f"--spaces {args.spaces!r} with --preset: allowed: families of the "
                          f"preset, {', '.join(known)}")  # fmt: skip
+    from learners.families import family
+
+    rule = args.update_rule or "reference"
     configs = []
     for c in preset.configs:
         if c["learner"] not in families:
@@ -511,6 +521,8 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
         c = dict(c)
         if "steps_per_stage" in c:
             c["steps_per_stage"] = max(1, round(c["steps_per_stage"] / args.scale))
+        if family(c["learner"]).reference_rule is not None:
+            c["update_rule"] = rule
         configs.append(c)
     seeds = args.seeds if args.seeds is not None else preset.seeds
     name = args.name or args.preset

@@ -87,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rmsprop", action="store_true", help="plain TD(lambda) updates")
     p.add_argument("--update-rule", default=None,
                    help="ours (default) or reference: the authors' C++ rule, RMSProp's second "
-                   "moments from 1 without bias correction and the readout's step size divided "
-                   "by its number of features (columnar, constructive, hybrid)")  # fmt: skip
+                   "moments from 1 without bias correction (columnar, constructive, hybrid, "
+                   "tbptt) and the staged families' readout step size divided by its number "
+                   "of features")  # fmt: skip
     p.add_argument("--beta2", type=real(0, 1), default=None)
     p.add_argument(
         "--norm-rate",

@@ -164,6 +164,17 @@ CASES = [
     ("compare", "--seeds 5 --eval-seeds 2-8", ["--eval-seeds 2-8 overlaps the tuning seeds"]),
     ("compare", "--bootstrap-resamples 10", ["--bootstrap-resamples 10 is not allowed"]),
     ("compare", "--budget-flops 10", ["--budget-flops 10: no family of columnar, constructive"]),
+    (
+        "compare",
+        "--preset jmlr-trace-patterning --update-rule paper",
+        ["argument --update-rule: invalid choice: 'paper'"],
+    ),
+    ("compare", "--update-rule reference", ["--update-rule reference applies to --preset"]),
+    (
+        "run",
+        "--learner snap1 --update-rule reference",
+        ["--update-rule reference: update_rule=reference applies to columnar"],
+    ),
     ("report", "--experiment x --bootstrap-resamples 5000000", ["--bootstrap-resamples 5000000"]),
     ("compare", "--eval-steps -5", ["argument --eval-steps: -5"]),
     ("compare", "--spaces columnar --set hybrid.alpha=0.1", ["--set 'hybrid.alpha=0.1'"]),

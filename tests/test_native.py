@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from learners.api import UPDATE_RULES
+from learners.families import update_rule
 from study import native
 from study.loop import make_runner
 from study.tasks import make_task
@@ -83,22 +83,24 @@ def test_native_loop_equals_jax_without_rmsprop(name):
     assert_same(*both(learner, env, tp, hparams(alpha=1e-2)))
 
 
-@pytest.mark.parametrize("name", ["columnar", "constructive", "hybrid"])
+@pytest.mark.parametrize("name", list(SIZES))
 def test_native_loop_equals_jax_with_the_reference_update_rule(name):
     """The kernel reads nu_init and readout_per_feature: moments from 1 with no correction,
     restarted at 1 with each stage, the readout's step size over its active features."""
     env, tp = make_task("trace_patterning")
     learner = make_learner(name, env.obs_size, **SIZES[name])
-    ref, got = both(learner, env, tp, hparams(alpha=1e-2, **UPDATE_RULES["reference"]))
+    ref, got = both(learner, env, tp, hparams(alpha=1e-2, **update_rule(name, "reference")))
     assert_same(ref, got)
-    assert float(np.asarray(ref[0].learner_state.corr_theta)) == 1.0
+    state = ref[0].learner_state
+    corr = state.corr if name == "tbptt" else state.corr_theta
+    assert float(np.asarray(corr)) == 1.0
 
 
 def test_a_rule_the_kernel_ignored_would_be_caught():
     """The comparison above can fail: the kernel's ours against JAX's reference differs."""
     env, tp = make_task("trace_patterning")
     learner = make_learner("hybrid", env.obs_size, **SIZES["hybrid"])
-    ref, _ = both(learner, env, tp, hparams(alpha=1e-2, **UPDATE_RULES["reference"]))
+    ref, _ = both(learner, env, tp, hparams(alpha=1e-2, **update_rule("hybrid", "reference")))
     _, ours = both(learner, env, tp, hparams(alpha=1e-2, readout_per_feature=0.0, nu_init=1.0))
     with pytest.raises(AssertionError):
         assert_same(ref, ours)

@@ -1,8 +1,9 @@
-"""The reference update rule (``update_rule=reference``: ``nu_init`` 1, ``readout_per_feature``
-1) against a transcription of the authors' C++ (``IncrementalNetworks::update_parameters`` and
-``LSTM::update_weights``): every second moment starts at 1 and is never bias-corrected, the
+"""The reference update rule (``update_rule=reference``) against a transcription of the
+authors' C++: for the staged families (``IncrementalNetworks::update_parameters``,
+``LSTM::update_weights``) every second moment starts at 1 and is never bias-corrected, the
 readout's step size is alpha over the number of features it reads, and a new stage's moments
-start at 1 again. Float64, step by step, on a CCN whose stages change mid-run."""
+start at 1 again; for T-BPTT (``DenseLSTMRmsProp::update_parameters``) the moments start at 1
+and the readout keeps alpha. Float64, step by step, on a CCN whose stages change mid-run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from learners.api import UPDATE_RULES
+from learners.families import update_rule
 from study.tasks import make_task
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -46,7 +47,7 @@ def test_the_reference_rule_is_the_cpp_update(alpha):
     m, x, c = _stream(120)
     learner = make_learner("hybrid", m, n_features=6, per_stage=2)
     hp = make_hparams(alpha=alpha, lambda_=0.9, gamma=0.9, steps_per_stage=40, init_scale=0.5,
-                      **UPDATE_RULES["reference"])  # fmt: skip
+                      **update_rule("hybrid", "reference"))  # fmt: skip
     state = learner.init(jax.random.PRNGKey(0), hp)
     assert np.all(np.asarray(state.nu_w) == 1.0) and float(state.corr_out) == 1.0
     step = jax.jit(learner.step)
@@ -82,8 +83,8 @@ def test_ours_differs_from_the_reference_where_it_should():
     c[:3] = 1.0  # errors from the first steps on
     learner = make_learner("columnar", m, n_features=4)
     states = {}
-    for rule, values in UPDATE_RULES.items():
-        hp = make_hparams(alpha=0.01, lambda_=0.9, gamma=0.9, **values)
+    for rule in ("ours", "reference"):
+        hp = make_hparams(alpha=0.01, lambda_=0.9, gamma=0.9, **update_rule("columnar", rule))
         s = learner.init(jax.random.PRNGKey(0), hp)
         for t in range(30):
             s, _ = learner.step(s, x[t], c[t], hp)
@@ -93,13 +94,36 @@ def test_ours_differs_from_the_reference_where_it_should():
     assert not np.allclose(np.asarray(states["ours"].w), np.asarray(states["reference"].w))
 
 
-@pytest.mark.parametrize("name", ["tbptt", "snap1", "linear", "lru"])
+def test_tbptt_s_reference_rule_is_the_cpp_update():
+    """T-BPTT's C++ starts its moments at 1, never corrects them and gives the readout alpha
+    itself: the readout after each step is that update of the step before's."""
+    m, x, c = _stream(60)
+    learner = make_learner("tbptt", m, n_features=3, truncation=4)
+    hp = make_hparams(alpha=0.01, lambda_=0.9, gamma=0.9, init_scale=1.0,
+                      **update_rule("tbptt", "reference"))  # fmt: skip
+    assert float(hp.readout_per_feature) == 0.0 and float(hp.nu_init) == 1.0
+    state = learner.init(jax.random.PRNGKey(0), hp)
+    step = jax.jit(learner.step)
+    for t in range(60):
+        prev = state
+        state, out = step(state, x[t], c[t], hp)
+        w, b, nu_w, _ = _cpp_step(prev, float(out["delta"]), 0.01, 1)
+        np.testing.assert_allclose(np.asarray(state.w), w, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(float(state.b), b, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(state.nu_w), nu_w, rtol=1e-12)
+    assert float(state.corr) == 1.0 and np.abs(np.asarray(state.w)).max() > 0
+
+
+@pytest.mark.parametrize("name", ["snap1", "linear", "lru"])
 def test_a_family_without_the_rule_refuses_it(name):
     from search_spaces import config_to_args, make_space
 
-    with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid only, not "
-                                         f"{name}"):  # fmt: skip
+    with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid, tbptt only, "
+                                         f"not {name}"):  # fmt: skip
         config_to_args({"learner": name, "update_rule": "reference"})
+    with pytest.raises(ValueError, match="readout_per_feature=1 applies to columnar, "
+                                         "constructive, hybrid only, not tbptt"):  # fmt: skip
+        config_to_args({"learner": "tbptt", "readout_per_feature": 1})
     with pytest.raises(ValueError, match="unknown parameter 'update_rule'"):
         make_space(name, fixed={"update_rule": "reference"})
 
