@@ -460,7 +460,8 @@ def _run_study(args, plan, path, tracking, metric, mode) -> int:  # noqa: ANN001
         tune.with_parameters(trainable, tracking=tracking),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
-    progress = Progress(metric, base["steps"])
+    n_configs = len(plan.get("configs") or ()) or base["trials"]
+    progress = Progress(metric, base["steps"], configurations=n_configs)
     if args.resume:
         tuner = tune.Tuner.restore(path, fn, resume_unfinished=True, resume_errored=True)
     else:
