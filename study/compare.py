@@ -156,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="--preset: the update rule of the families that have the reference "
                    "code's (columnar, constructive, hybrid, tbptt; default reference, so the "
                    "step-size axis is the paper's)")  # fmt: skip
+    p.add_argument("--extend-grid", action="store_true",
+                   help="--preset: where a family's pick has the smallest or largest step size "
+                   "of its grid, run two more beyond that edge (the pick's setting otherwise), "
+                   "pick again and run the picks on the fresh seeds, reported apart in "
+                   "NAME-extended (the paper's grid and its report stay as they are)")  # fmt: skip
     p.add_argument("--pack", default="auto",
                    help="configurations per trial, run as one program (as in study.launch; "
                    "an evaluation packs only configurations of one shape)")  # fmt: skip
@@ -290,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     if args.preset is not None or args.scale != 1.0:
         return run_preset(args)
+    if args.extend_grid:
+        return fail("--extend-grid applies to --preset (a search has no grid to extend)")
     if args.update_rule is not None:
         return fail(f"--update-rule {args.update_rule} applies to --preset; a comparison sets it "
                     f"per family: --set FAMILY.update_rule={args.update_rule}")  # fmt: skip
@@ -599,7 +606,88 @@ def run_preset(args: argparse.Namespace) -> int:
                         states[fresh_name] == "interrupted", command)  # fmt: skip
         if rc:
             return rc
-    return _report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset)
+    rc = _report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset)
+    if rc or not args.extend_grid:
+        return rc
+    return _extend(args, preset, configs, plan, fresh, command)
+
+
+def beyond(values: list[float], edge: float, n: int = 2) -> list[float]:
+    """The ``n`` step sizes past ``edge`` on the grid's 1-3 ladder (..., 1e-4, 3e-4, 1e-3,
+    ...): below it when ``edge`` is the smallest of ``values``, above it when the largest."""
+    k = math.floor(math.log10(edge))
+    ladder = sorted({float(f"{m}e{e}") for e in range(k - n - 1, k + n + 2) for m in (1, 3)})
+    if edge <= min(values):
+        return [a for a in ladder if a < edge * 0.99][-n:][::-1]
+    return [a for a in ladder if a > edge * 1.01][:n]
+
+
+def edge_extensions(uri: str, experiment: str, configs: list[dict[str, Any]],
+                    task: str) -> list[dict[str, Any]]:  # fmt: skip
+    """For each family whose pick (``picks``) has the smallest or largest step size that its
+    configurations in ``configs`` try, the pick's configuration at the two step sizes past
+    that edge (``beyond``)."""
+    picked, _ = picks(uri, [experiment], task, 2)
+    out = []
+    for pick in picked:
+        tried = sorted({c["alpha"] for c in configs if c["learner"] == pick["learner"]})
+        if len(tried) < 3 or pick["alpha"] not in (tried[0], tried[-1]):
+            continue
+        out += [{**pick, "alpha": a} for a in beyond(tried, pick["alpha"])]
+    return out
+
+
+def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
+    """``--extend-grid``: the edge picks' step sizes beyond the grid on the tuning seeds
+    (NAME-extended), the picks among the grid and those on the fresh seeds
+    (NAME-extended-fresh), and their report (``reports/NAME-extended``)."""
+    name, uri, base = plan["name"], plan["tracking_uri"], plan["base"]
+    ext_name, ext_fresh = f"{name}-extended", f"{name}-extended-fresh"
+    states = {study: _state(uri, study) for study in (ext_name, ext_fresh)}
+    if running := _running(plan["runs"], [ext_name, ext_fresh]):
+        return fail(running)
+    stopped = [study for study, state in states.items() if state == "interrupted"]
+    if stopped and not args.resume:
+        return fail(f"preset run {stopped[0]!r} was interrupted; add --resume to continue it")
+    print(f"\n== [extend] step sizes past the grid's edge: {ext_name} ({states[ext_name]})")
+    if states[ext_name] == "done":
+        print("already run; not run again")
+    else:
+        extra = edge_extensions(uri, name, configs, preset.task)
+        if not extra:
+            print("no family's pick is at the edge of its grid: nothing to extend")
+            return 0
+        for c in extra:
+            print(f"  {c['learner']}: alpha {c['alpha']:g}")
+        try:
+            argv = _preset_argv(args, preset, ext_name, len(extra), base["steps"], base["seeds"])
+            ext_plan = launch._plan(launch._parser().parse_args(argv))
+        except ValueError as e:
+            return fail(str(e))
+        rc = _run_stage(argv, ext_plan, extra, list(range(base["seeds"])), "tuning",
+                        states[ext_name] == "interrupted", command)  # fmt: skip
+        if rc:
+            return rc
+    families = len({c["learner"] for c in configs})
+    n_fresh = fresh if isinstance(fresh, int) else len(fresh)
+    try:
+        argv = _preset_argv(args, preset, ext_fresh, families, base["steps"], n_fresh)
+        fresh_plan = launch._plan(launch._parser().parse_args(argv))
+    except ValueError as e:
+        return fail(str(e))
+    print(f"\n== [extend] each family's pick on fresh seeds: {ext_fresh} ({states[ext_fresh]})")
+    if states[ext_fresh] == "done":
+        print("already run; not run again")
+    else:
+        try:
+            picked, seeds = picks(uri, [name, ext_name], preset.task, fresh)
+        except ValueError as e:
+            return fail(str(e))
+        rc = _run_stage(argv, fresh_plan, picked, seeds, "eval",
+                        states[ext_fresh] == "interrupted", command)  # fmt: skip
+        if rc:
+            return rc
+    return _report(fresh_plan, [ext_fresh, name, ext_name], args.bootstrap_resamples, preset)
 
 
 def _run_stage(argv, plan, configs, seeds, role: str, resume: bool, command) -> int:

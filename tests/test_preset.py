@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study.compare import PRESETS, _parser, eval_seeds, matched_budget, preset_plan
+from study.compare import PRESETS, _parser, beyond, eval_seeds, matched_budget, preset_plan
 from study.compare import main as compare
 from study.report.claims import PAPER_TRACE_PATTERNING, judge
 
@@ -144,6 +144,14 @@ def test_eval_seeds_never_overlap_the_tuning_seeds():
         assert needle in str(e.value)
 
 
+def test_the_grid_extends_past_the_edge_its_pick_is_at():
+    """Catches an extension on the wrong side or off the grid's 1-3 ladder."""
+    rtrl = [0.3, 0.1, 0.03, 0.01, 0.003, 0.001]
+    assert beyond(rtrl, 0.001) == [3e-4, 1e-4]
+    assert beyond(rtrl, 0.3) == [1.0, 3.0]
+    assert beyond([1e-3, 3e-4, 1e-4, 3e-5], 3e-5) == [1e-5, 3e-6]
+
+
 def test_compare_matches_compute_by_default():
     """Without --budget-flops every family is sized to the CCN 20:4's flops on the task (the
     ledger's count: 14,932 on trace patterning's 12 inputs); 'paper' keeps each family's
@@ -209,10 +217,29 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     assert "The paper&#x27;s orderings at this scale" in page
     assert "judged on the fresh seeds" in (report / "orderings.txt").read_text()
     # the same command again runs nothing and reports the same
-    assert compare(["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
-                    "--eval-seeds", "3", "--spaces", "columnar",
-                    "--runs-dir", str(runs)]) == 0  # fmt: skip
+    argv = ["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
+            "--eval-seeds", "3", "--spaces", "columnar", "--runs-dir", str(runs)]  # fmt: skip
+    assert compare(argv) == 0
     assert capsys.readouterr().out.count("already run; not run again") == 2
+    # --extend-grid: a pick at the grid's edge gets the two step sizes past it on the tuning
+    # seeds, and the picks among both run on the fresh seeds, reported apart
+    assert compare([*argv, "--extend-grid"]) == 0
+    out = capsys.readouterr().out
+    tried = sorted({float(r.data.params["alpha"]) for r in grid})
+    if float(pick.data.params["alpha"]) in (tried[0], tried[-1]):
+        extended = children("jmlr-trace-patterning-extended")
+        assert sorted(float(r.data.params["alpha"]) for r in extended) == sorted(
+            beyond(tried, float(pick.data.params["alpha"])))  # fmt: skip
+        for r in extended:  # the pick's setting but its step size
+            for key in ("norm_rate", "n_features", "lambda_", "update_rule"):
+                assert r.data.params[key] == pick.data.params[key]
+        done = [r for r in [*grid, *extended] if r.data.tags["ccn.status"] == "finished"]
+        best = min(done, key=lambda r: r.data.metrics["final_msre_windowed"])
+        (again,) = children("jmlr-trace-patterning-extended-fresh")
+        assert again.data.params["alpha"] == best.data.params["alpha"]
+        assert (runs / "reports" / "jmlr-trace-patterning-extended" / "report.html").exists()
+    else:
+        assert "nothing to extend" in out
 
 
 def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is():
