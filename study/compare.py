@@ -595,17 +595,10 @@ def run_preset(args: argparse.Namespace) -> int:
         if rc:
             return rc
     print(f"\n== [2/2] each family's pick on fresh seeds: {fresh_name} ({states[fresh_name]})")
-    if states[fresh_name] == "done":
-        print("already run; not run again")
-    else:
-        try:
-            picked, seeds = picks(uri, [name], preset.task, fresh)
-        except ValueError as e:
-            return fail(str(e))
-        rc = _run_stage(fresh_argv, fresh_plan, picked, seeds, "eval",
-                        states[fresh_name] == "interrupted", command)  # fmt: skip
-        if rc:
-            return rc
+    rc = _fresh_stage(uri, [name], preset.task, fresh, fresh_argv, fresh_plan,
+                      states[fresh_name], command)  # fmt: skip
+    if rc:
+        return rc
     rc = _report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset)
     if rc or not args.extend_grid:
         return rc
@@ -676,18 +669,25 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
     except ValueError as e:
         return fail(str(e))
     print(f"\n== [extend] each family's pick on fresh seeds: {ext_fresh} ({states[ext_fresh]})")
-    if states[ext_fresh] == "done":
-        print("already run; not run again")
-    else:
-        try:
-            picked, seeds = picks(uri, [name, ext_name], preset.task, fresh)
-        except ValueError as e:
-            return fail(str(e))
-        rc = _run_stage(argv, fresh_plan, picked, seeds, "eval",
-                        states[ext_fresh] == "interrupted", command)  # fmt: skip
-        if rc:
-            return rc
+    rc = _fresh_stage(uri, [name, ext_name], preset.task, fresh, argv, fresh_plan,
+                      states[ext_fresh], command)  # fmt: skip
+    if rc:
+        return rc
     return _report(fresh_plan, [ext_fresh, name, ext_name], args.bootstrap_resamples, preset)
+
+
+def _fresh_stage(uri: str, tuning: list[str], task: str, fresh, argv, plan, state: str,
+                 command) -> int:  # fmt: skip
+    """Each family's pick among the ``tuning`` experiments, run on the fresh seeds (unless
+    the stage's ``state`` is done)."""
+    if state == "done":
+        print("already run; not run again")
+        return 0
+    try:
+        picked, seeds = picks(uri, tuning, task, fresh)
+    except ValueError as e:
+        return fail(str(e))
+    return _run_stage(argv, plan, picked, seeds, "eval", state == "interrupted", command)
 
 
 def _run_stage(argv, plan, configs, seeds, role: str, resume: bool, command) -> int:
