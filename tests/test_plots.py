@@ -55,3 +55,48 @@ def test_log_ticks_are_few_readable_numbers_inside_the_span(span):
     assert all(lo <= t <= hi for t in ticks) and ticks == sorted(set(ticks))
     # round numbers: at most three significant digits
     assert all(float(f"{t:.3g}") == t for t in ticks), ticks
+
+
+def _trial(learner, run_id="r", status="finished", seeds=(0, 1, 2), values=(0.2, 0.3, 0.4),
+           **params):  # fmt: skip
+    from study.report.load import Trial
+
+    metrics = {f"final_nmsre_windowed_seed{s}": v for s, v in zip(seeds, values, strict=True)}
+    metrics["final_msre_windowed"] = float(np.mean(values)) / 50
+    return Trial(run_id, "e", learner, status, {k: str(v) for k, v in params.items()}, metrics,
+                 list(seeds))  # fmt: skip
+
+
+def test_stage_lines_are_drawn_where_stages_start():
+    """Catches a line at the end of the run: a CCN 20:4 with stages of 400k starts stages at
+    0.4, 0.8, 1.2 and 1.6M (the fifth never ends), a columnar network has none."""
+    ccn = _trial("hybrid", n_features=20, per_stage=4, steps_per_stage=400_000)
+    assert ccn.stage_starts(2_000_000) == [400_000, 800_000, 1_200_000, 1_600_000]
+    assert ccn.stage_starts(1_000_000) == [400_000, 800_000]
+    constructive = _trial("constructive", n_features=10, per_stage=1, steps_per_stage=200_000)
+    assert constructive.stage_starts(1e9)[-1] == 1_800_000
+    columnar = _trial("columnar", n_features=7, steps_per_stage=2**31 - 1)
+    assert columnar.stage_starts(2_000_000) == []
+
+
+def test_the_sensitivity_figure_calls_out_a_pick_at_the_grid_edge(tmp_path):
+    """A pick with the smallest step size its family tried is named; one inside the grid is
+    not; T-BPTT gets its panel of pairs; a diverged trial does not break the figure."""
+    from study.report.figures import _colors, plot_sensitivity
+
+    trials = [
+        _trial("columnar", f"c{i}", alpha=a, lambda_=0.99, norm_rate=0.0, n_features=7,
+               values=(0.1 + i / 10,) * 3)
+        for i, a in enumerate((0.001, 0.003, 0.01))
+    ] + [
+        _trial("tbptt", f"t{k}{a}", alpha=a, lambda_=0.99, norm_rate=0.0, truncation=k,
+               n_features=h, values=(0.5 + a * 100,) * 3)
+        for k, h in ((2, 13), (5, 8)) for a in (1e-4, 3e-4, 1e-3)
+    ] + [_trial("columnar", "dead", status="diverged", alpha=0.3, lambda_=0.99, norm_rate=0.0,
+                n_features=7, values=(np.inf,) * 3)]  # fmt: skip
+    picks = {"columnar": trials[0], "tbptt": trials[4]}
+    edges = plot_sensitivity(trials, _colors(["columnar", "tbptt"]), tmp_path / "s.png",
+                             picks=picks)  # fmt: skip
+    assert edges == ["columnar's pick has the smallest step size tried (0.001 of 0.001-0.3): "
+                     "its best may lie beyond the grid"]  # fmt: skip
+    assert (tmp_path / "s.png").stat().st_size > 10_000

@@ -215,6 +215,9 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     assert float(values["same_seeds_mean"]) == pytest.approx(np.mean(same))
     page = (report / "report.html").read_text()
     assert "The paper&#x27;s orderings at this scale" in page
+    tried = sorted({float(r.data.params["alpha"]) for r in grid})
+    at_edge = float(pick.data.params["alpha"]) in (tried[0], tried[-1])
+    assert ("columnar&#x27;s pick has the" in page) == at_edge
     assert "judged on the fresh seeds" in (report / "orderings.txt").read_text()
     # the same command again runs nothing and reports the same
     argv = ["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
@@ -225,8 +228,7 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     # seeds, and the picks among both run on the fresh seeds, reported apart
     assert compare([*argv, "--extend-grid"]) == 0
     out = capsys.readouterr().out
-    tried = sorted({float(r.data.params["alpha"]) for r in grid})
-    if float(pick.data.params["alpha"]) in (tried[0], tried[-1]):
+    if at_edge:
         extended = children("jmlr-trace-patterning-extended")
         assert sorted(float(r.data.params["alpha"]) for r in extended) == sorted(
             beyond(tried, float(pick.data.params["alpha"])))  # fmt: skip
