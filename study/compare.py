@@ -4,7 +4,8 @@ the best configuration of each on fresh seeds, and report.
 Stages, each a launch of ``study.launch`` recorded in MLflow like any other:
 
 1. one tuning study per family (experiment ``NAME-SPACE``; Optuna study of the same name),
-   on seeds ``0..S-1``;
+   on seeds ``0..S-1``, every family sized to one budget of flops per step unless told
+   otherwise (``--budget-flops match``: the CCN 20:4's, ``matched_budget``);
 2. one evaluation (experiment ``NAME``): Ray Tune runs the best configuration of every family
    (the Optuna trial with the lowest final windowed MSRE) on ``--eval-seeds`` seeds that no
    tuning trial used, one trial per family, its child run tagged ``ccn.role=eval``;
@@ -16,10 +17,12 @@ comparison killed part way (with ``--resume`` when a stage was interrupted mid-w
 ``study.launch`` asks).
 
 ``--preset jmlr-trace-patterning`` runs instead the paper's experiment (Javed et al., JMLR
-2023) as a grid, with no search: every configuration of ``PRESETS`` on the same seeds, then
-the report and the paper's orderings checked with intervals (``orderings``). ``--scale F``
-divides its steps and stage lengths by F and ``--seeds`` sets its seeds, so the same protocol
-runs on a laptop.
+2023) as a grid, with no search: every configuration of ``PRESETS`` on the tuning seeds
+(experiment ``NAME``), each family's pick on fresh seeds (``NAME-fresh``), then the report
+and the paper's orderings judged on the fresh seeds with bootstrap intervals
+(``study.report.claims``); ``--extend-grid`` adds step sizes past the edge a pick is at.
+``--scale F`` divides its steps and stage lengths by F and ``--seeds`` sets its tuning seeds,
+so the same protocol runs on a laptop.
 """
 
 from __future__ import annotations
