@@ -25,6 +25,7 @@ SIZES = {
     "constructive": dict(n_features=3),
     "hybrid": dict(n_features=6, per_stage=2),
     "tbptt": dict(n_features=3, truncation=4),
+    "snap1": dict(n_features=3),
 }
 pytestmark = pytest.mark.skipif(native.ensure() is not None, reason="no C++ compiler")
 
@@ -76,14 +77,14 @@ def test_native_loop_equals_jax(name, task):
         assert int(state.stage) == 2  # the last of 3 stages started mid-run, in both
 
 
-@pytest.mark.parametrize("name", ["hybrid", "tbptt"])
+@pytest.mark.parametrize("name", ["hybrid", "tbptt", "snap1"])
 def test_native_loop_equals_jax_without_rmsprop(name):
     env, tp = make_task("trace_patterning")
     learner = make_learner(name, env.obs_size, rmsprop=False, **SIZES[name])
     assert_same(*both(learner, env, tp, hparams(alpha=1e-2)))
 
 
-@pytest.mark.parametrize("name", list(SIZES))
+@pytest.mark.parametrize("name", ["columnar", "constructive", "hybrid", "tbptt"])
 def test_native_loop_equals_jax_with_the_reference_update_rule(name):
     """The kernel reads nu_init and readout_per_feature: moments from 1 with no correction,
     restarted at 1 with each stage, the readout's step size over its active features."""
@@ -106,10 +107,11 @@ def test_a_rule_the_kernel_ignored_would_be_caught():
         assert_same(ref, ours)
 
 
-def test_a_wrong_step_size_is_caught():
+@pytest.mark.parametrize("name", ["columnar", "snap1"])
+def test_a_wrong_step_size_is_caught(name):
     """The comparison can fail: the same kernel run with another step size differs."""
     env, tp = make_task("trace_patterning")
-    learner = make_learner("columnar", env.obs_size, n_features=3)
+    learner = make_learner(name, env.obs_size, n_features=3)
     ref, _ = both(learner, env, tp, hparams())
     _, other = both(learner, env, tp, hparams(alpha=3.3e-3))
     with pytest.raises(AssertionError):
@@ -167,11 +169,12 @@ def test_engine_setting_and_what_the_kernel_does_not_run(monkeypatch):
     assert native.engine(make_learner("columnar", env.obs_size), env) == "jax"
     monkeypatch.setenv("CCN_ENGINE", "native")
     assert native.engine(make_learner("columnar", env.obs_size), env) == "native"
-    snap = make_learner("snap1", env.obs_size)
-    with pytest.raises(RuntimeError, match="CCN_ENGINE=native: the kernel has no snap1"):
-        native.engine(snap, env)
+    uoro = make_learner("uoro", env.obs_size)
+    with pytest.raises(RuntimeError, match="CCN_ENGINE=native: the kernel has no uoro"):
+        native.engine(uoro, env)
     monkeypatch.setenv("CCN_ENGINE", "auto")
-    assert native.engine(snap, env) == "jax"
+    assert native.engine(uoro, env) == "jax"
+    assert native.engine(make_learner("snap1", env.obs_size), env) == "native"
     classifier = make_learner("columnar", env.obs_size, n_classes=10)
     assert "classify" in native.unsupported(classifier, env)
 

@@ -9,8 +9,8 @@ those a step reads), the same state, the same formulas. The JAX code stays the r
 the path on GPUs; ``tests/test_native.py`` holds the two together.
 
 Which path a run takes (``engine``): the kernel where it applies (the staged networks, i.e.
-columnar, constructive and hybrid, and T-BPTT, predicting on the animal-learning testbed in
-float32 on the CPU) and builds; JAX otherwise. ``CCN_ENGINE=jax`` always takes JAX;
+columnar, constructive and hybrid, T-BPTT and SnAp-1, predicting on the animal-learning testbed
+in float32 on the CPU) and builds; JAX otherwise. ``CCN_ENGINE=jax`` always takes JAX;
 ``CCN_ENGINE=native`` fails with the reason where the kernel cannot run.
 
 The kernel is compiled on first use with the machine's C++ compiler (``$CXX`` or ``g++``,
@@ -39,6 +39,7 @@ SOURCE = Path(__file__).with_name("loop.cc")
 TARGET = "ccn_run_block"
 UNIFORMS_TARGET = "ccn_uniforms"
 STAGED = ("columnar", "constructive", "hybrid")
+KINDS = {**dict.fromkeys(STAGED, 0), "tbptt": 1, "snap1": 2}  # the kernel's learner kinds
 ENGINES = ("auto", "native", "jax")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # "ready": bool, "why": reason it is not
@@ -136,7 +137,7 @@ def unsupported(learner: Any, env: Any) -> str | None:
 
     if not isinstance(env, Animal):
         return f"the kernel runs the animal-learning testbed, not {type(env).__name__}"
-    if learner.name not in (*STAGED, "tbptt"):
+    if learner.name not in KINDS:
         return f"the kernel has no {learner.name} learner"
     if learner.settings.get("n_classes"):
         return "the kernel predicts; it does not classify"
@@ -183,9 +184,8 @@ def block_fn(learner: Any, env: Any, steps: int):
     from study.tasks.animal import half_patterns
 
     s = learner.settings
-    staged = learner.name in STAGED
     attrs = dict(
-        kind=np.int64(0 if staged else 1),
+        kind=np.int64(KINDS[learner.name]),
         m=np.int64(s["n_inputs"]),
         n_features=np.int64(s["n_features"]),
         per_stage=np.int64(s.get("per_stage", s["n_features"])),
@@ -204,8 +204,9 @@ def block_fn(learner: Any, env: Any, steps: int):
 
     def block(carry, hp, tp):
         f32, i32 = jnp.float32, jnp.int32
-        leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant,
-                  *jax.tree.leaves(carry.learner_state), *carry.msre]  # fmt: skip
+        learner_leaves = jax.tree.leaves(carry.learner_state)
+        leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant, *learner_leaves,
+                  *carry.msre]  # fmt: skip
         hpf = jnp.stack([hp.alpha, hp.lambda_, hp.gamma, hp.beta2, hp.eps, hp.norm_rate,
                          hp.norm_floor, hp.nu_init,
                          hp.readout_per_feature]).astype(f32)  # fmt: skip
@@ -228,6 +229,7 @@ def block_fn(learner: Any, env: Any, steps: int):
             tpi,
             jnp.asarray(candidates),
             *leaves,
+            learner_leaves=np.int64(len(learner_leaves)),
             **attrs,
         )
         n_env = len(carry.env_state)

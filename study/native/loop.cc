@@ -2,8 +2,9 @@
 //
 // One call advances every stream of a batch by B steps: the animal-learning task
 // (study/tasks/animal.py, from the uniforms its `uniforms` drew), the learner (the staged
-// LSTM-column network of learners/staged.py, or T-BPTT on the dense LSTM of learners/tbptt.py)
-// and the streaming MSRE (study/tasks/metrics.py). The JAX code stays the reference, and the
+// LSTM-column network of learners/staged.py, T-BPTT on the dense LSTM of learners/tbptt.py, or
+// SnAp-1 on the dense LSTM of learners/dense.py) and the streaming MSRE
+// (study/tasks/metrics.py). The JAX code stays the reference, and the
 // path on every other device: this file computes the same numbers in the same order of
 // operations where it can, and tests/test_native.py holds the two together.
 //
@@ -12,8 +13,9 @@
 //   2 hp i32 [1]: steps_per_stage              norm_rate norm_floor nu_init readout_per_feature
 //   3 task f32 [2 + d]: p_pattern noise probs  4 task i32 [7]: isi_lo isi_hi iti_lo iti_hi
 //   5 candidates f32 [n, n_cs] (half_patterns)                 cs_len us_len distractor_len
-//   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's 22, the MSRE's 4
-// Attribute `steps`: the block's length. The task's uniforms are drawn here, bit for bit those
+//   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's (attribute
+//       `learner_leaves`: 22 for the staged network and T-BPTT, 19 for SnAp-1), the MSRE's 4
+// Attribute `steps`: the block's length; `kind`: 0 staged, 1 T-BPTT, 2 SnAp-1. The task's uniforms are drawn here, bit for bit those
 // of Animal.uniforms (JAX's threefry2x32), and only the ones a step reads.
 // Results: the carry's leaves in the same order, then the block's sq_sum, count, nonfinite,
 // ret_sum, ret_sq_sum.
@@ -34,9 +36,11 @@ namespace {
 
 constexpr int kCarryStart = 6;  // first carry leaf among the arguments
 constexpr int kTaskLeaves = 8;
-constexpr int kLearnerLeaves = 22;
 constexpr int kMsreLeaves = 4;
-constexpr int kCarryLeaves = 1 + kTaskLeaves + 2 + kLearnerLeaves + kMsreLeaves;
+// The learner state's leaves, in the field order of its NamedTuple (jax.tree.leaves).
+constexpr int kStagedLeaves = 22;  // learners.staged.StagedState
+constexpr int kTbpttLeaves = 22;   // learners.tbptt.TbpttState
+constexpr int kSnap1Leaves = 19;   // learners.dense.DenseState
 
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 
@@ -628,6 +632,93 @@ struct Tbptt {
   }
 };
 
+// -- SnAp-1 on the dense LSTM (learners.dense.snap1) ------------------------------------------
+
+struct Snap1 {
+  int m, H, J;
+  float *theta, *h, *c, *w, *b, *trace_h, *trace_c, *elig_theta, *elig_w, *elig_b, *nu_theta,
+      *nu_w, *nu_b, *corr, *obs_mean, *obs_var, *feat_mean, *feat_var, *v_prev;
+  std::vector<float> zeta, h_hat, seed, gates, c_prev, u_pre;
+
+  void size(int m_, int H_) {
+    m = m_, H = H_, J = m + H + 1;
+    zeta.resize(J), h_hat.resize(H), seed.resize(H), gates.resize(5 * H), c_prev.resize(H);
+    u_pre.resize(4 * H);
+  }
+
+  float step(const float* x, float c_t, const HP& hp) {
+    // learners.dense.dense_forward: the observation normalised by the statistics before t,
+    // the features by those that include it.
+    for (int j = 0; j < m; ++j) zeta[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
+    for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
+    for (int n = 0; n < H; ++n) zeta[m + n] = h[n];
+    zeta[m + H] = 1.0f;
+    for (int n = 0; n < H; ++n) {
+      float pre[4];
+      for (int g = 0; g < 4; ++g) {
+        const float* row = theta + (static_cast<size_t>(n) * 4 + g) * J;
+        float acc = 0.0f;
+        for (int j = 0; j < J; ++j) acc += row[j] * zeta[j];
+        pre[g] = acc;
+        u_pre[n * 4 + g] = row[m + n];  // the unit's own recurrent weight, before the update
+      }
+      const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), o = sigmoid(pre[2]);
+      const float g = fast_tanh(pre[3]);
+      const float cn = f * c[n] + i * g;
+      const float tch = fast_tanh(cn);
+      float* gs = gates.data() + 5 * n;
+      gs[0] = i, gs[1] = f, gs[2] = o, gs[3] = g, gs[4] = tch;
+      c_prev[n] = c[n];
+      c[n] = cn;
+      h[n] = o * tch;
+    }
+    for (int n = 0; n < H; ++n) update_stats(h[n], feat_mean[n], feat_var[n], hp);
+    float v = 0.0f;
+    for (int n = 0; n < H; ++n) {
+      const float inv = rsqrt(feat_var[n]);
+      h_hat[n] = (h[n] - feat_mean[n]) * inv;
+      seed[n] = w[n] * inv;  // d v / d h_n, from the readout before its update
+      v += w[n] * h_hat[n];
+    }
+    v += *b;
+
+    // TD(lambda) (learners.td.td_lambda): delta_{t-1} with the eligibilities of step t-1.
+    const float delta = c_t + hp.gamma * v - *v_prev;
+    const float decay = hp.gamma * hp.lambda;
+    const float co = hp.beta2 * *corr + (1.0f - hp.beta2);
+    const float rs = rsqrt(co);
+    td_block(static_cast<size_t>(H) * 4 * J, theta, elig_theta, nu_theta, delta, rs, hp);
+    for (int n = 0; n < H; ++n) {
+      w[n] = td_update(w[n], elig_w[n], nu_w[n], rs, delta, hp);
+      elig_w[n] = decay * elig_w[n] + h_hat[n];
+    }
+    *b = td_update(*b, *elig_b, *nu_b, rs, delta, hp);
+    *elig_b = decay * *elig_b + 1.0f;
+    *corr = co;
+
+    // SnAp-1 traces (learners.lstm_column.own_trace_step): each unit's own rows, through its
+    // own (h, c) and its own recurrent weight; every row multiplies the same zeta.
+    for (int n = 0; n < H; ++n) {
+      const float* u = u_pre.data() + n * 4;
+      const float* gs = gates.data() + 5 * n;
+      const float i = gs[0], f = gs[1], o = gs[2], g = gs[3], tch = gs[4], cp = c_prev[n];
+      const float di = i * (1 - i), df = f * (1 - f), dout = o * (1 - o), dg = 1 - g * g;
+      const float A = cp * df * u[1] + g * di * u[0] + i * dg * u[3];
+      const float B = tch * dout * u[2];
+      const float oc = o * (1 - tch * tch);
+      const float ec[4] = {g * di, cp * df, 0.0f, i * dg};
+      const float eh[4] = {0.0f, 0.0f, tch * dout, 0.0f};
+      for (int gate = 0; gate < 4; ++gate) {
+        const size_t row = (static_cast<size_t>(n) * 4 + gate) * J;
+        trace_row(J, trace_h + row, trace_c + row, elig_theta + row, zeta.data(), f, A, B, oc,
+                  ec[gate], eh[gate], seed[n], decay);
+      }
+    }
+    *v_prev = v;
+    return v;
+  }
+};
+
 // -- the streaming MSRE as a ring buffer ---------------------------------------------------
 
 struct Msre {
@@ -682,9 +773,16 @@ T* at(ffi::AnyBuffer buf, size_t stream, size_t batch) {
 
 ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t kind, int64_t m,
                     int64_t n_features, int64_t per_stage, int64_t truncation, int64_t rmsprop,
-                    int64_t n_cs, int64_t n_d, int64_t rule, int64_t per_trial,
-                    int64_t steps) {
-  if (args.size() != kCarryStart + kCarryLeaves || rets.size() != kCarryLeaves + 5)
+                    int64_t n_cs, int64_t n_d, int64_t rule, int64_t per_trial, int64_t steps,
+                    int64_t learner_leaves) {
+  const int64_t expected[3] = {kStagedLeaves, kTbpttLeaves, kSnap1Leaves};
+  if (kind < 0 || kind > 2 || learner_leaves != expected[kind])
+    return ffi::Error::InvalidArgument("ccn_run_block: the learner state's leaves do not match "
+                                       "its kind");
+  const int n_learner = static_cast<int>(learner_leaves);
+  const int n_carry = 1 + kTaskLeaves + 2 + n_learner + kMsreLeaves;
+  if (static_cast<int>(args.size()) != kCarryStart + n_carry ||
+      static_cast<int>(rets.size()) != n_carry + 5)
     return ffi::Error::InvalidArgument("ccn_run_block: wrong number of arguments or results");
   std::vector<ffi::AnyBuffer> in, out;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -698,7 +796,7 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
     out.push_back(**r);
   }
   // The carry's results start as its arguments (the same buffers when XLA aliased them).
-  for (int i = 0; i < kCarryLeaves; ++i) {
+  for (int i = 0; i < n_carry; ++i) {
     const ffi::AnyBuffer& src = in[kCarryStart + i];
     if (src.untyped_data() != out[i].untyped_data())
       std::memcpy(out[i].untyped_data(), src.untyped_data(), src.size_bytes());
@@ -709,8 +807,10 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
 
   Staged staged;
   Tbptt tbptt;
+  Snap1 snap1;
   if (kind == 0) staged.size(m, n_features, per_stage);
-  else tbptt.size(m, n_features, truncation);
+  else if (kind == 1) tbptt.size(m, n_features, truncation);
+  else snap1.size(m, n_features);
   Msre msre;
   const int L = 1 + kTaskLeaves + 2;  // first learner leaf among the carry's results
 
@@ -747,6 +847,12 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       g.feat_var = f(18), g.v_prev = f(19);
       g.t = at<int32_t>(out[L + 20], s, batch), g.stage_p = at<int32_t>(out[L + 21], s, batch);
       g.load();
+    } else if (kind == 2) {
+      Snap1& g = snap1;
+      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.trace_h = f(5);
+      g.trace_c = f(6), g.elig_theta = f(7), g.elig_w = f(8), g.elig_b = f(9);
+      g.nu_theta = f(10), g.nu_w = f(11), g.nu_b = f(12), g.corr = f(13), g.obs_mean = f(14);
+      g.obs_var = f(15), g.feat_mean = f(16), g.feat_var = f(17), g.v_prev = f(18);
     } else {
       Tbptt& g = tbptt;
       g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.buf_zeta = f(5);
@@ -756,17 +862,19 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       g.feat_var = f(19), g.v_prev = f(20), g.t = at<int32_t>(out[L + 21], s, batch);
       g.start_block();
     }
-    const int M = L + kLearnerLeaves;  // first MSRE leaf
+    const int M = L + n_learner;  // first MSRE leaf
     const int H = static_cast<int>(out[M].element_count() / batch);
-    msre.load(f(kLearnerLeaves), at<bool>(out[M + 1], s, batch), f(kLearnerLeaves + 2),
-              f(kLearnerLeaves + 3), H);
+    msre.load(f(n_learner), at<bool>(out[M + 1], s, batch), f(n_learner + 2),
+              f(n_learner + 3), H);
 
     double sq_sum = 0.0, ret_sum = 0.0, ret_sq_sum = 0.0;
     int32_t count = 0;
     bool nonfinite = false;
     for (int step = 0; step < B; ++step) {
       const float c_t = *cumulant;
-      const float v = kind == 0 ? staged.step(obs, c_t, hp) : tbptt.step(obs, c_t, hp);
+      const float v = kind == 0   ? staged.step(obs, c_t, hp)
+                      : kind == 1 ? tbptt.step(obs, c_t, hp)
+                                  : snap1.step(obs, c_t, hp);
       nonfinite = nonfinite || !std::isfinite(v);
       float sq, ret;
       if (msre.update(v, c_t, sq, ret)) {
@@ -776,9 +884,9 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       *cumulant = task_step(task, rng, *t, obs);
       *t += 1;
     }
-    msre.store(f(kLearnerLeaves), at<bool>(out[M + 1], s, batch), f(kLearnerLeaves + 3));
+    msre.store(f(n_learner), at<bool>(out[M + 1], s, batch), f(n_learner + 3));
     if (kind == 0) staged.store();
-    const int R = kCarryLeaves;
+    const int R = n_carry;
     *at<float>(out[R], s, batch) = static_cast<float>(sq_sum);
     *at<int32_t>(out[R + 1], s, batch) = count;
     *at<bool>(out[R + 2], s, batch) = nonfinite;
@@ -804,7 +912,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ccn_run_block, RunBlock,
                                   .Attr<int64_t>("n_d")
                                   .Attr<int64_t>("rule")
                                   .Attr<int64_t>("per_trial")
-                                  .Attr<int64_t>("steps"));
+                                  .Attr<int64_t>("steps")
+                                  .Attr<int64_t>("learner_leaves"));
 
 namespace {
 
