@@ -126,11 +126,13 @@ class Trial:
         keys = (
             "alpha",
             "lambda_",
+            "norm_rate",
             "n_features",
             "per_stage",
             "truncation",
             "layers",
             "steps_per_stage",
+            "update_rule",
         )
         if self.measure.higher_better:  # a classifier keeps no eligibility: lambda is unused
             keys = tuple(k for k in keys if k != "lambda_")
