@@ -10,7 +10,8 @@ two, so the trial, the launch, the comparison and the report ask it instead of b
 - the default block, window and chunk lengths of a trial;
 - the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of its
   statistics (:meth:`TaskKind.metrics`), its curve points (:meth:`TaskKind.curve`) and what
-  runs after each chunk (:meth:`TaskKind.after_chunk`: held-out scoring).
+  runs every ``chunk_steps`` steps and at the end (:meth:`TaskKind.on_schedule`: held-out
+  scoring), at those steps whatever the chunks' lengths.
 
 ``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built, so
 a driver or a report may ask a kind's names freely.
@@ -107,8 +108,9 @@ class TaskKind:
         """``(step, values)`` at the end of every block from ``since_block`` on."""
         raise NotImplementedError
 
-    def after_chunk(self, run: TrialRun) -> None:
-        """What runs after each chunk, before the metrics (nothing by default)."""
+    def on_schedule(self, run: TrialRun) -> None:
+        """What runs every ``chunk_steps`` steps of a trial and after its last step (nothing
+        by default): at steps the configuration sets, never at steps a chunk's timing sets."""
 
     def verdict(self, metrics: dict[str, Any]) -> str:
         """One line saying whether a trial (its last report, ``metrics``) learned anything:
@@ -232,10 +234,12 @@ class Classification(TaskKind):
     def program(self, name, static, rmsprop, task, block, data_dir):
         return _classification_program(name, static, rmsprop, task, block, data_dir)
 
-    def after_chunk(self, run: TrialRun) -> None:
-        """Score the held-out images (accuracy and cross-entropy per seed)."""
+    def on_schedule(self, run: TrialRun) -> None:
+        """Score the held-out images (accuracy and cross-entropy per seed), and keep the
+        accuracy of this block for the curve (``heldout_acc_at{block}``)."""
         acc, ce = run.program.evaluate(run.carry.learner_state, run.hp, run.tp)
         run.extra["heldout_acc"], run.extra["heldout_ce"] = np.asarray(acc), np.asarray(ce)
+        run.extra[f"heldout_acc_at{run.blocks_done - 1}"] = np.asarray(acc)
 
     def metrics(self, run: TrialRun) -> dict[str, Any]:
         stats = run.stats()
@@ -274,7 +278,8 @@ class Classification(TaskKind):
 
     def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """The online accuracy windowed over ``window`` steps (mean and per seed), and at the
-        chunk's last block the held-out accuracy (``curve_heldout_accuracy``)."""
+        blocks where it was scored (``on_schedule``) the held-out accuracy
+        (``curve_heldout_accuracy``)."""
         stats = run.stats()
         window_blocks = max(1, run.window // run.block)
         err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
@@ -286,8 +291,8 @@ class Classification(TaskKind):
             values = {self.curve: float(np.mean(acc))}
             for i, seed in enumerate(run.seeds):
                 values[f"{self.curve}_seed{seed}"] = float(acc[i])
-            if b == err.shape[-1] - 1 and "heldout_acc" in run.extra:
-                values["curve_heldout_accuracy"] = float(np.mean(run.extra["heldout_acc"]))
+            if f"heldout_acc_at{b}" in run.extra:
+                values["curve_heldout_accuracy"] = float(np.mean(run.extra[f"heldout_acc_at{b}"]))
             points.append(((b + 1) * run.block, values))
         return points
 

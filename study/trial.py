@@ -141,7 +141,8 @@ class TrialRun:
         never past the run's end. Blocks run one compiled call each (one program for every
         chunk length; a block is thousands of steps, so a call's fixed cost is a fraction of
         a percent). Returns steps per second (of each stream)."""
-        left = self.steps // self.block - self.blocks_done
+        total = self.steps // self.block
+        left = total - self.blocks_done
         longest = max(REPORT_S, self.min_chunk_s)
         t0 = time.perf_counter()
         n = 0
@@ -149,17 +150,19 @@ class TrialRun:
             self.carry, stats = self.program.advance(self.carry, self.hp, self.tp, 1)
             self.history.append(self.stats_type(*jax.tree.map(np.asarray, stats)))
             n += 1
+            self.blocks_done += 1
+            # What the kind records on a schedule (held-out scoring) happens at steps that
+            # the configuration sets, however long this chunk turns out to be.
+            if self.blocks_done % self.chunk_blocks == 0 or self.blocks_done == total:
+                self.kind.on_schedule(self)
             elapsed = time.perf_counter() - t0
             if elapsed > longest or (n >= self.chunk_blocks and elapsed >= self.min_chunk_s):
                 break
-        self.blocks_done += n
         return n * self.block / (time.perf_counter() - t0)
 
     def advance(self) -> dict[str, Any]:
         """Run the next chunk (or what is left of the run) and return its metrics."""
-        steps_per_s = self._run_chunk()
-        self.kind.after_chunk(self)
-        return self.metrics(steps_per_s)
+        return self.metrics(self._run_chunk())
 
     def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
         """The trial's numbers: steps, speed, divergence, and the kind's (``study.kinds``).

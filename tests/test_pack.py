@@ -314,3 +314,25 @@ def test_a_classification_pack_scores_each_configuration_as_alone():
         assert pack.last_members[i]["heldout_accuracy"] == alone["heldout_accuracy"]
         assert report[f"pack{i}_heldout_accuracy"] == alone["heldout_accuracy"]
     assert pack.last_members[0]["heldout_ce"] != pack.last_members[1]["heldout_ce"]
+
+
+@pytest.mark.parametrize("report_s", [20.0, 0.0])
+def test_heldout_scoring_happens_at_steps_the_configuration_sets(monkeypatch, report_s):
+    """Catches records that depend on timing: with chunks cut after every block (a slow or
+    busy machine: REPORT_S 0) the held-out accuracy is still scored, and drawn, every
+    ``chunk_steps`` steps and at the end, with the same values as with whole chunks."""
+    import study.trial
+
+    monkeypatch.setattr(study.trial, "REPORT_S", report_s)
+    config = dict(task="seq_mnist", seeds=[0], steps=5600, chunk_steps=2800, block=700,
+                  window=2800, report_min_s=0, learner="columnar", n_features=3)  # fmt: skip
+    run = TrialRun(config)
+    points, last = [], 0
+    while not run.finished:
+        run.advance()
+        points += run.curve(last)
+        last = run.blocks_done
+    heldout = [(step, v["curve_heldout_accuracy"]) for step, v in points
+               if "curve_heldout_accuracy" in v]  # fmt: skip
+    assert [step for step, _ in heldout] == [2800, 5600]
+    assert all(0.0 <= v <= 1.0 for _, v in heldout)
