@@ -512,6 +512,26 @@ struct Staged {
   }
 };
 
+// The dense LSTM's input row at step t (learners.dense.dense_forward): the observation
+// normalised by the statistics before t (which then take x), every unit's h_{t-1}, and 1.
+inline void dense_input(float* zeta, const float* x, float* obs_mean, float* obs_var,
+                        const float* h, int m, int H, const HP& hp) {
+  for (int j = 0; j < m; ++j) zeta[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
+  for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
+  for (int n = 0; n < H; ++n) zeta[m + n] = h[n];
+  zeta[m + H] = 1.0f;
+}
+
+// Unit n's four gate pre-activations theta[n, gate] . zeta (rows of J numbers).
+inline void dense_preact(const float* theta, const float* zeta, int n, int J, float pre[4]) {
+  for (int g = 0; g < 4; ++g) {
+    const float* row = theta + (static_cast<size_t>(n) * 4 + g) * J;
+    float acc = 0.0f;
+    for (int j = 0; j < J; ++j) acc += row[j] * zeta[j];
+    pre[g] = acc;
+  }
+}
+
 // -- T-BPTT on the dense LSTM ----------------------------------------------------------------
 
 struct Tbptt {
@@ -537,19 +557,11 @@ struct Tbptt {
   float step(const float* x, float c_t, const HP& hp) {
     const int32_t now = *t;
     const int slot = now % k;
-    for (int j = 0; j < m; ++j) zeta[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
-    for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
-    for (int n = 0; n < H; ++n) zeta[m + n] = h[n];
-    zeta[m + H] = 1.0f;
+    dense_input(zeta.data(), x, obs_mean, obs_var, h, m, H, hp);
     float* gates = buf_gates + static_cast<size_t>(slot) * 4 * H;  // [4, H]: i f o g
     for (int n = 0; n < H; ++n) {
       float pre[4];
-      for (int g = 0; g < 4; ++g) {
-        const float* row = theta + (static_cast<size_t>(n) * 4 + g) * J;
-        float acc = 0.0f;
-        for (int j = 0; j < J; ++j) acc += row[j] * zeta[j];
-        pre[g] = acc;
-      }
+      dense_preact(theta, zeta.data(), n, J, pre);
       const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), o = sigmoid(pre[2]);
       const float g = fast_tanh(pre[3]);
       const float cn = f * c[n] + i * g;
@@ -649,19 +661,12 @@ struct Snap1 {
   float step(const float* x, float c_t, const HP& hp) {
     // learners.dense.dense_forward: the observation normalised by the statistics before t,
     // the features by those that include it.
-    for (int j = 0; j < m; ++j) zeta[j] = (x[j] - obs_mean[j]) * rsqrt(obs_var[j]);
-    for (int j = 0; j < m; ++j) update_stats(x[j], obs_mean[j], obs_var[j], hp);
-    for (int n = 0; n < H; ++n) zeta[m + n] = h[n];
-    zeta[m + H] = 1.0f;
+    dense_input(zeta.data(), x, obs_mean, obs_var, h, m, H, hp);
     for (int n = 0; n < H; ++n) {
       float pre[4];
-      for (int g = 0; g < 4; ++g) {
-        const float* row = theta + (static_cast<size_t>(n) * 4 + g) * J;
-        float acc = 0.0f;
-        for (int j = 0; j < J; ++j) acc += row[j] * zeta[j];
-        pre[g] = acc;
-        u_pre[n * 4 + g] = row[m + n];  // the unit's own recurrent weight, before the update
-      }
+      dense_preact(theta, zeta.data(), n, J, pre);
+      for (int g = 0; g < 4; ++g)  // the unit's own recurrent weights, before the update
+        u_pre[n * 4 + g] = theta[(static_cast<size_t>(n) * 4 + g) * J + m + n];
       const float i = sigmoid(pre[0]), f = sigmoid(pre[1]), o = sigmoid(pre[2]);
       const float g = fast_tanh(pre[3]);
       const float cn = f * c[n] + i * g;
