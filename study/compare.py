@@ -354,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _state(tracking_uri: str, experiment: str) -> str:
-    """``new`` (never launched), ``interrupted`` (its latest launch still marked running) or
-    ``done``."""
+    """``new`` (never launched), ``done`` (its latest launch finished) or ``interrupted``
+    (its latest launch still marked running, stopped with Ctrl+C, or failed: ``--resume``
+    continues it)."""
     from mlflow.tracking import MlflowClient
 
     from study.tracking import latest_launch
@@ -365,7 +366,7 @@ def _state(tracking_uri: str, experiment: str) -> str:
     last = latest_launch(client, found.experiment_id) if found else None
     if last is None:
         return "new"
-    return "interrupted" if last.info.status == "RUNNING" else "done"
+    return "done" if last.info.status == "FINISHED" else "interrupted"
 
 
 def _running(runs, studies: list[str]) -> str | None:

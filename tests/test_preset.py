@@ -294,3 +294,20 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
     reap_leftovers(runs, "compare-x-columnar")
     assert not gone.exists()
     sleeper.kill()
+
+
+@pytest.mark.parametrize("status,state", [("FINISHED", "done"), ("KILLED", "interrupted"),
+                                          ("RUNNING", "interrupted"), ("FAILED", "interrupted")])  # fmt: skip
+def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
+    """Catches a stage stopped with Ctrl+C (its launch KILLED) read as done, which made
+    ``--resume`` skip the grid's unfinished configurations and pick among the finished ones."""
+    from study.compare import _state
+    from study.tracking import ROLE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    assert _state(uri, "grid") == "new"
+    run = client.create_run(client.create_experiment("grid"), tags={ROLE_TAG: "launch"})
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+    assert _state(uri, "grid") == state
