@@ -296,8 +296,11 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
     sleeper.kill()
 
 
-@pytest.mark.parametrize("status,state", [("FINISHED", "done"), ("KILLED", "interrupted"),
-                                          ("RUNNING", "interrupted"), ("FAILED", "interrupted")])  # fmt: skip
+@pytest.mark.parametrize(
+    "status,state",
+    [("FINISHED", "done"), ("KILLED", "interrupted"), ("RUNNING", "interrupted"),
+     ("FAILED", "interrupted")],
+)  # fmt: skip
 def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
     """Catches a stage stopped with Ctrl+C (its launch KILLED) read as done, which made
     ``--resume`` skip the grid's unfinished configurations and pick among the finished ones."""

@@ -16,7 +16,15 @@ in float32 on the CPU) and builds; JAX otherwise. ``CCN_ENGINE=jax`` always take
 The kernel is compiled on first use with the machine's C++ compiler (``$CXX`` or ``g++``,
 ``-O3 -march=native``) against the FFI headers jaxlib ships, into ``$CCN_NATIVE_CACHE``
 (default ``~/.cache/ccn-study/native``), one file per source, jaxlib and CPU; a machine without
-a compiler runs JAX and says so once.
+a compiler runs JAX and says so once (the tests of ``tests/test_native.py`` then skip, except
+under ``CI=true``, where they fail).
+
+The kernel's arguments are bound by name: ``loop.cc`` lists the fields it reads of each
+NamedTuple (the learner's state, the task's state and parameters, the MSRE's state, the
+hyperparameters), ``layout()`` reads those lists from the library, and ``block_fn`` passes each
+field by its name in the kernel's order, refusing a state with a field the kernel does not
+know or lacking one it reads (``bind``). Reordering a NamedTuple's fields changes nothing;
+renaming one fails at once, naming both sides.
 """
 
 from __future__ import annotations
@@ -38,8 +46,10 @@ import numpy as np
 SOURCE = Path(__file__).with_name("loop.cc")
 TARGET = "ccn_run_block"
 UNIFORMS_TARGET = "ccn_uniforms"
+LAYOUT_SYMBOL = "ccn_layout"
 STAGED = ("columnar", "constructive", "hybrid")
 KINDS = {**dict.fromkeys(STAGED, 0), "tbptt": 1, "snap1": 2}  # the kernel's learner kinds
+GROUPS = ("staged", "tbptt", "snap1")  # the kernel's name of each kind's field list
 ENGINES = ("auto", "native", "jax")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # "ready": bool, "why": reason it is not
@@ -129,6 +139,46 @@ def ensure() -> str | None:
         return None if _state["ready"] else _state["why"]
 
 
+def layout() -> dict[str, tuple[str, ...]]:
+    """What the kernel reads, by name: each group of its arguments (``hp_float``, ``hp_int``,
+    ``task_float``, ``task_int``, ``task_state``, ``msre``, and each learner kind's state:
+    ``staged``, ``tbptt``, ``snap1``) and its fields' names in the order it takes them, as
+    ``loop.cc`` lists them (``ccn_layout``). The kernel must be ready (``ensure``)."""
+    if "layout" not in _state:
+        get = getattr(_state["lib"], LAYOUT_SYMBOL)
+        get.restype = ctypes.c_char_p
+        groups = {}
+        for line in get().decode().splitlines():
+            group, _, names = line.partition(":")
+            groups[group] = tuple(names.split())
+        _state["layout"] = groups
+    return _state["layout"]
+
+
+def bind(group: str, value: Any, names: tuple[str, ...], whole: bool = True) -> list[Any]:
+    """``value``'s fields (a NamedTuple) in the order the kernel reads ``names``; a
+    RuntimeError naming both sides' fields when the kernel reads a field ``value`` lacks, or
+    (``whole``: a state the kernel returns) ``value`` has a field the kernel does not know."""
+    fields = type(value)._fields
+    missing = [n for n in names if n not in fields]
+    unknown = [f for f in fields if f not in names] if whole else []
+    if missing or unknown:
+        where = f"{type(value).__module__}.{type(value).__qualname__}"
+        parts = [f"it reads {', '.join(missing)}, which {where} lacks"] if missing else []
+        parts += [f"{where} has {', '.join(unknown)}, which it does not read"] if unknown else []
+        raise RuntimeError(
+            f"the compiled CPU loop's {group} fields ({' '.join(names)}) do not match "
+            f"{where}'s ({' '.join(fields)}): {'; '.join(parts)}; update the lists in "
+            f"{SOURCE.name} and its code with the fields"
+        )
+    return [getattr(value, n) for n in names]
+
+
+def unbind(like: Any, names: tuple[str, ...], values: list[Any]) -> Any:
+    """A NamedTuple of ``like``'s type from ``values`` in the kernel's order ``names``."""
+    return type(like)(**dict(zip(names, values, strict=True)))
+
+
 def unsupported(learner: Any, env: Any) -> str | None:
     """Why the kernel does not apply to this learner and task (None: it does)."""
     import jax
@@ -202,19 +252,23 @@ def block_fn(learner: Any, env: Any, steps: int):
     else:
         candidates = np.zeros((1, env.n_cs), np.float32)
 
+    names = layout()
+    group = GROUPS[KINDS[learner.name]]
+
     def block(carry, hp, tp):
         f32, i32 = jnp.float32, jnp.int32
-        learner_leaves = jax.tree.leaves(carry.learner_state)
-        leaves = [carry.t, *carry.env_state, carry.obs, carry.cumulant, *learner_leaves,
-                  *carry.msre]  # fmt: skip
-        hpf = jnp.stack([hp.alpha, hp.lambda_, hp.gamma, hp.beta2, hp.eps, hp.norm_rate,
-                         hp.norm_floor, hp.nu_init,
-                         hp.readout_per_feature]).astype(f32)  # fmt: skip
-        hpi = jnp.reshape(hp.steps_per_stage, (1,)).astype(i32)
-        tpf = jnp.concatenate([jnp.stack([tp.p_pattern, tp.noise]).astype(f32),
-                               jnp.asarray(tp.distractor_probs, f32).reshape(-1)])  # fmt: skip
-        tpi = jnp.stack([tp.isi_lo, tp.isi_hi, tp.iti_lo, tp.iti_hi, tp.cs_len, tp.us_len,
-                         tp.distractor_len]).astype(i32)  # fmt: skip
+        # Every argument group in the order the kernel names its fields (``layout``).
+        state, env_state, msre = carry.learner_state, carry.env_state, carry.msre
+        learner_leaves = bind(group, state, names[group])
+        leaves = [carry.t, *bind("task_state", env_state, names["task_state"]), carry.obs,
+                  carry.cumulant, *learner_leaves, *bind("msre", msre, names["msre"])]  # fmt: skip
+        hpf = jnp.stack(bind("hp_float", hp, names["hp_float"], whole=False)).astype(f32)
+        hpi = jnp.stack(bind("hp_int", hp, names["hp_int"], whole=False)).astype(i32)
+        floats = bind("task_float", tp, names["task_float"], whole=False)
+        # the last (distractor_probs) is a vector
+        tpf = jnp.concatenate([jnp.stack(floats[:-1]).astype(f32),
+                               jnp.asarray(floats[-1], f32).reshape(-1)])  # fmt: skip
+        tpi = jnp.stack(bind("task_int", tp, names["task_int"], whole=False)).astype(i32)
         outs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
         outs += [jax.ShapeDtypeStruct((), d) for d in (f32, i32, jnp.bool_, f32, f32)]
         call = jax.ffi.ffi_call(
@@ -232,15 +286,13 @@ def block_fn(learner: Any, env: Any, steps: int):
             learner_leaves=np.int64(len(learner_leaves)),
             **attrs,
         )
-        n_env = len(carry.env_state)
-        n_learn = len(jax.tree.leaves(carry.learner_state))
         it = iter(res)
         t = next(it)
-        env_state = type(carry.env_state)(*(next(it) for _ in range(n_env)))
+        env_state = unbind(env_state, names["task_state"],
+                           [next(it) for _ in names["task_state"]])  # fmt: skip
         obs, cumulant = next(it), next(it)
-        learner_state = jax.tree.unflatten(jax.tree.structure(carry.learner_state),
-                                           [next(it) for _ in range(n_learn)])  # fmt: skip
-        msre = type(carry.msre)(*(next(it) for _ in range(len(carry.msre))))
+        learner_state = unbind(state, names[group], [next(it) for _ in names[group]])
+        msre = unbind(msre, names["msre"], [next(it) for _ in names["msre"]])
         stats = tuple(it)
         new = carry._replace(t=t, env_state=env_state, obs=obs, cumulant=cumulant,
                              learner_state=learner_state, msre=msre)  # fmt: skip

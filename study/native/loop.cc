@@ -9,12 +9,17 @@
 // operations where it can, and tests/test_native.py holds the two together.
 //
 // Arguments, all batched with the same leading dimensions (jax.ffi's "broadcast_all"):
-//   0 key u32 [2], the task's random key      1 hp f32 [9]: alpha lambda gamma beta2 eps
-//   2 hp i32 [1]: steps_per_stage              norm_rate norm_floor nu_init readout_per_feature
-//   3 task f32 [2 + d]: p_pattern noise probs  4 task i32 [7]: isi_lo isi_hi iti_lo iti_hi
-//   5 candidates f32 [n, n_cs] (half_patterns)                 cs_len us_len distractor_len
-//   6.. the carry's leaves: t, the task state's 8, obs, cumulant, the learner's (attribute
-//       `learner_leaves`: 22 for the staged network and T-BPTT, 19 for SnAp-1), the MSRE's 4
+//   0 key u32 [2], the task's random key        1 hp f32: the HParams fields of kHpFloat
+//   2 hp i32: those of kHpInt                     3 task f32: kTaskFloat's AnimalParams fields
+//   4 task i32: kTaskInt's AnimalParams fields    5 candidates f32 [n, n_cs] (half_patterns)
+//   6.. the carry's leaves: t, the task state's (kTaskState), obs, cumulant, the learner's
+//       (kStagedFields, kTbpttFields or kSnap1Fields; attribute `learner_leaves` says how
+//       many), the MSRE's (kMsreFields)
+// Every group is bound by its fields' names: the lists below name them in the order the
+// arguments carry them, ccn_layout() hands the lists to Python, which passes each field by
+// name in that order and refuses a state whose fields are not these (study/native), and the
+// code below reads each by name (FIELD), so a list reordered here or a NamedTuple reordered
+// there changes nothing, and a field renamed on one side fails with both sides' names.
 // Attribute `steps`: the block's length; `kind`: 0 staged, 1 T-BPTT, 2 SnAp-1. The task's uniforms are drawn here, bit for bit those
 // of Animal.uniforms (JAX's threefry2x32), and only the ones a step reads.
 // Results: the carry's leaves in the same order, then the block's sq_sum, count, nonfinite,
@@ -26,6 +31,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -35,12 +43,48 @@ namespace ffi = xla::ffi;
 namespace {
 
 constexpr int kCarryStart = 6;  // first carry leaf among the arguments
-constexpr int kTaskLeaves = 8;
-constexpr int kMsreLeaves = 4;
-// The learner state's leaves, in the field order of its NamedTuple (jax.tree.leaves).
-constexpr int kStagedLeaves = 22;  // learners.staged.StagedState
-constexpr int kTbpttLeaves = 22;   // learners.tbptt.TbpttState
-constexpr int kSnap1Leaves = 19;   // learners.dense.DenseState
+
+// What the kernel reads, by the names of the Python fields it comes from.
+constexpr const char* kHpFloat[] = {"alpha", "lambda_", "gamma", "beta2", "eps", "norm_rate",
+                                    "norm_floor", "nu_init", "readout_per_feature"};  // HParams
+constexpr const char* kHpInt[] = {"steps_per_stage"};
+// AnimalParams: the floats, then distractor_probs' d numbers
+constexpr const char* kTaskFloat[] = {"p_pattern", "noise", "distractor_probs"};
+constexpr const char* kTaskInt[] = {"isi_lo", "isi_hi", "iti_lo", "iti_hi", "cs_len", "us_len",
+                                    "distractor_len"};  // AnimalParams
+constexpr const char* kTaskState[] = {"tau", "isi", "trial_len", "us", "cs", "distractor_left",
+                                      "distractor_pattern", "patterns"};  // AnimalState
+constexpr const char* kMsreFields[] = {"pending", "valid", "powers", "pending_zero"};  // MsreState
+constexpr const char* kStagedFields[] = {  // learners.staged.StagedState
+    "theta", "h", "c", "w", "b", "trace_h", "trace_c", "elig_theta", "elig_w", "elig_b",
+    "nu_theta", "nu_w", "nu_b", "corr_theta", "corr_out", "obs_mean", "obs_var", "feat_mean",
+    "feat_var", "v_prev", "t", "stage"};
+constexpr const char* kTbpttFields[] = {  // learners.tbptt.TbpttState
+    "theta", "h", "c", "w", "b", "buf_zeta", "buf_gates", "buf_c", "buf_c_prev", "elig_theta",
+    "elig_w", "elig_b", "nu_theta", "nu_w", "nu_b", "corr", "obs_mean", "obs_var", "feat_mean",
+    "feat_var", "v_prev", "t"};
+constexpr const char* kSnap1Fields[] = {  // learners.dense.DenseState
+    "theta", "h", "c", "w", "b", "trace_h", "trace_c", "elig_theta", "elig_w", "elig_b",
+    "nu_theta", "nu_w", "nu_b", "corr", "obs_mean", "obs_var", "feat_mean", "feat_var",
+    "v_prev"};
+constexpr int kTaskLeaves = static_cast<int>(std::size(kTaskState));
+constexpr int kMsreLeaves = static_cast<int>(std::size(kMsreFields));
+constexpr int kStagedLeaves = static_cast<int>(std::size(kStagedFields));
+constexpr int kTbpttLeaves = static_cast<int>(std::size(kTbpttFields));
+constexpr int kSnap1Leaves = static_cast<int>(std::size(kSnap1Fields));
+
+constexpr bool same_name(const char* a, const char* b) {
+  while (*a != 0 && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+// The position of `name` in `names`; a name not in the list does not compile (FIELD).
+template <size_t N>
+constexpr int index_of(const char* const (&names)[N], const char* name) {
+  for (size_t i = 0; i < N; ++i)
+    if (same_name(names[i], name)) return static_cast<int>(i);
+  throw "a field the kernel's list does not name";
+}
+#define FIELD(names, name) std::integral_constant<int, index_of(names, name)>::value
 
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 
@@ -824,53 +868,85 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
     Uniforms rng{key[0], key[1]};
     rng.U = static_cast<int>(5 + n_cs + 2 * n_d);
     const float* hpf = at<float>(in[1], s, batch);
-    HP hp{hpf[0], hpf[1], hpf[2], hpf[3], hpf[4], hpf[5], hpf[6], hpf[7], hpf[8],
-          *at<int32_t>(in[2], s, batch), rmsprop != 0};
+#define HPF(name) hpf[FIELD(kHpFloat, #name)]
+    HP hp{HPF(alpha), HPF(lambda_), HPF(gamma), HPF(beta2), HPF(eps), HPF(norm_rate),
+          HPF(norm_floor), HPF(nu_init), HPF(readout_per_feature),
+          at<int32_t>(in[2], s, batch)[FIELD(kHpInt, "steps_per_stage")], rmsprop != 0};
+#undef HPF
     const float* tf = at<float>(in[3], s, batch);
     const int32_t* ti = at<int32_t>(in[4], s, batch);
+    static_assert(FIELD(kTaskFloat, "distractor_probs") + 1 == std::size(kTaskFloat),
+                  "distractor_probs' numbers come last");
+#define TI(name) ti[FIELD(kTaskInt, #name)]
+#define TS(type, name) at<type>(out[1 + FIELD(kTaskState, #name)], s, batch)
     Task task{static_cast<int>(n_cs), static_cast<int>(n_d), 0,
               static_cast<int>(in[5].element_count() / batch / std::max<int64_t>(n_cs, 1)),
               static_cast<int>(rule), static_cast<int>(per_trial),
-              ti[0], ti[1], ti[2], ti[3], ti[4], ti[5], ti[6], tf[0], tf[1], tf + 2,
+              TI(isi_lo), TI(isi_hi), TI(iti_lo), TI(iti_hi), TI(cs_len), TI(us_len),
+              TI(distractor_len), tf[FIELD(kTaskFloat, "p_pattern")],
+              tf[FIELD(kTaskFloat, "noise")], tf + FIELD(kTaskFloat, "distractor_probs"),
               at<float>(in[5], s, batch),
-              at<int32_t>(out[1], s, batch), at<int32_t>(out[2], s, batch),
-              at<int32_t>(out[3], s, batch), at<bool>(out[4], s, batch),
-              at<float>(out[5], s, batch), at<int32_t>(out[6], s, batch),
-              at<float>(out[7], s, batch), at<float>(out[8], s, batch)};
-    task.n_rows = static_cast<int>(out[8].element_count() / batch / n_cs);
+              TS(int32_t, tau), TS(int32_t, isi), TS(int32_t, trial_len), TS(bool, us),
+              TS(float, cs), TS(int32_t, distractor_left), TS(float, distractor_pattern),
+              TS(float, patterns)};
+    task.n_rows = static_cast<int>(out[1 + FIELD(kTaskState, "patterns")].element_count() /
+                                   batch / n_cs);
+#undef TI
+#undef TS
     task.u = u_scratch.data();
     int32_t* t = at<int32_t>(out[0], s, batch);
     float* obs = at<float>(out[9], s, batch);
     float* cumulant = at<float>(out[10], s, batch);
     auto f = [&](int leaf) { return at<float>(out[L + leaf], s, batch); };
+    // g.FIELD = the learner leaf of that name in the kind's list
+#define BIND(names, field) g.field = f(FIELD(names, #field))
     if (kind == 0) {
       Staged& g = staged;
-      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.trace_h = f(5);
-      g.trace_c = f(6), g.elig_theta = f(7), g.elig_w = f(8), g.elig_b = f(9);
-      g.nu_theta = f(10), g.nu_w = f(11), g.nu_b = f(12), g.corr_theta = f(13);
-      g.corr_out = f(14), g.obs_mean = f(15), g.obs_var = f(16), g.feat_mean = f(17);
-      g.feat_var = f(18), g.v_prev = f(19);
-      g.t = at<int32_t>(out[L + 20], s, batch), g.stage_p = at<int32_t>(out[L + 21], s, batch);
+      BIND(kStagedFields, theta), BIND(kStagedFields, h), BIND(kStagedFields, c);
+      BIND(kStagedFields, w), BIND(kStagedFields, b), BIND(kStagedFields, trace_h);
+      BIND(kStagedFields, trace_c), BIND(kStagedFields, elig_theta);
+      BIND(kStagedFields, elig_w), BIND(kStagedFields, elig_b), BIND(kStagedFields, nu_theta);
+      BIND(kStagedFields, nu_w), BIND(kStagedFields, nu_b), BIND(kStagedFields, corr_theta);
+      BIND(kStagedFields, corr_out), BIND(kStagedFields, obs_mean);
+      BIND(kStagedFields, obs_var), BIND(kStagedFields, feat_mean);
+      BIND(kStagedFields, feat_var), BIND(kStagedFields, v_prev);
+      g.t = at<int32_t>(out[L + FIELD(kStagedFields, "t")], s, batch);
+      g.stage_p = at<int32_t>(out[L + FIELD(kStagedFields, "stage")], s, batch);
       g.load();
     } else if (kind == 2) {
       Snap1& g = snap1;
-      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.trace_h = f(5);
-      g.trace_c = f(6), g.elig_theta = f(7), g.elig_w = f(8), g.elig_b = f(9);
-      g.nu_theta = f(10), g.nu_w = f(11), g.nu_b = f(12), g.corr = f(13), g.obs_mean = f(14);
-      g.obs_var = f(15), g.feat_mean = f(16), g.feat_var = f(17), g.v_prev = f(18);
+      BIND(kSnap1Fields, theta), BIND(kSnap1Fields, h), BIND(kSnap1Fields, c);
+      BIND(kSnap1Fields, w), BIND(kSnap1Fields, b), BIND(kSnap1Fields, trace_h);
+      BIND(kSnap1Fields, trace_c), BIND(kSnap1Fields, elig_theta);
+      BIND(kSnap1Fields, elig_w), BIND(kSnap1Fields, elig_b), BIND(kSnap1Fields, nu_theta);
+      BIND(kSnap1Fields, nu_w), BIND(kSnap1Fields, nu_b), BIND(kSnap1Fields, corr);
+      BIND(kSnap1Fields, obs_mean), BIND(kSnap1Fields, obs_var);
+      BIND(kSnap1Fields, feat_mean), BIND(kSnap1Fields, feat_var);
+      BIND(kSnap1Fields, v_prev);
     } else {
       Tbptt& g = tbptt;
-      g.theta = f(0), g.h = f(1), g.c = f(2), g.w = f(3), g.b = f(4), g.buf_zeta = f(5);
-      g.buf_gates = f(6), g.buf_c = f(7), g.buf_c_prev = f(8), g.elig_theta = f(9);
-      g.elig_w = f(10), g.elig_b = f(11), g.nu_theta = f(12), g.nu_w = f(13), g.nu_b = f(14);
-      g.corr = f(15), g.obs_mean = f(16), g.obs_var = f(17), g.feat_mean = f(18);
-      g.feat_var = f(19), g.v_prev = f(20), g.t = at<int32_t>(out[L + 21], s, batch);
+      BIND(kTbpttFields, theta), BIND(kTbpttFields, h), BIND(kTbpttFields, c);
+      BIND(kTbpttFields, w), BIND(kTbpttFields, b), BIND(kTbpttFields, buf_zeta);
+      BIND(kTbpttFields, buf_gates), BIND(kTbpttFields, buf_c);
+      BIND(kTbpttFields, buf_c_prev), BIND(kTbpttFields, elig_theta);
+      BIND(kTbpttFields, elig_w), BIND(kTbpttFields, elig_b), BIND(kTbpttFields, nu_theta);
+      BIND(kTbpttFields, nu_w), BIND(kTbpttFields, nu_b), BIND(kTbpttFields, corr);
+      BIND(kTbpttFields, obs_mean), BIND(kTbpttFields, obs_var);
+      BIND(kTbpttFields, feat_mean), BIND(kTbpttFields, feat_var);
+      BIND(kTbpttFields, v_prev);
+      g.t = at<int32_t>(out[L + FIELD(kTbpttFields, "t")], s, batch);
       g.start_block();
     }
+#undef BIND
     const int M = L + n_learner;  // first MSRE leaf
-    const int H = static_cast<int>(out[M].element_count() / batch);
-    msre.load(f(n_learner), at<bool>(out[M + 1], s, batch), f(n_learner + 2),
-              f(n_learner + 3), H);
+    auto ms = [&](int field) { return M + field; };
+    const int H = static_cast<int>(out[ms(FIELD(kMsreFields, "pending"))].element_count() /
+                                   batch);
+    float* pending = at<float>(out[ms(FIELD(kMsreFields, "pending"))], s, batch);
+    bool* valid = at<bool>(out[ms(FIELD(kMsreFields, "valid"))], s, batch);
+    float* zero = at<float>(out[ms(FIELD(kMsreFields, "pending_zero"))], s, batch);
+    msre.load(pending, valid, at<float>(out[ms(FIELD(kMsreFields, "powers"))], s, batch), zero,
+              H);
 
     double sq_sum = 0.0, ret_sum = 0.0, ret_sq_sum = 0.0;
     int32_t count = 0;
@@ -889,7 +965,7 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
       *cumulant = task_step(task, rng, *t, obs);
       *t += 1;
     }
-    msre.store(f(n_learner), at<bool>(out[M + 1], s, batch), f(n_learner + 3));
+    msre.store(pending, valid, zero);
     if (kind == 0) staged.store();
     const int R = n_carry;
     *at<float>(out[R], s, batch) = static_cast<float>(sq_sum);
@@ -945,3 +1021,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ccn_uniforms, UniformsBlock,
                                   .Arg<ffi::Buffer<ffi::U32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());
+
+// The field lists above as text, one group a line ("staged: theta h c ..."), for Python to
+// bind its arguments by name (study/native/__init__.py, layout).
+extern "C" const char* ccn_layout() {
+  static const std::string text = [] {
+    std::string out;
+    auto line = [&out](const char* group, const auto& names) {
+      out += group;
+      out += ":";
+      for (const char* n : names) out += std::string(" ") + n;
+      out += "\n";
+    };
+    line("hp_float", kHpFloat), line("hp_int", kHpInt), line("task_float", kTaskFloat);
+    line("task_int", kTaskInt), line("task_state", kTaskState), line("msre", kMsreFields);
+    line("staged", kStagedFields), line("tbptt", kTbpttFields), line("snap1", kSnap1Fields);
+    return out;
+  }();
+  return text.c_str();
+}
