@@ -30,7 +30,6 @@ COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "
 
 def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     """One family on its defaults: a row of the table."""
-    import numpy as np
 
     from study.loop import run_batch
     from study.run import learner_hparams
@@ -50,7 +49,7 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     const = baselines(res.ret_sum, res.ret_sq_sum, res.count, window)["constant_windowed"][0]
     ratio = normalised(msre, const)
     m, h = mean_ci(msre)
-    n, hn = mean_ci(ratio)
+    n, hn, learned = PREDICTION.learned(ratio)
     shown = ("alpha", "lambda_", "norm_rate") + (("init_scale",) if name != "linear" else ())
     size = DEFAULT_SIZES[name]
     if name == "tbptt":  # the paper's truncation:hidden
@@ -60,7 +59,7 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
         size=":".join(str(v) for v in size.values()) or "-",
         defaults=" ".join(f"{k}={defaults[k]:g}" for k in shown),
         steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=n, nmsre_ci=hn,
-        learned=bool(np.isfinite(hn) and n + hn < 1.0),
+        learned=learned,
         seconds=res.seconds,
     )  # fmt: skip
 

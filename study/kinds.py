@@ -8,10 +8,15 @@ two, so the trial, the launch, the comparison and the report ask it instead of b
 - the objective (``metric``, ``mode``) and the report's measure (``final``, ``label``, ``log``);
 - the learning curve's MLflow key and label;
 - the default block, window and chunk lengths of a trial;
-- the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of its
-  statistics (:meth:`TaskKind.metrics`), its curve points (:meth:`TaskKind.curve`) and what
-  runs every ``chunk_steps`` steps and at the end (:meth:`TaskKind.on_schedule`: held-out
-  scoring), at those steps whatever the chunks' lengths.
+- the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of one
+  configuration's statistics (:meth:`TaskKind.metrics`), its curve points
+  (:meth:`TaskKind.curve_points`) and what runs every ``chunk_steps`` steps and at the end
+  (:meth:`TaskKind.scheduled`: held-out scoring), at those steps whatever the chunks' lengths;
+- whether a trial learned anything (:meth:`TaskKind.verdict`, from ``study.stats.learned``).
+
+A kind reads statistics and returns numbers: what it is given is a :class:`Record` (one
+configuration's per-block statistics and what the kind recorded on schedule, with the seeds
+and the block and window lengths); it never sees a trial.
 
 ``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built, so
 a driver or a report may ask a kind's names freely.
@@ -22,16 +27,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from study.tasks import is_classification
 from study.tasks.metrics import baselines, normalised, summarise_blocks
-
-if TYPE_CHECKING:
-    from study.trial import TrialRun
 
 
 class Program(NamedTuple):
@@ -45,6 +47,31 @@ class Program(NamedTuple):
     init: Any
     advance: Any
     evaluate: Any = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a kind reads of one configuration (a lone trial, or one member of a pack): its
+    per-block statistics (the kind's ``stats_type``, [seeds, blocks] each), what the kind
+    recorded on schedule (``scheduled``: arrays whose first axis is the seeds, or scalars),
+    its seeds, and the block and window lengths and steps done."""
+
+    stats: Any
+    seeds: tuple[int, ...]
+    block: int
+    window: int
+    steps_done: int
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def window_blocks(self) -> int:
+        """Blocks in the windowed measure, never more than the run so far."""
+        return max(1, min(self.window, self.steps_done) // self.block)
+
+    @property
+    def curve_window_blocks(self) -> int:
+        """Blocks in the window of each point of the learning curve."""
+        return max(1, self.window // self.block)
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,12 @@ class TaskKind:
     chunk: int  # default steps between two reports of a trial
     takes_data_dir: bool  # the task reads files (--data-dir)
     reading: str  # how to read a study of this kind in MLflow (its experiment's description)
+    # whether a trial learned: the per-seed values of verdict_key against no_learning
+    verdict_key: str
+    no_learning: float  # what a learner that learned nothing scores
+    verdict_text: str  # the values' name in a verdict
+    no_learning_text: str
+    not_learned: str  # why not, in a verdict
 
     @property
     def final(self) -> str:
@@ -99,32 +132,45 @@ class TaskKind:
                 data_dir: str | None) -> Program:  # fmt: skip
         raise NotImplementedError
 
-    def metrics(self, run: TrialRun) -> dict[str, Any]:
-        """The kind's numbers of a trial's statistics so far (``steps_done``, the rates and the
-        divergence flags are the trial's)."""
+    def metrics(self, record: Record) -> dict[str, Any]:
+        """The kind's numbers of one configuration's statistics so far (``steps_done``, the
+        rates and the divergence flags are the trial's)."""
         raise NotImplementedError
 
-    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+    def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on."""
         raise NotImplementedError
 
-    def on_schedule(self, run: TrialRun) -> None:
-        """What runs every ``chunk_steps`` steps of a trial and after its last step (nothing
-        by default): at steps the configuration sets, never at steps a chunk's timing sets."""
+    def scheduled(self, program: Program, carry: Any, hp: Any, tp: Any,
+                  block: int) -> dict[str, np.ndarray]:  # fmt: skip
+        """What runs every ``chunk_steps`` steps of a trial and after its last step, given
+        the trial's program and state after block ``block`` (0-based): the arrays to record
+        (first axis: the streams), at steps the configuration sets, never at steps a chunk's
+        timing sets. Nothing by default."""
+        return {}
+
+    def learned(self, values: np.ndarray) -> tuple[float, float, bool]:
+        """``(mean, 95% half-width, learned)`` of the per-seed ``verdict_key`` values
+        (``study.stats.learned``)."""
+        from study.stats import learned
+
+        return learned(values, self.no_learning, self.higher_better)
 
     def verdict(self, metrics: dict[str, Any]) -> str:
         """One line saying whether a trial (its last report, ``metrics``) learned anything:
-        its per-seed measure's mean and 95% interval against what no learning scores."""
-        raise NotImplementedError
-
-    def _interval(self, metrics: dict[str, Any], prefix: str) -> tuple[float, float, int]:
-        from study.stats import mean_ci
-
-        seeds = [k for k in metrics if k.startswith(prefix)]
-        if not seeds:
-            return math.nan, math.nan, 0
-        mean, half = mean_ci(np.asarray([metrics[k] for k in seeds], np.float64))
-        return mean, (half if math.isfinite(half) else 0.0), len(seeds)
+        its per-seed ``verdict_key`` values' mean and 95% interval against what no learning
+        scores (``no_learning``)."""
+        prefix = f"{self.verdict_key}_seed"
+        values = [metrics[k] for k in metrics if k.startswith(prefix)]
+        if not values:
+            return ""
+        mean, half, ok = self.learned(np.asarray(values, np.float64))
+        if len(values) < 2:
+            return (f"{self.verdict_text} {mean:.3f} on 1 seed ({self.no_learning_text}): "
+                    "not shown either way: one seed gives no interval (run 2 or more)")  # fmt: skip
+        return (f"{self.verdict_text} {mean:.3f} ± {half:.3f} (95% CI over {len(values)} "
+                f"seeds; {self.no_learning_text}): "
+                f"{'learned' if ok else 'NOT LEARNED: ' + self.not_learned}")  # fmt: skip
 
 
 def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
@@ -152,9 +198,8 @@ class Prediction(TaskKind):
     def program(self, name, static, rmsprop, task, block, data_dir):
         return _prediction_program(name, static, rmsprop, task, block)
 
-    def metrics(self, run: TrialRun) -> dict[str, Any]:
-        stats = run.stats()
-        window_blocks = max(1, min(run.window, run.steps_done) // run.block)
+    def metrics(self, record: Record) -> dict[str, Any]:
+        stats, window_blocks = record.stats, record.window_blocks
         summary = summarise_blocks(stats.sq_sum, stats.count, window_blocks)
         base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
         ratio = normalised(summary["windowed"], base["constant_windowed"])
@@ -166,7 +211,7 @@ class Prediction(TaskKind):
             "msre_constant_windowed": float(np.mean(base["constant_windowed"])),
             "msre_zero_windowed": float(np.mean(base["zero_windowed"])),
         }
-        for i, seed in enumerate(run.seeds):
+        for i, seed in enumerate(record.seeds):
             out[f"msre_windowed_seed{seed}"] = float(summary["windowed"][i])
             out[f"msre_running_seed{seed}"] = float(summary["running"][i])
             out[f"nmsre_windowed_seed{seed}"] = float(ratio[i])
@@ -175,24 +220,11 @@ class Prediction(TaskKind):
             out["msre_windowed"] = out["msre_running"] = out["nmsre_windowed"] = math.inf
         return out
 
-    def verdict(self, metrics: dict[str, Any]) -> str:
-        """Learned when the normalised MSRE's interval lies below 1, the best constant
-        predictor's."""
-        mean, half, n = self._interval(metrics, "nmsre_windowed_seed")
-        if not n:
-            return ""
-        verdict = "learned"
-        if mean + half >= 1.0:
-            verdict = "NOT LEARNED: a constant predictor does as well"
-        return (f"normalised MSRE {mean:.3f} ± {half:.3f} (95% CI over {n} seeds; 1 = the best "
-                f"constant predictor's): {verdict}")  # fmt: skip
-
-    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+    def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """The MSRE windowed over ``window`` steps, as ``curve_msre_windowed`` (mean over
         seeds), ``curve_nmsre_windowed`` (normalised), and ``curve_msre_windowed_seed{s}`` and
         ``curve_nmsre_windowed_seed{s}`` (each seed; a diverged seed is left out)."""
-        stats = run.stats()
-        window_blocks = max(1, run.window // run.block)
+        stats, window_blocks = record.stats, record.curve_window_blocks
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
         const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
         ratio = normalised(curve, const["constant_curve"])
@@ -209,12 +241,12 @@ class Prediction(TaskKind):
             values = {self.curve: float(mean[b])}
             if np.isfinite(mean_ratio[b]):
                 values["curve_nmsre_windowed"] = float(mean_ratio[b])
-            for i, seed in enumerate(run.seeds):
+            for i, seed in enumerate(record.seeds):
                 if np.isfinite(finite[i, b]):
                     values[f"{self.curve}_seed{seed}"] = float(finite[i, b])
                 if np.isfinite(ratio[i, b]):
                     values[f"curve_nmsre_windowed_seed{seed}"] = float(ratio[i, b])
-            points.append(((b + 1) * run.block, values))
+            points.append(((b + 1) * record.block, values))
         return points
 
 
@@ -234,30 +266,28 @@ class Classification(TaskKind):
     def program(self, name, static, rmsprop, task, block, data_dir):
         return _classification_program(name, static, rmsprop, task, block, data_dir)
 
-    def on_schedule(self, run: TrialRun) -> None:
+    def scheduled(self, program, carry, hp, tp, block):
         """Score the held-out images (accuracy and cross-entropy per seed), and keep the
         accuracy of this block for the curve (``heldout_acc_at{block}``)."""
-        acc, ce = run.program.evaluate(run.carry.learner_state, run.hp, run.tp)
-        run.extra["heldout_acc"], run.extra["heldout_ce"] = np.asarray(acc), np.asarray(ce)
-        run.extra[f"heldout_acc_at{run.blocks_done - 1}"] = np.asarray(acc)
+        acc, ce = (np.asarray(a) for a in program.evaluate(carry.learner_state, hp, tp))
+        return {"heldout_acc": acc, "heldout_ce": ce, f"heldout_acc_at{block}": acc}
 
-    def metrics(self, run: TrialRun) -> dict[str, Any]:
-        stats = run.stats()
-        window_blocks = max(1, min(run.window, run.steps_done) // run.block)
+    def metrics(self, record: Record) -> dict[str, Any]:
+        stats, window_blocks, extra = record.stats, record.window_blocks, record.extra
         err = summarise_blocks(stats.errors, stats.count, window_blocks)
         ce = summarise_blocks(stats.ce_sum, stats.count, window_blocks)
-        seeds = (len(run.seeds),)
-        acc_heldout = np.broadcast_to(run.extra.get("heldout_acc", np.nan), seeds)
-        ce_heldout = np.broadcast_to(run.extra.get("heldout_ce", np.nan), seeds)
+        seeds = (len(record.seeds),)
+        acc_heldout = np.broadcast_to(extra.get("heldout_acc", np.nan), seeds)
+        ce_heldout = np.broadcast_to(extra.get("heldout_ce", np.nan), seeds)
         out: dict[str, Any] = {
-            "images_done": int(stats.count.sum() // len(run.seeds)),
+            "images_done": int(stats.count.sum() // len(record.seeds)),
             "accuracy_windowed": float(np.mean(1.0 - err["windowed"])),
             "accuracy_running": float(np.mean(1.0 - err["running"])),
             "ce_windowed": float(np.mean(ce["windowed"])),
             "heldout_accuracy": float(np.mean(acc_heldout)),
             "heldout_ce": float(np.mean(ce_heldout)),
         }
-        for i, seed in enumerate(run.seeds):
+        for i, seed in enumerate(record.seeds):
             out[f"accuracy_windowed_seed{seed}"] = float(1.0 - err["windowed"][i])
             out[f"heldout_accuracy_seed{seed}"] = float(acc_heldout[i])
         if bool(stats.nonfinite.any()) or not np.isfinite(out["heldout_accuracy"]):
@@ -265,23 +295,11 @@ class Classification(TaskKind):
             out["heldout_accuracy"] = out["accuracy_windowed"] = 0.0
         return out
 
-    chance = 0.1  # held-out accuracy of a guess among the 10 digits
-
-    def verdict(self, metrics: dict[str, Any]) -> str:
-        """Learned when the held-out accuracy's interval lies above chance (one in ten)."""
-        mean, half, n = self._interval(metrics, "heldout_accuracy_seed")
-        if not n:
-            return ""
-        verdict = "learned" if mean - half > self.chance else "NOT LEARNED: no better than chance"
-        return (f"held-out accuracy {mean:.3f} ± {half:.3f} (95% CI over {n} seeds; chance "
-                f"{self.chance:g}): {verdict}")  # fmt: skip
-
-    def curve_points(self, run: TrialRun, since_block: int) -> list[tuple[int, dict[str, float]]]:
+    def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """The online accuracy windowed over ``window`` steps (mean and per seed), and at the
         blocks where it was scored (``on_schedule``) the held-out accuracy
         (``curve_heldout_accuracy``)."""
-        stats = run.stats()
-        window_blocks = max(1, run.window // run.block)
+        stats, window_blocks = record.stats, record.curve_window_blocks
         err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
         points = []
         for b in range(since_block, err.shape[-1]):
@@ -289,11 +307,12 @@ class Classification(TaskKind):
             if not np.all(np.isfinite(acc)):
                 continue
             values = {self.curve: float(np.mean(acc))}
-            for i, seed in enumerate(run.seeds):
+            for i, seed in enumerate(record.seeds):
                 values[f"{self.curve}_seed{seed}"] = float(acc[i])
-            if f"heldout_acc_at{b}" in run.extra:
-                values["curve_heldout_accuracy"] = float(np.mean(run.extra[f"heldout_acc_at{b}"]))
-            points.append(((b + 1) * run.block, values))
+            held = record.extra.get(f"heldout_acc_at{b}")
+            if held is not None:
+                values["curve_heldout_accuracy"] = float(np.mean(held))
+            points.append(((b + 1) * record.block, values))
         return points
 
 
@@ -302,6 +321,9 @@ PREDICTION = Prediction(
     label="final windowed MSRE", log=True, curve="curve_msre_windowed",
     curve_label="windowed MSRE", old_curve="msre_windowed_curve",
     block=10_000, window=100_000, chunk=200_000, takes_data_dir=False,
+    verdict_key="nmsre_windowed", no_learning=1.0, verdict_text="normalised MSRE",
+    no_learning_text="1 = the best constant predictor's",
+    not_learned="a constant predictor does as well",
     reading="Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
     "constant predictor's: below 1 means something was learned); each run's "
     "`curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves against "
@@ -312,6 +334,8 @@ CLASSIFICATION = Classification(
     label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
     curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
     block=2_800, window=28_000, chunk=28_000, takes_data_dir=True,
+    verdict_key="heldout_accuracy", no_learning=0.1, verdict_text="held-out accuracy",
+    no_learning_text="chance 0.1", not_learned="no better than chance",
     reading="Sort the runs by `final_heldout_accuracy` (the accuracy on held-out images, "
     "scored without learning; chance is 0.1); each run's `curve_accuracy_windowed` (online "
     "accuracy, before learning from each image) and `curve_heldout_accuracy` are its learning "

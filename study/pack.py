@@ -87,47 +87,6 @@ def stream_hparams(hps: list[Any], seeds: int) -> Any:
     return jax.tree.map(rows, *hps)
 
 
-class Member:
-    """Configuration ``i`` of a trial's pack seen as a trial of its own: its seeds' rows of
-    the statistics and of what the kind keeps; everything else is the trial's. A task kind's
-    ``metrics`` and ``curve_points`` take it where they take a trial."""
-
-    def __init__(self, run: Any, i: int) -> None:
-        self.run, self.index = run, i
-        s = len(run.seeds)
-        self.rows = slice(i * s, (i + 1) * s)
-        self.config = run.members[i]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.run, name)
-
-    def stats(self):
-        whole = self.run.stats()
-        return type(whole)(*(field[self.rows] for field in whole))
-
-    @property
-    def extra(self) -> dict[str, np.ndarray]:
-        n = len(self.run.seeds) * self.run.pack_size
-        return {k: (v[self.rows] if np.ndim(v) and np.shape(v)[0] == n else v)
-                for k, v in self.run.extra.items()}  # fmt: skip
-
-    def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
-        """Steps, speed, divergence (the first block any seed's prediction was not finite)
-        and the kind's numbers (``study.kinds``) of this configuration."""
-        nonfinite = self.stats().nonfinite.any(axis=0)  # [blocks]: any seed
-        diverged = bool(nonfinite.any())
-        return {
-            "steps_done": self.run.steps_done,
-            "steps_per_s": steps_per_s,
-            **self.run.kind.metrics(self),
-            "diverged": diverged,
-            "diverged_at_step": int(np.argmax(nonfinite) * self.run.block) if diverged else -1,
-        }
-
-    def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
-        return self.run.kind.curve_points(self, since_block)
-
-
 def pack_metrics(kind: Any, each: list[dict[str, Any]]) -> dict[str, Any]:
     """A pack's report: its best member's metrics (among those that have not diverged, while
     any has not), with ``pack{i}_{metric}``, ``pack{i}_diverged`` for every member,

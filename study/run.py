@@ -27,7 +27,7 @@ from learners import make_learner as _make_learner
 from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, real
-from study.kinds import kind_of
+from study.kinds import PREDICTION, kind_of
 from study.loop import (
     check_steps,
     default_block,
@@ -223,7 +223,7 @@ def _run_predict(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, 
             f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
             f"normalised {mn:.3f} +- {hn:.3f}"
         )
-        if not mn + (hn if np.isfinite(hn) else 0.0) < 1.0:
+        if not PREDICTION.learned(ratio[a_i])[2]:
             print(
                 "  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
                 "prediction does as well"

@@ -48,6 +48,22 @@ def mean_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return m, float(stats.t.ppf(0.5 + level / 2, n - 1) * sem)
 
 
+def learned(values: np.ndarray, no_learning: float,
+            higher_better: bool = False) -> tuple[float, float, bool]:  # fmt: skip
+    """``(mean, 95% t half-width, learned)`` of per-seed values of a measure that scores
+    ``no_learning`` when nothing was learned (1 for the normalised MSRE, the best constant
+    predictor's; chance for an accuracy). Learned when the interval lies wholly on the better
+    side of ``no_learning`` (below it, or above when ``higher_better``). Without an interval
+    (fewer than two seeds) or with a value that is not finite (a diverged seed), nothing is
+    shown: not learned. The one verdict of the platform: trials, ``study.run``,
+    ``study.defaults`` and reports all ask it."""
+    mean, half = mean_ci(values)
+    shown = math.isfinite(mean) and math.isfinite(half)
+    if higher_better:
+        return mean, half, bool(shown and mean - half > no_learning)
+    return mean, half, bool(shown and mean + half < no_learning)
+
+
 class Interval(NamedTuple):
     """A point estimate with its confidence interval, and how the interval was made."""
 

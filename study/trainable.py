@@ -80,7 +80,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
             for i in range(k):
                 loggers.append(TrialLogger.start(
                     tracking, run_ids[i], context.get_trial_id(), context.get_trial_name(),
-                    run.member(i).config, run.member(i), threads,
+                    run.members[i], run, threads,
                     pack=(i, k) if k > 1 else None, optuna_trial=numbers[i],
                 ))  # fmt: skip
     status = ["running"] * k
@@ -101,14 +101,13 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         while not run.finished:
             before, t0 = run.blocks_done, clock.totals["compute"]
             with clock.part("compute"):
-                metrics = run.advance()
-            each = run.last_members
+                metrics, each = run.advance()
             t1 = clock.totals["logging"] + clock.totals["checkpoint"]
             if loggers:
                 with clock.part("logging"):
                     for i, logger in enumerate(loggers):
                         if status[i] == "running":
-                            logger.log_curve(run.member(i).curve(since_block=before))
+                            logger.log_curve(run.curve(since_block=before, member=i))
             metrics.update(clock.metrics())
             # Runs are closed before the report: a scheduler may stop the trial inside that
             # report (as ASHA does at max_t).

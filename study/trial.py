@@ -19,15 +19,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from learners.ledger import cost
-from study.kinds import kind_of
+from study.kinds import Record, kind_of
 from study.loop import seed_keys
-from study.pack import Member, members_of, pack_metrics, shape_of, stream_hparams
+from study.pack import members_of, pack_metrics, shape_of, stream_hparams
 from study.tasks import DEFAULT_TASK
 
 CHECKPOINT_FILE = "trial.npz"
@@ -57,10 +57,20 @@ def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) 
     run.report_min_s = float(config.get("report_min_s", REPORT_MIN_S))
 
 
+class Report(NamedTuple):
+    """What a chunk of a trial gives: the trial's metrics (a pack's: its best member's, with
+    every member's objective beside them; ``study.pack.pack_metrics``) and each
+    configuration's own, as its lone trial would report them."""
+
+    metrics: dict[str, Any]
+    members: list[dict[str, Any]]
+
+
 class TrialRun:
-    """A trial's learner, task and state; ``advance()`` runs one chunk and returns metrics.
-    What differs between prediction and classification (the program, the metrics, the curve,
-    held-out scoring) is the task's kind's (``study.kinds``). A trial of a pack (a ``pack``
+    """A trial's learner, task and state; ``advance()`` runs one chunk and returns its
+    :class:`Report`. What differs between prediction and classification (the program, the
+    metrics, the curve, held-out scoring) is the task's kind's (``study.kinds``), which it
+    asks with each configuration's statistics (``record``). A trial of a pack (a ``pack``
     key: a list of configurations of one shape) runs them all as one program."""
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -92,9 +102,16 @@ class TrialRun:
     def pack_size(self) -> int:
         return len(self.members)
 
-    def member(self, i: int) -> Member:
-        """Configuration ``i`` of the pack, as a trial of its own (its seeds' rows)."""
-        return Member(self, i)
+    def record(self, i: int = 0) -> Record:
+        """Configuration ``i``'s statistics and what its kind recorded on schedule (its
+        seeds' rows of the trial's streams, member-major), as its kind reads them."""
+        s = len(self.seeds)
+        rows, n = slice(i * s, (i + 1) * s), s * self.pack_size
+        stats = self.stats()
+        extra = {k: (v[rows] if np.ndim(v) and np.shape(v)[0] == n else v)
+                 for k, v in self.extra.items()}  # fmt: skip
+        return Record(type(stats)(*(field[rows] for field in stats)), tuple(self.seeds),
+                      self.block, self.window, self.steps_done, extra)  # fmt: skip
 
     @property
     def curve_key(self) -> str:
@@ -154,31 +171,42 @@ class TrialRun:
             # What the kind records on a schedule (held-out scoring) happens at steps that
             # the configuration sets, however long this chunk turns out to be.
             if self.blocks_done % self.chunk_blocks == 0 or self.blocks_done == total:
-                self.kind.on_schedule(self)
+                self.extra.update(self.kind.scheduled(self.program, self.carry, self.hp,
+                                                      self.tp, self.blocks_done - 1))  # fmt: skip
             elapsed = time.perf_counter() - t0
             if elapsed > longest or (n >= self.chunk_blocks and elapsed >= self.min_chunk_s):
                 break
         return n * self.block / (time.perf_counter() - t0)
 
-    def advance(self) -> dict[str, Any]:
-        """Run the next chunk (or what is left of the run) and return its metrics."""
-        return self.metrics(self._run_chunk())
+    def advance(self) -> Report:
+        """Run the next chunk (or what is left of the run) and return its report."""
+        return self.report(self._run_chunk())
 
-    def metrics(self, steps_per_s: float = float("nan")) -> dict[str, Any]:
-        """The trial's numbers: steps, speed, divergence, and the kind's (``study.kinds``).
-        A pack's are its best member's, with every member's objective and divergence beside
-        them (``study.pack.pack_metrics``)."""
-        each = [self.member(i).metrics(steps_per_s) for i in range(self.pack_size)]
-        self.last_members = each  # each configuration's own, as a lone trial would report
-        if self.pack_size == 1:
-            return each[0]
-        return pack_metrics(self.kind, each)
+    def report(self, steps_per_s: float = float("nan")) -> Report:
+        """The trial's numbers so far: each configuration's (``member_metrics``) and the
+        trial's (a pack's: ``study.pack.pack_metrics``)."""
+        each = [self.member_metrics(i, steps_per_s) for i in range(self.pack_size)]
+        return Report(each[0] if self.pack_size == 1 else pack_metrics(self.kind, each), each)
 
-    def curve(self, since_block: int = 0) -> list[tuple[int, dict[str, float]]]:
+    def member_metrics(self, i: int, steps_per_s: float = float("nan")) -> dict[str, Any]:
+        """Configuration ``i``'s numbers: steps, speed, divergence (the first block any seed's
+        prediction was not finite) and its kind's (``study.kinds``)."""
+        record = self.record(i)
+        nonfinite = record.stats.nonfinite.any(axis=0)  # [blocks]: any seed
+        diverged = bool(nonfinite.any())
+        return {
+            "steps_done": self.steps_done,
+            "steps_per_s": steps_per_s,
+            **self.kind.metrics(record),
+            "diverged": diverged,
+            "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
+        }
+
+    def curve(self, since_block: int = 0, member: int = 0) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on: the kind's
-        learning curve, mean over seeds (``curve_key``) and per seed (``curve_key_seed{s}``);
-        a pack's first configuration's (each member has its own: ``member(i).curve``)."""
-        return self.kind.curve_points(self.member(0), since_block)
+        learning curve of configuration ``member``, mean over seeds (``curve_key``) and per
+        seed (``curve_key_seed{s}``)."""
+        return self.kind.curve_points(self.record(member), since_block)
 
     def ledger(self) -> dict[str, int]:
         """The learner's parameters and flops per step per stream (``learners.ledger``)."""

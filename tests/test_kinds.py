@@ -52,3 +52,12 @@ def test_verdict_says_learned_only_when_the_interval_clears_no_learning(
 def test_verdict_is_silent_without_per_seed_values():
     assert PREDICTION.verdict({"msre_windowed": 0.1}) == ""
     assert CLASSIFICATION.verdict({"heldout_accuracy": 0.9}) == ""
+
+
+def test_one_seed_shows_nothing_either_way():
+    """One seed gives no interval: neither "learned" nor "NOT LEARNED" (the four copies of
+    this verdict disagreed here before there was one)."""
+    for kind, prefix, value in ((PREDICTION, "nmsre_windowed_seed", 0.2),
+                                (CLASSIFICATION, "heldout_accuracy_seed", 0.9)):  # fmt: skip
+        line = kind.verdict(_seeds(prefix, [value]))
+        assert "no interval" in line and "learned" not in line.lower(), line

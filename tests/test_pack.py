@@ -24,7 +24,7 @@ BASE = dict(task="trace_conditioning", seeds=[0, 1, 2], steps=4000, chunk_steps=
 def finish(run: TrialRun) -> dict:
     metrics = {}
     while not run.finished:
-        metrics = run.advance()
+        metrics = run.advance().metrics
     return metrics
 
 
@@ -49,8 +49,8 @@ def test_each_configuration_of_a_pack_runs_as_its_lone_trial(shape, vary):
     lone = [TrialRun(dict(BASE, **m)) for m in members]
     alone = [finish(r) for r in lone]
     for i, (run, own) in enumerate(zip(lone, alone, strict=True)):
-        assert pack.member(i).curve() == run.curve()  # every block, every seed, bit for bit
-        assert pack.last_members[i]["msre_windowed"] == own["msre_windowed"]
+        assert pack.curve(member=i) == run.curve()  # every block, every seed, bit for bit
+        assert pack.report().members[i]["msre_windowed"] == own["msre_windowed"]
         assert report[f"pack{i}_msre_windowed"] == own["msre_windowed"]
     # The configurations differ, so the test tells members apart.
     assert len({a["msre_windowed"] for a in alone}) == 3
@@ -65,19 +65,19 @@ def test_a_diverging_configuration_is_masked_while_the_others_run_on():
     pack = TrialRun(dict(BASE, pack=members))
     reports = []
     while not pack.finished:
-        reports.append(pack.advance())
+        reports.append(pack.advance().metrics)
     lone = TrialRun(dict(BASE, **members[1]))
     diverged = finish(lone)
     assert diverged["diverged"] and diverged["diverged_at_step"] >= 0
     # The diverged member says so at the step its lone trial does; the pack runs to its end,
     # scored by its best member that did not diverge.
     assert reports[-1]["pack1_diverged"] and not reports[-1]["diverged"]
-    assert pack.last_members[1]["diverged_at_step"] == diverged["diverged_at_step"]
+    assert pack.report().members[1]["diverged_at_step"] == diverged["diverged_at_step"]
     assert not reports[-1]["pack0_diverged"] and not reports[-1]["pack2_diverged"]
     assert np.isfinite(reports[-1]["msre_windowed"]) and reports[-1]["pack_best"] in (0, 2)
     assert reports[-1]["pack1_msre_windowed"] == np.inf
     for i in (0, 2):
-        assert pack.member(i).curve() == finish_curve(dict(BASE, **members[i]))
+        assert pack.curve(member=i) == finish_curve(dict(BASE, **members[i]))
 
 
 def finish_curve(config: dict) -> list:
@@ -114,7 +114,7 @@ def test_a_pack_restores_bit_for_bit(tmp_path):
         k: v for k, v in final.items() if k not in timing}  # fmt: skip
     for a, b in zip(jax.tree.leaves(second.carry), jax.tree.leaves(whole.carry), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert second.member(1).curve() == whole.member(1).curve()
+    assert second.curve(member=1) == whole.curve(member=1)
 
 
 def test_a_pack_must_share_its_shape():
@@ -310,10 +310,10 @@ def test_a_classification_pack_scores_each_configuration_as_alone():
     for i, m in enumerate(members):
         lone = TrialRun(dict(base, **m))
         alone = finish(lone)
-        assert pack.member(i).curve() == lone.curve()
-        assert pack.last_members[i]["heldout_accuracy"] == alone["heldout_accuracy"]
+        assert pack.curve(member=i) == lone.curve()
+        assert pack.report().members[i]["heldout_accuracy"] == alone["heldout_accuracy"]
         assert report[f"pack{i}_heldout_accuracy"] == alone["heldout_accuracy"]
-    assert pack.last_members[0]["heldout_ce"] != pack.last_members[1]["heldout_ce"]
+    assert pack.report().members[0]["heldout_ce"] != pack.report().members[1]["heldout_ce"]
 
 
 @pytest.mark.parametrize("report_s", [20.0, 0.0])

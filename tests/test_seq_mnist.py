@@ -93,17 +93,17 @@ CONFIG = dict(
 def test_classification_trial_restores_bit_for_bit(tmp_path):
     whole = TrialRun(CONFIG)
     assert whole.kind is CLASSIFICATION and whole.curve_key == "curve_accuracy_windowed"
-    reports = [whole.advance() for _ in range(3)]
+    reports = [whole.advance().metrics for _ in range(3)]
     assert whole.finished and reports[-1]["images_done"] == 300
     first = TrialRun(CONFIG)
     first.advance()
     first.save(tmp_path)
     second = TrialRun(CONFIG)
     second.restore(tmp_path)
-    assert second.steps_done == 2800 and second.metrics() == pytest.approx(
-        first.metrics(), nan_ok=True
+    assert second.steps_done == 2800 and second.report().metrics == pytest.approx(
+        first.report().metrics, nan_ok=True
     )
-    later = [second.advance() for _ in range(2)]
+    later = [second.advance().metrics for _ in range(2)]
     for key in ("heldout_accuracy", "accuracy_windowed", "ce_windowed", "heldout_accuracy_seed1"):
         assert later[-1][key] == reports[-1][key]
     for a, b in zip(jax.tree.leaves(second.carry), jax.tree.leaves(whole.carry), strict=True):
@@ -118,7 +118,7 @@ def test_diverged_classifier_scores_zero():
     # overflows the weights within a chunk.
     run = TrialRun(dict(CONFIG, learner="linear", alpha=3e38, rmsprop=False, n_features=None,
                          per_stage=None, steps_per_stage=None))  # fmt: skip
-    out = run.advance()
+    out = run.advance().metrics
     assert out["diverged"] and out["heldout_accuracy"] == 0.0 and out["diverged_at_step"] >= 0
 
 
@@ -171,7 +171,7 @@ def test_every_learner_runs_as_a_classification_trial(learner, sizes):
     run = TrialRun(config)
     assert run.learner.name == learner and run.learner.settings["n_classes"] == 10
     while not run.finished:
-        out = run.advance()
+        out = run.advance().metrics
     assert out["images_done"] == 200 and not out["diverged"]
     for key in ("heldout_accuracy", "accuracy_windowed", "heldout_accuracy_seed1"):
         assert 0.0 <= out[key] <= 1.0

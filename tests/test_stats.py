@@ -4,6 +4,8 @@ improvement held to the Mann-Whitney U statistic, and the verdict rule on hand-b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -201,3 +203,26 @@ def test_non_finite_values_give_no_interval():
 def test_resample_counts_outside_the_bounds_are_refused(n):
     with pytest.raises(ValueError, match=r"^--bootstrap-resamples .* from 1,000 to 1,000,000$"):
         stats.check_resamples(n)
+
+
+@pytest.mark.parametrize(
+    ("values", "no_learning", "higher_better", "learned"),
+    [
+        ([0.50, 0.60, 0.55], 1.0, False, True),
+        ([0.70, 1.30, 0.95], 1.0, False, False),  # mean below 1, interval reaches it
+        ([0.5], 1.0, False, False),  # one seed: no interval, nothing shown
+        ([0.5, 0.6, math.inf], 1.0, False, False),  # a diverged seed
+        ([0.5, 0.6, math.nan], 1.0, False, False),
+        ([0.90, 0.92, 0.91], 0.1, True, True),
+        ([0.10, 0.30, 0.20], 0.1, True, False),  # chance inside the interval
+        ([0.90, 0.92, 0.91], 1.0, False, True),  # the direction matters: not "above 1"
+    ],
+)
+def test_learned_needs_an_interval_wholly_on_the_better_side(values, no_learning,
+                                                             higher_better, learned):  # fmt: skip
+    from study.stats import learned as verdict
+
+    mean, half, got = verdict(np.asarray(values), no_learning, higher_better)
+    assert got is learned
+    if len(values) > 1 and all(map(math.isfinite, values)):
+        assert (mean, half) == pytest.approx(stats.mean_ci(np.asarray(values)))

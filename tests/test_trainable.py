@@ -18,7 +18,7 @@ BASE = dict(
 
 def test_checkpoint_restore_continues_bit_for_bit(tmp_path):
     whole = TrialRun(BASE)
-    reports = [whole.advance() for _ in range(4)]
+    reports = [whole.advance().metrics for _ in range(4)]
     assert whole.finished and reports[-1]["steps_done"] == 4000
 
     first = TrialRun(BASE)
@@ -28,7 +28,7 @@ def test_checkpoint_restore_continues_bit_for_bit(tmp_path):
     second = TrialRun(BASE)
     second.restore(tmp_path)
     assert second.steps_done == 2000
-    later = [second.advance() for _ in range(2)]
+    later = [second.advance().metrics for _ in range(2)]
     for key in ("msre_windowed", "msre_running", "msre_windowed_seed1"):
         assert later[-1][key] == reports[-1][key]
     for a, b in zip(jax.tree.leaves(second.carry), jax.tree.leaves(whole.carry), strict=True):
@@ -39,11 +39,11 @@ def test_checkpoint_restore_continues_bit_for_bit(tmp_path):
 
 def test_divergence_is_flagged_with_its_step_and_scored_worst():
     run = TrialRun(dict(BASE, learner="linear", alpha=50.0, rmsprop=False, n_features=None))
-    m = run.advance()
+    m = run.advance().metrics
     assert m["diverged"] is True
     assert 0 <= m["diverged_at_step"] < 1000
     assert m["msre_windowed"] == float("inf")
-    ok = TrialRun(dict(BASE, learner="linear", alpha=1e-3, n_features=None)).advance()
+    ok = TrialRun(dict(BASE, learner="linear", alpha=1e-3, n_features=None)).advance().metrics
     assert ok["diverged"] is False and np.isfinite(ok["msre_windowed"])
 
 

@@ -59,8 +59,8 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     run = TrialRun(config)
     metrics: dict[str, Any] = {}
     while not run.finished:
-        metrics = run.advance()
-    curves = [run.member(i).curve() for i in range(run.pack_size)]
+        metrics = run.advance().metrics
+    curves = [run.curve(member=i) for i in range(run.pack_size)]
     final = {k: v for k, v in metrics.items() if k not in TIMING}
     return {
         "curves": _digest(curves),

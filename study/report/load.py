@@ -116,11 +116,12 @@ class Trial:
     def learned(self) -> str:
         """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
         not (a constant predicts as well), ``""`` when unknown (classification)."""
-        mean, half = self.normalised_ci()
-        if math.isnan(mean):
+        from study.kinds import PREDICTION
+
+        values = self.normalised_values()
+        if not values.size:
             return ""
-        upper = mean + (half if math.isfinite(half) else 0.0)
-        return "yes" if upper < 1.0 else "NO"
+        return "yes" if PREDICTION.learned(values)[2] else "NO"
 
     def label(self) -> str:
         keys = (
