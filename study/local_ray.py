@@ -16,6 +16,7 @@ that file (:func:`reap`) should the watcher itself have been killed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -64,6 +66,76 @@ def restore(saved: dict[str, str | None]) -> None:
         ray_constants.ENABLE_RAY_CLUSTER = os.environ.get(LOCAL_ONLY, "1").lower() not in (
             "0", "false"
         )  # fmt: skip
+
+
+class Unreachable(RuntimeError):
+    """Ray could not be started, or the cluster at ``--address`` reached (:func:`session`)."""
+
+
+@contextlib.contextmanager
+def environment(address: str | None, expose: bool = False) -> Iterator[None]:
+    """:func:`prepare` on entry (unless Ray already runs in this process) and :func:`restore`
+    on exit: what a launch or a comparison holds while it imports and runs Ray."""
+    running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    saved = {} if running else prepare(address, expose)
+    try:
+        yield
+    finally:
+        restore(saved)
+
+
+@contextlib.contextmanager
+def session(address: str | None, runs: Path, name: str,
+            expose: bool = False) -> Iterator[str | None]:  # fmt: skip
+    """The Ray a study or a comparison runs on, for the length of the ``with`` block: the Ray
+    this process already runs (a comparison's, for its stages) as it is, yielding None;
+    otherwise, after stopping what killed launches left running in ``runs``
+    (:func:`reap_leftovers`), a local Ray started (or the cluster at ``address`` joined),
+    yielding its dashboard's address, watched so that it never outlives this process
+    (:func:`watch_driver`), and shut down on exit. :class:`Unreachable` when it cannot
+    start."""
+    with environment(address, expose):
+        import ray
+
+        from study.lock import lock_dir
+
+        if ray.is_initialized():
+            yield None
+            return
+        if stopped := reap_leftovers(runs, name):
+            print(f"stopped {stopped} process(es) of an earlier launch's Ray that was killed")
+        pidfile, watcher = lock_dir(runs) / f"{name}.ray.json", None
+        try:
+            dashboard = start(address, runs, expose=expose)
+        except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user's address
+            raise Unreachable(f"cannot reach Ray at --address {address}: {e}") from None
+        try:
+            if not address:
+                watcher = watch_driver(pidfile)
+            yield dashboard
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            if watcher is not None:
+                unwatch(watcher, pidfile)
+
+
+def reap_leftovers(runs: Path, name: str) -> int:
+    """Stop the Ray processes that launches killed before they could (their watcher killed
+    too) left running: those recorded for this study, whose lock this process holds, and those
+    of any other study in ``runs`` whose lock is free, unless the process that recorded them
+    still runs (a comparison holds no study lock while its studies run on its Ray). Returns
+    how many were stopped."""
+    from study.lock import is_free, lock_dir
+
+    stopped = 0
+    for pidfile in sorted(lock_dir(runs).glob("*.ray.json")):
+        study = pidfile.name.removesuffix(".ray.json")
+        if driver_alive(pidfile):  # not left over: e.g. study.compare's own Ray
+            continue
+        if study == name or is_free(lock_dir(runs) / f"{study}.lock"):
+            stopped += reap(pidfile)
+    return stopped
 
 
 def start(address: str | None, runs: Path, expose: bool = False) -> str | None:

@@ -5,6 +5,7 @@ and an unpacked one record the same configurations with the same curves."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import jax
 import numpy as np
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import make_space
 from study import launch
+from study.execute import execute
 from study.pack import auto_size, group, pack_metrics, parse_pack
 from study.trial import TrialRun
 
@@ -229,10 +231,9 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
         argv = ["--space", "columnar", "--task", "trace_conditioning", "--smoke",
                 "--pack", pack, "--study-name", f"eval-{pack}", "--runs-dir", str(tmp_path),
                 "--trials", "4", "--reuse-actors"]  # fmt: skip
-        args = launch._parser().parse_args(argv)
-        plan = launch._plan(args)
-        assert plan["pack"] == int(pack)
-        assert launch._launch(args, {**plan, "configs": configs, "seeds": [3, 4]}) == 0
+        plan = launch.plan_of(launch._parser().parse_args(argv))
+        assert plan.pack == int(pack)
+        assert execute(replace(plan, configs=tuple(configs), seed_list=(3, 4))) == 0
         curves[pack] = _curves(tmp_path, f"eval-{pack}")
     assert len(curves["1"]) == 4 and curves["1"].keys() == curves["2"].keys()
     for key, (status, curve, _) in curves["2"].items():

@@ -25,10 +25,10 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_the_grid_is_the_papers_protocol_scaled():
     """Catches a grid that drifts from the paper: the shapes, the two step-size grids, lambda
     0.99, normalisation as an axis, and stage lengths shrunk with the steps."""
-    preset, configs, argv = preset_plan(_args("--scale", "25"))
+    preset, configs, kw = preset_plan(_args("--scale", "25"))
     assert preset is PRESETS["jmlr-trace-patterning"]
-    assert argv[argv.index("--steps") + 1] == "2000000"  # 50M / 25
-    assert argv[argv.index("--seeds") + 1] == "30"
+    assert kw["steps"] == 2_000_000  # 50M / 25
+    assert kw["seeds"] == 30
     by = {}
     for c in configs:
         key = (c["learner"], c.get("truncation"), c["n_features"])
@@ -53,8 +53,8 @@ def test_the_grid_is_the_papers_protocol_scaled():
     _, ours, _ = preset_plan(_args("--scale", "25", "--update-rule", "ours"))
     assert {c.get("update_rule") for c in ours} == {"ours", None}
     # --seeds and --spaces choose seeds and families; the grid of a family is kept whole
-    _, few, argv = preset_plan(_args("--scale", "25", "--seeds", "10", "--spaces", "snap1"))
-    assert argv[argv.index("--seeds") + 1] == "10" and len(few) == 12
+    _, few, kw = preset_plan(_args("--scale", "25", "--seeds", "10", "--spaces", "snap1"))
+    assert kw["seeds"] == 10 and len(few) == 12
 
 
 @pytest.mark.parametrize(
@@ -160,13 +160,12 @@ def test_compare_matches_compute_by_default():
     assert matched_budget("match", "trace_patterning") == "14932"
     assert matched_budget("paper", "trace_patterning") == "auto"
     assert matched_budget("15000", "trace_patterning") == "15000"
-    from study.compare import _launch_argv
+    from study.compare import _launch_kw
 
     args = _parser().parse_args(["--spaces", "columnar,tbptt"])
     args.budget_flops = matched_budget(args.budget_flops, args.task)
     for space in ("columnar", "tbptt"):
-        argv = _launch_argv(args, space, f"c-{space}")
-        assert argv[argv.index("--budget-flops") + 1] == "14932"
+        assert _launch_kw(args, space, f"c-{space}")["budget_flops"] == "14932"
 
 
 def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
@@ -248,12 +247,11 @@ def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is(
     """``study.compare --budget-flops`` passes the budget to each tuning study whose family
     has a size; linear (no size) runs beside them instead of the whole comparison being
     refused."""
-    from study.compare import _launch_argv
+    from study.compare import _launch_kw
 
     args = _parser().parse_args(["--spaces", "columnar,linear", "--budget-flops", "15000"])
-    sized = _launch_argv(args, "columnar", "c-columnar")
-    assert sized[sized.index("--budget-flops") + 1] == "15000"
-    assert "--budget-flops" not in _launch_argv(args, "linear", "c-linear")
+    assert _launch_kw(args, "columnar", "c-columnar")["budget_flops"] == "15000"
+    assert "budget_flops" not in _launch_kw(args, "linear", "c-linear")
 
 
 def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its_studies(
@@ -272,7 +270,7 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
     import psutil
 
     from study import local_ray
-    from study.launch import reap_leftovers
+    from study.local_ray import reap_leftovers
 
     runs = tmp_path / "fresh"
     pidfile = runs / "locks" / "compare-x.ray.json"
@@ -304,7 +302,7 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
 def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
     """Catches a stage stopped with Ctrl+C (its launch KILLED) read as done, which made
     ``--resume`` skip the grid's unfinished configurations and pick among the finished ones."""
-    from study.compare import _state
+    from study.stages import stage_state as _state
     from study.tracking import ROLE_TAG
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

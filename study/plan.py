@@ -1,0 +1,243 @@
+"""A study's plan: every input of a launch, checked before anything starts, as one typed
+value that nothing changes afterwards.
+
+:func:`make_plan` takes what ``python -m study.launch`` takes (as keyword arguments named
+after its options) and returns a :class:`Plan`, or raises a one-line ValueError naming the
+option as typed. ``study.launch`` builds one from its command line, ``study.compare`` one per
+stage, and ``study.api`` offers it to Python. A plan's evaluation fields (``configs``,
+``seed_list``, ``role``) turn a search into an evaluation of given configurations; a
+variant of a plan is a new plan (``dataclasses.replace``), never an edit of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Space, make_space
+from study import stores
+from study.cli import probe, writable_folder
+from study.kinds import TaskKind, kind_of
+from study.tasks import DEFAULT_TASK, make_env
+from study.trial import REPORT_MIN_S
+
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
+# The main job: 6 trials x 5 seeds x 2M steps, 5-8 minutes on 2 cores (README, "What the main
+# job shows"); its first trial is the family's defaults.
+DEFAULT = dict(trials=6, seeds=5, steps=2_000_000, chunk=100_000, block=10_000, window=100_000)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a launch runs, checked (:func:`make_plan`)."""
+
+    name: str  # the study: MLflow experiment, Optuna study and Ray Tune experiment
+    space_name: str  # the search space (learner family)
+    space: Space  # the space, sized to the budget
+    task: str
+    trials: int  # configurations (of a search, or given: len(configs))
+    seeds: int  # seeds per configuration
+    steps: int  # steps per seed
+    chunk: int  # steps between two reports of a trial
+    block: int  # steps per point of the learning curve
+    window: int  # steps of the windowed measure
+    pack: int  # configurations per trial
+    runs: Path  # the folder of the embedded stores
+    tracking_uri: str
+    storage: str  # Optuna's
+    storage_path: str  # Ray Tune's results and checkpoints (a folder or a bucket URI)
+    data_dir: str | None = None
+    address: str | None = None  # an existing Ray cluster, or None: a local Ray
+    expose_ray: bool = False
+    concurrency: int = 2
+    scheduler: str = "fifo"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    min_report_s: float = REPORT_MIN_S
+    reuse_actors: bool = False
+    sampler_seed: int = 0
+    resume: bool = False
+    pack_text: str = "auto"  # --pack as typed, for the console
+    budget_text: str = "auto"  # --budget-flops as typed, for the console
+    command: str = ""  # the command line that made the plan, for the record
+    # An evaluation (study.compare): these configurations on these seeds, no search.
+    configs: tuple[dict[str, Any], ...] | None = None
+    seed_list: tuple[int, ...] | None = None
+    role: str = "eval"  # ccn.role of an evaluation's runs ("tuning" for a preset's grid)
+
+    @property
+    def kind(self) -> TaskKind:
+        return kind_of(self.task)
+
+    @property
+    def tune_path(self) -> str:
+        """Ray Tune's experiment folder (or URI) of this study."""
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    @property
+    def trial_seeds(self) -> list[int]:
+        """The seeds every trial runs: the evaluation's, else ``0..seeds-1``."""
+        return list(self.seed_list) if self.seed_list else list(range(self.seeds))
+
+    @property
+    def n_configurations(self) -> int:
+        return len(self.configs) if self.configs else self.trials
+
+
+def make_plan(
+    space: str = "hybrid",
+    task: str = DEFAULT_TASK,
+    *,
+    trials: int | None = None,
+    seeds: int | None = None,
+    steps: int | None = None,
+    smoke: bool = False,
+    study_name: str | None = None,
+    runs_dir: str | Path = "runs",
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    storage_path: str | None = None,
+    address: str | None = None,
+    expose_ray: bool = False,
+    concurrency: int = 2,
+    scheduler: str = "fifo",
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    min_report_s: float = REPORT_MIN_S,
+    reuse_actors: bool = False,
+    budget_flops: Any = "auto",
+    set: list[str] | tuple[str, ...] = (),  # noqa: A002 - the option's name
+    range: list[str] | tuple[str, ...] = (),  # noqa: A002
+    pack: Any = "auto",
+    sampler_seed: int = 0,
+    data_dir: str | None = None,
+    resume: bool = False,
+    command: str = "",
+) -> Plan:
+    """Check every input before anything starts and return the plan; a one-line ValueError
+    names the option as typed (``--steps``, ``--set``, ...) and what is allowed. ``set`` and
+    ``range`` are lists of ``NAME=VALUE`` and ``NAME=LOW:HIGH`` texts, as typed."""
+    base = dict(SMOKE if smoke else DEFAULT)
+    for key, value in (("trials", trials), ("seeds", seeds), ("steps", steps)):
+        if value is not None:
+            base[key] = int(value)
+    if base["steps"] % base["block"]:
+        raise ValueError(f"--steps {base['steps']}: allowed: a multiple of {base['block']}")
+    base["chunk"] = min(base["chunk"], base["steps"])
+    base["window"] = min(base["window"], base["steps"])
+    if scheduler not in ("fifo", "asha"):
+        raise ValueError(f"--scheduler {scheduler!r}: allowed: fifo, asha")
+    runs = writable_folder(runs_dir, "--runs-dir")
+    if study_name is not None and not _NAME.fullmatch(study_name):
+        raise ValueError(f"--study-name {study_name!r}: allowed: letters, digits and "
+                         f"._- (at most 100, not starting with a dot)")  # fmt: skip
+    if data_dir and not kind_of(task).takes_data_dir:
+        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {task}")
+    if data_dir:
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    env = make_env(task, data_dir=data_dir)
+    fixed = dict(assignment(a, "--set", "NAME=VALUE") for a in set)
+    ranges = {}
+    for text in range:
+        key, value = assignment(text, "--range", "NAME=LOW:HIGH", parse=False)
+        try:
+            low, high = (float(v) for v in value.split(":"))
+        except ValueError:
+            raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
+        ranges[key] = (low, high)
+    budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
+    sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address != "auto":
+        probe(address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
+    if expose_ray and address:
+        raise ValueError("--expose-ray applies to the local Ray a launch starts, not to "
+                         "--address")  # fmt: skip
+    name = study_name or f"{space}-{task}"
+    storage_path = storage_path or str(runs / "ray")
+    if "://" not in storage_path:
+        storage_path = str(writable_folder(storage_path, "--storage-path"))
+    uri = tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
+    optuna_url = storage or f"sqlite:///{runs / 'optuna.db'}"
+    stores.check(uri, "--tracking-uri" if tracking_uri else "--runs-dir", "mlflow")
+    stores.check(optuna_url, "--storage" if storage else "--runs-dir", "optuna")
+    size = pack_size(pack, base["trials"], base["seeds"], concurrency, cpus_per_trial,
+                     gpus_per_trial)  # fmt: skip
+    return Plan(
+        name=name, space_name=space, space=sampled, task=task, trials=base["trials"],
+        seeds=base["seeds"], steps=base["steps"], chunk=base["chunk"], block=base["block"],
+        window=base["window"], pack=size, runs=runs, tracking_uri=uri, storage=optuna_url,
+        storage_path=storage_path, data_dir=data_dir, address=address, expose_ray=expose_ray,
+        concurrency=concurrency, scheduler=scheduler, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, min_report_s=min_report_s, reuse_actors=reuse_actors,
+        sampler_seed=sampler_seed, resume=resume, pack_text=str(pack),
+        budget_text=str(budget_flops), command=command,
+    )  # fmt: skip
+
+
+def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
+              gpus: float) -> int:  # fmt: skip
+    """Configurations per trial (``--pack``): as given, at most the study's trials, or
+    ``study.pack.auto_size``'s choice."""
+    from study.pack import auto_size, parse_pack
+
+    given = parse_pack(text)
+    if given is None:
+        return auto_size(trials, seeds, concurrency, cpus, gpus)
+    if given > trials:
+        raise ValueError(f"--pack {text}: larger than the study's {trials} trials; "
+                         f"allowed: 1 to {trials}, or auto")  # fmt: skip
+    return given
+
+
+def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
+    """``--budget-flops`` as typed: a number, ``none``, or ``auto`` (the ledger flops of the
+    family's default network, ``learners.DEFAULT_SIZES``; none for a space without a size or
+    when a size parameter is set or ranged)."""
+    from learners import make_learner
+    from learners.ledger import cost
+    from search_spaces import SPACES
+
+    word = str(text).strip().lower()
+    if word == "none":
+        return None
+    if space not in SPACES:
+        return None  # make_space names the spaces allowed
+    sizes = [p.name for p in SPACES[space] if p.size]
+    if word == "auto":
+        if not sizes or any(k in given for k in sizes):
+            return None
+        learner = make_learner(space, n_inputs)
+        return float(cost(space, n_inputs, learner.settings).flops)
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1e12:  # NaN fails too
+        raise ValueError(f"--budget-flops {text}: allowed: a number of flops per step in "
+                         f"(0, 1e12), auto or none")  # fmt: skip
+    return value
+
+
+def assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str, Any]:
+    """``NAME=VALUE`` as typed after ``flag``: the name and the value (a bool, int, float or
+    text when ``parse``, else the text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"{flag} {text!r} must have the form {form}")
+    if not parse:
+        return key, value
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value

@@ -1,0 +1,264 @@
+"""``python -m study.compare --preset NAME``: a published protocol run as a grid.
+
+``jmlr-trace-patterning`` is the paper's experiment (Javed et al., JMLR 2023): every
+configuration of its grid on the tuning seeds (experiment ``NAME``), each family's pick on
+fresh seeds (``NAME-fresh``), then the report and the paper's orderings judged on the fresh
+seeds with bootstrap intervals (``study.report.claims``); ``--extend-grid`` adds step sizes
+past the edge a pick is at. ``--scale F`` divides its steps and stage lengths by F and
+``--seeds`` sets its tuning seeds, so the same protocol runs on a laptop. A stage whose latest
+launch finished is not run again; ``--resume`` continues one that was interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from typing import Any, NamedTuple
+
+from study.cli import fail
+from study.pack import parse_pack
+from study.plan import Plan, make_plan
+from study.report.claims import PAPER_TRACE_PATTERNING, Claim
+from study.stages import eval_seeds, picks, report, run_stage, running_refusal, stage_state
+
+
+class Preset(NamedTuple):
+    """A published protocol: a grid of configurations on fixed tuning seeds, each family's
+    pick then run again on fresh seeds, and the orderings the paper reports."""
+
+    task: str
+    steps: int  # per seed, before --scale
+    seeds: int  # tuning seeds
+    configs: tuple[dict[str, Any], ...]  # stage lengths in steps, before --scale
+    claims: str  # what the paper reports, for the page
+    orderings: tuple[Claim, ...]  # the same, as claims the report judges
+
+
+def _jmlr_trace_patterning() -> Preset:
+    """Trace patterning as in the paper: columnar 7, constructive 10:1 (stages of 5M), CCN 20:4
+    (stages of 10M), T-BPTT at the eight matched-compute truncation:hidden pairs, SnAp-1 on
+    the 5:8 pair's network; the paper's step-size grids; lambda 0.99; the reference's
+    normalisation (rate 1 - 0.99999, variance floor 0.01) on and off; 30 seeds x 50M steps."""
+    rtrl_alphas = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+    tbptt_alphas = (1e-3, 3e-4, 1e-4, 3e-5)
+    shapes = [
+        (dict(learner="columnar", n_features=7), rtrl_alphas),
+        (dict(learner="constructive", n_features=10, steps_per_stage=5_000_000), rtrl_alphas),
+        (dict(learner="hybrid", n_features=20, per_stage=4, steps_per_stage=10_000_000),
+         rtrl_alphas),
+        (dict(learner="snap1", n_features=8), rtrl_alphas),
+        *((dict(learner="tbptt", truncation=k, n_features=h), tbptt_alphas)
+          for k, h in ((2, 13), (3, 10), (5, 8), (8, 5), (10, 5), (15, 4), (20, 3), (30, 2))),
+    ]  # fmt: skip
+    norms = (dict(norm_rate=0.0), dict(norm_rate=1e-5, norm_floor=0.01))
+    configs = tuple(
+        {**shape, "alpha": a, "lambda_": 0.99, **norm}
+        for shape, alphas in shapes
+        for norm in norms
+        for a in alphas
+    )
+    claims = ("SnAp-1 worst, then T-BPTT; columnar about equal to constructive; the hybrid "
+              "(CCN) lowest")  # fmt: skip
+    return Preset("trace_patterning", 50_000_000, 30, configs, claims, PAPER_TRACE_PATTERNING)
+
+
+PRESETS = {"jmlr-trace-patterning": _jmlr_trace_patterning()}
+
+
+def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]], dict[str, Any]]:
+    """The preset's configurations at ``--scale`` and the launch (``study.plan.make_plan``'s
+    keywords) that runs them on the tuning seeds; raises a one-line ValueError for a bad
+    preset, scale or option."""
+    if args.preset is None:
+        raise ValueError("--scale applies to --preset only")
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown --preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
+    preset = PRESETS[args.preset]
+    if not (math.isfinite(args.scale) and 1.0 <= args.scale <= preset.steps / 20_000):
+        raise ValueError(f"--scale {args.scale:g} is not allowed: need a number from 1 to "
+                         f"{preset.steps / 20_000:g} (at least 20,000 steps a run)")  # fmt: skip
+    given = [f"--{k.replace('_', '-')}" for k in ("trials", "budget_flops", "eval_steps")
+             if getattr(args, k) is not None] + [f"--{k}" for k in ("set", "range")
+                                                 if getattr(args, k)]  # fmt: skip
+    if args.steps is not None:
+        given.append("--steps (use --scale)")
+    if given:
+        raise ValueError(f"{given[0]} does not apply to --preset: its grid is fixed")
+    block = 10_000
+    steps = max(2 * block, round(preset.steps / args.scale / block) * block)
+    families = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    known = sorted({c["learner"] for c in preset.configs})
+    if not families or any(f not in known for f in families):
+        raise ValueError(f"--spaces {args.spaces!r} with --preset: allowed: families of the "
+                         f"preset, {', '.join(known)}")  # fmt: skip
+    from learners.families import family
+
+    rule = args.update_rule or "reference"
+    configs = []
+    for c in preset.configs:
+        if c["learner"] not in families:
+            continue
+        c = dict(c)
+        if "steps_per_stage" in c:
+            c["steps_per_stage"] = max(1, round(c["steps_per_stage"] / args.scale))
+        if family(c["learner"]).reference_rule is not None:
+            c["update_rule"] = rule
+        configs.append(c)
+    seeds = args.seeds if args.seeds is not None else preset.seeds
+    name = args.name or args.preset
+    return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
+
+
+def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
+               seeds: int) -> dict[str, Any]:  # fmt: skip
+    """``make_plan``'s keywords of one stage of the preset."""
+    size = parse_pack(args.pack)
+    return dict(
+        space=preset.configs[0]["learner"], task=preset.task, study_name=name, trials=trials,
+        runs_dir=args.runs_dir, steps=steps, seeds=seeds, concurrency=args.concurrency,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        pack=args.pack if size is None else str(min(size, trials)), address=args.address,
+        tracking_uri=args.tracking_uri, storage=args.storage, expose_ray=args.expose_ray,
+        reuse_actors=args.reuse_actors,
+    )  # fmt: skip
+
+
+def run_preset(args: argparse.Namespace) -> int:
+    """``--preset``: the grid on the tuning seeds (experiment NAME), each family's pick on
+    fresh seeds (experiment NAME-fresh), then the report and the orderings judged on the
+    fresh seeds."""
+    try:
+        preset, configs, kw = preset_plan(args)
+        if parse_pack(args.pack) is not None and parse_pack(args.pack) > len(configs):
+            raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
+                             f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
+        plan = make_plan(**kw)
+        fresh = eval_seeds(args.eval_seeds, plan.seeds)
+        n_fresh = fresh if isinstance(fresh, int) else len(fresh)
+        families = list(dict.fromkeys(c["learner"] for c in configs))
+        fresh_name = f"{plan.name}-fresh"
+        fresh_plan = make_plan(**_preset_kw(args, preset, fresh_name, len(families), plan.steps,
+                                            n_fresh))  # fmt: skip
+    except ValueError as e:
+        return fail(str(e))
+    name, uri = plan.name, plan.tracking_uri
+    if running := running_refusal(plan.runs, [name, fresh_name]):
+        return fail(running)
+    states = {study: stage_state(uri, study) for study in (name, fresh_name)}
+    stopped = [study for study, state in states.items() if state == "interrupted"]
+    if stopped and not args.resume:
+        return fail(f"preset run {stopped[0]!r} was interrupted; add --resume to continue it")
+    if args.resume and all(v == "new" for v in states.values()):
+        return fail(f"--resume: no preset run {name!r} in {uri}")
+    print(
+        f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "
+        f"{plan.seeds} tuning seeds x {plan.steps:,} steps, then each family's pick on "
+        f"{n_fresh} fresh seeds ({preset.claims}, in the paper)"
+    )
+    command = "python -m study.compare " + shlex.join(sys.argv[1:])
+    print(f"\n== [1/2] grid on the tuning seeds: {name} ({states[name]})")
+    if states[name] == "done":
+        print("already run; not run again")
+    else:
+        rc = run_stage(plan, configs, list(range(plan.seeds)), "tuning",
+                       states[name] == "interrupted", command)  # fmt: skip
+        if rc:
+            return rc
+    print(f"\n== [2/2] each family's pick on fresh seeds: {fresh_name} ({states[fresh_name]})")
+    rc = _fresh_stage(uri, [name], preset.task, fresh, fresh_plan, states[fresh_name],
+                      command)  # fmt: skip
+    if rc:
+        return rc
+    rc = report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset.orderings,
+                preset.claims)  # fmt: skip
+    if rc or not args.extend_grid:
+        return rc
+    return _extend(args, preset, configs, plan, fresh, command)
+
+
+def beyond(values: list[float], edge: float, n: int = 2) -> list[float]:
+    """The ``n`` step sizes past ``edge`` on the grid's 1-3 ladder (..., 1e-4, 3e-4, 1e-3,
+    ...): below it when ``edge`` is the smallest of ``values``, above it when the largest."""
+    k = math.floor(math.log10(edge))
+    ladder = sorted({float(f"{m}e{e}") for e in range(k - n - 1, k + n + 2) for m in (1, 3)})
+    if edge <= min(values):
+        return [a for a in ladder if a < edge * 0.99][-n:][::-1]
+    return [a for a in ladder if a > edge * 1.01][:n]
+
+
+def edge_extensions(uri: str, experiment: str, configs: list[dict[str, Any]],
+                    task: str) -> list[dict[str, Any]]:  # fmt: skip
+    """For each family whose pick (``picks``) has the smallest or largest step size that its
+    configurations in ``configs`` try, the pick's configuration at the two step sizes past
+    that edge (``beyond``)."""
+    picked, _ = picks(uri, [experiment], task, 2)
+    out = []
+    for pick in picked:
+        tried = sorted({c["alpha"] for c in configs if c["learner"] == pick["learner"]})
+        if len(tried) < 3 or pick["alpha"] not in (tried[0], tried[-1]):
+            continue
+        out += [{**pick, "alpha": a} for a in beyond(tried, pick["alpha"])]
+    return out
+
+
+def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
+    """``--extend-grid``: the edge picks' step sizes beyond the grid on the tuning seeds
+    (NAME-extended), the picks among the grid and those on the fresh seeds
+    (NAME-extended-fresh), and their report (``reports/NAME-extended``)."""
+    name, uri = plan.name, plan.tracking_uri
+    ext_name, ext_fresh = f"{name}-extended", f"{name}-extended-fresh"
+    states = {study: stage_state(uri, study) for study in (ext_name, ext_fresh)}
+    if running := running_refusal(plan.runs, [ext_name, ext_fresh]):
+        return fail(running)
+    stopped = [study for study, state in states.items() if state == "interrupted"]
+    if stopped and not args.resume:
+        return fail(f"preset run {stopped[0]!r} was interrupted; add --resume to continue it")
+    print(f"\n== [extend] step sizes past the grid's edge: {ext_name} ({states[ext_name]})")
+    if states[ext_name] == "done":
+        print("already run; not run again")
+    else:
+        extra = edge_extensions(uri, name, configs, preset.task)
+        if not extra:
+            print("no family's pick is at the edge of its grid: nothing to extend")
+            return 0
+        for c in extra:
+            print(f"  {c['learner']}: alpha {c['alpha']:g}")
+        try:
+            ext_plan = make_plan(**_preset_kw(args, preset, ext_name, len(extra), plan.steps,
+                                              plan.seeds))  # fmt: skip
+        except ValueError as e:
+            return fail(str(e))
+        rc = run_stage(ext_plan, extra, list(range(plan.seeds)), "tuning",
+                       states[ext_name] == "interrupted", command)  # fmt: skip
+        if rc:
+            return rc
+    families = len({c["learner"] for c in configs})
+    n_fresh = fresh if isinstance(fresh, int) else len(fresh)
+    try:
+        fresh_plan = make_plan(**_preset_kw(args, preset, ext_fresh, families, plan.steps,
+                                            n_fresh))  # fmt: skip
+    except ValueError as e:
+        return fail(str(e))
+    print(f"\n== [extend] each family's pick on fresh seeds: {ext_fresh} ({states[ext_fresh]})")
+    rc = _fresh_stage(uri, [name, ext_name], preset.task, fresh, fresh_plan,
+                      states[ext_fresh], command)  # fmt: skip
+    if rc:
+        return rc
+    return report(fresh_plan, [ext_fresh, name, ext_name], args.bootstrap_resamples,
+                  preset.orderings, preset.claims)  # fmt: skip
+
+
+def _fresh_stage(uri: str, tuning: list[str], task: str, fresh, plan: Plan, state: str,
+                 command: str) -> int:  # fmt: skip
+    """Each family's pick among the ``tuning`` experiments, run on the fresh seeds (unless
+    the stage's ``state`` is done)."""
+    if state == "done":
+        print("already run; not run again")
+        return 0
+    try:
+        picked, seeds = picks(uri, tuning, task, fresh)
+    except ValueError as e:
+        return fail(str(e))
+    return run_stage(plan, picked, seeds, "eval", state == "interrupted", command)

@@ -1,0 +1,166 @@
+"""What a comparison's stages share: whether a stage is new, done or interrupted, each
+family's pick among tuning runs and the fresh seeds to run it on, one stage run as a planned
+launch, and the report at the end. ``study.compare`` (a search per family, then an
+evaluation) and ``study.preset`` (a published protocol as a grid) are made of these."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from study.execute import execute
+from study.plan import Plan
+
+EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
+# Set by the evaluation itself, not taken from the tuning trial's configuration.
+PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
+
+
+def stage_state(tracking_uri: str, experiment: str) -> str:
+    """``new`` (never launched), ``done`` (its latest launch finished) or ``interrupted``
+    (its latest launch still marked running, stopped with Ctrl+C, or failed: ``--resume``
+    continues it)."""
+    from mlflow.tracking import MlflowClient
+
+    from study.tracking import latest_launch
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    last = latest_launch(client, found.experiment_id) if found else None
+    if last is None:
+        return "new"
+    return "done" if last.info.status == "FINISHED" else "interrupted"
+
+
+def running_refusal(runs, studies: list[str]) -> str | None:
+    """The refusal when one of ``studies`` is running now (``study.lock``), else None."""
+    from study.lock import holder
+
+    for study in studies:
+        if who := holder(runs, study):
+            return f"study {study!r} is running: {who}; wait for it to finish"
+    return None
+
+
+def eval_seeds(text: str, tuning: int) -> int | list[int]:
+    """``--eval-seeds`` as typed: a count (the seeds are chosen after the tuning seeds at run
+    time) or an explicit list (``FIRST-LAST`` or ``A,B,C``) disjoint from the tuning seeds
+    ``0..tuning-1``. Raises a one-line ValueError."""
+    form = "a count, FIRST-LAST or A,B,C"
+    word = str(text).strip()
+    try:
+        if "-" in word.lstrip("-"):
+            first, _, last = word.partition("-")
+            seeds: int | list[int] = list(range(int(first), int(last) + 1))
+        elif "," in word:
+            seeds = [int(v) for v in word.split(",") if v.strip()]
+        else:
+            seeds = int(word)
+    except ValueError:
+        raise ValueError(f"--eval-seeds {text!r}: allowed: {form}") from None
+    n = seeds if isinstance(seeds, int) else len(seeds)
+    if n < 2 or n > 4096:
+        raise ValueError(f"--eval-seeds {text}: {n} fresh seed(s); allowed: 2 to 4096 (an "
+                         f"interval needs at least 2)")  # fmt: skip
+    if isinstance(seeds, list):
+        if len(set(seeds)) < len(seeds) or min(seeds) < 0 or max(seeds) >= 2**31:
+            raise ValueError(f"--eval-seeds {text}: allowed: distinct seeds from 0 to 2^31-1")
+        if min(seeds) < tuning:
+            raise ValueError(f"--eval-seeds {text} overlaps the tuning seeds 0-{tuning - 1}; "
+                             f"allowed: seeds from {tuning} on")  # fmt: skip
+    return seeds
+
+
+def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | list[int]):
+    """Each family's pick among the tuning runs of ``experiments``, as its trial ran it (the
+    ``ccn.config`` tag of the finished child run with the best final value of the objective:
+    the lowest windowed MSRE, or the highest held-out accuracy on sequential MNIST; the run
+    the report calls best), and the fresh seeds to run them on: the ``fresh`` list, or
+    ``fresh`` seeds from ``EVAL_SEED_BASE`` on or after the largest seed any tuning run used
+    (their ``seeds`` tags). Raises a one-line ValueError when no family has a finished run or
+    a listed seed was used in tuning."""
+    from mlflow.tracking import MlflowClient
+
+    from study.kinds import kind_of
+    from study.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
+
+    client = MlflowClient(tracking_uri)
+    kind = kind_of(task)
+    final, pick = kind.final, max if kind.higher_better else min
+    best: dict[str, Any] = {}
+    families: list[str] = []
+    used = {-1}
+    for study in experiments:
+        exp = client.get_experiment_by_name(study)
+        runs = [r for r in client.search_runs([exp.experiment_id], max_results=50_000)
+                if PARENT_TAG in r.data.tags]  # fmt: skip
+        for r in runs:
+            used.update(int(s) for s in r.data.tags.get("seeds", "").split(",") if s)
+            learner = r.data.tags.get("learner", "?")
+            families += [learner] if learner not in families else []
+            if (
+                r.data.tags.get(STATUS_TAG) == "finished"
+                and CONFIG_TAG in r.data.tags
+                and math.isfinite(r.data.metrics.get(final, math.inf))
+            ):
+                best[learner] = pick([r, *([best[learner]] if learner in best else [])],
+                                     key=lambda r: r.data.metrics[final])  # fmt: skip
+    for learner in families:
+        if learner not in best:
+            print(f"{learner}: no trial finished with a finite error; the family is left out")
+    if not best:
+        raise ValueError(f"no tuning study of {', '.join(experiments)} has a finished trial")
+    configs = [
+        {k: v for k, v in json.loads(best[f].data.tags[CONFIG_TAG]).items() if k not in PER_STUDY}
+        for f in families
+        if f in best
+    ]
+    if isinstance(fresh, list):
+        if overlap := sorted(used & set(fresh)):
+            raise ValueError(f"--eval-seeds: seed {overlap[0]} was a tuning seed; allowed: "
+                             f"seeds after {max(used)}")  # fmt: skip
+        return configs, fresh
+    start = max(EVAL_SEED_BASE, max(used) + 1)
+    return configs, list(range(start, start + fresh))
+
+
+def run_stage(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], role: str,
+              resume: bool, command: str) -> int:  # fmt: skip
+    """One launch of ``plan`` evaluating ``configs`` on ``seeds``, its runs tagged
+    ``ccn.role=role`` (``study.execute``)."""
+    return execute(dataclasses.replace(plan, configs=tuple(configs), seed_list=tuple(seeds),
+                                       role=role, resume=resume, command=command))  # fmt: skip
+
+
+def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple = (),
+           claims_text: str = "") -> int:  # fmt: skip
+    """The report of the evaluation (first) and tuning experiments; a preset's orderings
+    judged on the fresh seeds (``claims``: ``study.report.claims.Claim``; ``claims_text``:
+    what the paper reports), written to ``orderings.txt`` and printed."""
+    from study.report import make_report, table_text
+
+    out = plan.runs / "reports" / experiments[0].removesuffix("-fresh")
+    heading = (f"The paper's orderings at this scale ({claims_text}, in the paper), judged "
+               f"on the fresh seeds" if claims else "")  # fmt: skip
+    result = make_report(plan.tracking_uri, experiments, out, claims=claims,
+                         claims_heading=heading, n_resamples=n_resamples)  # fmt: skip
+    print("\n" + table_text(result["summary"], result["measure"].measure))
+    if result["judged"]:
+        text = "\n".join([heading + ":", *(f"- {j.claim}: {j.verdict} ({j.evidence})"
+                                           for j in result["judged"]),
+                          result["method"]])  # fmt: skip
+        (out / "orderings.txt").write_text(text + "\n")
+        print("\n" + text)
+    print(f"\nreport: {out / 'report.html'}")
+    from mlflow.tracking import MlflowClient
+
+    from study.tracking import browse_hint
+
+    m = result["measure"]
+    evaluation = MlflowClient(plan.tracking_uri).get_experiment_by_name(experiments[0])
+    if evaluation is not None:  # its runs sorted by result, each by name
+        print(browse_hint(plan.tracking_uri, evaluation.experiment_id, m.metric,
+                                  m.mode))  # fmt: skip
+    return 0
