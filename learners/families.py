@@ -219,3 +219,70 @@ def family(name: str) -> Family:
     if name not in FAMILIES:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
+
+# -- what the records give: a learner's ledger entry, a size for a budget ------------------
+
+
+def cost(name: str, m: int, settings: dict) -> ledger.Cost:
+    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``;
+    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``). The formula is
+    the family's record's."""
+    fam = family(name)
+    rms = settings.get("rmsprop", True)
+    size = {k: settings[k] for k in fam.sizes if settings.get(k) is not None}
+    entry, features, elig = fam.cost(m, size, rms)
+    n_classes = settings.get("n_classes", 0)
+    return ledger.classifier_cost(entry, features, elig, n_classes, rms) if n_classes else entry
+
+
+def size_for_budget(
+    name: str,
+    m: int,
+    budget_flops: float,
+    *,
+    per_stage: int | None = None,
+    truncation: int | None = None,
+    layers: int | None = None,
+    rmsprop: bool = True,
+    model: str = "ledger",
+) -> int:
+    """The largest size (columns, features or hidden units) of ``name`` within the budget.
+
+    Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
+    (default 5), a stacked family its ``layers`` (default 1). ``model="reference"`` sizes
+    T-BPTT by ``ledger.tbptt_reference_flops`` instead of the full ledger. Raises a one-line
+    ValueError when even the smallest network does not fit.
+    """
+    if model not in ("ledger", "reference"):
+        raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
+    if model == "reference" and name != "tbptt":
+        raise ValueError(f"model='reference' exists for tbptt only, not {name}")
+
+    fam = family(name)
+    if fam.grow is None:
+        raise ValueError(f"no size to choose for learner {name!r}: it has none")
+    given = {"per_stage": per_stage, "truncation": truncation, "layers": layers}
+    fixed = {**fam.sizes, **{k: v for k, v in given.items() if v is not None and k in fam.sizes}}
+
+    def flops(n: int) -> int:
+        if model == "reference":
+            return ledger.tbptt_reference_flops(m, n, fixed["truncation"])
+        return fam.cost(m, fam.grow(n, fixed), rmsprop)[0].flops
+
+    if flops(1) > budget_flops:
+        raise ValueError(
+            f"--budget-flops {budget_flops:g} is below the smallest {name} network "
+            f"({flops(1)} flops/step)"
+        )
+    # flops(n) grows with n: double past the budget, then bisect (a huge budget stays quick)
+    lo, hi = 1, 2
+    while flops(hi) <= budget_flops:
+        lo, hi = hi, hi * 2
+        if hi > 1 << 24:
+            raise ValueError(f"budget of {budget_flops:g} flops/step is beyond any {name} "
+                             f"network this ledger sizes (over 16M units)")  # fmt: skip
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
+    return fam.grow(lo, fixed)["n_features"]

@@ -176,20 +176,6 @@ def tbptt_reference_flops(m: int, hidden: int, truncation: int) -> int:
     return truncation * (4 * h * h + 4 * h * m)
 
 
-def cost(name: str, m: int, settings: dict) -> Cost:
-    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``;
-    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``). The formula is
-    the family's (``learners.families``)."""
-    from learners.families import family
-
-    fam = family(name)
-    rms = settings.get("rmsprop", True)
-    size = {k: settings[k] for k in fam.sizes if settings.get(k) is not None}
-    entry, features, elig = fam.cost(m, size, rms)
-    n_classes = settings.get("n_classes", 0)
-    return classifier_cost(entry, features, elig, n_classes, rms) if n_classes else entry
-
-
 def classifier_cost(entry: Cost, features: int, elig: int, n_classes: int, rmsprop: bool) -> Cost:
     """A prediction learner's entry turned into its ``n_classes``-way classifier's: the
     readout grows from ``features + 1`` to ``C (features + 1)`` parameters (forward, the
@@ -206,57 +192,3 @@ def classifier_cost(entry: Cost, features: int, elig: int, n_classes: int, rmspr
     # w, b, nu_w, nu_b at [C, F] and [C] replace w, b and their elig and nu; no elig_theta.
     state = entry.state_bytes // BYTES - 3 * (F + 1) + 2 * readout - elig
     return Cost(entry.params - (F + 1) + readout, flops, state * BYTES)
-
-
-def size_for_budget(
-    name: str,
-    m: int,
-    budget_flops: float,
-    *,
-    per_stage: int | None = None,
-    truncation: int | None = None,
-    layers: int | None = None,
-    rmsprop: bool = True,
-    model: str = "ledger",
-) -> int:
-    """The largest size (columns, features or hidden units) of ``name`` within the budget.
-
-    Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
-    (default 5), a stacked family its ``layers`` (default 1). ``model="reference"`` sizes
-    T-BPTT by ``tbptt_reference_flops`` instead of the full ledger. Raises a one-line
-    ValueError when even the smallest network does not fit.
-    """
-    if model not in ("ledger", "reference"):
-        raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
-    if model == "reference" and name != "tbptt":
-        raise ValueError(f"model='reference' exists for tbptt only, not {name}")
-
-    from learners.families import family
-
-    fam = family(name)
-    if fam.grow is None:
-        raise ValueError(f"no size to choose for learner {name!r}: it has none")
-    given = {"per_stage": per_stage, "truncation": truncation, "layers": layers}
-    fixed = {**fam.sizes, **{k: v for k, v in given.items() if v is not None and k in fam.sizes}}
-
-    def flops(n: int) -> int:
-        if model == "reference":
-            return tbptt_reference_flops(m, n, fixed["truncation"])
-        return fam.cost(m, fam.grow(n, fixed), rmsprop)[0].flops
-
-    if flops(1) > budget_flops:
-        raise ValueError(
-            f"--budget-flops {budget_flops:g} is below the smallest {name} network "
-            f"({flops(1)} flops/step)"
-        )
-    # flops(n) grows with n: double past the budget, then bisect (a huge budget stays quick)
-    lo, hi = 1, 2
-    while flops(hi) <= budget_flops:
-        lo, hi = hi, hi * 2
-        if hi > 1 << 24:
-            raise ValueError(f"budget of {budget_flops:g} flops/step is beyond any {name} "
-                             f"network this ledger sizes (over 16M units)")  # fmt: skip
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
-    return fam.grow(lo, fixed)["n_features"]

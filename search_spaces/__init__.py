@@ -4,7 +4,7 @@
 scales for step sizes, sizes and stage lengths) and returns the constants that follow from the
 samples, as ``OptunaSearch`` expects. With a per-step compute budget the network's size is not
 searched: it is the largest network of the family whose ledger flops per step fit the budget
-(``learners.ledger.size_for_budget``), so studies of different families compare learners at
+(``learners.families.size_for_budget``), so studies of different families compare learners at
 matched compute. ``config_to_args(config)`` splits a sampled configuration into the arguments
 of ``make_learner`` and ``make_hparams``.
 """
@@ -26,8 +26,7 @@ from learners import (
     stage_steps,
 )
 from learners.api import BOUNDS
-from learners.families import SHAPE_KEYS, check_update_rule, update_rule
-from learners.ledger import size_for_budget
+from learners.families import SHAPE_KEYS, check_update_rule, size_for_budget, update_rule
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> f
     family's default network, ``learners.DEFAULT_SIZES``; none for a space without a size or
     when a size parameter is set or ranged)."""
     from learners import make_learner
-    from learners.ledger import cost
+    from learners.families import cost
     from search_spaces import SPACES
 
     word = str(text).strip().lower()

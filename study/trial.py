@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from learners.ledger import cost
+from learners.families import cost
 from study.kinds import Record, kind_of
 from study.loop import seed_keys
 from study.pack import members_of, pack_metrics, shape_of, stream_hparams

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from learners import DEFAULT_SIZES, FAMILIES, family_defaults, make_hparams, make_learner
-from learners.ledger import cost
+from learners.families import cost
 from search_spaces import SPACES, config_to_args, describe, make_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from learners import FAMILIES, STAGE_FOREVER, make_hparams, make_learner, num_stages
-from learners.ledger import cost
+from learners.families import cost
 from study.tasks import make_task
 from study.threads import pool_size, threads_label
 
