@@ -5,9 +5,9 @@ No learner imports Ray, Optuna or MLflow; see ``learners.api`` for the interface
 
 from __future__ import annotations
 
-from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams
+from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams, stage_steps
 from learners.dense import rtrl, snap1
-from learners.families import FAMILIES, ORDER, Family, family
+from learners.families import FAMILIES, ORDER, Family, config_to_args, family
 from learners.linear import linear
 from learners.staged import columnar, constructive, hybrid, staged
 from learners.tbptt import tbptt
@@ -52,30 +52,12 @@ def make_learner(
 def family_defaults(name: str) -> dict[str, float]:
     """The hyperparameters family ``name`` runs with unless told otherwise (every field of
     ``HParams`` but ``gamma``, which is the task's, and ``steps_per_stage``)."""
-    family(name)
-    out = {k: v for k, v in DEFAULTS.items() if k not in ("gamma", "steps_per_stage")}
-    return {**out, **FAMILY_DEFAULTS[name]}
-
-
-def stage_steps(steps: int, n_stages: int, last_stage_at: float | None = None) -> int:
-    """``steps_per_stage`` that divides a run of ``steps`` into ``n_stages`` stages: the last
-    starts at ``last_stage_at`` x ``steps`` and the others share the time before it equally;
-    by default all stages are equal (``steps // n_stages``). One stage never ends."""
-    if n_stages <= 1:
-        return STAGE_FOREVER
-    if last_stage_at is None:
-        return max(1, steps // n_stages)
-    if not 0.0 < last_stage_at < 1.0:
-        raise ValueError(f"last_stage_at={last_stage_at} is not allowed; need 0 < value < 1")
-    return max(1, int(last_stage_at * steps) // (n_stages - 1))
+    return family(name).hparams()
 
 
 def num_stages(learner: Learner) -> int:
     """How many stages the learner's network has (1 for learners without stages)."""
-    s = learner.settings
-    if "per_stage" not in s:
-        return 1
-    return s["n_features"] // s["per_stage"]
+    return family(learner.name).stages(learner.settings)
 
 
 __all__ = [
@@ -91,6 +73,7 @@ __all__ = [
     "HParams",
     "Learner",
     "columnar",
+    "config_to_args",
     "constructive",
     "family_defaults",
     "hybrid",

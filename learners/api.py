@@ -175,3 +175,16 @@ def reset_recurrent(state: Any) -> Any:
     return state._replace(
         h=zero(state.h), c=zero(state.c), trace_h=zero(state.trace_h), trace_c=zero(state.trace_c)
     )
+
+
+def stage_steps(steps: int, n_stages: int, last_stage_at: float | None = None) -> int:
+    """``steps_per_stage`` that divides a run of ``steps`` into ``n_stages`` stages: the last
+    starts at ``last_stage_at`` x ``steps`` and the others share the time before it equally;
+    by default all stages are equal (``steps // n_stages``). One stage never ends."""
+    if n_stages <= 1:
+        return STAGE_FOREVER
+    if last_stage_at is None:
+        return max(1, steps // n_stages)
+    if not 0.0 < last_stage_at < 1.0:
+        raise ValueError(f"last_stage_at={last_stage_at} is not allowed; need 0 < value < 1")
+    return max(1, int(last_stage_at * steps) // (n_stages - 1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from learners import ledger
 from learners.api import Learner
@@ -26,7 +27,7 @@ from learners.tbptt import tbptt
 from learners.uoro import uoro
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """One learner family.
 
@@ -34,8 +35,11 @@ class Family:
     (``sizes`` with the caller's values over them). ``cost(m, size, rmsprop)`` is its ledger
     entry, with the number of readout features and recurrent eligibilities that a classifier
     readout replaces (``ledger.classifier_cost``). ``grow(n, size)`` is the size with ``n``
-    units on its budget axis (``None``: the family has no size, as linear). ``bench`` lists the
-    sizes ``study.bench`` times, smallest first. ``reference_rule``: the values of
+    units on its budget axis (``None``: the family has no size, as linear). ``stage_width
+    (size)`` is the columns each stage of a staged network adds (``None``: one stage, no
+    stages). ``from_sampled(sampled)`` is the size a search space's sampled values give when
+    they do not name ``n_features`` (the hybrid samples its stages; ``None``: none). ``bench``
+    lists the sizes ``study.bench`` times, smallest first. ``reference_rule``: the values of
     ``learners.api.RULE_KEYS`` that give the authors' C++ update for this family (the keys it
     reads; ``None``: it reads none, and has only ours).
     """
@@ -47,8 +51,32 @@ class Family:
     defaults: dict[str, float]
     cost: Callable[[int, dict[str, int], bool], tuple[ledger.Cost, int, int]]
     grow: Callable[[int, dict[str, int]], dict[str, int]] | None = None
+    stage_width: Callable[[dict[str, int]], int] | None = None
+    from_sampled: Callable[[dict[str, Any]], dict[str, int]] | None = None
     bench: tuple[dict[str, int], ...] = field(default_factory=tuple)
     reference_rule: dict[str, float] | None = None
+
+    def size(self, given: dict[str, Any]) -> dict[str, int]:
+        """The family's full size: its ``sizes`` with the values ``given`` has for them (a
+        configuration's, a learner's settings); None counts as not given."""
+        return {**self.sizes, **{k: given[k] for k in self.sizes if given.get(k) is not None}}
+
+    def stages(self, given: dict[str, Any]) -> int:
+        """How many stages a network of this family of size ``given`` has (1 without
+        stages)."""
+        if self.stage_width is None:
+            return 1
+        size = self.size(given)
+        return size["n_features"] // self.stage_width(size)
+
+    def hparams(self) -> dict[str, float]:
+        """The hyperparameters the family runs with unless told otherwise: every field of
+        ``HParams`` but ``gamma`` (the task's) and ``steps_per_stage``, over
+        ``learners.api.DEFAULTS``."""
+        from learners.api import DEFAULTS
+
+        out = {k: v for k, v in DEFAULTS.items() if k not in ("gamma", "steps_per_stage")}
+        return {**out, **self.defaults}
 
 
 def _staged_cost(m: int, size: dict[str, int], rms: bool) -> tuple[ledger.Cost, int, int]:
@@ -87,92 +115,123 @@ _TD = dict(alpha=1e-3, lambda_=0.99)
 _CPP_STAGED = dict(nu_init=1.0, readout_per_feature=1.0)
 _CPP_TBPTT = dict(nu_init=1.0)
 
+
+def _every_column_one_stage(size: dict[str, int]) -> int:
+    return size["n_features"]
+
+
+def _hybrid_from_sampled(sampled: dict[str, Any]) -> dict[str, int]:
+    return {"n_features": sampled["per_stage"] * sampled["n_stages"]}
+
+
+def _hybrid_grow(n: int, size: dict[str, int]) -> dict[str, int]:
+    return {**size, "n_features": n * size["per_stage"]}  # the budget axis counts stages
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family(
-            "columnar", "n_features independent LSTM columns, exact RTRL (one stage)",
-            lambda m, s, **kw: columnar(m, s["n_features"], **kw),
-            {"n_features": 7}, dict(_TD, init_scale=0.5),
-            lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"]}, rms), _units,
-            tuple(dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)),
+            name="columnar",
+            about="n_features independent LSTM columns, exact RTRL (one stage)",
+            build=lambda m, s, **kw: columnar(m, s["n_features"], **kw),
+            sizes={"n_features": 7}, defaults=dict(_TD, init_scale=0.5),
+            cost=lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"]}, rms),
+            grow=_units, stage_width=_every_column_one_stage,
+            bench=tuple(dict(n_features=n) for n in (7, 32, 128, 512, 2048, 16384)),
             reference_rule=_CPP_STAGED,
         ),
         Family(
-            "constructive", "one LSTM column per stage, earlier stages frozen, exact RTRL",
-            lambda m, s, **kw: constructive(m, s["n_features"], **kw),
-            {"n_features": 10}, dict(_TD, init_scale=0.2),
-            lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"], "per_stage": 1},
-                                           rms),
-            _units, tuple(dict(n_features=n) for n in (4, 8, 16, 32)), reference_rule=_CPP_STAGED,
+            name="constructive",
+            about="one LSTM column per stage, earlier stages frozen, exact RTRL",
+            build=lambda m, s, **kw: constructive(m, s["n_features"], **kw),
+            sizes={"n_features": 10}, defaults=dict(_TD, init_scale=0.2),
+            cost=lambda m, s, rms: _staged_cost(m, {"n_features": s["n_features"],
+                                                    "per_stage": 1}, rms),
+            grow=_units, stage_width=lambda s: 1,
+            bench=tuple(dict(n_features=n) for n in (4, 8, 16, 32)), reference_rule=_CPP_STAGED,
         ),
         Family(
-            "hybrid", "CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
-            lambda m, s, **kw: hybrid(m, s["n_features"], s["per_stage"], **kw),
-            {"n_features": 20, "per_stage": 4}, dict(_TD, init_scale=0.5), _staged_cost,
-            # the budget axis counts stages: n stages of per_stage columns
-            lambda n, s: {**s, "n_features": n * s["per_stage"]},
-            tuple(dict(n_features=n, per_stage=p)
-                  for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))),
+            name="hybrid",
+            about="CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
+            build=lambda m, s, **kw: hybrid(m, s["n_features"], s["per_stage"], **kw),
+            sizes={"n_features": 20, "per_stage": 4}, defaults=dict(_TD, init_scale=0.5),
+            cost=_staged_cost, grow=_hybrid_grow, stage_width=lambda s: s["per_stage"],
+            from_sampled=_hybrid_from_sampled,
+            bench=tuple(dict(n_features=n, per_stage=p)
+                        for n, p in ((8, 4), (20, 4), (64, 16), (256, 64))),
             reference_rule=_CPP_STAGED,
         ),
         Family(
-            "tbptt", "dense LSTM of n_features units, T-BPTT with truncation k every step",
-            lambda m, s, **kw: tbptt(m, s["n_features"], s["truncation"], **kw),
-            {"n_features": 8, "truncation": 5}, dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
-            _dense_cost(ledger.tbptt_cost), _units,
-            tuple(dict(n_features=8, truncation=k) for k in (5, 15, 30)),
+            name="tbptt",
+            about="dense LSTM of n_features units, T-BPTT with truncation k every step",
+            build=lambda m, s, **kw: tbptt(m, s["n_features"], s["truncation"], **kw),
+            sizes={"n_features": 8, "truncation": 5},
+            defaults=dict(alpha=3e-4, lambda_=0.99, init_scale=2.0),
+            cost=_dense_cost(ledger.tbptt_cost), grow=_units,
+            bench=tuple(dict(n_features=8, truncation=k) for k in (5, 15, 30)),
             reference_rule=_CPP_TBPTT,
         ),
         Family(
-            "snap1", "dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian "
+            name="snap1",
+            about="dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian "
             "block)",
-            lambda m, s, **kw: snap1(m, s["n_features"], **kw),
-            {"n_features": 8}, dict(_TD, init_scale=1.0), _dense_cost(ledger.snap1_cost),
-            _units, tuple(dict(n_features=n) for n in (8, 32, 128)),
+            build=lambda m, s, **kw: snap1(m, s["n_features"], **kw),
+            sizes={"n_features": 8}, defaults=dict(_TD, init_scale=1.0),
+            cost=_dense_cost(ledger.snap1_cost), grow=_units,
+            bench=tuple(dict(n_features=n) for n in (8, 32, 128)),
         ),
         Family(
-            "rtrl", "dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; "
+            name="rtrl",
+            about="dense LSTM of n_features units, exact RTRL (O(n^2 params) per step; "
             "small nets)",
-            lambda m, s, **kw: rtrl(m, s["n_features"], **kw),
-            {"n_features": 4}, dict(_TD, init_scale=1.0), _dense_cost(ledger.rtrl_cost),
-            _units, tuple(dict(n_features=n) for n in (2, 4, 8)),
+            build=lambda m, s, **kw: rtrl(m, s["n_features"], **kw),
+            sizes={"n_features": 4}, defaults=dict(_TD, init_scale=1.0),
+            cost=_dense_cost(ledger.rtrl_cost), grow=_units,
+            bench=tuple(dict(n_features=n) for n in (2, 4, 8)),
         ),
         Family(
-            "uoro", "dense LSTM of n_features units, UORO (unbiased rank-one estimate of the "
+            name="uoro",
+            about="dense LSTM of n_features units, UORO (unbiased rank-one estimate of the "
             "RTRL Jacobian)",
-            lambda m, s, **kw: uoro(m, s["n_features"], **kw),
-            {"n_features": 8}, dict(_TD, alpha=1e-4, init_scale=1.0),
-            _dense_cost(ledger.uoro_cost),
-            _units, tuple(dict(n_features=n) for n in (8, 32, 128)),
+            build=lambda m, s, **kw: uoro(m, s["n_features"], **kw),
+            sizes={"n_features": 8}, defaults=dict(_TD, alpha=1e-4, init_scale=1.0),
+            cost=_dense_cost(ledger.uoro_cost), grow=_units,
+            bench=tuple(dict(n_features=n) for n in (8, 32, 128)),
         ),
         Family(
-            "rtu", "n_features non-linear recurrent trace units (diagonal complex "
+            name="rtu",
+            about="n_features non-linear recurrent trace units (diagonal complex "
             "recurrence), exact RTRL",
-            lambda m, s, **kw: rtu(m, s["n_features"], **kw),
-            {"n_features": 16}, dict(_TD, alpha=3e-4, init_scale=1.0), _rtu_cost, _units,
-            tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
+            build=lambda m, s, **kw: rtu(m, s["n_features"], **kw),
+            sizes={"n_features": 16}, defaults=dict(_TD, alpha=3e-4, init_scale=1.0),
+            cost=_rtu_cost, grow=_units,
+            bench=tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
-            "rtu_linear", "n_features linear recurrent trace units (diagonal complex "
-            "recurrence, tanh on the output), exact RTRL",
-            lambda m, s, **kw: rtu_linear(m, s["n_features"], **kw),
-            {"n_features": 16}, dict(_TD, alpha=3e-4, init_scale=1.0), _rtu_cost, _units,
-            tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
+            name="rtu_linear",
+            about="n_features linear recurrent trace units (diagonal complex recurrence, "
+            "tanh on the output), exact RTRL",
+            build=lambda m, s, **kw: rtu_linear(m, s["n_features"], **kw),
+            sizes={"n_features": 16}, defaults=dict(_TD, alpha=3e-4, init_scale=1.0),
+            cost=_rtu_cost, grow=_units,
+            bench=tuple(dict(n_features=n) for n in (16, 64, 256, 1024, 4096)),
         ),
         Family(
-            "lru", "online LRU: layers of n_features complex units, each with a GLU, exact "
+            name="lru",
+            about="online LRU: layers of n_features complex units, each with a GLU, exact "
             "RTRL in each layer's recurrence",
-            lambda m, s, **kw: lru(m, s["n_features"], layers=s["layers"], **kw),
-            {"n_features": 8, "layers": 1}, dict(_TD, alpha=3e-4, init_scale=1.0), _lru_cost,
-            _units,
-            tuple(dict(n_features=n, layers=1) for n in (8, 32, 128, 512)),
+            build=lambda m, s, **kw: lru(m, s["n_features"], layers=s["layers"], **kw),
+            sizes={"n_features": 8, "layers": 1},
+            defaults=dict(_TD, alpha=3e-4, init_scale=1.0), cost=_lru_cost, grow=_units,
+            bench=tuple(dict(n_features=n, layers=1) for n in (8, 32, 128, 512)),
         ),
         Family(
-            "linear", "linear TD(lambda) on the observation (memoryless baseline)",
-            lambda m, s, **kw: linear(m, **kw),
-            {}, dict(alpha=3e-4, lambda_=0.9),
-            lambda m, s, rms: (ledger.linear_cost(m, rms), m, 0), None, ({},),
+            name="linear",
+            about="linear TD(lambda) on the observation (memoryless baseline)",
+            build=lambda m, s, **kw: linear(m, **kw),
+            sizes={}, defaults=dict(alpha=3e-4, lambda_=0.9),
+            cost=lambda m, s, rms: (ledger.linear_cost(m, rms), m, 0), bench=({},),
         ),
     )
 }  # fmt: skip
@@ -286,3 +345,35 @@ def size_for_budget(
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
     return fam.grow(lo, fixed)["n_features"]
+
+
+def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a configuration (a
+    search space's sample, a preset's grid point, a trial's).
+
+    Sizes are the configuration's (or, where it samples them otherwise, the family's
+    ``from_sampled``). Hyperparameters are every key of ``HParams`` the configuration holds,
+    over the family's defaults (``Family.hparams``), with its ``update_rule``'s values. A
+    staged network's ``steps_per_stage`` comes from the configuration, else from
+    ``last_stage_at`` and ``steps``, else from ``steps`` alone (equal stages, as
+    ``study.run`` divides a run).
+    """
+    from learners.api import STAGE_FOREVER, HParams, stage_steps
+
+    name = config["learner"]
+    fam = family(name)
+    static = {k: config[k] for k in SHAPE_KEYS if config.get(k) is not None}
+    if fam.from_sampled is not None and "n_features" not in static:
+        static.update(fam.from_sampled(config))
+    hparams = {**fam.hparams(), **{k: config[k] for k in HParams._fields if k in config}}
+    hparams.pop("gamma", None)  # the task's
+    if config.get("update_rule") is not None:
+        hparams.update(update_rule(name, config["update_rule"]))
+    check_update_rule(name, hparams)
+    stages = fam.stages(static)
+    if stages == 1:
+        hparams["steps_per_stage"] = STAGE_FOREVER
+    elif "steps_per_stage" not in config and "steps" in config:
+        hparams["steps_per_stage"] = stage_steps(int(config["steps"]), stages,
+                                                 config.get("last_stage_at"))  # fmt: skip
+    return name, static, hparams

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learners.api import STAGE_FOREVER, HParams, Learner, reset_recurrent
+from learners.api import STAGE_FOREVER, HParams, Learner, check_sizes, reset_recurrent
 from learners.lstm_column import gates_from_preact, preact, trace_step
 from learners.readout import cross_entropy, descend, readout_out
 from learners.td import (
@@ -82,12 +82,7 @@ def staged(
     a classifier of ``n_classes`` classes when that is > 0 (``learners.readout``).
     ``trace_fn`` computes the learning stage's traces (``learners.lstm_column.trace_step``;
     ``learners.autodiff`` swaps in autodiff to measure what the closed form saves)."""
-    if n_classes < 0:
-        raise ValueError(f"n_classes={n_classes} must be >= 0 (0: prediction)")
-    if n_inputs < 1:
-        raise ValueError(f"n_inputs={n_inputs} must be >= 1")
-    if n_features < 1:
-        raise ValueError(f"n_features={n_features} must be >= 1 (a network needs a column)")
+    check_sizes(n_inputs, n_features, n_classes, "a network of columns")
     if per_stage < 1:
         raise ValueError(f"per_stage={per_stage} must be >= 1")
     if n_features % per_stage:

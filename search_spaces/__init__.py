@@ -5,8 +5,8 @@ scales for step sizes, sizes and stage lengths) and returns the constants that f
 samples, as ``OptunaSearch`` expects. With a per-step compute budget the network's size is not
 searched: it is the largest network of the family whose ledger flops per step fit the budget
 (``learners.families.size_for_budget``), so studies of different families compare learners at
-matched compute. ``config_to_args(config)`` splits a sampled configuration into the arguments
-of ``make_learner`` and ``make_hparams``.
+matched compute. What a sampled configuration means to a learner is its family's
+(``learners.families.config_to_args``): this package only samples.
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from learners import (
-    DEFAULT_SIZES,
-    FAMILIES,
-    STAGE_FOREVER,
-    HParams,
-    family_defaults,
-    make_learner,
-    num_stages,
-    stage_steps,
-)
+from learners import DEFAULT_SIZES, FAMILIES, family_defaults, stage_steps
 from learners.api import BOUNDS
-from learners.families import SHAPE_KEYS, check_update_rule, size_for_budget, update_rule
+from learners.families import SHAPE_KEYS, size_for_budget
 
 
 @dataclass(frozen=True)
@@ -166,11 +157,12 @@ class Space:
         if self.budget_flops is not None:
             out["n_features"] = _sized(self.name, self.n_inputs, self.budget_flops, sampled)
             out["budget_flops"] = float(self.budget_flops)
-        elif self.name == "hybrid":
-            out["n_features"] = sampled["per_stage"] * sampled["n_stages"]
+        elif (fam := FAMILIES[self.name]).from_sampled is not None:
+            out.update(fam.from_sampled(sampled))
         if "last_stage_at" in sampled and self.steps is not None:
             n = out.get("n_features", sampled.get("n_features"))
-            stages = _stages(self.name, {"n_features": n, "per_stage": sampled.get("per_stage")})
+            size = {"n_features": n, "per_stage": sampled.get("per_stage")}
+            stages = FAMILIES[self.name].stages(size)
             out["steps_per_stage"] = stage_steps(self.steps, stages, sampled["last_stage_at"])
         return out
 
@@ -186,7 +178,7 @@ class Space:
         defaults = {**family_defaults(self.name), **DEFAULT_SIZES[self.name]}
         if "per_stage" in defaults:
             defaults["n_stages"] = defaults["n_features"] // defaults["per_stage"]
-        stages = _stages(self.name, {})
+        stages = FAMILIES[self.name].stages({})
         defaults["last_stage_at"] = (stages - 1) / stages  # equal stages, as study.run
         point = {}
         for p in self.params:
@@ -342,38 +334,4 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
     )
 
 
-def _stages(name: str, sizes: dict[str, Any]) -> int:
-    """How many stages a network of family ``name`` has with these sizes (the family's
-    ``learners.DEFAULT_SIZES`` where one is missing or None)."""
-    given = {k: v for k, v in sizes.items() if v is not None and k in FAMILIES[name].sizes}
-    return num_stages(make_learner(name, 1, **given))  # (a learner is built from numpy alone)
-
-
-def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a sampled config.
-
-    Hyperparameters are every key of ``HParams`` the config holds, over the family's defaults
-    (``learners.family_defaults``). A staged network's ``steps_per_stage`` comes from the
-    config, else from ``last_stage_at`` and ``steps``, else from ``steps`` alone (equal
-    stages, as ``study.run`` divides a run).
-    """
-    name = config["learner"]
-    static = {k: config[k] for k in SHAPE_KEYS if config.get(k) is not None}
-    if name == "hybrid" and "n_features" not in config:
-        static["n_features"] = config["per_stage"] * config["n_stages"]
-    hparams = {**family_defaults(name), **{k: config[k] for k in HParams._fields if k in config}}
-    hparams.pop("gamma", None)  # the task's
-    if config.get("update_rule") is not None:
-        hparams.update(update_rule(name, config["update_rule"]))
-    check_update_rule(name, hparams)
-    stages = _stages(name, static)
-    if stages == 1:
-        hparams["steps_per_stage"] = STAGE_FOREVER
-    elif "steps_per_stage" not in config and "steps" in config:
-        hparams["steps_per_stage"] = stage_steps(
-            int(config["steps"]), stages, config.get("last_stage_at")
-        )
-    return name, static, hparams
-
-
-__all__ = ["SPACES", "Param", "Space", "config_to_args", "describe", "make_space"]
+__all__ = ["SPACES", "Param", "Space", "describe", "make_space"]

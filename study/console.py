@@ -15,7 +15,7 @@ from ray.tune import Callback
 def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration (``study.tracking.trial_title``)."""
     from learners import make_learner
-    from search_spaces import config_to_args
+    from learners.families import config_to_args
     from study.pack import members_of
     from study.tracking import trial_title
 

@@ -17,7 +17,15 @@ import csv
 import sys
 from typing import Any
 
-from learners import DEFAULT_SIZES, LEARNERS, family_defaults, make_learner, num_stages, stage_steps
+from learners import (
+    DEFAULT_SIZES,
+    LEARNERS,
+    family,
+    family_defaults,
+    make_learner,
+    num_stages,
+    stage_steps,
+)
 from study.cli import Parser, count, fail, writable_file
 from study.kinds import PREDICTION, kind_of
 from study.stats import mean_ci
@@ -50,10 +58,10 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     ratio = normalised(msre, const)
     m, h = mean_ci(msre)
     n, hn, learned = PREDICTION.learned(ratio)
-    shown = ("alpha", "lambda_", "norm_rate") + (("init_scale",) if name != "linear" else ())
-    size = DEFAULT_SIZES[name]
-    if name == "tbptt":  # the paper's truncation:hidden
-        size = {"truncation": size["truncation"], "n_features": size["n_features"]}
+    shown = ("alpha", "lambda_", "norm_rate")
+    shown += ("init_scale",) if "init_scale" in family(name).defaults else ()
+    # the paper writes a truncated network's size truncation:hidden (T-BPTT's 5:8)
+    size = dict(sorted(DEFAULT_SIZES[name].items(), key=lambda kv: kv[0] != "truncation"))
     return dict(
         learner=name,
         size=":".join(str(v) for v in size.values()) or "-",

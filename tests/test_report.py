@@ -20,7 +20,7 @@ from browser import ARTIFACTS
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from study.compare import PER_STUDY
+from study.stages import PER_STUDY
 from study.compare import main as compare
 from study.report import main as report
 from study.report import make_report

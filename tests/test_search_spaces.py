@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from learners import DEFAULT_SIZES, FAMILIES, family_defaults, make_hparams, make_learner
-from learners.families import cost
-from search_spaces import SPACES, config_to_args, describe, make_space
+from learners.families import config_to_args, cost
+from search_spaces import SPACES, describe, make_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -116,7 +116,8 @@ def test_tbptt_s_reference_rule_is_the_cpp_update():
 
 @pytest.mark.parametrize("name", ["snap1", "linear", "lru"])
 def test_a_family_without_the_rule_refuses_it(name):
-    from search_spaces import config_to_args, make_space
+    from learners.families import config_to_args
+    from search_spaces import make_space
 
     with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid, tbptt only, "
                                          f"not {name}"):  # fmt: skip
@@ -129,7 +130,8 @@ def test_a_family_without_the_rule_refuses_it(name):
 
 
 def test_the_rule_reaches_a_trials_hyperparameters():
-    from search_spaces import config_to_args, make_space
+    from learners.families import config_to_args
+    from search_spaces import make_space
 
     _, _, hp = config_to_args({"learner": "columnar", "n_features": 3, "update_rule": "reference"})
     assert hp["nu_init"] == 1.0 and hp["readout_per_feature"] == 1.0

@@ -170,13 +170,14 @@ def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> t
 
 
 def autodiff_speedups(rows: list[list]) -> list[tuple[str, int, float]]:
-    """``(size, streams, time of autodiff / time of closed form)`` for every columnar size
-    and stream count benchmarked both ways."""
-    closed = {(r[1], r[3]): r[4] for r in rows if r[0] == "columnar"}
+    """``(size, streams, time of autodiff / time of closed form)`` for every size and stream
+    count benchmarked both ways (a row ``NAME_autodiff`` beside a row ``NAME``)."""
+    closed = {(r[0], r[1], r[3]): r[4] for r in rows}
     return [
-        (r[1], r[3], closed[(r[1], r[3])] / r[4])
+        (r[1], r[3], closed[key] / r[4])
         for r in rows
-        if r[0] == "columnar_autodiff" and (r[1], r[3]) in closed
+        if str(r[0]).endswith("_autodiff")
+        and (key := (str(r[0]).removesuffix("_autodiff"), r[1], r[3])) in closed
     ]
 
 

@@ -91,12 +91,16 @@ class Trial:
     def stage_starts(self, steps: float) -> list[int]:
         """The steps where a new stage starts (every ``steps_per_stage`` steps until the last
         of ``n_features / per_stage`` stages, which never ends), up to ``steps``."""
+        from learners.families import FAMILIES
+
+        if self.learner not in FAMILIES:
+            return []
         try:
             sps = int(float(self.params.get("steps_per_stage", "")))
-            n_stages = int(self.params["n_features"]) // int(self.params.get("per_stage", 1))
+            size = {k: int(float(self.params[k])) for k in ("n_features", "per_stage")
+                    if self.params.get(k) not in (None, "", "None")}  # fmt: skip
+            n_stages = FAMILIES[self.learner].stages(size)
         except (KeyError, ValueError, ZeroDivisionError):
-            return []
-        if self.learner == "columnar":
             return []
         return [k * sps for k in range(1, n_stages) if k * sps <= steps]
 
