@@ -20,10 +20,10 @@ from browser import ARTIFACTS
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from study.stages import PER_STUDY
 from study.compare import main as compare
 from study.report import main as report
 from study.report import make_report
+from study.stages import PER_STUDY
 from study.tracking import Tracking, TrialLogger
 
 # One xdist worker runs these, so the comparison (a module fixture) is run once.
