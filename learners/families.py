@@ -121,6 +121,8 @@ def _every_column_one_stage(size: dict[str, int]) -> int:
 
 
 def _hybrid_from_sampled(sampled: dict[str, Any]) -> dict[str, int]:
+    if "n_stages" not in sampled:  # sized otherwise, or the family's default size
+        return {}
     return {"n_features": sampled["per_stage"] * sampled["n_stages"]}
 
 

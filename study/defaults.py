@@ -22,9 +22,6 @@ from learners import (
     LEARNERS,
     family,
     family_defaults,
-    make_learner,
-    num_stages,
-    stage_steps,
 )
 from study.cli import Parser, count, fail, writable_file
 from study.kinds import PREDICTION, kind_of
@@ -37,24 +34,20 @@ COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "
 
 
 def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
-    """One family on its defaults: a row of the table."""
-
-    from study.loop import run_batch
-    from study.run import learner_hparams
+    """One family on its defaults: a row of the table, run as a trial (``study.trial``)."""
     from study.tasks.metrics import baselines, normalised, summarise_blocks
+    from study.trial import TrialRun, finish
 
-    env, tp = make_task(task)
-    learner = make_learner(name, env.obs_size)
     defaults = family_defaults(name)
-    hp = learner_hparams(
-        learner, [defaults["alpha"]], stage_steps(steps, num_stages(learner)), gamma=float(tp.gamma)
-    )
     block = 10_000 if steps % 10_000 == 0 else steps
-    res = run_batch(learner, env, tp, hp, list(range(seeds)), steps, block_size=block,
-                    progress=True)  # fmt: skip
-    window = max(1, min(100_000, steps) // block)
-    msre = summarise_blocks(res.sq_sum, res.count, window)["windowed"][0]
-    const = baselines(res.ret_sum, res.ret_sq_sum, res.count, window)["constant_windowed"][0]
+    run = TrialRun(dict(learner=name, **DEFAULT_SIZES[name], task=task,
+                        seeds=list(range(seeds)), steps=steps, block=block,
+                        window=min(100_000, steps), chunk_steps=steps, report_min_s=0,
+                        alpha=defaults["alpha"]))  # fmt: skip
+    seconds = finish(run, progress=True)
+    stats, window = run.record().stats, max(1, min(100_000, steps) // block)
+    msre = summarise_blocks(stats.sq_sum, stats.count, window)["windowed"]
+    const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window)["constant_windowed"]
     ratio = normalised(msre, const)
     m, h = mean_ci(msre)
     n, hn, learned = PREDICTION.learned(ratio)
@@ -68,7 +61,7 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
         defaults=" ".join(f"{k}={defaults[k]:g}" for k in shown),
         steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=n, nmsre_ci=hn,
         learned=learned,
-        seconds=res.seconds,
+        seconds=seconds,
     )  # fmt: skip
 
 

@@ -91,6 +91,7 @@ class TaskKind:
     window: int  # default steps of the windowed measure
     chunk: int  # default steps between two reports of a trial
     takes_data_dir: bool  # the task reads files (--data-dir)
+    task_options: tuple[str, ...]  # trial configuration keys passed on to make_task
     reading: str  # how to read a study of this kind in MLflow (its experiment's description)
     # whether a trial learned: the per-seed values of verdict_key against no_learning
     verdict_key: str
@@ -129,7 +130,15 @@ class TaskKind:
         raise NotImplementedError
 
     def program(self, name: str, static: tuple, rmsprop: bool, task: str, block: int,
-                data_dir: str | None) -> Program:  # fmt: skip
+                options: tuple = ()) -> Program:  # fmt: skip
+        """The compiled program of a trial shape: learner ``name`` with ``static`` settings
+        on ``task`` (with ``options``, ``(key, value)`` pairs of ``task_options`` for
+        ``make_task``), ``block`` steps per call; cached per worker process."""
+        raise NotImplementedError
+
+    def program_of(self, learner: Any, env: Any, params: Any, block: int) -> Program:
+        """The same program for a learner and task given as objects (``study.bench`` times a
+        learner that no family builds, as the autodiff variants)."""
         raise NotImplementedError
 
     def metrics(self, record: Record) -> dict[str, Any]:
@@ -195,8 +204,15 @@ class Prediction(TaskKind):
 
         return make_hparams(gamma=float(params.gamma), **hp_kw)
 
-    def program(self, name, static, rmsprop, task, block, data_dir):
-        return _prediction_program(name, static, rmsprop, task, block)
+    def program(self, name, static, rmsprop, task, block, options=()):
+        return _prediction_program(name, static, rmsprop, task, block, options)
+
+    def program_of(self, learner, env, params, block):
+        from study.loop import make_runner
+        from study.tasks.metrics import horizon_for
+
+        runner = make_runner(learner, env, block, horizon_for(float(params.gamma)))
+        return Program(learner, env, params, *_jit_vmapped(runner))
 
     def metrics(self, record: Record) -> dict[str, Any]:
         stats, window_blocks = record.stats, record.window_blocks
@@ -263,8 +279,18 @@ class Classification(TaskKind):
         # No discounting, so no eligibility in a classifier: lambda does nothing.
         return make_hparams(gamma=0.0, **{k: v for k, v in hp_kw.items() if k != "lambda_"})
 
-    def program(self, name, static, rmsprop, task, block, data_dir):
-        return _classification_program(name, static, rmsprop, task, block, data_dir)
+    def program(self, name, static, rmsprop, task, block, options=()):
+        return _classification_program(name, static, rmsprop, task, block, options)
+
+    def program_of(self, learner, env, params, block):
+        import jax
+
+        from study.classify import make_classify_runner, make_evaluate
+
+        runner = make_classify_runner(learner, env, block)
+        evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, 0, None)))
+        params = jax.tree.map(jax.numpy.asarray, params)
+        return Program(learner, env, params, *_jit_vmapped(runner), evaluate)
 
     def scheduled(self, program, carry, hp, tp, block):
         """Score the held-out images (accuracy and cross-entropy per seed), and keep the
@@ -320,7 +346,7 @@ PREDICTION = Prediction(
     name="prediction", metric="msre_windowed", mode="min", measure="msre",
     label="final windowed MSRE", log=True, curve="curve_msre_windowed",
     curve_label="windowed MSRE", old_curve="msre_windowed_curve",
-    block=10_000, window=100_000, chunk=200_000, takes_data_dir=False,
+    block=10_000, window=100_000, chunk=200_000, takes_data_dir=False, task_options=("gamma",),
     verdict_key="nmsre_windowed", no_learning=1.0, verdict_text="normalised MSRE",
     no_learning_text="1 = the best constant predictor's",
     not_learned="a constant predictor does as well",
@@ -333,7 +359,7 @@ CLASSIFICATION = Classification(
     name="classification", metric="heldout_accuracy", mode="max", measure="accuracy",
     label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
     curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
-    block=2_800, window=28_000, chunk=28_000, takes_data_dir=True,
+    block=2_800, window=28_000, chunk=28_000, takes_data_dir=True, task_options=("data_dir",),
     verdict_key="heldout_accuracy", no_learning=0.1, verdict_text="held-out accuracy",
     no_learning_text="chance 0.1", not_learned="no better than chance",
     reading="Sort the runs by `final_heldout_accuracy` (the accuracy on held-out images, "
@@ -351,33 +377,25 @@ def kind_of(task: str) -> TaskKind:
 
 
 @functools.lru_cache(maxsize=32)
-def _prediction_program(name: str, static: tuple, rmsprop: bool, task: str, block: int):
+def _prediction_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
+                        options: tuple):  # fmt: skip
     """Cached, so that trials of one shape in one worker process (a reused actor) compile
     once: hyperparameters and seeds are arguments of the compiled program, not constants."""
     from learners import make_learner
-    from study.loop import make_runner
     from study.tasks import make_task
-    from study.tasks.metrics import horizon_for
 
-    env, params = make_task(task)
+    env, params = make_task(task, **dict(options))
     learner = make_learner(name, env.obs_size, rmsprop=rmsprop, **dict(static))
-    runner = make_runner(learner, env, block, horizon_for(float(params.gamma)))
-    return Program(learner, env, params, *_jit_vmapped(runner))
+    return PREDICTION.program_of(learner, env, params, block)
 
 
 @functools.lru_cache(maxsize=32)
 def _classification_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
-                            data_dir: str | None):  # fmt: skip
-    import jax
-
+                            options: tuple):  # fmt: skip
     from learners import make_learner
-    from study.classify import make_classify_runner, make_evaluate
     from study.tasks import make_task
 
-    env, params = make_task(task, data_dir=data_dir)
+    env, params = make_task(task, **dict(options))
     learner = make_learner(name, env.obs_size, rmsprop=rmsprop, n_classes=env.n_classes,
                            **dict(static))  # fmt: skip
-    runner = make_classify_runner(learner, env, block)
-    evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, 0, None)))
-    params = jax.tree.map(jax.numpy.asarray, params)
-    return Program(learner, env, params, *_jit_vmapped(runner), evaluate)
+    return CLASSIFICATION.program_of(learner, env, params, block)

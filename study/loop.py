@@ -9,15 +9,15 @@ steps; per block a run returns the sum of squared return errors scored in it and
 count, from which ``study.tasks.metrics.summarise_blocks`` gives the running MSRE, the
 windowed MSRE (the paper's mean over the last ``window`` steps) and the learning curve.
 
-``make_run`` is the whole run as one function of ``(key, hparams, params)``; ``run_batch``
-runs step sizes x seeds as one program, chunk by chunk.
+``make_run`` is the whole run of one stream as one function of ``(key, hparams, params)`` (the
+reference the tests hold everything else to). Studies, ``study.run`` and ``study.defaults``
+run these functions through a trial (``study.trial.TrialRun``: every configuration x seed a
+stream of one vmapped program, chunked and checkpointed).
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -215,103 +215,3 @@ def check_steps(num_steps: int, block_size: int) -> None:
 def seed_keys(seeds: list[int] | np.ndarray) -> jax.Array:
     """uint32 [S, 2] keys, one per seed (raw keys round-trip through numpy checkpoints)."""
     return jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
-
-
-class Result(NamedTuple):
-    sq_sum: np.ndarray  # [A, S, n_blocks]
-    count: np.ndarray  # [A, S, n_blocks]
-    nonfinite: np.ndarray  # [A, S, n_blocks]
-    ret_sum: np.ndarray  # [A, S, n_blocks]
-    ret_sq_sum: np.ndarray  # [A, S, n_blocks]
-    seconds: float  # wall time of the run, compilation included
-    steps: int
-
-
-def run_batch(
-    learner: Learner,
-    env: Animal,
-    task_params: AnimalParams,
-    hparams: HParams,
-    seeds: list[int],
-    num_steps: int,
-    *,
-    block_size: int | None = None,
-    chunk_blocks: int | None = None,
-    progress: bool = False,
-) -> Result:
-    """Run ``hparams`` (leading axis A) x ``seeds`` streams as one compiled program, in chunks.
-
-    The chunks only split the scan: results equal one uninterrupted scan bit for bit.
-    """
-    block_size = block_size or default_block(num_steps)
-    check_steps(num_steps, block_size)
-    gamma_max = float(np.max(np.asarray(task_params.gamma)))
-    runner = make_runner(learner, env, block_size, horizon_for(gamma_max))
-    t0 = time.perf_counter()
-    _, stats = run_chunked(runner, task_params, hparams, seeds, num_steps // block_size,
-                           chunk_blocks=chunk_blocks, progress=progress)  # fmt: skip
-    return Result(*stats, seconds=time.perf_counter() - t0, steps=num_steps)
-
-
-def run_chunked(runner: Any, task_params: Any, hparams: HParams, seeds: list[int],
-                n_blocks: int, *, chunk_blocks: int | None = None,
-                progress: bool = False) -> tuple[Any, Any]:  # fmt: skip
-    """Run a runner's ``init``/``advance`` (this loop's, or ``study.classify``'s) for ``hparams``
-    (leading axis A) x ``seeds`` streams as one compiled program, ``chunk_blocks`` blocks per
-    call (the chunks only split the scan: the results equal one scan's bit for bit). Returns
-    the final carry and every block's statistics, [A, S, n_blocks] each, as numpy arrays."""
-    block_size = runner.block_size
-    if chunk_blocks is None:
-        # the largest divisor of n_blocks up to 200k steps a call: every chunk has one length,
-        # so the run compiles one program (a shorter last chunk would compile a second)
-        most = max(1, min(n_blocks, 200_000 // block_size))
-        chunk_blocks = max(d for d in range(1, most + 1) if n_blocks % d == 0)
-    per_seed_init = jax.vmap(runner.init, in_axes=(0, None, None))
-    init = jax.jit(jax.vmap(per_seed_init, in_axes=(None, 0, None)))
-
-    def advance(carry, hp, tp, n):
-        per_seed = jax.vmap(runner.advance, in_axes=(0, None, None, None))
-        return jax.vmap(per_seed, in_axes=(0, 0, None, None))(carry, hp, tp, n)
-
-    advance = jax.jit(advance, static_argnums=3)
-    carry = init(seed_keys(seeds), hparams, task_params)
-    outs = []
-    done = 0
-    bar = _Progress(n_blocks * block_size, enabled=progress)
-    while done < n_blocks:
-        n = min(chunk_blocks, n_blocks - done)
-        carry, stats = advance(carry, hparams, task_params, n)
-        outs.append(jax.tree.map(np.asarray, stats))
-        done += n
-        bar.update(done * block_size)
-    bar.close()
-    fields = [np.concatenate(parts, axis=-1) for parts in zip(*outs, strict=True)]
-    return carry, type(outs[0])(*fields)
-
-
-class _Progress:
-    """A one-line progress display on stderr (steps, rate, time left)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.t0 = total, enabled and total > 0, time.perf_counter()
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        dt = time.perf_counter() - self.t0
-        rate = done / dt if dt > 0 else 0.0
-        left = (self.total - done) / rate if rate > 0 else float("nan")
-        width = 30
-        fill = int(width * done / self.total)
-        sys.stderr.write(
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {done:,}/{self.total:,} steps "
-            f"{rate:,.0f} steps/s/stream, {left:,.0f} s left "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-# -- command line ---------------------------------------------------------------------------

@@ -1,47 +1,26 @@
 """``python -m study.run``: one learner on one task, every seed (and step size) as one
 compiled program, with the MSRE (or, on sequential MNIST, the accuracy) per seed and its
-interval. The loops are ``study.loop`` (prediction) and ``study.classify``."""
+interval. It runs a trial (``study.trial.TrialRun``, the engine of every study): one
+configuration per step size, packed, on every seed."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import sys
-import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from learners import (
-    LEARNERS,
-    HParams,
-    Learner,
-    family_defaults,
-    make_hparams,
-    num_stages,
-    stage_steps,
-)
-from learners import make_learner as _make_learner
+from learners import LEARNERS, family, family_defaults
 from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, real
 from study.kinds import PREDICTION, kind_of
-from study.loop import (
-    check_steps,
-    default_block,
-    run_batch,
-    run_chunked,
-)
+from study.loop import check_steps, default_block
 from study.stats import mean_ci
-from study.tasks import DEFAULT_TASK, TASKS, make_task
-from study.tasks.metrics import (
-    baselines,
-    normalised,
-    summarise_blocks,
-)
+from study.tasks import DEFAULT_TASK, TASKS
+from study.tasks.metrics import baselines, normalised, summarise_blocks
 from study.threads import describe, limit_xla_threads
+from study.trial import TrialRun, finish
 
 OPTIONS = {
     "n_features": "--features",
@@ -138,92 +117,109 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
-    if not kind_of(args.task).takes_data_dir and args.data_dir:
-        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
-    setup = _setup(args)
-    if kind_of(args.task).takes_data_dir:
-        return _run_classify(args, *setup)
-    return _run_predict(args, *setup)
-
-
-def _setup(args: argparse.Namespace) -> tuple[Any, Any, Learner, HParams, list[float], list[int]]:
-    """What both kinds of run share: the task, the learner, one row of hyperparameters per
-    step size (the family's defaults under the options given) and the seeds."""
     kind = kind_of(args.task)
-    if kind.takes_data_dir:
-        env, tp = make_task(args.task, data_dir=args.data_dir)
-        tp = jax.tree.map(jnp.asarray, tp)
-        extra, gamma, lambda_ = {"n_classes": env.n_classes}, 0.0, None
-    else:
-        env, tp = make_task(args.task, gamma=args.gamma)
-        extra, gamma, lambda_ = {}, float(tp.gamma), args.lambda_
-    learner = _make_learner(
-        args.learner, env.obs_size, n_features=args.features, per_stage=args.per_stage,
-        truncation=args.truncation, layers=args.layers, rmsprop=not args.no_rmsprop, **extra,
-    )  # fmt: skip
-    alphas = args.alpha or [family_defaults(learner.name)["alpha"]]
-    rule = {}
-    if args.update_rule is not None:
-        try:
-            rule = update_rule(learner.name, args.update_rule)
-        except ValueError as e:
-            raise ValueError(f"--update-rule {args.update_rule}: {e}") from None
-    hp = learner_hparams(
-        learner, alphas, _stage_steps(args, learner), gamma=gamma, lambda_=lambda_,
-        beta2=args.beta2, norm_rate=args.norm_rate, norm_floor=args.norm_floor,
-        init_scale=args.init_scale, **rule,
-    )  # fmt: skip
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    return env, tp, learner, hp, alphas, seeds
-
-
-def _run_predict(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, hp: HParams,
-                 alphas: list[float], seeds: list[int]) -> int:  # fmt: skip
-    """Prediction: the MSRE per seed and step size, and whether anything was learned."""
-    block = args.block or default_block(args.steps)
+    if not kind.takes_data_dir and args.data_dir:
+        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
+    block = args.block or (28 * 100 if kind.takes_data_dir else default_block(args.steps))
     check_steps(args.steps, block)
     window = min(args.window, args.steps)
-    if window % block:
+    if not kind.takes_data_dir and window % block:
         raise ValueError(f"--window {window} is not a multiple of the block size {block} "
                          f"(--block)")  # fmt: skip
-    A = len(alphas)
-    loop = "compiled CPU loop" if native.engine(learner, env) == "native" else "JAX"
+    alphas = args.alpha or [family_defaults(args.learner)["alpha"]]
+    run = TrialRun(trial_config(args, alphas, block, window))
+    if kind.takes_data_dir:
+        return _report_classify(args, run, alphas)
+    return _report_predict(args, run, alphas)
+
+
+def trial_config(args: argparse.Namespace, alphas: list[float], block: int,
+                 window: int) -> dict[str, Any]:  # fmt: skip
+    """The command line as a trial: the learner on the family's defaults under the options
+    given, one configuration per step size (a pack), on seeds ``offset .. offset+N-1``."""
+    kind = kind_of(args.task)
+    sizes = dict(n_features=args.features, per_stage=args.per_stage,
+                 truncation=args.truncation, layers=args.layers)  # fmt: skip
+    given = dict(lambda_=args.lambda_, beta2=args.beta2, norm_rate=args.norm_rate,
+                 norm_floor=args.norm_floor, init_scale=args.init_scale,
+                 steps_per_stage=_stage_steps(args, sizes), gamma=args.gamma,
+                 data_dir=args.data_dir)  # fmt: skip
+    if args.update_rule is not None:
+        try:
+            update_rule(args.learner, args.update_rule)
+        except ValueError as e:
+            raise ValueError(f"--update-rule {args.update_rule}: {e}") from None
+        given["update_rule"] = args.update_rule
+    if kind.takes_data_dir:
+        given.pop("gamma")  # no discounting in a classifier
+    config = {
+        "learner": args.learner, "task": args.task, "rmsprop": not args.no_rmsprop,
+        **{k: v for k, v in {**sizes, **given}.items() if v is not None},
+        "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
+        "steps": args.steps, "block": block, "window": window, "chunk_steps": args.steps,
+        "report_min_s": 0,
+    }  # fmt: skip
+    if len(alphas) == 1:
+        return {**config, "alpha": float(alphas[0])}
+    return {**config, "pack": [{"alpha": float(a)} for a in alphas]}
+
+
+def _header(args: argparse.Namespace, run: TrialRun, alphas: list[float], task: str) -> None:
+    learner = run.learner
     print(
-        f"task {args.task} | learner {learner.name} {learner.settings} | "
-        f"{learner.n_params} parameters | {args.steps:,} steps x {len(seeds)} seeds x "
-        f"{A} step size(s) | backend {describe()} | loop {loop}"
+        f"task {task} | learner {learner.name} {learner.settings} | {learner.n_params} "
+        f"parameters | {args.steps:,} steps{_images(run)} x {len(run.seeds)} seeds x "
+        f"{len(alphas)} step size(s) | backend {describe()}"
+        + ("" if kind_of(args.task).takes_data_dir else f" | loop {_loop(run)}")
     )
-    res = run_batch(learner, env, tp, hp, seeds, args.steps, block_size=block, progress=True)
-    summary = summarise_blocks(res.sq_sum, res.count, window // block)
-    base = baselines(res.ret_sum, res.ret_sq_sum, res.count, window // block)
-    ratio = normalised(summary["windowed"], base["constant_windowed"])
-    streams = A * len(seeds)
-    print(
-        f"done in {res.seconds:.1f} s (compilation included): "
-        f"{args.steps * streams / res.seconds:,.0f} steps/s over {streams} streams"
-    )
+
+
+def _images(run: TrialRun) -> str:
+    rows = getattr(run.env, "rows", None)
+    return f" ({run.steps // rows:,} images)" if rows else ""
+
+
+def _loop(run: TrialRun) -> str:
+    return "compiled CPU loop" if native.engine(run.learner, run.env) == "native" else "JAX"
+
+
+def _done(args: argparse.Namespace, run: TrialRun, seconds: float) -> None:
+    streams = len(run.seeds) * run.pack_size
+    print(f"done in {seconds:.1f} s (compilation included): "
+          f"{args.steps * streams / seconds:,.0f} steps/s over {streams} streams")  # fmt: skip
+
+
+def _report_predict(args: argparse.Namespace, run: TrialRun, alphas: list[float]) -> int:
+    """Prediction: the MSRE per seed and step size, and whether anything was learned."""
+    _header(args, run, alphas, args.task)
+    seconds = finish(run, progress=True)
+    _done(args, run, seconds)
     for a_i, alpha in enumerate(alphas):
-        win = summary["windowed"][a_i]
-        run_ = summary["running"][a_i]
-        diverged = res.nonfinite[a_i].any(axis=-1)
-        const, zero = base["constant_windowed"][a_i], base["zero_windowed"][a_i]
+        record = run.record(a_i)
+        stats, window = record.stats, record.window_blocks
+        summary = summarise_blocks(stats.sq_sum, stats.count, window)
+        base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window)
+        win, run_ = summary["windowed"], summary["running"]
+        ratio = normalised(win, base["constant_windowed"])
+        diverged = stats.nonfinite.any(axis=-1)
+        const, zero = base["constant_windowed"], base["zero_windowed"]
         print(
-            f"\nalpha={alpha:g}  MSRE over the last {window:,} steps (windowed) and all steps; "
-            "normalised = windowed / best constant predictor's (1: nothing learned)"
+            f"\nalpha={alpha:g}  MSRE over the last {window * run.block:,} steps (windowed) and "
+            "all steps; normalised = windowed / best constant predictor's (1: nothing learned)"
         )
-        for s_i, seed in enumerate(seeds):
+        for s_i, seed in enumerate(run.seeds):
             flag = "  DIVERGED" if diverged[s_i] else ""
             print(f"  seed {seed:3d}: windowed {win[s_i]:.5f}  running {run_[s_i]:.5f}  "
-                  f"normalised {ratio[a_i, s_i]:.3f}  (constant {const[s_i]:.5f}, "
+                  f"normalised {ratio[s_i]:.3f}  (constant {const[s_i]:.5f}, "
                   f"zero {zero[s_i]:.5f}){flag}")  # fmt: skip
         m, h = mean_ci(win)
         mr, hr = mean_ci(run_)
-        mn, hn = mean_ci(ratio[a_i])
+        mn, hn, learned = PREDICTION.learned(ratio)
         print(
             f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
             f"normalised {mn:.3f} +- {hn:.3f}"
         )
-        if not PREDICTION.learned(ratio[a_i])[2]:
+        if not learned:
             print(
                 "  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
                 "prediction does as well"
@@ -231,24 +227,13 @@ def _run_predict(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, 
     return 0
 
 
-def learner_hparams(
-    learner: Learner, alphas: list[float], steps_per_stage: int, **given: Any
-) -> HParams:
-    """The family's defaults (``learners.family_defaults``) overridden by the ``given`` values
-    that are not None, one row per step size in ``alphas`` (leading axis A)."""
-    values = {**family_defaults(learner.name), **{k: v for k, v in given.items() if v is not None}}
-    values.update(alpha=np.asarray(alphas, np.float64), steps_per_stage=steps_per_stage)
-    hp = make_hparams(**values)
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (len(alphas),)), hp)
-
-
-def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
-    """``--stage-steps``, or the run divided into equal stages. A run that ends before its last
-    stage starts is allowed (the authors' reference runs constructive 10:1 for 1M steps in
-    stages of 200k) and says so on stderr."""
-    n_stages = num_stages(learner)
+def _stage_steps(args: argparse.Namespace, sizes: dict[str, Any]) -> int | None:
+    """``--stage-steps`` (None: the run divided into equal stages, as a trial does). A run
+    that ends before its last stage starts is allowed (the authors' reference runs
+    constructive 10:1 for 1M steps in stages of 200k) and says so on stderr."""
     if args.stage_steps is None:
-        return stage_steps(args.steps, n_stages)
+        return None
+    n_stages = family(args.learner).stages(sizes)
     started = min(n_stages, -(-args.steps // args.stage_steps))
     if started < n_stages:
         print(f"note: --stage-steps {args.stage_steps:,}: {started} of the {n_stages} stages "
@@ -256,42 +241,27 @@ def _stage_steps(args: argparse.Namespace, learner: Learner) -> int:
     return args.stage_steps
 
 
-def _run_classify(args: argparse.Namespace, env: Any, tp: Any, learner: Learner, hp: HParams,
-                  alphas: list[float], seeds: list[int]) -> int:  # fmt: skip
+def _report_classify(args: argparse.Namespace, run: TrialRun, alphas: list[float]) -> int:
     """Sequential MNIST: online and held-out accuracy per seed and step size."""
-    from study.classify import make_classify_runner, make_evaluate
-
-    block = args.block or 28 * 100
-    check_steps(args.steps, block)
-    A = len(alphas)
-    print(
-        f"task {args.task} ({env.source}{'' if env.full else '; not comparable with full MNIST'}"
-        f") | learner {learner.name} {learner.settings} | {learner.n_params} parameters | "
-        f"{args.steps:,} steps ({args.steps // env.rows:,} images) x {len(seeds)} seeds x "
-        f"{A} step size(s) | backend {describe()}"
-    )
-    both = (0, None, None)
-    evaluate = jax.jit(jax.vmap(jax.vmap(make_evaluate(learner, env), in_axes=both),
-                                in_axes=(0, 0, None)))  # fmt: skip
-    t0 = time.perf_counter()
-    carry, stats = run_chunked(make_classify_runner(learner, env, block), tp, hp, seeds,
-                               args.steps // block, progress=True)  # fmt: skip
-    acc, ce = (np.asarray(a) for a in evaluate(carry.learner_state, hp, tp))
-    seconds = time.perf_counter() - t0
-    errors, count, bad = stats.errors, stats.count, stats.nonfinite.any(-1)
-    window = max(1, min(args.window, args.steps) // block)
-    online = 1.0 - errors[..., -window:].sum(-1) / np.maximum(count[..., -window:].sum(-1), 1)
-    streams = A * len(seeds)
-    print(f"done in {seconds:.1f} s (compilation included): "
-          f"{args.steps * streams / seconds:,.0f} steps/s over {streams} streams")  # fmt: skip
+    env, tp = run.env, run.tp
+    task = (f"{args.task} ({env.source}"
+            f"{'' if env.full else '; not comparable with full MNIST'})")  # fmt: skip
+    _header(args, run, alphas, task)
+    seconds = finish(run, progress=True)
+    _done(args, run, seconds)
     for a_i, alpha in enumerate(alphas):
-        print(f"\nalpha={alpha:g}  online accuracy over the last {window * block:,} steps; "
+        record = run.record(a_i)
+        stats, window = record.stats, record.window_blocks
+        online = 1.0 - summarise_blocks(stats.errors, stats.count, window)["windowed"]
+        acc, ce = record.extra["heldout_acc"], record.extra["heldout_ce"]
+        bad = stats.nonfinite.any(-1)
+        print(f"\nalpha={alpha:g}  online accuracy over the last {window * run.block:,} steps; "
               f"held-out accuracy and cross-entropy on {tp.test_y.shape[0]:,} images")  # fmt: skip
-        for s_i, seed in enumerate(seeds):
-            flag = "  DIVERGED" if bad[a_i, s_i] else ""
-            print(f"  seed {seed:3d}: online {online[a_i, s_i]:.4f}  held-out "
-                  f"{acc[a_i, s_i]:.4f}  CE {ce[a_i, s_i]:.4f}{flag}")  # fmt: skip
-        m, h = mean_ci(acc[a_i])
+        for s_i, seed in enumerate(run.seeds):
+            flag = "  DIVERGED" if bad[s_i] else ""
+            print(f"  seed {seed:3d}: online {online[s_i]:.4f}  held-out "
+                  f"{acc[s_i]:.4f}  CE {ce[s_i]:.4f}{flag}")  # fmt: skip
+        m, h = mean_ci(acc)
         print(f"  mean +- 95% CI: held-out accuracy {m:.4f} +- {h:.4f}")
     return 0
 

@@ -8,10 +8,14 @@ saved and restored bit for bit. What it measures and draws is its task kind's
 Tune, and ``study.tracking`` records it.
 
 Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
-``search_spaces.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
-``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``, ``data_dir``
-(classification) and ``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly
-``chunk_steps``).
+``learners.families.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
+``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``, ``gamma``
+(prediction: the discount, default the task's), ``data_dir`` (classification) and
+``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly ``chunk_steps``).
+
+It is the one engine: studies' trials (``study.trainable``), ``python -m study.run`` and
+``study.defaults`` (:func:`finish`), and the fixed runs of ``study.bench.fingerprint`` all run
+a ``TrialRun``.
 """
 
 from __future__ import annotations
@@ -83,10 +87,10 @@ class TrialRun:
         name, static, hp_kws, rmsprop = shape_of(self.members)
         _schedule(self, config, block=self.kind.block, window=self.kind.window,
                   chunk=self.kind.chunk)  # fmt: skip
-        self.program = self.kind.program(
-            name, tuple(sorted(static.items())), rmsprop, task,
-            self.block, config.get("data_dir") if self.kind.takes_data_dir else None,
-        )  # fmt: skip
+        options = tuple((k, config[k]) for k in self.kind.task_options
+                        if config.get(k) is not None)  # fmt: skip
+        self.program = self.kind.program(name, tuple(sorted(static.items())), rmsprop, task,
+                                         self.block, options)  # fmt: skip
         self.learner, self.env = self.program.learner, self.program.env
         self.tp = self.program.params
         self.hp = stream_hparams([self.kind.hparams(kw, self.tp) for kw in hp_kws],
@@ -235,6 +239,30 @@ class TrialRun:
         self.history = [self.stats_type(*(hist[f] for f in fields))]
         self.extra = {k: v for k, v in hist.items() if k not in fields}
         return extra
+
+
+def finish(run: TrialRun, progress: bool = False) -> float:
+    """Run a trial to its end, chunk after chunk (with ``progress``, a line on stderr with
+    steps done, speed and time left); returns the wall time in seconds, compilation
+    included. What ``study.run`` and ``study.defaults`` run."""
+    import sys
+
+    t0 = time.perf_counter()
+    total = run.steps
+    while not run.finished:
+        run.advance()
+        if progress:
+            elapsed = time.perf_counter() - t0
+            rate = run.steps_done / elapsed if elapsed > 0 else 0.0
+            left = (total - run.steps_done) / rate if rate > 0 else float("nan")
+            fill = int(30 * run.steps_done / total)
+            sys.stderr.write(f"\r[{'#' * fill}{'.' * (30 - fill)}] {run.steps_done:,}/"
+                             f"{total:,} steps {rate:,.0f} steps/s/stream, {left:,.0f} s "
+                             "left ")  # fmt: skip
+            sys.stderr.flush()
+    if progress:
+        sys.stderr.write("\n")
+    return time.perf_counter() - t0
 
 
 def save_state(directory, carry, blocks_done: int, history: dict[str, np.ndarray],

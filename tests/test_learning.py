@@ -3,15 +3,12 @@ clearly below the best linear TD(lambda) baseline. Figures are quoted in the REA
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learners import make_hparams, make_learner
-from study.loop import run_batch
-from study.tasks import make_task
 from study.tasks.metrics import summarise_blocks
+from study.trial import TrialRun, finish
 
 # One xdist worker runs these, so the linear baseline (a module fixture) is computed once.
 pytestmark = pytest.mark.xdist_group("learning")
@@ -22,14 +19,20 @@ COMMON = dict(lambda_=0.9, norm_rate=0.0, init_scale=0.5)
 
 
 def windowed_msre(name, alphas, static, **hp_kw):
-    env, tp = make_task("trace_patterning")
-    learner = make_learner(name, env.obs_size, **static)
-    hp = make_hparams(alpha=np.asarray(alphas), **{**COMMON, **hp_kw})
-    hp = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(alphas),)), hp)
-    assert hp.alpha.dtype == jnp.float32  # float64 from another test module must not leak here
-    res = run_batch(learner, env, tp, hp, SEEDS, STEPS, block_size=10_000)
-    assert not res.nonfinite.any()
-    return summarise_blocks(res.sq_sum, res.count, window_blocks=10)["windowed"]  # [A, S]
+    """The windowed MSRE [step sizes, seeds] of a trial (``study.trial``, the engine of every
+    run) of one configuration per step size."""
+    config = dict(task="trace_patterning", learner=name, **static, **COMMON, **hp_kw,
+                  seeds=SEEDS, steps=STEPS, block=10_000, window=100_000, chunk_steps=STEPS,
+                  report_min_s=0, pack=[{"alpha": a} for a in alphas])  # fmt: skip
+    run = TrialRun(config)
+    assert run.hp.alpha.dtype == jnp.float32  # float64 from another test module must not leak
+    finish(run)
+    out = []
+    for i in range(len(alphas)):
+        stats = run.record(i).stats
+        assert not stats.nonfinite.any()
+        out.append(summarise_blocks(stats.sq_sum, stats.count, window_blocks=10)["windowed"])
+    return np.stack(out)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from learners import FAMILIES, make_hparams, make_learner
 from study import native
-from study.loop import make_run, make_runner, run_batch, seed_keys
+from study.loop import make_run, make_runner, seed_keys
 from study.run import main
 from study.tasks import make_task
 from study.tasks.metrics import (
@@ -146,14 +146,21 @@ def test_chunks_and_checkpoint_continue_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_run_batch_chunks_equal_one_scan():
-    env, tp = make_task("trace_conditioning")
-    learner = small("columnar", env)
-    hp = jax.tree.map(lambda a: a[None], hparams())
-    a = run_batch(learner, env, tp, hp, [0, 1], 3000, block_size=500, chunk_blocks=6)
-    b = run_batch(learner, env, tp, hp, [0, 1], 3000, block_size=500, chunk_blocks=2)
-    np.testing.assert_array_equal(a.sq_sum, b.sq_sum)
-    assert a.sq_sum.shape == (1, 2, 6)
+def test_chunks_of_a_trial_equal_one_scan():
+    """The engine of every run (``study.trial.TrialRun``): however the run is cut into
+    chunks, every block's statistics are the same, bit for bit."""
+    from study.trial import TrialRun, finish
+
+    config = dict(task="trace_conditioning", learner="columnar", n_features=4, alpha=3e-3,
+                  norm_rate=1e-3, seeds=[0, 1], steps=3000, block=500, window=1000,
+                  report_min_s=0)  # fmt: skip
+    a, b = TrialRun(dict(config, chunk_steps=3000)), TrialRun(dict(config, chunk_steps=1000))
+    finish(a)
+    while not b.finished:
+        b.advance()
+    np.testing.assert_array_equal(a.record().stats.sq_sum, b.record().stats.sq_sum)
+    assert a.record().stats.sq_sum.shape == (2, 6)
+    assert float(a.record().stats.sq_sum.sum()) > 0
 
 
 def test_summarise_blocks_windows():
