@@ -56,8 +56,12 @@ def family_defaults(name: str) -> dict[str, float]:
 
 
 def num_stages(learner: Learner) -> int:
-    """How many stages the learner's network has (1 for learners without stages)."""
-    return family(learner.name).stages(learner.settings)
+    """How many stages the learner's network has (1 for learners without stages), from its
+    settings (also for learners no family builds, as ``learners.autodiff``'s)."""
+    s = learner.settings
+    if "per_stage" not in s:
+        return 1
+    return s["n_features"] // s["per_stage"]
 
 
 __all__ = [

@@ -136,9 +136,11 @@ class TaskKind:
         ``make_task``), ``block`` steps per call; cached per worker process."""
         raise NotImplementedError
 
-    def program_of(self, learner: Any, env: Any, params: Any, block: int) -> Program:
+    def program_of(self, learner: Any, env: Any, params: Any, block: int,
+                   engine: str | None = None) -> Program:  # fmt: skip
         """The same program for a learner and task given as objects (``study.bench`` times a
-        learner that no family builds, as the autodiff variants)."""
+        learner that no family builds, as the autodiff variants); ``engine`` as
+        ``study.loop.make_runner`` takes it (None: ``study.native.engine`` chooses)."""
         raise NotImplementedError
 
     def metrics(self, record: Record) -> dict[str, Any]:
@@ -207,11 +209,11 @@ class Prediction(TaskKind):
     def program(self, name, static, rmsprop, task, block, options=()):
         return _prediction_program(name, static, rmsprop, task, block, options)
 
-    def program_of(self, learner, env, params, block):
+    def program_of(self, learner, env, params, block, engine=None):
         from study.loop import make_runner
         from study.tasks.metrics import horizon_for
 
-        runner = make_runner(learner, env, block, horizon_for(float(params.gamma)))
+        runner = make_runner(learner, env, block, horizon_for(float(params.gamma)), engine=engine)
         return Program(learner, env, params, *_jit_vmapped(runner))
 
     def metrics(self, record: Record) -> dict[str, Any]:
@@ -282,7 +284,7 @@ class Classification(TaskKind):
     def program(self, name, static, rmsprop, task, block, options=()):
         return _classification_program(name, static, rmsprop, task, block, options)
 
-    def program_of(self, learner, env, params, block):
+    def program_of(self, learner, env, params, block, engine=None):
         import jax
 
         from study.classify import make_classify_runner, make_evaluate

@@ -31,17 +31,18 @@ def memory_check(args: argparse.Namespace, where: str) -> int:
     run loop: task, learner and streaming MSRE) in chunks of 1M steps, and record the
     process's resident memory after each chunk, and the learner state's real bytes per
     stream against the ledger's."""
-    from study.loop import make_runner, seed_keys
-    from study.tasks.metrics import horizon_for
+    from study.kinds import PREDICTION
+    from study.loop import seed_keys
+    from study.pack import stream_hparams
 
     learner = make_learner("columnar", 12, n_features=7)
     env, tp = make_task("trace_patterning")
-    runner = make_runner(learner, env, 10_000, horizon_for(float(tp.gamma)))
-    hp = make_hparams()
     streams = args.memory_streams
-    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
-    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)), static_argnums=3)
-    carry = init(seed_keys(list(range(streams))), hp, tp)
+    # the program a trial runs, blocks of 10,000 steps, 100 blocks a call
+    program = PREDICTION.program_of(learner, env, tp, 10_000)
+    hp = stream_hparams([make_hparams()], streams)
+    advance = program.advance
+    carry = program.init(seed_keys(list(range(streams))), hp, tp)
     measured = sum(x.nbytes for x in jax.tree.leaves(carry.learner_state)) // streams
     ledger = cost("columnar", 12, learner.settings).state_bytes
     chunk = 1_000_000

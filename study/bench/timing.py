@@ -145,19 +145,19 @@ def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> t
     compile excluded, and the engine that ran it (``study.native``: the compiled CPU loop,
     or JAX)."""
     from study import native
-    from study.loop import make_runner, seed_keys
-    from study.tasks.metrics import horizon_for
+    from study.kinds import PREDICTION
+    from study.loop import seed_keys
+    from study.pack import stream_hparams
 
     device = device or jax.devices()[0]
     env, tp = make_task("trace_patterning")
     engine = native.engine(learner, env) if device.platform == "cpu" else "jax"
-    hp = _bench_hparams(learner, steps)
-    runner = make_runner(learner, env, steps, horizon_for(float(tp.gamma)), engine=engine)
+    # the program a trial runs (one row of hyperparameters per stream), one block per call
+    hp = stream_hparams([_bench_hparams(learner, steps)], streams)
+    program = PREDICTION.program_of(learner, env, tp, steps, engine=engine)
+    advance = program.advance
     with jax.default_device(device):
-        init = jax.jit(jax.vmap(runner.init, in_axes=(0, None, None)))
-        advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, None, None, None)),
-                          static_argnums=3)  # fmt: skip
-        carry = init(seed_keys(list(range(streams))), hp, tp)
+        carry = program.init(seed_keys(list(range(streams))), hp, tp)
         carry, stats = advance(carry, hp, tp, 1)
         jax.block_until_ready(stats)
         times = []
