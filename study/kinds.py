@@ -5,21 +5,18 @@ return, scored by MSRE, lower is better) or a *classification* task (sequential 
 by held-out accuracy, higher is better). The kind owns everything that differs between the
 two, so the trial, the launch, the comparison and the report ask it instead of branching:
 
-- the objective (``metric``, ``mode``) and the report's measure (``final``, ``label``, ``log``);
-- the learning curve's MLflow key and label;
-- the default block, window and chunk lengths of a trial;
+- the objective (``metric``, ``mode``), the report's measure (``final``, ``label``, ``log``),
+  the learning curve's MLflow key and label, a trial's default block, window and chunk;
 - the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of one
   configuration's statistics (:meth:`TaskKind.metrics`), its curve points
   (:meth:`TaskKind.curve_points`) and what runs every ``chunk_steps`` steps and at the end
   (:meth:`TaskKind.scheduled`: held-out scoring), at those steps whatever the chunks' lengths;
 - whether a trial learned anything (:meth:`TaskKind.verdict`, from ``study.stats.learned``).
 
-A kind reads statistics and returns numbers: what it is given is a :class:`Record` (one
-configuration's per-block statistics and what the kind recorded on schedule, with the seeds
-and the block and window lengths); it never sees a trial.
+A kind reads statistics and returns numbers: it is given a :class:`Record` (one
+configuration's statistics and schedule records, seeds, block and window), never a trial.
 
-``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built, so
-a driver or a report may ask a kind's names freely.
+``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built.
 """
 
 from __future__ import annotations

@@ -9,14 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from learners.families import FAMILIES
 from study import stats
 from study.kinds import PREDICTION, TaskKind
-from study.report.load import (
-    Trial,
-    _learners,
-    curve_band,
-)
+from study.report.load import Trial, _learners, curve_band, sized, truncated
 from study.report.page import _sentence
 from study.stats import N_RESAMPLES
 
@@ -207,14 +202,14 @@ def plot_sensitivity(trials: list[Trial], colors, path: Path, m: TaskKind = PRED
 
     plt = _plt()
     points = sensitivity_points(trials, n_resamples)
-    tbptt = [t for t in trials if _truncated(t.learner) and t.run_id in points]
+    tbptt = [t for t in trials if truncated(t.learner) and t.run_id in points]
     fig, axes = plt.subplots(1, 2 if tbptt else 1, figsize=(13 if tbptt else 9, 5),
                              layout="constrained", squeeze=False)  # fmt: skip
     ax = axes[0][0]
     diverged: list[Trial] = []
     for learner in _learners(trials):
         mine = [t for t in trials if t.learner == learner and t.run_id in points]
-        if _truncated(learner):  # the best pair at each (alpha, setting but the pair)
+        if truncated(learner):  # the best pair at each (alpha, setting but the pair)
             best: dict[Any, Trial] = {}
             for t in mine:
                 key = (t.alpha, tuple(kv for kv in t.setting()
@@ -367,21 +362,10 @@ def plot_seeds(
     plt.close(fig)
 
 
-def _truncated(learner: str) -> bool:
-    """Whether the family truncates its gradient (T-BPTT: its size is a truncation:hidden
-    pair, drawn as pairs)."""
-    return learner in FAMILIES and "truncation" in FAMILIES[learner].sizes
-
-
-def _sized(learner: str) -> bool:
-    """Whether the family has a size a budget sets (linear has none)."""
-    return learner in FAMILIES and FAMILIES[learner].grow is not None
-
-
 def compute_differs(best: dict[str, Trial], ratio: float = 1.1) -> bool:
     """Whether the picks' flops per step differ by more than ``ratio`` (else compute is
     matched and a figure of it says nothing)."""
-    flops = [t.flops for t in best.values() if math.isfinite(t.flops) and _sized(t.learner)]
+    flops = [t.flops for t in best.values() if math.isfinite(t.flops) and sized(t.learner)]
     return len(flops) > 1 and max(flops) > ratio * min(flops)
 
 

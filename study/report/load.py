@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from learners.families import ORDER
+from learners.families import FAMILIES, ORDER
 from study.kinds import PREDICTION, TaskKind, kind_of
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
@@ -312,3 +312,14 @@ def _mean_band(per_seed: list[dict[int, float]], steps: list[int]):
         means.append(m)
         halves.append(h)
     return np.array(steps), np.array(means), np.array(halves)
+
+
+def truncated(learner: str) -> bool:
+    """Whether the family truncates its gradient (T-BPTT: its size is a truncation:hidden
+    pair, drawn as pairs)."""
+    return learner in FAMILIES and "truncation" in FAMILIES[learner].sizes
+
+
+def sized(learner: str) -> bool:
+    """Whether the family has a size a budget sets (linear has none)."""
+    return learner in FAMILIES and FAMILIES[learner].grow is not None
