@@ -268,7 +268,8 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
     # that copy is synced from a staging folder in the background and can lag a trial.
     analysis = getattr(results, "_experiment_analysis", None)
     analysis = analysis or tune.ExperimentAnalysis(plan.tune_path)
-    trials = {t.trial_id: (t.status, final_metrics(t.last_result)) for t in analysis.trials}
+    trials = {t.trial_id: (t.status, final_metrics(t.last_result, kind))
+              for t in analysis.trials}  # fmt: skip
     for t in analysis.trials:  # a pack's configurations, by their runs' trial ids (ID.i)
         for i, value in enumerate(member_results(t.last_result or {}, metric)):
             trials[f"{t.trial_id}.{i}"] = (t.status, {} if value is None else {metric: value})

@@ -21,29 +21,15 @@ configuration's statistics and schedule records, seeds, block and window), never
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from study.tasks import is_classification
 from study.tasks.metrics import baselines, normalised, summarise_blocks
-
-
-class Program(NamedTuple):
-    """A trial shape, built once per worker process: the learner, the task's environment and
-    parameters, and the jitted ``init``, ``advance`` and, for a kind that scores after each
-    chunk, ``evaluate``, vmapped over streams (a key and a row of hyperparameters each)."""
-
-    learner: Any
-    env: Any
-    params: Any
-    init: Any
-    advance: Any
-    evaluate: Any = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +75,7 @@ class TaskKind:
     chunk: int  # default steps between two reports of a trial
     takes_data_dir: bool  # the task reads files (--data-dir)
     task_options: tuple[str, ...]  # trial configuration keys passed on to make_task
+    reported: tuple[str, ...]  # the prefixes of the metrics a run records as final
     reading: str  # how to read a study of this kind in MLflow (its experiment's description)
     # whether a trial learned: the per-seed values of verdict_key against no_learning
     verdict_key: str
@@ -127,14 +114,14 @@ class TaskKind:
         raise NotImplementedError
 
     def program(self, name: str, static: tuple, rmsprop: bool, task: str, block: int,
-                options: tuple = ()) -> Program:  # fmt: skip
+                options: tuple = ()) -> Any:  # fmt: skip
         """The compiled program of a trial shape: learner ``name`` with ``static`` settings
         on ``task`` (with ``options``, ``(key, value)`` pairs of ``task_options`` for
         ``make_task``), ``block`` steps per call; cached per worker process."""
         raise NotImplementedError
 
     def program_of(self, learner: Any, env: Any, params: Any, block: int,
-                   engine: str | None = None) -> Program:  # fmt: skip
+                   engine: str | None = None) -> Any:  # fmt: skip
         """The same program for a learner and task given as objects (``study.bench`` times a
         learner that no family builds, as the autodiff variants); ``engine`` as
         ``study.loop.make_runner`` takes it (None: ``study.native.engine`` chooses)."""
@@ -149,7 +136,7 @@ class TaskKind:
         """``(step, values)`` at the end of every block from ``since_block`` on."""
         raise NotImplementedError
 
-    def scheduled(self, program: Program, carry: Any, hp: Any, tp: Any,
+    def scheduled(self, program: Any, carry: Any, hp: Any, tp: Any,
                   block: int) -> dict[str, np.ndarray]:  # fmt: skip
         """What runs every ``chunk_steps`` steps of a trial and after its last step, given
         the trial's program and state after block ``block`` (0-based): the arrays to record
@@ -181,16 +168,6 @@ class TaskKind:
                 f"{'learned' if ok else 'NOT LEARNED: ' + self.not_learned}")  # fmt: skip
 
 
-def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
-    import jax
-
-    # One stream per row: keys and hyperparameters both carry the stream axis, so that a pack
-    # (``study.pack``: several configurations x seeds) and a lone trial are one program.
-    init = jax.jit(jax.vmap(runner.init, in_axes=(0, 0, None)))
-    advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, 0, None, None)), static_argnums=3)
-    return init, advance
-
-
 class Prediction(TaskKind):
     @property
     def stats_type(self) -> type:
@@ -204,14 +181,14 @@ class Prediction(TaskKind):
         return make_hparams(gamma=float(params.gamma), **hp_kw)
 
     def program(self, name, static, rmsprop, task, block, options=()):
-        return _prediction_program(name, static, rmsprop, task, block, options)
+        from study.program import prediction_program
+
+        return prediction_program(name, static, rmsprop, task, block, options)
 
     def program_of(self, learner, env, params, block, engine=None):
-        from study.loop import make_runner
-        from study.tasks.metrics import horizon_for
+        from study.program import prediction_program_of
 
-        runner = make_runner(learner, env, block, horizon_for(float(params.gamma)), engine=engine)
-        return Program(learner, env, params, *_jit_vmapped(runner))
+        return prediction_program_of(learner, env, params, block, engine)
 
     def metrics(self, record: Record) -> dict[str, Any]:
         stats, window_blocks = record.stats, record.window_blocks
@@ -279,17 +256,14 @@ class Classification(TaskKind):
         return make_hparams(gamma=0.0, **{k: v for k, v in hp_kw.items() if k != "lambda_"})
 
     def program(self, name, static, rmsprop, task, block, options=()):
-        return _classification_program(name, static, rmsprop, task, block, options)
+        from study.program import classification_program
+
+        return classification_program(name, static, rmsprop, task, block, options)
 
     def program_of(self, learner, env, params, block, engine=None):
-        import jax
+        from study.program import classification_program_of
 
-        from study.classify import make_classify_runner, make_evaluate
-
-        runner = make_classify_runner(learner, env, block)
-        evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, 0, None)))
-        params = jax.tree.map(jax.numpy.asarray, params)
-        return Program(learner, env, params, *_jit_vmapped(runner), evaluate)
+        return classification_program_of(learner, env, params, block)
 
     def scheduled(self, program, carry, hp, tp, block):
         """Score the held-out images (accuracy and cross-entropy per seed), and keep the
@@ -346,6 +320,7 @@ PREDICTION = Prediction(
     label="final windowed MSRE", log=True, curve="curve_msre_windowed",
     curve_label="windowed MSRE", old_curve="msre_windowed_curve",
     block=10_000, window=100_000, chunk=200_000, takes_data_dir=False, task_options=("gamma",),
+    reported=("msre_", "nmsre_"),
     verdict_key="nmsre_windowed", no_learning=1.0, verdict_text="normalised MSRE",
     no_learning_text="1 = the best constant predictor's",
     not_learned="a constant predictor does as well",
@@ -359,6 +334,7 @@ CLASSIFICATION = Classification(
     label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
     curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
     block=2_800, window=28_000, chunk=28_000, takes_data_dir=True, task_options=("data_dir",),
+    reported=("accuracy_", "heldout_", "ce_", "images_done"),
     verdict_key="heldout_accuracy", no_learning=0.1, verdict_text="held-out accuracy",
     no_learning_text="chance 0.1", not_learned="no better than chance",
     reading="Sort the runs by `final_heldout_accuracy` (the accuracy on held-out images, "
@@ -373,28 +349,3 @@ KINDS = (PREDICTION, CLASSIFICATION)
 def kind_of(task: str) -> TaskKind:
     """The kind of task ``task`` (a name of ``study.tasks.TASKS``)."""
     return CLASSIFICATION if is_classification(task) else PREDICTION
-
-
-@functools.lru_cache(maxsize=32)
-def _prediction_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
-                        options: tuple):  # fmt: skip
-    """Cached, so that trials of one shape in one worker process (a reused actor) compile
-    once: hyperparameters and seeds are arguments of the compiled program, not constants."""
-    from learners import make_learner
-    from study.tasks import make_task
-
-    env, params = make_task(task, **dict(options))
-    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, **dict(static))
-    return PREDICTION.program_of(learner, env, params, block)
-
-
-@functools.lru_cache(maxsize=32)
-def _classification_program(name: str, static: tuple, rmsprop: bool, task: str, block: int,
-                            options: tuple):  # fmt: skip
-    from learners import make_learner
-    from study.tasks import make_task
-
-    env, params = make_task(task, **dict(options))
-    learner = make_learner(name, env.obs_size, rmsprop=rmsprop, n_classes=env.n_classes,
-                           **dict(static))  # fmt: skip
-    return CLASSIFICATION.program_of(learner, env, params, block)

@@ -14,6 +14,7 @@ import tempfile
 from typing import Any
 
 from study.clock import Clock
+from study.kinds import TaskKind
 from study.threads import limit_xla_threads, trial_threads
 from study.tracking import Tracking, TrialLogger
 from study.trial import TrialRun
@@ -90,7 +91,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
         status[i] = outcome
         if loggers:
             with clock.part("logging"):
-                loggers[i].end(outcome, final_metrics({**each[i], **clock.metrics()}))
+                loggers[i].end(outcome, final_metrics({**each[i], **clock.metrics()}, run.kind))
 
     def close_running(outcome: str) -> None:
         for i in range(k):
@@ -136,15 +137,16 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
 trainable.__mixins__ = (NamedActor,)  # type: ignore[attr-defined]
 
 
-def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The numbers a trial reports (not the flags, nor the keys Tune adds), as logged as a
-    run's final metrics."""
+def final_metrics(metrics: dict[str, Any], kind: TaskKind) -> dict[str, float]:
+    """The numbers a trial of ``kind`` reports (the kind's ``reported`` keys, the trial's own:
+    steps, speed, divergence and where its time went; not the flags, nor the keys Tune adds),
+    as logged as a run's final metrics."""
     return {
         k: float(v)
         for k, v in metrics.items()
         if (
-            k.startswith(("msre_", "nmsre_", "accuracy_", "heldout_", "ce_", "time_"))
-            or k in ("steps_done", "steps_per_s", "diverged_at_step", "images_done")
+            k.startswith((*kind.reported, "time_"))
+            or k in ("steps_done", "steps_per_s", "diverged_at_step")
         )
         and isinstance(v, int | float)
         and not isinstance(v, bool)
