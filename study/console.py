@@ -56,6 +56,9 @@ class Progress(Callback):
         self.metric, self.steps, self.every_s = metric, steps, every_s
         self.configurations = configurations  # in the whole study, for the ETA
         self.rate_t0: float | None = None  # when the first result came
+        # configuration-steps each trial had done when this launch started it (a resumed
+        # trial's restored progress is not this launch's work, nor in its rate)
+        self.base: dict[str, float] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.labels: dict[str, str] = {}
         self.t0 = self.printed = time.monotonic()
@@ -101,37 +104,48 @@ class Progress(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.running.add(trial.trial_id)
+        restored = getattr(trial, "last_result", None) or {}
+        self.base[trial.trial_id] = _members(trial.config) * float(
+            restored.get("steps_done", 0) or 0
+        )
         print(f"{self._stamp()} started  {trial.trial_id}  {self._label(trial)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = result
         if self.rate_t0 is None:
             self.rate_t0 = time.monotonic()
-            self.first_done = self._work(trials)[0]
+            self.first_progress = self._work(trials)[2]
 
-    def _work(self, trials, ended: str | None = None) -> tuple[float, int]:
-        """Configuration-steps done (each trial's members x its steps) and configurations
+    def _work(self, trials, ended: str | None = None) -> tuple[float, int, float]:
+        """Configuration-steps done (each trial's members x its steps), configurations
         finished (``ended``: a trial that ended but whose status Tune sets after the
-        callback)."""
-        done, finished = 0.0, 0
+        callback), and configuration-steps this launch did (from where it started each
+        trial: a resumed trial's restored steps are not counted)."""
+        done, finished, progress = 0.0, 0, 0.0
         for t in trials:
-            members = _members(t.config)
-            if t.status in ("TERMINATED", "ERROR") or t.trial_id == ended:
-                done += members * self.steps
+            members, tid = _members(t.config), t.trial_id
+            base = self.base.get(tid, 0.0)
+            if t.status in ("TERMINATED", "ERROR") or tid == ended:
+                now = members * self.steps
                 finished += members
+            elif (self.last.get(tid) or {}).get("steps_done") is not None:
+                now = members * float(self.last[tid]["steps_done"])
             else:
-                done += members * int((self.last.get(t.trial_id) or {}).get("steps_done", 0))
-        return done, finished
+                now = base  # started, no result yet
+            done += now
+            if tid in self.base or tid in self.last:  # run by this launch
+                progress += now - base
+        return done, finished, progress
 
     def overall(self, trials, ended: str | None = None) -> str:
         """``configurations 40/112 done, 2.1M configuration-steps/s, about 35 min left``
         (the rate since the first result; no ETA before it)."""
-        done, finished = self._work(trials, ended)
+        done, finished, progress = self._work(trials, ended)
         total = self.configurations
         text = f"configurations {finished}/{total or '?'} done"
         if self.rate_t0 is None or time.monotonic() - self.rate_t0 < 1.0:
             return text
-        rate = (done - self.first_done) / (time.monotonic() - self.rate_t0)
+        rate = (progress - self.first_progress) / (time.monotonic() - self.rate_t0)
         text += f", {rate:,.0f} configuration-steps/s"
         if total and rate > 0:
             left = max(0.0, total * self.steps - done) / rate
