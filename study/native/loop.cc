@@ -86,6 +86,18 @@ constexpr int index_of(const char* const (&names)[N], const char* name) {
 }
 #define FIELD(names, name) std::integral_constant<int, index_of(names, name)>::value
 
+// The fields every LSTM learner's state has (weights, eligibilities, RMSProp's moments, the
+// running statistics, v_{t-1}), each bound by its name in the kind's list `Names`; `leaf(i)`
+// is the i-th learner leaf of the call.
+template <const auto& Names, typename G, typename Leaf>
+void bind_lstm(G& g, Leaf leaf) {
+#define B(field) g.field = leaf(FIELD(Names, #field))
+  B(theta), B(h), B(c), B(w), B(b), B(elig_theta), B(elig_w), B(elig_b);
+  B(nu_theta), B(nu_w), B(nu_b), B(obs_mean), B(obs_var), B(feat_mean), B(feat_var);
+  B(v_prev);
+#undef B
+}
+
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -902,38 +914,21 @@ ffi::Error RunBlock(ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t ki
 #define BIND(names, field) g.field = f(FIELD(names, #field))
     if (kind == 0) {
       Staged& g = staged;
-      BIND(kStagedFields, theta), BIND(kStagedFields, h), BIND(kStagedFields, c);
-      BIND(kStagedFields, w), BIND(kStagedFields, b), BIND(kStagedFields, trace_h);
-      BIND(kStagedFields, trace_c), BIND(kStagedFields, elig_theta);
-      BIND(kStagedFields, elig_w), BIND(kStagedFields, elig_b), BIND(kStagedFields, nu_theta);
-      BIND(kStagedFields, nu_w), BIND(kStagedFields, nu_b), BIND(kStagedFields, corr_theta);
-      BIND(kStagedFields, corr_out), BIND(kStagedFields, obs_mean);
-      BIND(kStagedFields, obs_var), BIND(kStagedFields, feat_mean);
-      BIND(kStagedFields, feat_var), BIND(kStagedFields, v_prev);
+      bind_lstm<kStagedFields>(g, f);
+      BIND(kStagedFields, trace_h), BIND(kStagedFields, trace_c);
+      BIND(kStagedFields, corr_theta), BIND(kStagedFields, corr_out);
       g.t = at<int32_t>(out[L + FIELD(kStagedFields, "t")], s, batch);
       g.stage_p = at<int32_t>(out[L + FIELD(kStagedFields, "stage")], s, batch);
       g.load();
     } else if (kind == 2) {
       Snap1& g = snap1;
-      BIND(kSnap1Fields, theta), BIND(kSnap1Fields, h), BIND(kSnap1Fields, c);
-      BIND(kSnap1Fields, w), BIND(kSnap1Fields, b), BIND(kSnap1Fields, trace_h);
-      BIND(kSnap1Fields, trace_c), BIND(kSnap1Fields, elig_theta);
-      BIND(kSnap1Fields, elig_w), BIND(kSnap1Fields, elig_b), BIND(kSnap1Fields, nu_theta);
-      BIND(kSnap1Fields, nu_w), BIND(kSnap1Fields, nu_b), BIND(kSnap1Fields, corr);
-      BIND(kSnap1Fields, obs_mean), BIND(kSnap1Fields, obs_var);
-      BIND(kSnap1Fields, feat_mean), BIND(kSnap1Fields, feat_var);
-      BIND(kSnap1Fields, v_prev);
+      bind_lstm<kSnap1Fields>(g, f);
+      BIND(kSnap1Fields, trace_h), BIND(kSnap1Fields, trace_c), BIND(kSnap1Fields, corr);
     } else {
       Tbptt& g = tbptt;
-      BIND(kTbpttFields, theta), BIND(kTbpttFields, h), BIND(kTbpttFields, c);
-      BIND(kTbpttFields, w), BIND(kTbpttFields, b), BIND(kTbpttFields, buf_zeta);
-      BIND(kTbpttFields, buf_gates), BIND(kTbpttFields, buf_c);
-      BIND(kTbpttFields, buf_c_prev), BIND(kTbpttFields, elig_theta);
-      BIND(kTbpttFields, elig_w), BIND(kTbpttFields, elig_b), BIND(kTbpttFields, nu_theta);
-      BIND(kTbpttFields, nu_w), BIND(kTbpttFields, nu_b), BIND(kTbpttFields, corr);
-      BIND(kTbpttFields, obs_mean), BIND(kTbpttFields, obs_var);
-      BIND(kTbpttFields, feat_mean), BIND(kTbpttFields, feat_var);
-      BIND(kTbpttFields, v_prev);
+      bind_lstm<kTbpttFields>(g, f);
+      BIND(kTbpttFields, buf_zeta), BIND(kTbpttFields, buf_gates), BIND(kTbpttFields, buf_c);
+      BIND(kTbpttFields, buf_c_prev), BIND(kTbpttFields, corr);
       g.t = at<int32_t>(out[L + FIELD(kTbpttFields, "t")], s, batch);
       g.start_block();
     }
