@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-steps", type=count(0, 10**12), default=0,
                    help="measure memory over a run this long (e.g. 10000000) instead")  # fmt: skip
     p.add_argument("--memory-streams", type=count(1, 2**20), default=8)
+    p.add_argument("--kernel-ratio", default=None, metavar="EXPERIMENT",
+                   help="a finished study's trials: their stream-steps/s against the run "
+                   "loop's own at the same shapes and streams (run with --threads 1, as "
+                   "trials run)")  # fmt: skip
+    p.add_argument("--runs-dir", default="runs", help="--kernel-ratio: the study's runs folder")
     args = p.parse_args(argv)
     try:
         writable_file(args.out, "--out")
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             return fail(str(e))
         return study_overhead(args, machine())
+    if args.kernel_ratio is not None:
+        from study.bench.ratio import kernel_ratio
+
+        return kernel_ratio(args, machine())
     if args.memory_steps:
         if args.memory_steps % 10_000:
             return fail(f"--memory-steps {args.memory_steps}: allowed: a multiple of 10000")
