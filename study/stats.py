@@ -109,7 +109,8 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     # Weight of each order statistic: the overlap of [i, i+1) with [n/4, 3n/4).
     i = np.arange(n)
     weights = np.clip(np.minimum(i + 1, 0.75 * n) - np.maximum(i, 0.25 * n), 0.0, 1.0)
-    return (x * weights).sum(-1) / weights.sum()
+    # a value outside the middle half counts nothing, also an infinite one (a diverged seed)
+    return (np.where(weights > 0, x, 0.0) * weights).sum(-1) / weights.sum()
 
 
 def median(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -154,7 +155,13 @@ def bootstrap_ci(
     accelerated, Efron 1987: the quantiles shifted by the bias ``z0`` and the jackknife
     acceleration ``a``; for several samples the jackknife leaves out one value of each sample
     in turn, as scipy does). The resamples come from ``numpy.random.default_rng(seed)``, so
-    the same arguments give the same interval. Non-finite values give a NaN interval.
+    the same arguments give the same interval.
+
+    An infinite value (a diverged seed's error) is kept: the statistic of a resample that
+    draws it may be infinite, and so may a bound (the quantiles are then taken without
+    interpolating, so that a bound is a resampled value, infinite or not); BCa's jackknife is
+    undefined there and the percentile rule is used, as the interval says (``method``). A NaN
+    value, or fewer than two values in a sample, gives a NaN interval.
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not allowed; allowed: {', '.join(METHODS)}")
@@ -164,8 +171,12 @@ def bootstrap_ci(
     xs = tuple(np.asarray(s, np.float64).ravel() for s in
                ((samples,) if isinstance(samples, np.ndarray) else tuple(samples)))  # fmt: skip
     estimate = float(statistic(*xs, axis=-1))
-    if any(x.size < 2 for x in xs) or not all(np.isfinite(x).all() for x in xs):
+    if any(x.size < 2 for x in xs) or any(np.isnan(x).any() for x in xs):
         return Interval(estimate, math.nan, math.nan, level, method, n_resamples)
+    finite = all(np.isfinite(x).all() for x in xs)
+    quantile = "linear" if finite else "inverted_cdf"
+    if not finite:
+        method = "percentile"
     rng = np.random.default_rng(seed)
     boot = np.empty(n_resamples)
     chunk = max(1, 2_000_000 // max(x.size for x in xs) ** max(1, len(xs)))
@@ -175,7 +186,7 @@ def bootstrap_ci(
         boot[start:stop] = statistic(*drawn, axis=-1)
     alpha = (1.0 - level) / 2.0
     if method == "percentile":
-        lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+        lo, hi = np.quantile(boot, [alpha, 1.0 - alpha], method=quantile)
         return Interval(estimate, float(lo), float(hi), level, method, n_resamples)
     # BCa. z0: how far the resampled statistic sits below the estimate (ties count half).
     below = (np.sum(boot < estimate) + 0.5 * np.sum(boot == estimate)) / n_resamples

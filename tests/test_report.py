@@ -358,3 +358,43 @@ def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study,
         os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
         server.wait(timeout=30)
         log.close()
+
+
+def test_a_pick_that_diverged_on_a_fresh_seed_is_reported_as_it_ran():
+    """Catches the fresh-seed stage of a family that diverged on one seed being replaced by
+    its tuning run (as it once was: SnAp-1's pick, 19 fresh seeds learned and one diverged,
+    was reported on its 5 tuning seeds): the diverged seed is the worst value (infinite),
+    the others as they ran; a failed evaluation leaves the family out."""
+    import math
+
+    from study.kinds import PREDICTION
+    from study.report.load import Trial, best_per_learner, summary_rows
+
+    def trial(learner, role, status, values, seeds):
+        pairs = list(zip(seeds, values, strict=True))
+        metrics = {f"final_nmsre_windowed_seed{s}": v for s, v in pairs}
+        metrics.update({f"final_msre_windowed_seed{s}": v / 50 for s, v in pairs})
+        t = Trial(run_id=f"{learner}-{role}", experiment="x", learner=learner, status=status,
+                  params={"alpha": "0.001"}, metrics=metrics, seeds=list(seeds), role=role,
+                  measure=PREDICTION)  # fmt: skip
+        t.seed_finals = np.array([v / 50 for v in values], np.float64)
+        if status == "diverged":
+            t.seed_finals[np.isnan(t.seed_finals)] = math.inf
+        return t
+
+    fresh = list(range(1000, 1004))
+    trials = [
+        trial("snap1", "tuning", "finished", [0.2, 0.3], [0, 1]),
+        trial("snap1", "eval", "diverged", [0.2, 0.5, math.nan, 0.3], fresh),
+        trial("hybrid", "tuning", "finished", [0.2, 0.25], [0, 1]),
+        trial("hybrid", "eval", "failed", [0.2, 0.2, 0.2, 0.2], fresh),
+    ]
+    best = best_per_learner(trials)
+    assert best["snap1"].role == "eval" and "hybrid" not in best
+    values = best["snap1"].seed_values()
+    assert values.tolist() == [0.2, 0.5, math.inf, 0.3]
+    (row,) = summary_rows(best, n_resamples=1000)
+    assert row["diverged_seeds"] == 1 and row["selection"] == "fresh seeds"
+    assert row["boot_high"] == math.inf and row["median"] == pytest.approx(0.4)
+    # the tuning view still picks among finished tuning runs
+    assert best_per_learner(trials, role="tuning")["hybrid"].role == "tuning"

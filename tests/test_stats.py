@@ -194,8 +194,10 @@ def test_the_verdicts():
     assert c.verdict("lower") == "holds"
 
 
-def test_non_finite_values_give_no_interval():
-    ci = stats.bootstrap_ci(np.array([0.1, np.inf, 0.2]), stats.mean)
+def test_an_unknown_value_gives_no_interval():
+    """A NaN (a value never measured) gives no interval; an infinite one (a diverged seed)
+    is a value (``test_a_diverged_seed_counts_as_the_worst_value_not_as_a_missing_one``)."""
+    ci = stats.bootstrap_ci(np.array([0.1, np.nan, 0.2]), stats.mean)
     assert np.isnan(ci.low) and np.isnan(ci.high)
 
 
@@ -226,3 +228,22 @@ def test_learned_needs_an_interval_wholly_on_the_better_side(values, no_learning
     assert got is learned
     if len(values) > 1 and all(map(math.isfinite, values)):
         assert (mean, half) == pytest.approx(stats.mean_ci(np.asarray(values)))
+
+
+def test_a_diverged_seed_counts_as_the_worst_value_not_as_a_missing_one():
+    """Catches an infinite error (a seed that diverged) turned into a NaN interval, or an
+    IQM made NaN by it: the mean is infinite, the interval runs from the resamples that
+    miss the seed to infinity, the IQM ignores it (it is in the top quarter), and a family
+    with it loses a comparison on the probability of improvement."""
+    rng = np.random.default_rng(5)
+    good = rng.uniform(0.1, 0.6, 19)
+    a = np.append(good, np.inf)
+    ci = stats.bootstrap_ci(a, method="bca", n_resamples=4000)
+    assert ci.estimate == np.inf and ci.high == np.inf and ci.method == "percentile"
+    assert 0.1 < ci.low < 0.6  # the resamples that left the diverged seed out
+    assert stats.iqm(a) == pytest.approx(stats.iqm(np.append(good, 1e9)))
+    b = rng.uniform(0.05, 0.3, 20)  # better on every seed but by chance
+    c = stats.compare("a", a, "b", b, n_resamples=4000)
+    assert math.isfinite(c.p_lower.low) and c.p_lower.high < 0.5  # a is not below b
+    assert c.verdict("higher") == "holds"
+    assert math.isnan(stats.bootstrap_ci(np.append(good, np.nan)).low)  # NaN: unknown

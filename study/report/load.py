@@ -70,11 +70,13 @@ class Trial:
     def normalised_values(self) -> np.ndarray:
         """The final normalised MSRE (ours over the best constant predictor's on the same
         window) of each seed; empty for classification or runs that predate it."""
-        values = [self.metrics.get(f"final_nmsre_windowed_seed{s}", math.nan) for s in self.seeds]
-        values = [math.inf if abs(v) >= sys.float_info.max else v for v in values]
-        if self.measure.higher_better or not values or any(math.isnan(v) for v in values):
+        keys = [f"final_nmsre_windowed_seed{s}" for s in self.seeds]
+        if self.measure.higher_better or not keys or any(k not in self.metrics for k in keys):
             return np.zeros(0)
-        return np.asarray(values, np.float64)
+        # a seed that diverged (its value NaN, or infinite) has the worst error: infinite
+        values = [self.metrics[k] for k in keys]
+        return np.asarray([math.inf if math.isnan(v) or abs(v) >= sys.float_info.max else v
+                           for v in values], np.float64)  # fmt: skip
 
     def seed_values(self) -> np.ndarray:
         """What comparisons use, one value per seed: the normalised MSRE of a prediction
@@ -201,21 +203,29 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
             [t.metrics.get(f"{measure.final}_seed{s}", np.nan) for s in t.seeds], np.float64
         )
         finals[np.abs(finals) >= sys.float_info.max] *= np.inf
+        if t.status == "diverged":  # its diverged seeds' values: the worst there is
+            finals[np.isnan(finals)] = measure.worst
         t.measure, t.seed_finals = measure, finals
     return trials, parents
 
 
 def best_per_learner(trials: list[Trial], role: str | None = None) -> dict[str, Trial]:
     """Per learner, the trial with the best final value (lowest MSRE, highest accuracy) among
-    those that finished. Evaluation runs (``ccn.role`` = ``eval``) take precedence over
-    tuning trials; ``role`` keeps only the runs of that role."""
+    those that finished. Evaluation runs (``ccn.role`` = ``eval``: a pick on fresh seeds)
+    take precedence over tuning trials, and count whatever their outcome: a pick that
+    diverged on a fresh seed is reported as it did (that seed the worst), never replaced by
+    its tuning run; a family whose evaluation did not end (failed, interrupted) is left out
+    rather than reported on its tuning seeds. ``role`` keeps only the runs of that role."""
     best: dict[str, Trial] = {}
     for learner in _learners(trials):
-        done = [t for t in trials if t.learner == learner and t.status == "finished"]
+        mine = [t for t in trials if t.learner == learner]
         if role is not None:
-            done = [t for t in done if t.role == role]
-        evals = [t for t in done if t.role == "eval"]
-        pool = evals or done
+            mine = [t for t in mine if t.role == role]
+        evals = [t for t in mine if t.role == "eval"]
+        if evals:
+            pool = [t for t in evals if t.status in ("finished", "diverged")]
+        else:
+            pool = [t for t in mine if t.status == "finished"]
         if pool:
             best[learner] = pool[0].measure.best(pool)
     return best
@@ -247,6 +257,8 @@ def summary_rows(best: dict[str, Trial], same: dict[str, Trial] | None = None,
             f"{t.measure.measure}_mean": mean,
             f"{t.measure.measure}_ci95": half,
             **_normalised_columns(t),
+            # seeds whose run diverged (their value the worst, infinite)
+            "diverged_seeds": int(np.isinf(t.seed_values()).sum()),
             "boot_low": boot["boot_low"],
             "boot_high": boot["boot_high"],
             "median": boot["median"],
