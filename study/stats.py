@@ -37,12 +37,13 @@ SEED = 0
 def mean_ci(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Mean and half-width of the Student-t confidence interval over the last axis' values.
 
-    NaN values (diverged runs) propagate; one value gives a half-width of NaN.
+    NaN values propagate; one value, or an infinite one (a diverged seed: the mean is
+    infinite), gives a half-width of NaN.
     """
     x = np.asarray(values, np.float64).ravel()
     n = x.size
     m = float(np.mean(x))
-    if n < 2:
+    if n < 2 or not np.isfinite(x).all():
         return m, float("nan")
     sem = float(np.std(x, ddof=1)) / np.sqrt(n)
     return m, float(stats.t.ppf(0.5 + level / 2, n - 1) * sem)

@@ -47,10 +47,11 @@ class Judged(NamedTuple):
     evidence: str
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    """Per-seed values for an order statistic: a diverged seed (NaN or inf) ranks worst."""
+def _worst_if_diverged(values: np.ndarray) -> np.ndarray:
+    """Per-seed errors with a diverged seed's (NaN or inf) the worst there is: infinite (the
+    bootstrap keeps it, ``study.stats.bootstrap_ci``)."""
     x = np.asarray(values, np.float64)
-    return np.where(np.isfinite(x), x, 1e300)
+    return np.where(np.isfinite(x), x, np.inf)
 
 
 def family_summary(
@@ -100,9 +101,9 @@ def judge(
         pairs = [
             stats.compare(
                 c.family,
-                _finite(values[c.family]),
+                _worst_if_diverged(values[c.family]),
                 o,
-                _finite(values[o]),
+                _worst_if_diverged(values[o]),
                 n_resamples=n_resamples,
                 seed=seed,
             )
