@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-streams", type=count(1, 2**20), default=8)
     p.add_argument("--kernel-ratio", default=None, metavar="EXPERIMENT",
                    help="a finished study's trials: their stream-steps/s against the run "
-                   "loop's own at the same shapes and streams (run with --threads 1, as "
-                   "trials run)")  # fmt: skip
+                   "loop's own at the same shapes and streams, --study-concurrency copies at "
+                   "once (each one XLA thread, as trials run)")  # fmt: skip
     p.add_argument("--runs-dir", default="runs", help="--kernel-ratio: the study's runs folder")
     args = p.parse_args(argv)
     try:
