@@ -38,15 +38,21 @@ def plan_study(space: str = "hybrid", task: str = DEFAULT_TASK, **options: Any) 
 
 
 def evaluation(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
-               role: str = "eval") -> Plan:  # fmt: skip
+               role: str = "eval", name: str | None = None) -> Plan:  # fmt: skip
     """``plan`` made to run ``configs`` (each a search space's configuration: ``learner``,
-    sizes and hyperparameters) on ``seeds``, with no search; its runs tagged ``ccn.role``
-    ``role``."""
+    sizes and hyperparameters) on ``seeds``, with no search, as a study of its own (``name``,
+    default ``NAME-eval`` after the plan's); its runs tagged ``ccn.role`` ``role``."""
+    from study.plan import _NAME
+
     if not configs:
         raise ValueError("configs: allowed: one or more configurations")
+    if name is not None and not _NAME.fullmatch(name):
+        raise ValueError(f"name {name!r}: allowed: letters, digits and ._- (at most 100, not "
+                         f"starting with a dot)")  # fmt: skip
     if len(set(seeds)) < len(seeds) or not seeds or min(seeds) < 0:
         raise ValueError(f"seeds {seeds}: allowed: distinct seeds from 0 on, at least one")
-    return dataclasses.replace(plan, configs=tuple(dict(c) for c in configs),
+    return dataclasses.replace(plan, name=name or f"{plan.name}-eval",
+                               configs=tuple(dict(c) for c in configs),
                                seed_list=tuple(int(s) for s in seeds), role=role,
                                seeds=len(seeds), trials=len(configs))  # fmt: skip
 

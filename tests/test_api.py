@@ -39,7 +39,9 @@ def test_the_readmes_python_snippet_runs_and_loads_what_was_recorded(
         assert row["alpha"] == float(run.data.params["alpha"]) and isinstance(row["alpha"], float)
         assert row["n_features"] == 3 and row["seeds"] == [0, 1]
         curve = row["curve"]
-        assert list(curve.columns) == ["mean", "seed0", "seed1"] and len(curve) == 20
+        # every block of the run: 20,000 steps in blocks of 10,000
+        assert list(curve.columns) == ["mean", "seed0", "seed1"]
+        assert curve.index.tolist() == [10_000, 20_000]
         np.testing.assert_allclose(curve["mean"], curve[["seed0", "seed1"]].mean(axis=1),
                                    rtol=1e-6)  # fmt: skip
     # the evaluation ran the best configuration on the fresh seeds, with no search
@@ -61,6 +63,9 @@ def test_a_bad_option_is_refused_before_anything_is_written(tmp_path):
         api.evaluation(plan, [], [3])
     with pytest.raises(ValueError, match="seeds"):
         api.evaluation(plan, [{"learner": "columnar"}], [3, 3])
+    with pytest.raises(ValueError, match="name '.x': allowed"):
+        api.evaluation(plan, [{"learner": "columnar"}], [3], name=".x")
+    assert api.evaluation(plan, [{"learner": "columnar"}], [3]).name == f"{plan.name}-eval"
     assert not (tmp_path / "r" / "mlflow.db").exists()
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         api.load_results("nope", runs_dir=str(tmp_path / "r"))

@@ -343,12 +343,12 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
     """A failure once the parent run exists (here: the study itself raising) leaves that run
     FAILED, not RUNNING (which would read as interrupted), writes the traceback to a log file
     instead of the console, and releases the study's lock."""
-    import study.launch as launch_module
+    import study.execute as execute_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("the storage went away")
 
-    monkeypatch.setattr(launch_module, "_run_study", broken)
+    monkeypatch.setattr(execute_module, "_run_study", broken)
     argv = ["--space", "linear", "--smoke", "--runs-dir", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
