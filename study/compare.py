@@ -39,6 +39,7 @@ from study.stages import (  # noqa: F401 - eval_seeds and picks re-exported
     eval_seeds,
     picks,
     report,
+    run_stage,
     running_refusal,
     stage_state,
 )
@@ -314,8 +315,8 @@ def _stages(name: str, stages: dict[str, Plan], eval_plan: Plan, states: dict[st
         configs, seeds = picks(eval_plan.tracking_uri, list(stages), task, fresh)
     except ValueError as e:
         return fail(str(e))
-    return execute(dataclasses.replace(eval_plan, configs=tuple(configs), seed_list=tuple(seeds),
-                                       resume=states[name] == "interrupted"))  # fmt: skip
+    return run_stage(eval_plan, configs, seeds, eval_plan.role,
+                     states[name] == "interrupted", eval_plan.command)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     kind = kind_of(args.task)
     if not kind.takes_data_dir and args.data_dir:
         raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
-    block = args.block or (28 * 100 if kind.takes_data_dir else default_block(args.steps))
+    block = args.block or (kind.block if kind.takes_data_dir else default_block(args.steps))
     check_steps(args.steps, block)
     window = min(args.window, args.steps)
     if not kind.takes_data_dir and window % block:
