@@ -34,8 +34,20 @@ def sqlite_file(uri: str) -> Path | None:
 
 def tables(path: Path) -> set[str]:
     """The tables of the SQLite file ``path``, read without writing; raises sqlite3.Error
-    when it is not a SQLite database."""
-    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    when it is not a SQLite database. A writer killed mid-transaction leaves a hot journal
+    that a read-only connection may not roll back ("attempt to write a readonly database");
+    the schema is then read from the file as it lies (``immutable``), and the journal is left
+    for the store's own next open to roll back."""
+    try:
+        return _tables(path, "mode=ro")
+    except sqlite3.OperationalError as e:
+        if "readonly" not in str(e):
+            raise
+        return _tables(path, "mode=ro&immutable=1")
+
+
+def _tables(path: Path, query: str) -> set[str]:
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True)
     try:
         return {name for (name,) in con.execute("select name from sqlite_master where "
                                                 "type = 'table'")}  # fmt: skip

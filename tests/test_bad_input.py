@@ -310,3 +310,37 @@ def test_as_a_process_the_refusal_is_one_line_on_stderr_with_exit_code_2(
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert needle in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def _killed_writer(path: Path, tables: tuple[str, ...]) -> None:
+    """A SQLite file whose writer died mid-transaction, leaving a hot journal beside it."""
+    code = (
+        "import os, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "for t in sys.argv[2:]: con.execute(f'create table {t} (x)')\n"
+        "con.execute('pragma cache_size=2'); con.execute('begin')\n"
+        "for _ in range(500): con.execute(f'insert into {sys.argv[2]} values (randomblob(1000))')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), *tables], check=True)
+    assert Path(f"{path}-journal").stat().st_size > 0
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_a_store_left_by_a_killed_writer_is_checked_without_writing(tmp_path, own):
+    """A store whose writer was killed (a study's driver under the OOM killer) holds a hot
+    journal that a read-only connection may not roll back: the check still reads its tables,
+    accepts it when it is the store's own and refuses it when not, and leaves the file and its
+    journal as they were for the store's next open to roll back."""
+    from study import stores
+
+    db = tmp_path / "optuna.db"
+    _killed_writer(db, ("studies", "trials", "version_info") if own else ("accounts",))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    uri = f"sqlite:///{db}"
+    if own:
+        stores.check(uri, "--storage", "optuna", must_exist=True)
+    else:
+        with pytest.raises(ValueError, match="not an Optuna storage \\(tables: accounts\\)"):
+            stores.check(uri, "--storage", "optuna")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
