@@ -169,7 +169,7 @@ class Space:
     def shape_params(self) -> list[str]:
         """The searched parameters that set a network's shape (its size and the static
         settings ``config_to_args`` passes to ``make_learner``): a pack of configurations
-        (``study.pack``) samples them once."""
+        (``study.engine.pack``) samples them once."""
         return [p.name for p in self.params if p.size or p.name in SHAPE_KEYS]
 
     def first_point(self) -> dict[str, Any] | None:

@@ -24,8 +24,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from study.local_ray import session as ray_session
-from study.plan import Plan, make_plan
+from study.orchestration.local_ray import session as ray_session
+from study.orchestration.plan import Plan, make_plan
 from study.tasks import DEFAULT_TASK
 
 __all__ = ["Plan", "evaluation", "load_results", "plan_study", "ray_session", "run_study"]
@@ -33,7 +33,7 @@ __all__ = ["Plan", "evaluation", "load_results", "plan_study", "ray_session", "r
 
 def plan_study(space: str = "hybrid", task: str = DEFAULT_TASK, **options: Any) -> Plan:
     """The plan of a study of the learner family ``space`` on ``task``; ``options`` are
-    ``study.launch``'s, by their Python names (``study.plan.make_plan``)."""
+    ``study.launch``'s, by their Python names (``study.orchestration.plan.make_plan``)."""
     return make_plan(space, task, **options)
 
 
@@ -42,7 +42,7 @@ def evaluation(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
     """``plan`` made to run ``configs`` (each a search space's configuration: ``learner``,
     sizes and hyperparameters) on ``seeds``, with no search, as a study of its own (``name``,
     default ``NAME-eval`` after the plan's); its runs tagged ``ccn.role`` ``role``."""
-    from study.plan import _NAME
+    from study.orchestration.plan import _NAME
 
     if not configs:
         raise ValueError("configs: allowed: one or more configurations")
@@ -60,7 +60,7 @@ def evaluation(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
 def run_study(plan: Plan) -> int:
     """Run ``plan``: 0 when every trial finished, 130 when interrupted (``dataclasses.replace
     (plan, resume=True)`` continues it), 2 when refused or failed (the reason on stderr)."""
-    from study.execute import execute
+    from study.orchestration.execute import execute
 
     return execute(plan)
 

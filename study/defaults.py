@@ -24,19 +24,19 @@ from learners import (
     family_defaults,
 )
 from study.cli import Parser, count, fail, writable_file
-from study.kinds import PREDICTION, kind_of
+from study.engine.kinds import PREDICTION, kind_of
+from study.engine.threads import limit_xla_threads
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, make_task
-from study.threads import limit_xla_threads
 
 COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "nmsre",
            "nmsre_ci", "learned", "seconds")  # fmt: skip
 
 
 def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
-    """One family on its defaults: a row of the table, run as a trial (``study.trial``)."""
+    """One family on its defaults: a row of the table, run as a trial (``study.engine.trial``)."""
+    from study.engine.trial import TrialRun, finish
     from study.tasks.metrics import baselines, normalised, summarise_blocks
-    from study.trial import TrialRun, finish
 
     defaults = family_defaults(name)
     block = 10_000 if steps % 10_000 == 0 else steps

@@ -1,14 +1,14 @@
 """``python -m study.launch --space NAME``: a Ray Tune study driven by Optuna, recorded in MLflow.
 
-Defaults need no set-up: local Ray, MLflow in SQLite and the Optuna storage in SQLite, both
-under ``./runs/``. Each trial runs one sampled configuration, or a pack of them sharing their
-shape (``--pack``, ``study.pack``), on ``--seeds`` seeds at once (``study.trainable``). The
-driver creates the MLflow experiment and the launch's parent run before any trial starts;
-each configuration logs to its own child run.
+Defaults need no set-up: local Ray, MLflow in SQLite and the Optuna storage in SQLite, both under
+``./runs/``. Each trial runs one sampled configuration, or a pack of them sharing their shape
+(``--pack``, ``study.engine.pack``), on ``--seeds`` seeds at once
+(``study.orchestration.trainable``). The driver creates the MLflow experiment and the launch's
+parent run before any trial starts; each configuration logs to its own child run.
 
-This module is the command line: its options become a ``study.plan.Plan`` (every input
-checked before anything starts) that ``study.execute`` runs; ``study.api`` does the same from
-Python.
+This module is the command line: its options become a ``study.orchestration.plan.Plan``
+(every input checked before anything starts) that ``study.orchestration.execute`` runs;
+``study.api`` does the same from Python.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import sys
 
 from search_spaces import SPACES, describe
 from study.cli import Parser, count, fail, real
-from study.plan import DEFAULT, Plan, make_plan
+from study.engine.trial import REPORT_MIN_S
+from study.orchestration.plan import DEFAULT, Plan, make_plan
 from study.tasks import DEFAULT_TASK
-from study.trial import REPORT_MIN_S
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         help="new bounds for a numeric parameter of the space; repeatable",
     )
     p.add_argument("--pack", default="auto",
-                   help="configurations per trial, run as one program (study.pack): a number, "
-                   "or auto (default: enough streams to fill a trial's CPUs or GPU, while "
+                   help="configurations per trial, run as one program (study.engine.pack): a "
+                   "number, or auto (default: enough streams to fill a trial's CPUs or GPU, while "
                    "every worker stays busy)")  # fmt: skip
     p.add_argument("--sampler-seed", type=int, default=0,
                    help="seed of Optuna's sampler (default 0)")  # fmt: skip
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_of(args, list(sys.argv[1:] if argv is None else argv))
     except ValueError as e:
         return fail(str(e))
-    from study.execute import execute
+    from study.orchestration.execute import execute
 
     return execute(plan)
 

@@ -1,6 +1,6 @@
 """``python -m study.run``: one learner on one task, every seed (and step size) as one
 compiled program, with the MSRE (or, on sequential MNIST, the accuracy) per seed and its
-interval. It runs a trial (``study.trial.TrialRun``, the engine of every study): one
+interval. It runs a trial (``study.engine.trial.TrialRun``, the engine of every study): one
 configuration per step size, packed, on every seed."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from learners import LEARNERS, family, family_defaults
 from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, real
-from study.kinds import PREDICTION, kind_of
-from study.loop import check_steps, default_block
+from study.engine.kinds import PREDICTION, kind_of
+from study.engine.loop import check_steps, default_block
+from study.engine.threads import describe, limit_xla_threads
+from study.engine.trial import TrialRun, finish
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS
 from study.tasks.metrics import baselines, normalised, summarise_blocks
-from study.threads import describe, limit_xla_threads
-from study.trial import TrialRun, finish
 
 OPTIONS = {
     "n_features": "--features",

@@ -29,7 +29,7 @@ def x64():
 def ray_local():
     """One local Ray for the tests of this xdist worker that ask for it (group "ray")."""
     ray = pytest.importorskip("ray")
-    from study.local_ray import worker_env
+    from study.orchestration.local_ray import worker_env
 
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,

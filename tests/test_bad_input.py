@@ -332,7 +332,7 @@ def test_a_store_left_by_a_killed_writer_is_checked_without_writing(tmp_path, ow
     journal that a read-only connection may not roll back: the check still reads its tables,
     accepts it when it is the store's own and refuses it when not, and leaves the file and its
     journal as they were for the store's next open to roll back."""
-    from study import stores
+    from study.orchestration import stores
 
     db = tmp_path / "optuna.db"
     _killed_writer(db, ("studies", "trials", "version_info") if own else ("accounts",))

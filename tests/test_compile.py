@@ -8,7 +8,7 @@ import logging
 import jax
 import pytest
 
-from study.trial import TrialRun
+from study.engine.trial import TrialRun
 
 
 class CompileLog(logging.Handler):

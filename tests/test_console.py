@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study import console
+from study.orchestration import console
 
 
 def _trial(tid, status, members=1):

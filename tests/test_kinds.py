@@ -1,4 +1,4 @@
-"""Task kinds (study.kinds): one object per kind answers what the trial, launch and report
+"""Task kinds (study.engine.kinds): one object per kind answers what the trial, launch and report
 used to branch on."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from study.kinds import CLASSIFICATION, KINDS, PREDICTION, kind_of
+from study.engine.kinds import CLASSIFICATION, KINDS, PREDICTION, kind_of
 from study.tasks import TASKS
 
 

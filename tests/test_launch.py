@@ -91,12 +91,12 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
     for r in children:
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
         assert r.data.tags["learner"] == "hybrid" and r.data.tags["seeds"] == "0,1"
-        # XLA's CPU pool follows the trial's one reserved CPU (study.threads)
+        # XLA's CPU pool follows the trial's one reserved CPU (study.engine.threads)
         assert r.data.tags["xla_threads"] == "1"
         assert r.data.params["per_stage"] in {"1", "2", "4", "8"}
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id)]
         assert "learning_curve.png" in artifacts
-        # Where the trial's time went (study.clock.Clock): the parts are disjoint and
+        # Where the trial's time went (study.engine.clock.Clock): the parts are disjoint and
         # within the wall time; the run loop's share excludes compilation.
         t = {k[len("trial_time_") : -2]: v for k, v in r.data.metrics.items()
              if k.startswith("trial_time_")}  # fmt: skip
@@ -198,7 +198,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         ray_pids = [
             p.pid
             for p in psutil.Process(first.pid).children(recursive=True)
-            if "study.local_ray" not in " ".join(p.cmdline())
+            if "study.orchestration.local_ray" not in " ".join(p.cmdline())
         ]  # not its watcher
         listening = [ip for pid in [first.pid, *ray_pids] for ip in _listening(pid)]
         assert len(listening) >= 5  # GCS, raylet, dashboard, agents, workers
@@ -257,6 +257,23 @@ SMALL = {
     "rtrl": ("trace_conditioning", ["n_features=2"]),
     "rtu": ("trace_conditioning", ["n_features=4"]),
 }
+
+
+def test_a_study_pickled_before_the_rooms_resolves_its_old_module_names():
+    """Tune pickles its searcher and callbacks by module name (``study.pack_search``,
+    ``study.console``, ...): each name of a module moved into ``study.engine``,
+    ``study.orchestration`` or ``study.compare`` still loads, as the module it became."""
+    import pickle
+
+    from study import MOVED
+    from study.orchestration.pack_search import PackSearch
+
+    assert len(MOVED) == 19
+    for old, new in MOVED.items():
+        assert pickle.loads(f"c{old}\n__name__\n.".encode()) == new
+    assert pickle.loads(b"cstudy.pack_search\nPackSearch\n.") is PackSearch
+    assert subprocess.run([sys.executable, "-c", "import study.nothing"],
+                          capture_output=True).returncode == 1  # fmt: skip
 
 
 @pytest.mark.parametrize("space", list(SMALL))  # linear: the diverging study below
@@ -343,7 +360,7 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
     """A failure once the parent run exists (here: the study itself raising) leaves that run
     FAILED, not RUNNING (which would read as interrupted), writes the traceback to a log file
     instead of the console, and releases the study's lock."""
-    import study.execute as execute_module
+    import study.orchestration.execute as execute_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("the storage went away")
@@ -357,7 +374,7 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
     assert "Traceback" in log.read_text() and "the storage went away" in log.read_text()
     _, parents, _, _ = records(tmp_path, "linear-trace_patterning", optuna_too=False)
     assert [p.info.status for p in parents] == ["FAILED"]
-    from study.lock import holder
+    from study.orchestration.lock import holder
 
     assert holder(tmp_path, "linear-trace_patterning") is None
 

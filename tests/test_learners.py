@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from learners import STAGE_FOREVER, make_hparams, make_learner
-from study.loop import make_run, seed_keys
+from study.engine.loop import make_run, seed_keys
 from study.tasks import make_task
 
 

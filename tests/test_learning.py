@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from study.engine.trial import TrialRun, finish
 from study.tasks.metrics import summarise_blocks
-from study.trial import TrialRun, finish
 
 # One xdist worker runs these, so the linear baseline (a module fixture) is computed once.
 pytestmark = pytest.mark.xdist_group("learning")
@@ -19,7 +19,7 @@ COMMON = dict(lambda_=0.9, norm_rate=0.0, init_scale=0.5)
 
 
 def windowed_msre(name, alphas, static, **hp_kw):
-    """The windowed MSRE [step sizes, seeds] of a trial (``study.trial``, the engine of every
+    """The windowed MSRE [step sizes, seeds] of a trial (``study.engine.trial``, the engine of every
     run) of one configuration per step size."""
     config = dict(task="trace_patterning", learner=name, **static, **COMMON, **hp_kw,
                   seeds=SEEDS, steps=STEPS, block=10_000, window=100_000, chunk_steps=STEPS,

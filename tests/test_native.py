@@ -19,7 +19,7 @@ import pytest
 from learners import make_hparams, make_learner
 from learners.families import update_rule
 from study import native
-from study.loop import make_runner
+from study.engine.loop import make_runner
 from study.tasks import make_task
 from study.tasks.metrics import horizon_for
 

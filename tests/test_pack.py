@@ -1,4 +1,4 @@
-"""Packs (``study.pack``): K configurations of one shape x S seeds as one trial. Each runs
+"""Packs (``study.engine.pack``): K configurations of one shape x S seeds as one trial. Each runs
 exactly as its lone trial would; each is its own Optuna trial and MLflow run; a packed study
 and an unpacked one record the same configurations with the same curves."""
 
@@ -15,9 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import make_space
 from study import launch
-from study.execute import execute
-from study.pack import auto_size, group, pack_metrics, parse_pack
-from study.trial import TrialRun
+from study.engine.pack import auto_size, group, pack_metrics, parse_pack
+from study.engine.trial import TrialRun
+from study.orchestration.execute import execute
 
 BASE = dict(task="trace_conditioning", seeds=[0, 1, 2], steps=4000, chunk_steps=1000,
             block=500, window=1000, report_min_s=0)  # fmt: skip
@@ -159,7 +159,7 @@ def test_auto_pack_size_fills_the_device_and_keeps_workers_busy():
 
 
 def test_the_search_fixes_a_packs_shape_and_tells_each_configuration(tmp_path):
-    from study.pack_search import PackSearch
+    from study.orchestration.pack_search import PackSearch
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     space = make_space("hybrid", None, 12, steps=100_000)
@@ -322,9 +322,9 @@ def test_heldout_scoring_happens_at_steps_the_configuration_sets(monkeypatch, re
     """Catches records that depend on timing: with chunks cut after every block (a slow or
     busy machine: REPORT_S 0) the held-out accuracy is still scored, and drawn, every
     ``chunk_steps`` steps and at the end, with the same values as with whole chunks."""
-    import study.trial
+    import study.engine.trial
 
-    monkeypatch.setattr(study.trial, "REPORT_S", report_s)
+    monkeypatch.setattr(study.engine.trial, "REPORT_S", report_s)
     config = dict(task="seq_mnist", seeds=[0], steps=5600, chunk_steps=2800, block=700,
                   window=2800, report_min_s=0, learner="columnar", n_features=3)  # fmt: skip
     run = TrialRun(config)

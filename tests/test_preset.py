@@ -269,8 +269,8 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
 
     import psutil
 
-    from study import local_ray
-    from study.local_ray import reap_leftovers
+    from study.orchestration import local_ray
+    from study.orchestration.local_ray import reap_leftovers
 
     runs = tmp_path / "fresh"
     pidfile = runs / "locks" / "compare-x.ray.json"
@@ -302,8 +302,8 @@ def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its
 def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
     """Catches a stage stopped with Ctrl+C (its launch KILLED) read as done, which made
     ``--resume`` skip the grid's unfinished configurations and pick among the finished ones."""
-    from study.stages import stage_state as _state
-    from study.tracking import ROLE_TAG
+    from study.compare.stages import stage_state as _state
+    from study.orchestration.tracking import ROLE_TAG
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

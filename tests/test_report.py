@@ -21,10 +21,10 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from study.compare import main as compare
+from study.compare.stages import PER_STUDY
+from study.orchestration.tracking import Tracking, TrialLogger
 from study.report import main as report
 from study.report import make_report
-from study.stages import PER_STUDY
-from study.tracking import Tracking, TrialLogger
 
 # One xdist worker runs these, so the comparison (a module fixture) is run once.
 pytestmark = pytest.mark.xdist_group("report")
@@ -310,7 +310,7 @@ def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study,
 
     from browser import Browser, chromium, free_port
 
-    from study.tracking import KIND_TAG, MODEL_TRAINING, runs_page
+    from study.orchestration.tracking import KIND_TAG, MODEL_TRAINING, runs_page
 
     chromium()
     runs, _ = study
@@ -367,7 +367,7 @@ def test_a_pick_that_diverged_on_a_fresh_seed_is_reported_as_it_ran():
     the others as they ran; a failed evaluation leaves the family out."""
     import math
 
-    from study.kinds import PREDICTION
+    from study.engine.kinds import PREDICTION
     from study.report.load import Trial, best_per_learner, summary_rows
 
     def trial(learner, role, status, values, seeds):

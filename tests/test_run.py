@@ -13,7 +13,7 @@ import pytest
 
 from learners import FAMILIES, make_hparams, make_learner
 from study import native
-from study.loop import make_run, make_runner, seed_keys
+from study.engine.loop import make_run, make_runner, seed_keys
 from study.run import main
 from study.tasks import make_task
 from study.tasks.metrics import (
@@ -147,9 +147,9 @@ def test_chunks_and_checkpoint_continue_bit_for_bit(tmp_path):
 
 
 def test_chunks_of_a_trial_equal_one_scan():
-    """The engine of every run (``study.trial.TrialRun``): however the run is cut into
+    """The engine of every run (``study.engine.trial.TrialRun``): however the run is cut into
     chunks, every block's statistics are the same, bit for bit."""
-    from study.trial import TrialRun, finish
+    from study.engine.trial import TrialRun, finish
 
     config = dict(task="trace_conditioning", learner="columnar", n_features=4, alpha=3e-3,
                   norm_rate=1e-3, seeds=[0, 1], steps=3000, block=500, window=1000,

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from study.classify import make_classify_runner, make_evaluate
-from study.kinds import CLASSIFICATION, PREDICTION
-from study.loop import seed_keys
+from study.engine.classify import make_classify_runner, make_evaluate
+from study.engine.kinds import CLASSIFICATION, PREDICTION
+from study.engine.loop import seed_keys
+from study.engine.trial import TrialRun
 from study.run import main as run_main
 from study.tasks import make_task
 from study.tasks.seq_mnist import ROWS
-from study.trial import TrialRun
 
 
 @pytest.fixture(scope="module")

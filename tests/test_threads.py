@@ -1,4 +1,4 @@
-"""``study.threads``: XLA's CPU pool gets the size asked for, the process keeps every core it
+"""``study.engine.threads``: XLA's CPU pool gets the size asked for, the process keeps every core it
 had, and a pool that has started is left alone. Each case runs in a fresh interpreter, since
 the pool is made once per process."""
 
@@ -13,7 +13,7 @@ import pytest
 
 PROBE = """
 import collections, json, os, sys
-from study.threads import limit_xla_threads, pool_size
+from study.engine.threads import limit_xla_threads, pool_size
 before = sorted(os.sched_getaffinity(0))
 if {early}:
     import jax; jax.devices()
@@ -65,7 +65,7 @@ def test_a_started_backend_keeps_its_pool():
 
 
 def test_negative_threads_is_refused():
-    from study.threads import limit_xla_threads
+    from study.engine.threads import limit_xla_threads
 
     with pytest.raises(ValueError, match="threads=-1 must be >= 0"):
         limit_xla_threads(-1)

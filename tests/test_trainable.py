@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from study.trainable import trainable
-from study.trial import TrialRun
+from study.engine.trial import TrialRun
+from study.orchestration.trainable import trainable
 
 BASE = dict(
     learner="columnar", n_features=3, alpha=3e-3, task="trace_conditioning",

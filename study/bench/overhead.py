@@ -15,13 +15,13 @@ STUDY_PARTS = ("loop", "compile", "logging", "checkpoint")
 
 
 def study_overhead(args: argparse.Namespace, where: str) -> int:
-    """Run a real study (``study.launch``: local Ray, Optuna, MLflow in SQLite under a fresh
-    folder) once per ``--study-packs`` value and, for each, its rate (configuration-steps per
-    second of the driver's wall time: trials x steps / seconds, each configuration on every
-    seed) and its trials' time split, from the ``trial_time_*`` metrics each configuration's
-    run logs (``study.clock.Clock``): the share of the trials' wall time spent in the compiled
-    run loop (task, learner and metric), compilation, MLflow logging and checkpoints/reports.
-    A pack's configurations share their trial's clock: its time counts once."""
+    """Run a real study (``study.launch``: local Ray, Optuna, MLflow in SQLite under a fresh folder)
+    once per ``--study-packs`` value and, for each, its rate (configuration-steps per second of the
+    driver's wall time: trials x steps / seconds, each configuration on every seed) and its trials'
+    time split, from the ``trial_time_*`` metrics each configuration's run logs
+    (``study.engine.clock.Clock``): the share of the trials' wall time spent in the compiled run
+    loop (task, learner and metric), compilation, MLflow logging and checkpoints/reports. A pack's
+    configurations share their trial's clock: its time counts once."""
     rows = []
     for pack in args.study_packs:
         row = _one_study(args, pack)
@@ -58,7 +58,7 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     from mlflow.tracking import MlflowClient
 
     from study import launch
-    from study.tracking import PACK_TAG, TRIAL_TAG
+    from study.orchestration.tracking import PACK_TAG, TRIAL_TAG
 
     runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
     argv = ["--space", args.study_space, "--trials", str(args.study_trials),

@@ -8,7 +8,7 @@ included) against the rate of the same program (``study.bench.timing.time_loop``
 learner and shape, the same number of streams, one block of 10,000 steps a call, compilation
 excluded) run by ``--study-concurrency`` processes at once, one XLA thread each, as the
 study's trials ran (on a machine whose cores share their throughput, two loops at once each
-run slower than one alone), and where the rest of the trial's time went (``study.clock``).
+run slower than one alone), and where the rest of the trial's time went (``study.engine.clock``).
 Run it on a quiet machine after the study: the loop's rate is measured now.
 """
 
@@ -31,7 +31,7 @@ def _trials(uri: str, experiment: str) -> list[dict[str, Any]]:
     """One entry per trial: its learner settings, streams, steps and clock."""
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import PACK_TAG, PARENT_TAG, STATUS_TAG
+    from study.orchestration.tracking import PACK_TAG, PARENT_TAG, STATUS_TAG
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -62,7 +62,7 @@ def _trials(uri: str, experiment: str) -> list[dict[str, Any]]:
 _COPY = """
 import json, sys, time
 from pathlib import Path
-from study.threads import limit_xla_threads
+from study.engine.threads import limit_xla_threads
 limit_xla_threads(1)
 from learners import make_learner
 from study.bench.timing import time_loop
@@ -98,7 +98,7 @@ def _launch_seconds(uri: str, experiment: str) -> float:
     """Wall seconds of the experiment's latest launch (its parent run's start to end)."""
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import latest_launch
+    from study.orchestration.tracking import latest_launch
 
     client = MlflowClient(uri)
     run = latest_launch(client, client.get_experiment_by_name(experiment).experiment_id)

@@ -16,8 +16,8 @@ import numpy as np
 
 from learners import FAMILIES, STAGE_FOREVER, make_hparams, make_learner, num_stages
 from learners.families import cost
+from study.engine.threads import pool_size, threads_label
 from study.tasks import make_task
-from study.threads import pool_size, threads_label
 
 # Sizes per learner (make_learner keyword arguments), growing; 12 inputs as in the testbed.
 SIZES: dict[str, list[dict[str, int]]] = {
@@ -141,13 +141,13 @@ def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Arra
 
 def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> tuple[float, str]:
     """Median seconds for ``steps`` steps of ``streams`` streams of the full run loop (task,
-    learner and streaming MSRE on trace_patterning, ``study.loop``: what a trial runs),
+    learner and streaming MSRE on trace_patterning, ``study.engine.loop``: what a trial runs),
     compile excluded, and the engine that ran it (``study.native``: the compiled CPU loop,
     or JAX)."""
     from study import native
-    from study.kinds import PREDICTION
-    from study.loop import seed_keys
-    from study.pack import stream_hparams
+    from study.engine.kinds import PREDICTION
+    from study.engine.loop import seed_keys
+    from study.engine.pack import stream_hparams
 
     device = device or jax.devices()[0]
     env, tp = make_task("trace_patterning")

@@ -3,7 +3,7 @@
 On one stream a learner step of a paper-sized network is a few hundred numbers of work, and
 XLA's CPU runtime spends more than that dispatching the few dozen small kernels it compiles a
 step into. ``loop.cc`` beside this file runs a whole block of steps of every stream (task,
-learner, streaming MSRE) in one call, with the numbers of ``study.loop``'s JAX code: the same
+learner, streaming MSRE) in one call, with the numbers of ``study.engine.loop``'s JAX code: the same
 uniforms (``Animal.uniforms``' threefry2x32 draws, bit for bit, computed in the kernel and only
 those a step reads), the same state, the same formulas. The JAX code stays the reference and
 the path on GPUs; ``tests/test_native.py`` holds the two together.
@@ -226,7 +226,7 @@ def uniforms(env: Any, key: Any, t0: Any, n: int):
 
 
 def block_fn(learner: Any, env: Any, steps: int):
-    """``block(carry, hp, tp) -> (carry, stats)``: ``study.loop``'s block of ``steps`` steps
+    """``block(carry, hp, tp) -> (carry, stats)``: ``study.engine.loop``'s block of ``steps`` steps
     of one stream (vmap it like the rest of the loop), through the kernel."""
     import jax
     import jax.numpy as jnp

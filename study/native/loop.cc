@@ -1,4 +1,4 @@
-// The online-prediction run loop of study/loop.py, one block of steps per call, for the CPU.
+// The online-prediction run loop of study/engine/loop.py, one block of steps per call, for the CPU.
 //
 // One call advances every stream of a batch by B steps: the animal-learning task
 // (study/tasks/animal.py, from the uniforms its `uniforms` drew), the learner (the staged

@@ -31,8 +31,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from study import stores
 from study.cli import Parser, fail, writable_folder
+from study.orchestration import stores
 from study.report.claims import Claim, judge, method_note
 from study.report.figures import (
     _colors,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from study import stats
-from study.kinds import PREDICTION, TaskKind
+from study.engine.kinds import PREDICTION, TaskKind
 from study.report.load import Trial, _learners, curve_band, sized, truncated
 from study.report.page import _sentence
 from study.stats import N_RESAMPLES

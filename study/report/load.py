@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from learners.families import FAMILIES, ORDER
-from study.kinds import PREDICTION, TaskKind, kind_of
+from study.engine.kinds import PREDICTION, TaskKind, kind_of
+from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
-from study.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
 
 
 def measure_for(trials: list[Trial]) -> TaskKind:
@@ -122,7 +122,7 @@ class Trial:
     def learned(self) -> str:
         """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
         not (a constant predicts as well), ``""`` when unknown (classification)."""
-        from study.kinds import PREDICTION
+        from study.engine.kinds import PREDICTION
 
         values = self.normalised_values()
         if not values.size:

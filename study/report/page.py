@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from study.kinds import PREDICTION, TaskKind
+from study.engine.kinds import PREDICTION, TaskKind
 from study.report.load import (
     Trial,
     _normalised_columns,

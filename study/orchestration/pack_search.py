@@ -1,5 +1,5 @@
 """The search of a packed study: Ray Tune's ``OptunaSearch`` asking one Optuna trial per
-configuration of a pack (``study.pack``), each told its own result."""
+configuration of a pack (``study.engine.pack``), each told its own result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from study.pack import member_results
+from study.engine.pack import member_results
 
 
 class PackSearch(OptunaSearch):

@@ -54,19 +54,6 @@ def limit_xla_threads(n: int) -> int | None:
     return size
 
 
-def trial_threads() -> int:
-    """The whole CPUs Ray reserved for the calling trial (at least 1), or 0 outside Ray."""
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return 0
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
-    except Exception:  # noqa: BLE001  (not in a Ray worker: no reservation to follow)
-        return 0
-    return max(1, int(cpus))
-
-
 def pool_size() -> int:
     """The CPU pool's size: the one this module set, else JAX's default (the cores this
     process may run on)."""

@@ -3,7 +3,7 @@
 A pack is a Ray Tune trial whose configuration holds a ``pack`` key: a list of K member
 configurations that share their static shape (learner, sizes, truncation, normalisation
 switch) and differ in their hyperparameters. The trial runs K x S streams (S seeds each) as
-one vmapped program (``study.trial.TrialRun``), so a device that is wasted on one
+one vmapped program (``study.engine.trial.TrialRun``), so a device that is wasted on one
 configuration's few seeds is filled by a whole study's. Everything else still sees one
 configuration at a time:
 
@@ -11,7 +11,7 @@ configuration at a time:
   (:class:`PackSearch`; the shape is sampled once per pack and fixed for its other members
   by enqueued partial trials);
 - the record: each member has its own MLflow child run, tagged with its pack
-  (``study.trainable``), with its own curve, final metrics and status;
+  (``study.orchestration.trainable``), with its own curve, final metrics and status;
 - divergence: a member that diverges is closed as diverged at its step while the others run on.
 
 The pack reports to Ray Tune its best member's metrics (so ASHA keeps a pack while its best

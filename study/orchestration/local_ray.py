@@ -97,7 +97,7 @@ def session(address: str | None, runs: Path, name: str,
     with environment(address, expose):
         import ray
 
-        from study.lock import lock_dir
+        from study.orchestration.lock import lock_dir
 
         if ray.is_initialized():
             yield None
@@ -126,7 +126,7 @@ def reap_leftovers(runs: Path, name: str) -> int:
     of any other study in ``runs`` whose lock is free, unless the process that recorded them
     still runs (a comparison holds no study lock while its studies run on its Ray). Returns
     how many were stopped."""
-    from study.lock import is_free, lock_dir
+    from study.orchestration.lock import is_free, lock_dir
 
     stopped = 0
     for pidfile in sorted(lock_dir(runs).glob("*.ray.json")):
@@ -273,7 +273,7 @@ def watch_driver(pidfile: Path) -> subprocess.Popen:
     driver = os.getpid()
     _write(pidfile, driver, _descendants(driver))
     return subprocess.Popen(
-        [sys.executable, "-m", "study.local_ray", str(driver), str(pidfile)],
+        [sys.executable, "-m", "study.orchestration.local_ray", str(driver), str(pidfile)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip

@@ -1,12 +1,12 @@
-"""Running a planned study (``study.plan.Plan``) on Ray Tune, driven by Optuna, recorded in
-MLflow.
+"""Running a planned study (``study.orchestration.plan.Plan``) on Ray Tune, driven by Optuna,
+recorded in MLflow.
 
-:func:`execute` holds the study's lock (``study.lock``), runs on a Ray session
-(``study.local_ray.session``: the Ray this process runs, or a local one started and watched),
-creates the MLflow experiment and the launch's parent run once nothing can refuse the launch
-any more, and runs the trials (``study.trainable``): a search asks Optuna for each
-configuration (packed or not, ``study.pack_search``), an evaluation runs the plan's
-configurations as a grid. ``python -m study.launch``, ``study.compare`` and ``study.api``
+:func:`execute` holds the study's lock (``study.orchestration.lock``), runs on a Ray session
+(``study.orchestration.local_ray.session``: the Ray this process runs, or a local one started and
+watched), creates the MLflow experiment and the launch's parent run once nothing can refuse the
+launch any more, and runs the trials (``study.orchestration.trainable``): a search asks Optuna for
+each configuration (packed or not, ``study.orchestration.pack_search``), an evaluation runs the
+plan's configurations as a grid. ``python -m study.launch``, ``study.compare`` and ``study.api``
 call it.
 """
 
@@ -17,28 +17,28 @@ import socket
 import time
 from typing import Any
 
-from study import stores
 from study.cli import fail, redact
-from study.plan import Plan
+from study.orchestration import stores
+from study.orchestration.plan import Plan
 
 
 def execute(plan: Plan) -> int:
     """Run ``plan``: 0 when it finished, 130 when it was interrupted (the same plan with
     ``resume`` continues it), 2 when it was refused (the reason printed on stderr in one
     line) or failed."""
-    from study import local_ray
+    from study.orchestration import local_ray
 
     with local_ray.environment(plan.address, plan.expose_ray):  # before Ray's import
         return _locked(plan)
 
 
 def _locked(plan: Plan) -> int:
-    from study import local_ray
+    from study.orchestration import local_ray
 
     quiet_stores()
     from ray import tune
 
-    from study.lock import StudyLock, holder, running_message
+    from study.orchestration.lock import StudyLock, holder, running_message
 
     runs = plan.runs
     if plan.resume and not tune.Tuner.can_restore(plan.tune_path):
@@ -72,7 +72,7 @@ def _interrupted(plan: Plan) -> str | None:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from study.tracking import latest_launch
+    from study.orchestration.tracking import latest_launch
 
     try:
         client = MlflowClient(plan.tracking_uri)
@@ -105,7 +105,7 @@ def _study(plan: Plan, dashboard: str | None) -> int:
     import ray
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import start_study
+    from study.orchestration.tracking import start_study
 
     gpus = ray.cluster_resources().get("GPU", 0)
     if plan.gpus_per_trial > 0 and gpus < plan.gpus_per_trial:
@@ -142,8 +142,8 @@ def _study(plan: Plan, dashboard: str | None) -> int:
 
 def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
     """What the console says before the first trial starts."""
-    from study import local_ray
-    from study.tracking import browse_hint
+    from study.orchestration import local_ray
+    from study.orchestration.tracking import browse_hint
 
     seeds, configs = plan.trial_seeds, plan.configs
     what = (f"{len(configs)} configurations" if configs else f"space {plan.space_name}, "
@@ -183,7 +183,7 @@ def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
     )  # fmt: skip
     if plan.pack == 1:
         return OptunaSearch(**optuna_kw), storage, stale
-    from study.pack_search import PackSearch
+    from study.orchestration.pack_search import PackSearch
 
     # A pack's members are asked together, before any has a result: TPE's constant liar
     # keeps them apart (it takes the running trials for bad ones).
@@ -196,10 +196,10 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from study.console import Progress
-    from study.pack import group, member_results, members_of
-    from study.tracking import browse_hint, mark_interrupted, reconcile
-    from study.trainable import final_metrics, trainable
+    from study.engine.pack import group, member_results, members_of
+    from study.orchestration.console import Progress
+    from study.orchestration.tracking import browse_hint, mark_interrupted, reconcile
+    from study.orchestration.trainable import final_metrics, trainable
 
     kind = plan.kind
     metric, mode = kind.metric, kind.mode
@@ -247,7 +247,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
             run_config=tune.RunConfig(
                 storage_path=plan.storage_path,
                 name=plan.name,
-                verbose=0,  # the console is study.console's
+                verbose=0,  # the console is study.orchestration.console's
                 callbacks=[progress],
                 # Tune forces a (slow, warned about) experiment snapshot whenever a trial
                 # checkpoints num_to_keep times between two snapshots: keep enough (each is
@@ -257,7 +257,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
             ),
         )
     # Ray Tune's newer console prints its set-up tables even when told to be silent; the
-    # classic one is silent at verbose=0, and study.console prints the progress.
+    # classic one is silent at verbose=0, and study.orchestration.console prints the progress.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     t0 = time.perf_counter()
     try:

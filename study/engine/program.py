@@ -1,7 +1,7 @@
 """A trial's compiled program: the learner and the task's loop, jitted and vmapped over
-streams (a key and a row of hyperparameters each), so that a pack (``study.pack``: several
+streams (a key and a row of hyperparameters each), so that a pack (``study.engine.pack``: several
 configurations x seeds) and a lone trial are one program. Built by the task kinds
-(``study.kinds``: ``program`` from a family's name and settings, cached per worker process;
+(``study.engine.kinds``: ``program`` from a family's name and settings, cached per worker process;
 ``program_of`` from objects)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
     import jax
 
     # One stream per row: keys and hyperparameters both carry the stream axis, so that a pack
-    # (``study.pack``: several configurations x seeds) and a lone trial are one program.
+    # (``study.engine.pack``: several configurations x seeds) and a lone trial are one program.
     init = jax.jit(jax.vmap(runner.init, in_axes=(0, 0, None)))
     advance = jax.jit(jax.vmap(runner.advance, in_axes=(0, 0, None, None)), static_argnums=3)
     return init, advance
@@ -35,9 +35,9 @@ def _jit_vmapped(runner: Any) -> tuple[Any, Any]:
 
 def prediction_program_of(learner: Any, env: Any, params: Any, block: int,
                           engine: str | None = None) -> Program:  # fmt: skip
-    """The prediction loop (``study.loop``) of ``learner`` on ``env``, ``block`` steps a call;
-    ``engine`` as ``study.loop.make_runner`` takes it."""
-    from study.loop import make_runner
+    """The prediction loop (``study.engine.loop``) of ``learner`` on ``env``, ``block`` steps a
+    call; ``engine`` as ``study.engine.loop.make_runner`` takes it."""
+    from study.engine.loop import make_runner
     from study.tasks.metrics import horizon_for
 
     runner = make_runner(learner, env, block, horizon_for(float(params.gamma)), engine=engine)
@@ -45,10 +45,10 @@ def prediction_program_of(learner: Any, env: Any, params: Any, block: int,
 
 
 def classification_program_of(learner: Any, env: Any, params: Any, block: int) -> Program:
-    """The classification loop (``study.classify``) and its held-out scoring."""
+    """The classification loop (``study.engine.classify``) and its held-out scoring."""
     import jax
 
-    from study.classify import make_classify_runner, make_evaluate
+    from study.engine.classify import make_classify_runner, make_evaluate
 
     runner = make_classify_runner(learner, env, block)
     evaluate = jax.jit(jax.vmap(make_evaluate(learner, env), in_axes=(0, 0, None)))

@@ -1,4 +1,4 @@
-"""Learners as Ray Tune trainables: one trial (``study.trial.TrialRun``, one configuration or
+"""Learners as Ray Tune trainables: one trial (``study.engine.trial.TrialRun``, one configuration or
 a pack of them) per Tune trial.
 
 :func:`trainable` is the Ray Tune function trainable: after every chunk it reports the
@@ -13,11 +13,11 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from study.clock import Clock
-from study.kinds import TaskKind
-from study.threads import limit_xla_threads, trial_threads
-from study.tracking import Tracking, TrialLogger
-from study.trial import TrialRun
+from study.engine.clock import Clock
+from study.engine.kinds import TaskKind
+from study.engine.threads import limit_xla_threads
+from study.engine.trial import TrialRun
+from study.orchestration.tracking import Tracking, TrialLogger
 
 
 class NamedActor:
@@ -38,9 +38,22 @@ class NamedActor:
         return super().reset_config(new_config)  # type: ignore[misc]
 
 
+def trial_threads() -> int:
+    """The whole CPUs Ray reserved for the calling trial (at least 1), or 0 outside Ray."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return 0
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    except Exception:  # noqa: BLE001  (not in a Ray worker: no reservation to follow)
+        return 0
+    return max(1, int(cpus))
+
+
 def actor_name(trial_id: str, config: dict[str, Any], reused: bool = False) -> str:
-    """The trial's name in Ray: Tune trial id, then ``study.console.trial_label``."""
-    from study.console import trial_label
+    """The trial's name in Ray: Tune trial id, then ``study.orchestration.console.trial_label``."""
+    from study.orchestration.console import trial_label
 
     name = f"{trial_id} {trial_label(config)}"
     return f"{name} (reused worker)" if reused else name
@@ -52,13 +65,13 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     ``tracking`` (``tune.with_parameters``) the trial logs to its own MLflow child run, which a
     resumed trial keeps using.
 
-    A pack's trial (``study.pack``) logs each configuration to its own child run, tagged with
+    A pack's trial (``study.engine.pack``) logs each configuration to its own child run, tagged with
     the pack: a configuration that diverges is closed as diverged at its step while the
     others run on; the trial stops when all have diverged, and a scheduler's stop or a
     failure closes every configuration still running."""
     from ray import tune
 
-    # XLA's CPU pool sized to the CPUs Ray reserved for the trial (study.threads), before
+    # XLA's CPU pool sized to the CPUs Ray reserved for the trial (study.engine.threads), before
     # anything in this worker starts JAX's backends.
     threads = limit_xla_threads(trial_threads())
     clock = Clock()

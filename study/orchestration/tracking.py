@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from study.cli import redact
-from study.kinds import PREDICTION
+from study.engine.kinds import PREDICTION
 
 # running, finished, stopped_early, diverged, failed, or interrupted (until --resume)
 STATUS_TAG = "ccn.status"
@@ -41,7 +41,7 @@ TRIAL_TAG = "ccn.trial_id"  # Ray Tune's trial id on each child run
 # The Ray node ids a trial ran on, in order: a trial restarted elsewhere lists both.
 NODES_TAG = "ccn.nodes"
 CONFIG_TAG = "ccn.config"  # the trial's configuration as JSON (typed, unlike params)
-# A configuration run in a pack (study.pack): the pack's Tune trial id, the configuration's
+# A configuration run in a pack (study.engine.pack): the pack's Tune trial id, the configuration's
 # index in it and the pack's size. Its TRIAL_TAG is the trial id, a dot and the index.
 PACK_TAG, PACK_MEMBER_TAG, PACK_SIZE_TAG = "ccn.pack", "ccn.pack_member", "ccn.pack_size"
 OPTUNA_TAG = "ccn.optuna_trial"  # a packed search's configuration: its Optuna trial's number
@@ -253,7 +253,7 @@ class TrialLogger:
               optuna_trial: int | None = None) -> TrialLogger:  # fmt: skip
         """The trial's run, created (or found again) with everything MLflow shows of it: its
         readable name, description, tags and parameters. ``run`` is the trial's
-        ``study.trial.TrialRun`` (its learner, ledger entry and curve names). ``pack`` is
+        ``study.engine.trial.TrialRun`` (its learner, ledger entry and curve names). ``pack`` is
         ``(index, size)`` of a configuration run in a pack: its run is tagged with the pack
         and is otherwise what a lone trial of the configuration would log; in a search, with
         the number of its Optuna trial (``optuna_trial``)."""

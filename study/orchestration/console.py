@@ -13,14 +13,15 @@ from ray.tune import Callback
 
 
 def trial_label(config: dict[str, Any]) -> str:
-    """A trial's readable name from its configuration (``study.tracking.trial_title``)."""
+    """A trial's readable name from its configuration
+    (``study.orchestration.tracking.trial_title``)."""
     from learners import make_learner
     from learners.families import config_to_args
-    from study.pack import members_of
-    from study.tracking import trial_title
+    from study.engine.pack import members_of
+    from study.orchestration.tracking import trial_title
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
-    if config.get("pack"):  # a pack (study.pack): its shape and how many configurations
+    if config.get("pack"):  # a pack (study.engine.pack): its shape and how many configurations
         members = members_of(config)
         if len(members) == 1:
             return trial_label(members[0])

@@ -11,7 +11,7 @@ windowed MSRE (the paper's mean over the last ``window`` steps) and the learning
 
 ``make_run`` is the whole run of one stream as one function of ``(key, hparams, params)`` (the
 reference the tests hold everything else to). Studies, ``study.run`` and ``study.defaults``
-run these functions through a trial (``study.trial.TrialRun``: every configuration x seed a
+run these functions through a trial (``study.engine.trial.TrialRun``: every configuration x seed a
 stream of one vmapped program, chunked and checkpointed).
 """
 

@@ -2,10 +2,10 @@
 compiled program.
 
 :class:`TrialRun` holds a trial's compiled program and state: the seeds are vmapped into one
-program, which advances ``chunk_steps`` at a time (a chunk is seconds of work) and can be
-saved and restored bit for bit. What it measures and draws is its task kind's
-(``study.kinds``). It knows nothing of Ray or MLflow: ``study.trainable`` runs it under Ray
-Tune, and ``study.tracking`` records it.
+program, which advances ``chunk_steps`` at a time (a chunk is seconds of work) and can be saved and
+restored bit for bit. What it measures and draws is its task kind's (``study.engine.kinds``). It
+knows nothing of Ray or MLflow: ``study.orchestration.trainable`` runs it under Ray Tune, and
+``study.orchestration.tracking`` records it.
 
 Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
 ``learners.families.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
@@ -13,9 +13,9 @@ Trial configuration keys: those of a search space (``learner``, sizes, hyperpara
 (prediction: the discount, default the task's), ``data_dir`` (classification) and
 ``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly ``chunk_steps``).
 
-It is the one engine: studies' trials (``study.trainable``), ``python -m study.run`` and
-``study.defaults`` (:func:`finish`), and the fixed runs of ``study.bench.fingerprint`` all run
-a ``TrialRun``.
+It is the one engine: studies' trials (``study.orchestration.trainable``), ``python -m study.run``
+and ``study.defaults`` (:func:`finish`), and the fixed runs of ``study.bench.fingerprint`` all run a
+``TrialRun``.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import jax
 import numpy as np
 
 from learners.families import cost
-from study.kinds import Record, kind_of
-from study.loop import seed_keys
-from study.pack import members_of, pack_metrics, shape_of, stream_hparams
+from study.engine.kinds import Record, kind_of
+from study.engine.loop import seed_keys
+from study.engine.pack import members_of, pack_metrics, shape_of, stream_hparams
 from study.tasks import DEFAULT_TASK
 
 CHECKPOINT_FILE = "trial.npz"
@@ -63,7 +63,7 @@ def _schedule(run, config: dict[str, Any], block: int, window: int, chunk: int) 
 
 class Report(NamedTuple):
     """What a chunk of a trial gives: the trial's metrics (a pack's: its best member's, with
-    every member's objective beside them; ``study.pack.pack_metrics``) and each
+    every member's objective beside them; ``study.engine.pack.pack_metrics``) and each
     configuration's own, as its lone trial would report them."""
 
     metrics: dict[str, Any]
@@ -73,7 +73,7 @@ class Report(NamedTuple):
 class TrialRun:
     """A trial's learner, task and state; ``advance()`` runs one chunk and returns its
     :class:`Report`. What differs between prediction and classification (the program, the
-    metrics, the curve, held-out scoring) is the task's kind's (``study.kinds``), which it
+    metrics, the curve, held-out scoring) is the task's kind's (``study.engine.kinds``), which it
     asks with each configuration's statistics (``record``). A trial of a pack (a ``pack``
     key: a list of configurations of one shape) runs them all as one program."""
 
@@ -81,7 +81,7 @@ class TrialRun:
         self.config = config
         task = config.get("task", DEFAULT_TASK)
         self.kind = kind_of(task)
-        # A pack (``study.pack``) runs several configurations of one shape; a lone trial is a
+        # A pack (``study.engine.pack``) runs several configurations of one shape; a lone trial is a
         # pack of one. Streams are member-major: member i's seeds are rows i*S .. i*S+S-1.
         self.members = members_of(config)
         name, static, hp_kws, rmsprop = shape_of(self.members)
@@ -188,13 +188,13 @@ class TrialRun:
 
     def report(self, steps_per_s: float = float("nan")) -> Report:
         """The trial's numbers so far: each configuration's (``member_metrics``) and the
-        trial's (a pack's: ``study.pack.pack_metrics``)."""
+        trial's (a pack's: ``study.engine.pack.pack_metrics``)."""
         each = [self.member_metrics(i, steps_per_s) for i in range(self.pack_size)]
         return Report(each[0] if self.pack_size == 1 else pack_metrics(self.kind, each), each)
 
     def member_metrics(self, i: int, steps_per_s: float = float("nan")) -> dict[str, Any]:
         """Configuration ``i``'s numbers: steps, speed, divergence (the first block any seed's
-        prediction was not finite) and its kind's (``study.kinds``)."""
+        prediction was not finite) and its kind's (``study.engine.kinds``)."""
         record = self.record(i)
         nonfinite = record.stats.nonfinite.any(axis=0)  # [blocks]: any seed
         diverged = bool(nonfinite.any())

@@ -1,7 +1,7 @@
 """What a comparison's stages share: whether a stage is new, done or interrupted, each
 family's pick among tuning runs and the fresh seeds to run it on, one stage run as a planned
 launch, and the report at the end. ``study.compare`` (a search per family, then an
-evaluation) and ``study.preset`` (a published protocol as a grid) are made of these."""
+evaluation) and ``study.compare.preset`` (a published protocol as a grid) are made of these."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import json
 import math
 from typing import Any
 
-from study.execute import execute
-from study.plan import Plan
+from study.orchestration.execute import execute
+from study.orchestration.plan import Plan
 
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
@@ -24,7 +24,7 @@ def stage_state(tracking_uri: str, experiment: str) -> str:
     continues it)."""
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import latest_launch
+    from study.orchestration.tracking import latest_launch
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
@@ -35,8 +35,9 @@ def stage_state(tracking_uri: str, experiment: str) -> str:
 
 
 def running_refusal(runs, studies: list[str]) -> str | None:
-    """The refusal when one of ``studies`` is running now (``study.lock``), else None."""
-    from study.lock import holder
+    """The refusal when one of ``studies`` is running now (``study.orchestration.lock``), else
+    None."""
+    from study.orchestration.lock import holder
 
     for study in studies:
         if who := holder(runs, study):
@@ -83,8 +84,8 @@ def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | lis
     a listed seed was used in tuning."""
     from mlflow.tracking import MlflowClient
 
-    from study.kinds import kind_of
-    from study.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
+    from study.engine.kinds import kind_of
+    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
 
     client = MlflowClient(tracking_uri)
     kind = kind_of(task)
@@ -129,7 +130,7 @@ def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | lis
 def run_stage(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], role: str,
               resume: bool, command: str) -> int:  # fmt: skip
     """One launch of ``plan`` evaluating ``configs`` on ``seeds``, its runs tagged
-    ``ccn.role=role`` (``study.execute``)."""
+    ``ccn.role=role`` (``study.orchestration.execute``)."""
     return execute(dataclasses.replace(plan, configs=tuple(configs), seed_list=tuple(seeds),
                                        role=role, resume=resume, command=command))  # fmt: skip
 
@@ -156,7 +157,7 @@ def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple =
     print(f"\nreport: {out / 'report.html'}")
     from mlflow.tracking import MlflowClient
 
-    from study.tracking import browse_hint
+    from study.orchestration.tracking import browse_hint
 
     m = result["measure"]
     evaluation = MlflowClient(plan.tracking_uri).get_experiment_by_name(experiments[0])

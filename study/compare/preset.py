@@ -18,10 +18,10 @@ import sys
 from typing import Any, NamedTuple
 
 from study.cli import fail
-from study.pack import parse_pack
-from study.plan import Plan, make_plan
+from study.compare.stages import eval_seeds, picks, report, run_stage, running_refusal, stage_state
+from study.engine.pack import parse_pack
+from study.orchestration.plan import Plan, make_plan
 from study.report.claims import PAPER_TRACE_PATTERNING, Claim
-from study.stages import eval_seeds, picks, report, run_stage, running_refusal, stage_state
 
 
 class Preset(NamedTuple):
@@ -68,9 +68,9 @@ PRESETS = {"jmlr-trace-patterning": _jmlr_trace_patterning()}
 
 
 def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]], dict[str, Any]]:
-    """The preset's configurations at ``--scale`` and the launch (``study.plan.make_plan``'s
-    keywords) that runs them on the tuning seeds; raises a one-line ValueError for a bad
-    preset, scale or option."""
+    """The preset's configurations at ``--scale`` and the launch
+    (``study.orchestration.plan.make_plan``'s keywords) that runs them on the tuning seeds; raises a
+    one-line ValueError for a bad preset, scale or option."""
     if args.preset is None:
         raise ValueError("--scale applies to --preset only")
     if args.preset not in PRESETS:

@@ -124,7 +124,7 @@ class TaskKind:
                    engine: str | None = None) -> Any:  # fmt: skip
         """The same program for a learner and task given as objects (``study.bench`` times a
         learner that no family builds, as the autodiff variants); ``engine`` as
-        ``study.loop.make_runner`` takes it (None: ``study.native.engine`` chooses)."""
+        ``study.engine.loop.make_runner`` takes it (None: ``study.native.engine`` chooses)."""
         raise NotImplementedError
 
     def metrics(self, record: Record) -> dict[str, Any]:
@@ -171,7 +171,7 @@ class TaskKind:
 class Prediction(TaskKind):
     @property
     def stats_type(self) -> type:
-        from study.loop import BlockStats
+        from study.engine.loop import BlockStats
 
         return BlockStats
 
@@ -181,12 +181,12 @@ class Prediction(TaskKind):
         return make_hparams(gamma=float(params.gamma), **hp_kw)
 
     def program(self, name, static, rmsprop, task, block, options=()):
-        from study.program import prediction_program
+        from study.engine.program import prediction_program
 
         return prediction_program(name, static, rmsprop, task, block, options)
 
     def program_of(self, learner, env, params, block, engine=None):
-        from study.program import prediction_program_of
+        from study.engine.program import prediction_program_of
 
         return prediction_program_of(learner, env, params, block, engine)
 
@@ -245,7 +245,7 @@ class Prediction(TaskKind):
 class Classification(TaskKind):
     @property
     def stats_type(self) -> type:
-        from study.classify import ClassifyStats
+        from study.engine.classify import ClassifyStats
 
         return ClassifyStats
 
@@ -256,12 +256,12 @@ class Classification(TaskKind):
         return make_hparams(gamma=0.0, **{k: v for k, v in hp_kw.items() if k != "lambda_"})
 
     def program(self, name, static, rmsprop, task, block, options=()):
-        from study.program import classification_program
+        from study.engine.program import classification_program
 
         return classification_program(name, static, rmsprop, task, block, options)
 
     def program_of(self, learner, env, params, block, engine=None):
-        from study.program import classification_program_of
+        from study.engine.program import classification_program_of
 
         return classification_program_of(learner, env, params, block)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import Space, make_space
-from study import stores
 from study.cli import probe, writable_folder
-from study.kinds import TaskKind, kind_of
+from study.engine.kinds import TaskKind, kind_of
+from study.engine.trial import REPORT_MIN_S
+from study.orchestration import stores
 from study.tasks import DEFAULT_TASK, make_env
-from study.trial import REPORT_MIN_S
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
@@ -183,8 +183,8 @@ def make_plan(
 def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
               gpus: float) -> int:  # fmt: skip
     """Configurations per trial (``--pack``): as given, at most the study's trials, or
-    ``study.pack.auto_size``'s choice."""
-    from study.pack import auto_size, parse_pack
+    ``study.engine.pack.auto_size``'s choice."""
+    from study.engine.pack import auto_size, parse_pack
 
     given = parse_pack(text)
     if given is None:

@@ -16,9 +16,10 @@ A stage whose latest launch finished is not run again, so the same command conti
 comparison killed part way (with ``--resume`` when a stage was interrupted mid-way, as
 ``study.launch`` asks).
 
-``--preset jmlr-trace-patterning`` runs instead the paper's experiment (Javed et al., JMLR
-2023) as a grid, with no search (``study.preset``). Each stage is a ``study.plan.Plan`` run by
-``study.execute``, on one Ray session for the whole comparison (``study.local_ray.session``).
+``--preset jmlr-trace-patterning`` runs instead the paper's experiment (Javed et al., JMLR 2023) as
+a grid, with no search (``study.compare.preset``). Each stage is a ``study.orchestration.plan.Plan``
+run by ``study.orchestration.execute``, on one Ray session for the whole comparison
+(``study.orchestration.local_ray.session``).
 """
 
 from __future__ import annotations
@@ -31,11 +32,8 @@ from typing import Any
 
 from search_spaces import SPACES
 from study.cli import Parser, count, fail, real
-from study.execute import execute
-from study.pack import parse_pack
-from study.plan import Plan, make_plan
-from study.preset import PRESETS, beyond, preset_plan, run_preset  # noqa: F401 - re-exported
-from study.stages import (  # noqa: F401 - eval_seeds and picks re-exported
+from study.compare.preset import PRESETS, beyond, preset_plan, run_preset  # noqa: F401 - re-exported
+from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-exported
     eval_seeds,
     picks,
     report,
@@ -43,6 +41,9 @@ from study.stages import (  # noqa: F401 - eval_seeds and picks re-exported
     running_refusal,
     stage_state,
 )
+from study.engine.pack import parse_pack
+from study.orchestration.execute import execute
+from study.orchestration.plan import Plan, make_plan
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
@@ -272,7 +273,7 @@ def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_
              fresh: int | list[int]) -> int:  # fmt: skip
     """Run the tuning studies not yet done, then the evaluation of their picks, on one Ray
     session, and report."""
-    from study import local_ray
+    from study.orchestration import local_ray
 
     uri, runs = eval_plan.tracking_uri, eval_plan.runs
     states = {study: stage_state(uri, study) for study in [*stages, name]}

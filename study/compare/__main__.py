@@ -1,0 +1,7 @@
+"""``python -m study.compare``."""
+
+import sys
+
+from study.compare import main
+
+sys.exit(main())
