@@ -115,12 +115,14 @@ def _curve(client: Any, trial: Any):
     """The trial's learning curve: ``step`` as the index, ``mean`` and ``seed{s}`` columns."""
     import pandas as pd
 
+    from study.orchestration.tracking import history
+
     key = trial.measure.curve
     columns = {"mean": key, **{f"seed{s}": f"{key}_seed{s}" for s in trial.seeds}}
     data = {}
     for column, metric in columns.items():
-        history = client.get_metric_history(trial.run_id, metric)
-        data[column] = pd.Series({m.step: m.value for m in history}, dtype=float)
+        points = history(client, trial.run_id, metric)
+        data[column] = pd.Series({m.step: m.value for m in points}, dtype=float)
     frame = pd.DataFrame(data)
     frame.index.name = "step"
     return frame.sort_index()

@@ -22,7 +22,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from study.engine.kinds import PREDICTION
 from study.launch import _parser as launch_parser
+
+MSRE_CURVE = PREDICTION.curve  # its MLflow key
 
 CLUSTER = Path(__file__).parents[1] / "cluster"
 
@@ -207,7 +210,7 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
         running = client.search_runs([exp.experiment_id], "tags.`ccn.status` = 'running'")
         for r in running:
             if r.data.tags.get("ccn.nodes") == node_ids["worker"]:
-                history = client.get_metric_history(r.info.run_id, "curve_msre_windowed")
+                history = client.get_metric_history(r.info.run_id, MSRE_CURVE)
                 if 30_000 <= max((m.step for m in history), default=0) <= 200_000:
                     return True
         return False
@@ -238,7 +241,7 @@ def test_study_on_two_nodes_survives_losing_the_worker_node(two_nodes_and_mlflow
     assert len(moved) == int(moved[0].data.tags.get("ccn.pack_size", "1"))
     for r in children:
         assert r.data.tags["ccn.status"] == "finished" and r.info.status == "FINISHED"
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "curve_msre_windowed")]
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, MSRE_CURVE)]
         assert sorted(steps) == list(range(1000, 600_001, 1000))  # complete, none twice
     # It continued from its last checkpoint: Tune's record of the trial goes back at most one
     # chunk (a result the driver recorded just before the node died, whose checkpoint had not

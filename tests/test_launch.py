@@ -16,10 +16,15 @@ import optuna
 import pytest
 import scipy.stats
 from mlflow.tracking import MlflowClient
+from records import recorded
 
 from learners import FAMILIES
+from study.engine.kinds import CLASSIFICATION, HELDOUT_CURVE, PREDICTION
 from study.launch import main
 from study.report import make_report
+
+MSRE_CURVE = PREDICTION.curve  # its MLflow key
+ACCURACY_CURVE = CLASSIFICATION.curve
 
 # Tests that start Ray run one after another on one xdist worker per group: "ray-cli" for
 # those that launch the command (with its dashboard), "ray" for one Ray started in-process.
@@ -60,20 +65,20 @@ def check_one_run_per_trial(runs_dir: Path, name: str, n_trials: int, steps: int
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     for r in children:
         assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        curve = client.get_metric_history(r.info.run_id, "curve_msre_windowed")
+        curve = client.get_metric_history(r.info.run_id, MSRE_CURVE)
         steps_logged = [m.step for m in curve]
         if r.data.tags["ccn.status"] == "finished":
             assert sorted(steps_logged) == list(range(block, steps + 1, block))
         assert len(steps_logged) == len(set(steps_logged))  # nothing logged twice
     values = sorted(t.value for t in trials)
-    logged = sorted(final(r) for r in children)
+    logged = sorted(final(client, r) for r in children)
     assert values == pytest.approx(logged, rel=1e-9)
     return client, children, trials
 
 
-def final(run) -> float:
+def final(client, run) -> float:
     """A run's final windowed MSRE; MLflow's SQL store keeps infinity as the largest double."""
-    value = run.data.metrics["final_msre_windowed"]
+    value = recorded(client, run)["final_msre_windowed"]
     return float("inf") if value >= sys.float_info.max else value
 
 
@@ -98,7 +103,7 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
         assert "learning_curve.png" in artifacts
         # Where the trial's time went (study.engine.clock.Clock): the parts are disjoint and
         # within the wall time; the run loop's share excludes compilation.
-        t = {k[len("trial_time_") : -2]: v for k, v in r.data.metrics.items()
+        t = {k[len("trial_time_") : -2]: v for k, v in recorded(client, r).items()
              if k.startswith("trial_time_")}  # fmt: skip
         assert set(t) == {"wall", "compute", "loop", "compile", "logging", "checkpoint"}
         assert 0 < t["loop"] <= t["compute"] and t["logging"] > 0 and t["checkpoint"] > 0
@@ -190,7 +195,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
             running = [r for r in children if r.data.tags["ccn.status"] == "running"]
             if len(done) != 1 or len(running) != 1:
                 return None
-            n = len(client.get_metric_history(running[0].info.run_id, "curve_msre_windowed"))
+            n = len(client.get_metric_history(running[0].info.run_id, MSRE_CURVE))
             return done[0] if 30_000 <= n * 1000 <= 200_000 else None
 
         finished_before = wait_for(second_trial_midway, timeout=300, interval=0.1, log=log)
@@ -298,17 +303,17 @@ def test_study_with_a_diverging_step_size_finishes_with_that_trial_marked(ray_lo
             "--runs-dir", str(tmp_path), "--set", "rmsprop=false",
             "--range", "alpha=1e-3:30"]  # fmt: skip
     assert main(argv) == 0
-    _, children, trials = check_one_run_per_trial(
+    client, children, trials = check_one_run_per_trial(
         tmp_path, "linear-trace_patterning", 4, 20_000, 1000
     )
     status = {r.data.tags["ccn.status"] for r in children}
     assert status == {"finished", "diverged"}
     for r in children:
-        value = final(r)
+        value = final(client, r)
         alpha = float(r.data.params["alpha"])
         if r.data.tags["ccn.status"] == "diverged":
             assert value == float("inf") and alpha > 0.1
-            assert 0 <= r.data.metrics["final_diverged_at_step"] < 20_000  # within the run
+            assert 0 <= recorded(client, r)["final_diverged_at_step"] < 20_000  # within the run
         else:  # finished: a finite score, however poor (plain TD near its limit)
             assert value < float("inf") and alpha < 30
     assert sum(t.value == float("inf") for t in trials) == sum(
@@ -328,16 +333,16 @@ def test_asha_stops_trials_early_and_marks_them(ray_local, tmp_path):
     by_status = {}
     for r in children:
         by_status.setdefault(r.data.tags["ccn.status"], []).append(r)
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "curve_msre_windowed")]
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, MSRE_CURVE)]
         if r.data.tags["ccn.status"] == "finished":
             assert max(steps) == 40_000
         else:
             assert r.data.tags["ccn.status"] == "stopped_early" and max(steps) < 40_000
             assert r.info.status == "KILLED"
             # Its last report stands as its result, in MLflow as in Optuna.
-            assert r.data.metrics["final_steps_done"] == max(steps)
+            assert recorded(client, r)["final_steps_done"] == max(steps)
     values = sorted(t.value for t in trials)
-    assert values == pytest.approx(sorted(final(r) for r in children))
+    assert values == pytest.approx(sorted(final(client, r) for r in children))
     assert by_status.keys() == {"finished", "stopped_early"}
 
 
@@ -391,14 +396,14 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     study = optuna.load_study(study_name="hybrid-seq_mnist",
                               storage=f"sqlite:///{tmp_path / 'optuna.db'}")  # fmt: skip
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
-    logged = sorted(r.data.metrics["final_heldout_accuracy"] for r in children)
+    logged = sorted(recorded(client, r)["final_heldout_accuracy"] for r in children)
     assert sorted(t.value for t in trials) == pytest.approx(logged, rel=1e-9)
     for r in children:
         assert r.data.tags["task"] == "seq_mnist" and r.data.tags["ccn.status"] == "finished"
-        curve = client.get_metric_history(r.info.run_id, "curve_accuracy_windowed")
+        curve = client.get_metric_history(r.info.run_id, ACCURACY_CURVE)
         assert [m.step for m in curve] == list(range(1000, 20_001, 1000))
         assert all(0.0 <= m.value <= 1.0 for m in curve)
-        heldout = client.get_metric_history(r.info.run_id, "curve_heldout_accuracy")
+        heldout = client.get_metric_history(r.info.run_id, HELDOUT_CURVE)
         assert [m.step for m in heldout] == [10_000, 20_000]
         assert "learning_curve.png" in [a.path for a in client.list_artifacts(r.info.run_id)]
 
@@ -407,8 +412,8 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     result = make_report(f"sqlite:///{tmp_path / 'mlflow.db'}", ["hybrid-seq_mnist"],
                          tmp_path / "report", log_artifacts=False)  # fmt: skip
     assert result["measure"].measure == "accuracy"
-    best = max(children, key=lambda r: r.data.metrics["final_heldout_accuracy"])
-    seeds = [best.data.metrics[f"final_heldout_accuracy_seed{s}"] for s in (0, 1)]
+    best = max(children, key=lambda r: recorded(client, r)["final_heldout_accuracy"])
+    seeds = [recorded(client, best)[f"final_heldout_accuracy_seed{s}"] for s in (0, 1)]
     (row,) = result["summary"]
     assert row["run_id"] == best.info.run_id
     assert row["accuracy_mean"] == pytest.approx(np.mean(seeds), rel=1e-9)

@@ -15,9 +15,12 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import make_space
 from study import launch
+from study.engine.kinds import HELDOUT_CURVE, PREDICTION
 from study.engine.pack import auto_size, group, pack_metrics, parse_pack
 from study.engine.trial import TrialRun
 from study.orchestration.execute import execute
+
+MSRE_CURVE = PREDICTION.curve  # its MLflow key
 
 BASE = dict(task="trace_conditioning", seeds=[0, 1, 2], steps=4000, chunk_steps=1000,
             block=500, window=1000, report_min_s=0)  # fmt: skip
@@ -264,7 +267,7 @@ def test_packed_and_unpacked_studies_record_the_same_configurations_and_curves(r
         assert {k: config[k] for k in t.params} == t.params
         alone = TrialRun({**config, "seeds": [0, 1]})
         finish(alone)
-        expected = [v["curve_msre_windowed"] for _, v in alone.curve()]
+        expected = [v[MSRE_CURVE] for _, v in alone.curve()]
         np.testing.assert_allclose(curve, expected, rtol=1e-6, atol=0)
     assert len({tags["ccn.pack"] for _, tags in by_alpha.values()}) == 2
 
@@ -281,7 +284,7 @@ def _curves(runs_dir, name: str) -> dict[str, tuple[str, list[float], dict]]:
         config = json.loads(r.data.tags["ccn.config"])
         key = json.dumps({k: v for k, v in config.items() if k in (
             "learner", "n_features", "truncation", "alpha")}, sort_keys=True)  # fmt: skip
-        history = sorted(client.get_metric_history(r.info.run_id, "curve_msre_windowed"),
+        history = sorted(client.get_metric_history(r.info.run_id, MSRE_CURVE),
                          key=lambda m: m.step)  # fmt: skip
         out[key] = (r.data.tags["ccn.status"], [m.value for m in history], r.data.tags)
     return out
@@ -333,7 +336,7 @@ def test_heldout_scoring_happens_at_steps_the_configuration_sets(monkeypatch, re
         run.advance()
         points += run.curve(last)
         last = run.blocks_done
-    heldout = [(step, v["curve_heldout_accuracy"]) for step, v in points
-               if "curve_heldout_accuracy" in v]  # fmt: skip
+    heldout = [(step, v[HELDOUT_CURVE]) for step, v in points
+               if HELDOUT_CURVE in v]  # fmt: skip
     assert [step for step, _ in heldout] == [2800, 5600]
     assert all(0.0 <= v <= 1.0 for _, v in heldout)

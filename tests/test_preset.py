@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from records import recorded
 
 from study.compare import PRESETS, _parser, beyond, eval_seeds, matched_budget, preset_plan
 from study.compare import main as compare
@@ -195,10 +196,10 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
                 for r in grid}) == 12  # fmt: skip
     assert {r.data.tags["seeds"] for r in grid} == {"0,1"}
     assert {r.data.tags["ccn.role"] for r in grid} == {"tuning"}
-    assert all(math.isfinite(r.data.metrics["final_nmsre_windowed"]) or
+    assert all(math.isfinite(recorded(client, r)["final_nmsre_windowed"]) or
                r.data.tags["ccn.status"] == "diverged" for r in grid)  # fmt: skip
     finished = [r for r in grid if r.data.tags["ccn.status"] == "finished"]
-    pick = min(finished, key=lambda r: r.data.metrics["final_msre_windowed"])
+    pick = min(finished, key=lambda r: recorded(client, r)["final_msre_windowed"])
     (fresh,) = children("jmlr-trace-patterning-fresh")
     assert fresh.data.tags["ccn.role"] == "eval"
     assert fresh.data.tags["seeds"] == "1000,1001,1002"
@@ -208,9 +209,9 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     with (report / "summary.csv").open() as f:
         (values,) = list(csv.DictReader(f))
     assert values["selection"] == "fresh seeds" and values["seeds"] == "3"
-    ratios = [fresh.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in (1000, 1001, 1002)]
+    ratios = [recorded(client, fresh)[f"final_nmsre_windowed_seed{s}"] for s in (1000, 1001, 1002)]
     assert float(values["nmsre_mean"]) == pytest.approx(np.mean(ratios))
-    same = [pick.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in (0, 1)]
+    same = [recorded(client, pick)[f"final_nmsre_windowed_seed{s}"] for s in (0, 1)]
     assert float(values["same_seeds_mean"]) == pytest.approx(np.mean(same))
     page = (report / "report.html").read_text()
     assert "The paper&#x27;s orderings at this scale" in page
@@ -235,7 +236,7 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
             for key in ("norm_rate", "n_features", "lambda_", "update_rule"):
                 assert r.data.params[key] == pick.data.params[key]
         done = [r for r in [*grid, *extended] if r.data.tags["ccn.status"] == "finished"]
-        best = min(done, key=lambda r: r.data.metrics["final_msre_windowed"])
+        best = min(done, key=lambda r: recorded(client, r)["final_msre_windowed"])
         (again,) = children("jmlr-trace-patterning-extended-fresh")
         assert again.data.params["alpha"] == best.data.params["alpha"]
         assert (runs / "reports" / "jmlr-trace-patterning-extended" / "report.html").exists()

@@ -12,19 +12,24 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from browser import ARTIFACTS
 from mlflow.tracking import MlflowClient
+from records import recorded
 from scipy import stats
 
 from study.compare import main as compare
 from study.compare.stages import PER_STUDY
+from study.engine.kinds import NORMALISED_CURVE, PREDICTION
 from study.orchestration.tracking import Tracking, TrialLogger
 from study.report import main as report
 from study.report import make_report
+
+MSRE_CURVE = PREDICTION.curve  # its MLflow key
 
 # One xdist worker runs these, so the comparison (a module fixture) is run once.
 pytestmark = pytest.mark.xdist_group("report")
@@ -86,31 +91,32 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
         run_id = evaluated.info.run_id
         per_seed = []
         for s in seeds:
-            history = client.get_metric_history(run_id, f"curve_msre_windowed_seed{s}")
+            history = client.get_metric_history(run_id, f"{MSRE_CURVE}_seed{s}")
             per_seed.append({m.step: m.value for m in history})
         finals = np.array([h[max(h)] for h in per_seed])
         mean, half = t_interval(finals)
         assert float(row["msre_mean"]) == pytest.approx(mean, rel=1e-9)
         assert float(row["msre_ci95"]) == pytest.approx(half, rel=1e-9)
         assert float(row["msre_mean"]) == pytest.approx(
-            evaluated.data.metrics["final_msre_windowed"], rel=1e-6
+            recorded(client, evaluated)["final_msre_windowed"], rel=1e-6
         )
         assert int(row["flops_per_step"]) == int(evaluated.data.params["ledger_flops_per_step"])
         # The normalised MSRE: per seed, ours over the best constant's, then its interval;
         # 20,000-step smoke runs learn nothing, so each reads near 1 and is marked "NO".
-        ratios = np.array([evaluated.data.metrics[f"final_nmsre_windowed_seed{s}"] for s in seeds])
+        every = recorded(client, evaluated)
+        ratios = np.array([every[f"final_nmsre_windowed_seed{s}"] for s in seeds])
         mean, half = t_interval(ratios)
         assert float(row["nmsre_mean"]) == pytest.approx(mean, rel=1e-9)
         assert float(row["nmsre_ci95"]) == pytest.approx(half, rel=1e-9)
-        constant = evaluated.data.metrics["final_msre_constant_windowed"]
-        assert 0.01 < constant < evaluated.data.metrics["final_msre_zero_windowed"]
+        constant = recorded(client, evaluated)["final_msre_constant_windowed"]
+        assert 0.01 < constant < recorded(client, evaluated)["final_msre_zero_windowed"]
         assert row["learned"] == ("yes" if mean + half < 1.0 else "NO")
         # The learning curve: mean and t half-width over seeds at every logged step.
         logged = [c for c in curves if c["learner"] == learner]
         assert [int(c["step"]) for c in logged] == sorted(per_seed[0])
         normalised = []
         for s in seeds:
-            history = client.get_metric_history(run_id, f"curve_nmsre_windowed_seed{s}")
+            history = client.get_metric_history(run_id, f"{NORMALISED_CURVE}_seed{s}")
             normalised.append({m.step: m.value for m in history})
         for c in logged:
             values = np.array([h[int(c["step"])] for h in per_seed])
@@ -130,7 +136,7 @@ def test_summary_equals_what_the_mlflow_histories_say(study):
 
 def test_evaluation_reruns_each_best_tuned_configuration_on_fresh_seeds(study):
     runs, _ = study
-    _, found = children(runs)
+    client, found = children(runs)
     tuning = [r for r in found if r.data.tags["ccn.role"] == "tuning"]
     evals = [r for r in found if r.data.tags["ccn.role"] == "eval"]
     assert {r.data.tags["learner"] for r in evals} == {"columnar", "linear"} and len(evals) == 2
@@ -144,7 +150,7 @@ def test_evaluation_reruns_each_best_tuned_configuration_on_fresh_seeds(study):
         # The configuration evaluated is the one of the best finished tuning trial.
         mine = [t for t in tuning if t.data.tags["learner"] == r.data.tags["learner"]
                 and t.data.tags["ccn.status"] == "finished"]  # fmt: skip
-        best = min(mine, key=lambda t: t.data.metrics["final_msre_windowed"])
+        best = min(mine, key=lambda t: recorded(client, t)["final_msre_windowed"])
         tuned = json.loads(best.data.tags["ccn.config"])
         evaluated = json.loads(r.data.tags["ccn.config"])
         for key, value in tuned.items():
@@ -300,27 +306,45 @@ def test_report_bad_input_is_one_line_and_writes_nothing(study, tmp_path, capsys
     assert a_file.read_text() == "not a folder"
 
 
-def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study, tmp_path):
-    """A real ``mlflow server`` over the study's store, opened in headless Chromium as the
-    launch's last line says: the experiment's runs page lists every trial's readable name
-    without expanding anything (click 1: a trial), and the trial's "Model metrics" tab (click
-    2) draws its learning curve (click 3 enlarges it). Screenshots go to test-artifacts/."""
+def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp_path):
+    """A real ``mlflow server`` over the study's store, opened in headless Chromium at the
+    link the launch prints: MLflow's model-training mode (not GenAI), and on the first screen
+    every trial's whole name, its normalised MSRE, the interval and the verdict, best first,
+    without clicking; each trial its own colour. One click on a trial: its "Model metrics"
+    tab draws the normalised curve first; its ``learning_curve.png`` is normalised, with the
+    line at 1, wide enough for a slide. The experiment's description starts with the
+    result. Screenshots go to test-artifacts/."""
+    import struct
     import time
     import urllib.request
 
     from browser import Browser, chromium, free_port
 
-    from study.orchestration.tracking import KIND_TAG, MODEL_TRAINING, runs_page
+    from study.engine.kinds import NORMALISED_CURVE
+    from study.orchestration.tracking import KIND_TAG, MODEL_TRAINING
+    from study.orchestration.view import runs_page
 
     chromium()
     runs, _ = study
     client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     exp = client.get_experiment_by_name("cmp-columnar")
-    assert exp.tags[KIND_TAG] == MODEL_TRAINING and "columnar" in exp.tags["mlflow.note.content"]
+    assert exp.tags[KIND_TAG] == MODEL_TRAINING
+    note = exp.tags["mlflow.note.content"]
+    assert note.startswith("ccn-study: **Result**: best trial **2 a=") and "columnar" in note
     trials = [r for r in client.search_runs([exp.experiment_id])
               if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
-    names = {r.info.run_name for r in trials}
-    assert all(n.startswith("columnar 2 a=") and " l=" in n for n in names), names
+    names = [r.info.run_name for r in trials]
+    # short names: the shape (2 columns), the step size and lambda, e.g. "2 a=1.2e-3 l=.99"
+    assert all(n.startswith("2 a=") and " l=" in n and len(n) <= 18 for n in names), names
+    colours = {r.data.tags["mlflow.runColor"] for r in trials}
+    assert len(colours) == len(trials) == 4
+    value = {r.info.run_name: r.data.metrics["final_nmsre_windowed"] for r in trials}
+    ranked = sorted(names, key=value.get)
+    # the launch's run holds the study's result
+    (launch,) = [r for r in client.search_runs([exp.experiment_id])
+                 if r.data.tags.get("ccn.role") == "launch"]  # fmt: skip
+    assert launch.data.tags["best_trial"] == ranked[0]
+    assert launch.data.metrics["best_nmsre_windowed"] == value[ranked[0]]
     port = free_port()
     log = (tmp_path / "mlflow-server.log").open("w")
     server = subprocess.Popen(
@@ -330,6 +354,7 @@ def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study,
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    column = "metrics.`final_nmsre_windowed`"
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -339,25 +364,63 @@ def test_mlflow_ui_lists_every_trial_by_name_and_shows_its_learning_curve(study,
             except OSError:
                 assert time.monotonic() < deadline, (tmp_path / "mlflow-server.log").read_text()
                 time.sleep(0.5)
-        with Browser(tmp_path / "profile", height=1200) as b:
-            # the launch's link: the experiment's runs, best first
-            url = runs_page(base, exp.experiment_id, "msre_windowed", "min")
-            page = b.open(url, until=["Model training", *names])
+        with Browser(tmp_path / "profile", height=1000) as b:
+            url = runs_page(base, exp.experiment_id)  # the launch's link
+            page = b.open(url, until=["Model training", "Result: best trial", *names])
+            b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
+                   f" >= {len(names)}")  # fmt: skip
             b.screenshot(ARTIFACTS / "mlflow-experiment.png")
-            # click 1: the best trial; click 2: its "Model metrics" tab
-            run = min(trials, key=lambda r: r.data.metrics.get("final_msre_windowed", math.inf))
-            b.open(f"{base}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}"
-                   "/model-metrics", until=[run.info.run_name, "curve_msre_windowed"])  # fmt: skip
+            # model-training mode: its sidebar, not GenAI's
+            assert "Models" in page and "Judges" not in page and "Prompts" not in page
+            # ag-grid draws the pinned name column and the others as separate rows, one
+            # row-id: each result cell, its row's place, and the name of the same row-id
+            shown = b.evaluate(f"""JSON.stringify([...document.querySelectorAll(
+                '.ag-row [col-id="{column}"]')].map(c => {{
+                const row = c.closest('.ag-row'), id = row.getAttribute('row-id');
+                const cell = document.querySelector(
+                    `.ag-row[row-id="${{id}}"] [col-id="attributes.\\`Run Name\\`"]`);
+                const text = cell.querySelector('a span') || cell;
+                const box = c.getBoundingClientRect();
+                return [+row.getAttribute('row-index'), text.innerText.trim(),
+                        c.innerText.trim(), text.getBoundingClientRect().right <=
+                        cell.getBoundingClientRect().right, box.right <= innerWidth,
+                        box.width > 0];
+            }}).sort((x, y) => x[0] - y[0]).map(r => r.slice(1)))""")  # fmt: skip
+            rows = json.loads(shown)
+            # best first, every trial's value in view, every name whole
+            assert [r[0] for r in rows] == ranked, rows
+            assert [float(r[1]) for r in rows] == [value[n] for n in ranked], rows
+            assert all(r[2] and r[3] and r[4] for r in rows), rows
+            for header in ("final_nmsre_windowed_ci95", "learned"):
+                assert header in page
+            # one click: the best trial's Model metrics, the normalised curve first
+            best = next(r for r in trials if r.info.run_name == ranked[0])
+            b.open(f"{base}/#/experiments/{exp.experiment_id}/runs/{best.info.run_id}"
+                   "/model-metrics?workflowType=machine_learning",
+                   until=[best.info.run_name, "curve_nmsre_windowed"])  # fmt: skip
             # a drawn chart's legend names the run and the metric it draws
-            page = b.open_again(until=[f"{run.info.run_name} (curve_msre_windowed)"])
-            # the curves come first (their names sort before final_*): drawn in the first view
-            b.wait("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length >= 3")
+            page = b.open_again(until=[f"{best.info.run_name} ({NORMALISED_CURVE})"])
+            b.wait("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length"
+                   " >= 1")  # fmt: skip
             b.screenshot(ARTIFACTS / "mlflow-trial-curves.png")
-            assert "Model metrics" in page
+            # its section comes first, the mean before the seeds, the raw MSRE after them
+            first = page.index("normalised MSRE")
+            assert (
+                first
+                < page.index("curve_nmsre_windowed\n")
+                < page.index("curve_nmsre_windowed_seed")
+            )
+            assert page.index("curve_nmsre_windowed") < page.index("curve_msre_windowed")
+            assert first < page.index("windowed MSRE\n")
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
         server.wait(timeout=30)
         log.close()
+    # the figure: normalised, 1200 px wide or more, titled with the study and the trial
+    with tempfile.TemporaryDirectory() as d:
+        png = Path(client.download_artifacts(best.info.run_id, "learning_curve.png", d))
+        width, height = struct.unpack(">II", png.read_bytes()[16:24])
+    assert width >= 1200 and height >= 600
 
 
 def test_a_pick_that_diverged_on_a_fresh_seed_is_reported_as_it_ran():

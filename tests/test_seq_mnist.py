@@ -10,7 +10,7 @@ import pytest
 
 from learners import make_hparams, make_learner
 from study.engine.classify import make_classify_runner, make_evaluate
-from study.engine.kinds import CLASSIFICATION, PREDICTION
+from study.engine.kinds import CLASSIFICATION, HELDOUT_CURVE, PREDICTION
 from study.engine.loop import seed_keys
 from study.engine.trial import TrialRun
 from study.run import main as run_main
@@ -92,7 +92,8 @@ CONFIG = dict(
 
 def test_classification_trial_restores_bit_for_bit(tmp_path):
     whole = TrialRun(CONFIG)
-    assert whole.kind is CLASSIFICATION and whole.curve_key == "curve_accuracy_windowed"
+    assert whole.kind is CLASSIFICATION
+    assert whole.curve_key == "online accuracy/curve_accuracy_windowed"
     reports = [whole.advance().metrics for _ in range(3)]
     assert whole.finished and reports[-1]["images_done"] == 300
     first = TrialRun(CONFIG)
@@ -110,7 +111,7 @@ def test_classification_trial_restores_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(a, b)
     points = whole.curve()
     assert [p[0] for p in points] == [1400, 2800, 4200, 5600, 7000, 8400]
-    assert "curve_heldout_accuracy" in points[-1][1]
+    assert HELDOUT_CURVE in points[-1][1]
 
 
 def test_diverged_classifier_scores_zero():

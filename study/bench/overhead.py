@@ -58,7 +58,7 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     from mlflow.tracking import MlflowClient
 
     from study import launch
-    from study.orchestration.tracking import PACK_TAG, TRIAL_TAG
+    from study.orchestration.tracking import PACK_TAG, TRIAL_TAG, read_finals
 
     runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
     argv = ["--space", args.study_space, "--trials", str(args.study_trials),
@@ -79,7 +79,9 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
                 if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
     trials = {}  # Tune trial -> its clock (one per pack)
     for r in children:
-        trials[r.data.tags.get(PACK_TAG) or r.data.tags[TRIAL_TAG]] = r.data.metrics
+        trials[r.data.tags.get(PACK_TAG) or r.data.tags[TRIAL_TAG]] = read_finals(
+            client, r.info.run_id, r.data.tags
+        )
     wall = sum(m.get("trial_time_wall_s", math.nan) for m in trials.values())
     shares = {f"share_{k}": sum(m.get(f"trial_time_{k}_s", math.nan) for m in trials.values())
               / wall for k in STUDY_PARTS}  # fmt: skip

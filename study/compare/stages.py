@@ -157,11 +157,9 @@ def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple =
     print(f"\nreport: {out / 'report.html'}")
     from mlflow.tracking import MlflowClient
 
-    from study.orchestration.tracking import browse_hint
+    from study.orchestration.view import browse_hint
 
-    m = result["measure"]
     evaluation = MlflowClient(plan.tracking_uri).get_experiment_by_name(experiments[0])
     if evaluation is not None:  # its runs sorted by result, each by name
-        print(browse_hint(plan.tracking_uri, evaluation.experiment_id, m.metric,
-                                  m.mode))  # fmt: skip
+        print(browse_hint(plan.tracking_uri, evaluation.experiment_id))
     return 0

@@ -31,6 +31,13 @@ import numpy as np
 from study.tasks import is_classification
 from study.tasks.metrics import baselines, normalised, summarise_blocks
 
+# A learning curve's MLflow key is SECTION/NAME: MLflow's Model metrics tab draws each section
+# apart, in the sections' alphabetical order, before the finals (which have no section), and
+# a curve's seeds (NAME_seed{s}) beside their mean. Runs recorded before sections logged NAME
+# alone (``study.orchestration.tracking.history`` reads both).
+NORMALISED_CURVE = "normalised MSRE/curve_nmsre_windowed"
+HELDOUT_CURVE = "held-out accuracy/curve_heldout_accuracy"
+
 
 @dataclass(frozen=True)
 class Record:
@@ -69,6 +76,8 @@ class TaskKind:
     log: bool  # a log axis for the final value
     curve: str  # MLflow key of the learning curve (per seed: CURVE_seed{s})
     curve_label: str  # axis label of the curve
+    figure_curve: str  # the curve a trial's learning_curve.png draws, each seed's
+    figure_label: str  # its axis label
     old_curve: str  # the curve's key in studies recorded before curves were named curve_*
     block: int  # default steps per block (one point of the curve)
     window: int  # default steps of the windowed measure
@@ -213,9 +222,9 @@ class Prediction(TaskKind):
         return out
 
     def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
-        """The MSRE windowed over ``window`` steps, as ``curve_msre_windowed`` (mean over
-        seeds), ``curve_nmsre_windowed`` (normalised), and ``curve_msre_windowed_seed{s}`` and
-        ``curve_nmsre_windowed_seed{s}`` (each seed; a diverged seed is left out)."""
+        """The MSRE windowed over ``window`` steps, as ``curve`` (mean over seeds) and
+        :data:`NORMALISED_CURVE`, and each with ``_seed{s}`` (each seed; a diverged seed is
+        left out)."""
         stats, window_blocks = record.stats, record.curve_window_blocks
         curve = summarise_blocks(stats.sq_sum, stats.count, window_blocks)["curve"]
         const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
@@ -232,12 +241,12 @@ class Prediction(TaskKind):
                 continue
             values = {self.curve: float(mean[b])}
             if np.isfinite(mean_ratio[b]):
-                values["curve_nmsre_windowed"] = float(mean_ratio[b])
+                values[NORMALISED_CURVE] = float(mean_ratio[b])
             for i, seed in enumerate(record.seeds):
                 if np.isfinite(finite[i, b]):
                     values[f"{self.curve}_seed{seed}"] = float(finite[i, b])
                 if np.isfinite(ratio[i, b]):
-                    values[f"curve_nmsre_windowed_seed{seed}"] = float(ratio[i, b])
+                    values[f"{NORMALISED_CURVE}_seed{seed}"] = float(ratio[i, b])
             points.append(((b + 1) * record.block, values))
         return points
 
@@ -297,7 +306,7 @@ class Classification(TaskKind):
     def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """The online accuracy windowed over ``window`` steps (mean and per seed), and at the
         blocks where it was scored (``on_schedule``) the held-out accuracy
-        (``curve_heldout_accuracy``)."""
+        (:data:`HELDOUT_CURVE`)."""
         stats, window_blocks = record.stats, record.curve_window_blocks
         err = summarise_blocks(stats.errors, stats.count, window_blocks)["curve"]
         points = []
@@ -310,38 +319,46 @@ class Classification(TaskKind):
                 values[f"{self.curve}_seed{seed}"] = float(acc[i])
             held = record.extra.get(f"heldout_acc_at{b}")
             if held is not None:
-                values["curve_heldout_accuracy"] = float(np.mean(held))
+                values[HELDOUT_CURVE] = float(np.mean(held))
             points.append(((b + 1) * record.block, values))
         return points
 
 
 PREDICTION = Prediction(
     name="prediction", metric="msre_windowed", mode="min", measure="msre",
-    label="final windowed MSRE", log=True, curve="curve_msre_windowed",
+    label="final windowed MSRE", log=True, curve="windowed MSRE/curve_msre_windowed",
     curve_label="windowed MSRE", old_curve="msre_windowed_curve",
+    figure_curve=NORMALISED_CURVE,
+    figure_label="normalised MSRE",
     block=10_000, window=100_000, chunk=200_000, takes_data_dir=False, task_options=("gamma",),
     reported=("msre_", "nmsre_"),
     verdict_key="nmsre_windowed", no_learning=1.0, verdict_text="normalised MSRE",
     no_learning_text="1 = the best constant predictor's",
     not_learned="a constant predictor does as well",
-    reading="Sort the runs by `final_nmsre_windowed` (the final windowed MSRE over the best "
-    "constant predictor's: below 1 means something was learned); each run's "
-    "`curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves against "
-    "environment steps, and `learning_curve.png` shows them with the band over seeds.",
+    reading="The runs are listed best first by `final_nmsre_windowed`, the final windowed "
+    "MSRE over the best constant predictor's (below 1: something was learned), with its 95% "
+    "interval over seeds (`_ci95`) and the verdict (`learned`: the whole interval below 1). "
+    "Each run's `curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves "
+    "against environment steps; its `learning_curve.png` draws every seed's normalised MSRE "
+    "with a line at 1, and `finals.json` holds every final number.",
 )  # fmt: skip
 CLASSIFICATION = Classification(
     name="classification", metric="heldout_accuracy", mode="max", measure="accuracy",
-    label="final held-out accuracy", log=False, curve="curve_accuracy_windowed",
+    label="final held-out accuracy", log=False, curve="online accuracy/curve_accuracy_windowed",
     curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
+    figure_curve="online accuracy/curve_accuracy_windowed",
+    figure_label="online accuracy (windowed)",
     block=2_800, window=28_000, chunk=28_000, takes_data_dir=True, task_options=("data_dir",),
     reported=("accuracy_", "heldout_", "ce_", "images_done"),
     verdict_key="heldout_accuracy", no_learning=0.1, verdict_text="held-out accuracy",
     no_learning_text="chance 0.1", not_learned="no better than chance",
-    reading="Sort the runs by `final_heldout_accuracy` (the accuracy on held-out images, "
-    "scored without learning; chance is 0.1); each run's `curve_accuracy_windowed` (online "
-    "accuracy, before learning from each image) and `curve_heldout_accuracy` are its learning "
-    "curves against environment steps (one step per pixel row), and `learning_curve.png` "
-    "shows the first with the band over seeds.",
+    reading="The runs are listed best first by `final_heldout_accuracy`, the accuracy on "
+    "held-out images scored without learning (chance is 0.1), with its 95% interval over "
+    "seeds (`_ci95`) and the verdict (`learned`: the whole interval above chance). Each run's "
+    "`curve_accuracy_windowed` (online accuracy, before learning from each image) and "
+    "`curve_heldout_accuracy` are its learning curves against environment steps (one step "
+    "per pixel row); its `learning_curve.png` draws every seed's online accuracy with a line "
+    "at chance, and `finals.json` holds every final number.",
 )  # fmt: skip
 KINDS = (PREDICTION, CLASSIFICATION)
 

@@ -14,11 +14,11 @@ from ray.tune import Callback
 
 def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration
-    (``study.orchestration.tracking.trial_title``)."""
+    (its learner, then ``study.orchestration.view.run_name``)."""
     from learners import make_learner
     from learners.families import config_to_args
     from study.engine.pack import members_of
-    from study.orchestration.tracking import trial_title
+    from study.orchestration.view import run_name
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
     if config.get("pack"):  # a pack (study.engine.pack): its shape and how many configurations
@@ -32,7 +32,7 @@ def trial_label(config: dict[str, Any]) -> str:
         settings = make_learner(name, 1, **static).settings  # (builds no JAX array)
     except (KeyError, ValueError, TypeError):
         return str(config.get("learner", "?"))
-    return trial_title(name, settings, config)
+    return f"{name} {run_name(settings, config)}".strip()
 
 
 def _members(config: dict[str, Any]) -> int:

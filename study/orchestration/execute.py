@@ -123,6 +123,7 @@ def _study(plan: Plan, dashboard: str | None) -> int:
             run_name=f"{plan.space_name} launch {time.strftime('%Y-%m-%d %H:%M')}",
             run_description=f"Launched as `{command(plan)}` on {socket.gethostname()}; Ray "
             f"Tune's results and checkpoints: `{plan.tune_path}`.",
+            kind=plan.kind, shown=shown_params(plan),
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
         return fail(f"cannot use --tracking-uri {plan.tracking_uri}: {e}")
@@ -143,7 +144,7 @@ def _study(plan: Plan, dashboard: str | None) -> int:
 def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
     """What the console says before the first trial starts."""
     from study.orchestration import local_ray
-    from study.orchestration.tracking import browse_hint
+    from study.orchestration.view import browse_hint
 
     seeds, configs = plan.trial_seeds, plan.configs
     what = (f"{len(configs)} configurations" if configs else f"space {plan.space_name}, "
@@ -160,8 +161,7 @@ def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
               f"{plan.budget_text}; 'none' searches sizes)")  # fmt: skip
     if dashboard:
         print(local_ray.dashboard_hint(dashboard))
-    print(browse_hint(plan.tracking_uri, tracking.experiment_id, plan.kind.metric,
-                      plan.kind.mode))  # fmt: skip
+    print(browse_hint(plan.tracking_uri, tracking.experiment_id))
 
 
 def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
@@ -193,13 +193,15 @@ def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
 
 
 def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
+    from mlflow.tracking import MlflowClient
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from study.engine.pack import group, member_results, members_of
     from study.orchestration.console import Progress
-    from study.orchestration.tracking import browse_hint, mark_interrupted, reconcile
+    from study.orchestration.tracking import mark_interrupted, reconcile
     from study.orchestration.trainable import final_metrics, trainable
+    from study.orchestration.view import browse_hint, summarise
 
     kind = plan.kind
     metric, mode = kind.metric, kind.mode
@@ -279,7 +281,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f} s: run the same command "
               f"with --resume to continue")  # fmt: skip
         return 130
-    counts = reconcile(tracking, trials, resumed=plan.resume)
+    counts = reconcile(tracking, trials, resumed=plan.resume, kind=kind)
     if stale:
         stores.fail_optuna_trials(storage, stale)
     what = f"{len(results)} trials"
@@ -299,8 +301,20 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
         print(kind.verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
-    print(browse_hint(plan.tracking_uri, tracking.experiment_id, metric, mode))
+    summarise(MlflowClient(plan.tracking_uri), tracking, kind, description(plan))
+    print(browse_hint(plan.tracking_uri, tracking.experiment_id))
     return 0
+
+
+def shown_params(plan: Plan) -> tuple[str, ...]:
+    """The parameters the runs table shows: the network's shape, step size and lambda, of
+    those the study's configurations set."""
+    if plan.configs:
+        keys = set().union(*(c.keys() for c in plan.configs))
+    else:
+        keys = {p.name for p in plan.space.params} | {"n_features"}
+    order = ("n_features", "per_stage", "truncation", "layers", "alpha", "lambda_")
+    return tuple(k for k in order if k in keys)
 
 
 def command(plan: Plan) -> str:
@@ -321,8 +335,8 @@ def description(plan: Plan) -> str:
             f", every network sized to {budget:,.0f} flops per step per stream." if budget else "."
         ),  # fmt: skip
         "",
-        "Each trial is a run named by its learner, shape and step size (`a=`) and lambda "
-        f"(`l=`). {plan.kind.reading}",
+        "Each trial is a run named by its shape, step size (`a=`) and lambda (`l=`). "
+        f"{plan.kind.reading}",
         "",
         f"Command: `{command(plan)}`  ",
         f"Ray Tune results and checkpoints: `{plan.tune_path}`  ",

@@ -8,17 +8,27 @@ curve of each chunk in one ``log_batch``, the final metrics and the status at th
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from study.cli import redact
-from study.engine.kinds import PREDICTION
+from study.engine.kinds import PREDICTION, TaskKind
+from study.orchestration.view import (
+    COLOUR_TAG,
+    LEARNED_TAG,
+    colour,
+    headline,
+    place,
+    plot_curve,
+    run_name,
+    share_view,
+)
 
 # running, finished, stopped_early, diverged, failed, or interrupted (until --resume)
 STATUS_TAG = "ccn.status"
@@ -33,6 +43,7 @@ class Tracking:
     uri: str
     experiment_id: str
     parent_run_id: str
+    study: str = ""  # the study's name (the experiment's), for figures' titles
 
 
 ROLE_TAG = "ccn.role"  # "launch" on the parent run of each launch
@@ -53,13 +64,16 @@ NOTE_TAG = "mlflow.note.content"
 
 def start_study(uri: str, experiment: str, artifact_location: str | None, tags: dict[str, str],
                 resume: bool = False, description: str = "", run_name: str | None = None,
-                run_description: str = "") -> Tracking:  # fmt: skip
+                run_description: str = "", kind: TaskKind = PREDICTION,
+                shown: tuple[str, ...] = ()) -> Tracking:  # fmt: skip
     """Create (or find) the experiment and start the launch's parent run; returns Tracking.
 
-    The experiment is marked as model training for MLflow's UI and given ``description``
-    (kept when it has one already); the parent run is named ``run_name`` and described by
-    ``run_description``. With ``resume`` the latest launch's parent run is reopened instead,
-    so the trials of a resumed study stay under the parent they started under.
+    The experiment is marked as model training for MLflow's UI, given ``description`` (a
+    description someone wrote by hand is kept) and the shared view that shows ``kind``'s
+    results and the parameters ``shown`` (``study.orchestration.view``); the parent run is
+    named ``run_name`` and described by ``run_description``. With ``resume`` the latest
+    launch's parent run is reopened instead, so the trials of a resumed study stay under the
+    parent they started under.
     """
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -72,51 +86,29 @@ def start_study(uri: str, experiment: str, artifact_location: str | None, tags: 
         experiment_id = found.experiment_id
         if found.tags.get(KIND_TAG) != MODEL_TRAINING:
             client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING)
-        if description and not found.tags.get(NOTE_TAG):
+        if description and ours(found.tags.get(NOTE_TAG)):
             client.set_experiment_tag(experiment_id, NOTE_TAG, description)
+    share_view(client, experiment_id, kind, list(shown))
     if resume:
         last = latest_launch(client, experiment_id)
         if last is not None:
             client.update_run(last.info.run_id, status="RUNNING")
-            return Tracking(uri, experiment_id, last.info.run_id)
+            return Tracking(uri, experiment_id, last.info.run_id, experiment)
     name = run_name or f"launch {time.strftime('%Y-%m-%d %H:%M')}"
     note = {NOTE_TAG: run_description} if run_description else {}
     parent = client.create_run(
         experiment_id, tags={"mlflow.runName": name, ROLE_TAG: "launch", **note, **tags}
     )
-    return Tracking(uri, experiment_id, parent.info.run_id)
+    return Tracking(uri, experiment_id, parent.info.run_id, experiment)
 
 
-def runs_page(server: str, experiment_id: str, metric: str, mode: str) -> str:
-    """The MLflow UI page of an experiment's runs sorted by the final value of ``metric``
-    (best first). Sorted by a metric, the UI lists every trial's run by its name; in its
-    default order it folds them under their launch's run."""
-    from urllib.parse import quote
-
-    key = quote(f"metrics.`final_{metric}`", safe=".")
-    ascending = "true" if mode == "min" else "false"
-    return f"{server}/#/experiments/{experiment_id}/runs?orderByKey={key}&orderByAsc={ascending}"
-
-
-def trial_title(learner: str, settings: dict[str, Any], config: dict[str, Any]) -> str:
-    """A trial's readable run name: its learner, shape and key hyperparameters, as in
-    ``hybrid 20:4 a=3e-4 l=0.9`` (columns:per stage), ``columnar 7``, ``tbptt h8 k=5``
-    (hidden units, truncation)."""
-    shape = ""
-    if "per_stage" in settings:  # columns
-        n, per = settings["n_features"], settings["per_stage"]
-        shape = str(n) if per == n else f"{n}:{per}"
-    elif "n_features" in settings:  # hidden units of a dense LSTM
-        shape = f"h{settings['n_features']}"
-        shape += f" k={settings['truncation']}" if "truncation" in settings else ""
-        shape += f" x{settings['layers']} layers" if settings.get("layers", 1) > 1 else ""
-    parts = [learner, shape]
-    if isinstance(config.get("alpha"), int | float):
-        mantissa, exponent = f"{float(config['alpha']):.1e}".split("e")
-        parts.append(f"a={mantissa.removesuffix('.0')}e{int(exponent)}")
-    if isinstance(config.get("lambda_"), int | float):
-        parts.append(f"l={config['lambda_']:g}")
-    return " ".join(p for p in parts if p)
+def history(client: Any, run_id: str, key: str) -> list[Any]:
+    """MLflow's history of metric ``key`` of a run, with the points logged under the key's
+    name before curves had sections (a study resumed across the change has both)."""
+    points = client.get_metric_history(run_id, key)
+    if "/" in key:
+        points = [*client.get_metric_history(run_id, key.rpartition("/")[2]), *points]
+    return sorted(points, key=lambda m: m.step)
 
 
 def _node_id() -> str:
@@ -140,9 +132,8 @@ def latest_launch(client: MlflowClient, experiment_id: str):
     return runs[0] if runs else None
 
 
-def reconcile(
-    tracking: Tracking, trials: dict[str, tuple[str, dict[str, float]]], resumed: bool = False
-) -> dict[str, int]:
+def reconcile(tracking: Tracking, trials: dict[str, tuple[str, dict[str, float]]],
+              resumed: bool = False, kind: TaskKind = PREDICTION) -> dict[str, int]:  # fmt: skip
     """At the end of a launch, settle the child runs still marked running.
 
     ``trials`` maps each trial id of the finished Tune experiment to its status ("TERMINATED"
@@ -161,7 +152,6 @@ def reconcile(
         f"tags.mlflow.parentRunId = '{tracking.parent_run_id}' and tags.`{STATUS_TAG}` = 'running'",
     )
     counts = {"stopped_early": 0, "failed": 0, "deleted": 0}
-    now = int(time.time() * 1000)
     for run in runs:
         trial = trials.get(run.data.tags.get(TRIAL_TAG, ""))
         if trial is None and resumed:
@@ -170,11 +160,7 @@ def reconcile(
             continue
         status, last = trial or ("ERROR", {})
         outcome = "failed" if status == "ERROR" else "stopped_early"
-        client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(f"final_{k}", v, now, 0) for k, v in last.items()],
-            tags=[RunTag(STATUS_TAG, outcome)],
-        )
+        log_finals(client, run.info.run_id, kind, last, outcome)
         client.set_terminated(run.info.run_id, RUN_STATUS[outcome])
         counts[outcome] += 1
     client.set_terminated(tracking.parent_run_id, "FINISHED")
@@ -204,18 +190,60 @@ def mark_interrupted(tracking: Tracking, trial_ids: set[str]) -> int:
     return marked
 
 
+FINALS = "finals.json"  # every final number of a run (per seed, timings), as an artifact
+FINALS_TAG = "ccn.finals"  # names that artifact on runs that have one
+
+
+def ours(note: str | None) -> bool:
+    """Whether a description is this platform's to rewrite (none yet, or one it wrote)."""
+    return not note or note.startswith("ccn-study:")
+
+
+def log_finals(client: MlflowClient, run_id: str, kind: TaskKind, final: dict[str, float],
+               status: str | None = None) -> None:  # fmt: skip
+    """Record a configuration's final numbers ``final`` (keys without ``final_``): the few of
+    :func:`study.orchestration.view.headline` as metrics (a column and a chart each) and the
+    verdict as the ``learned`` tag; all of them, per seed and timings included, in
+    ``finals.json`` (merged into what the run already holds there)."""
+    now = int(time.time() * 1000)
+    top = headline(kind, final)
+    tags = [RunTag(FINALS_TAG, FINALS)]
+    if "learned" in top:
+        tags.append(RunTag(LEARNED_TAG, "yes" if top["learned"] else "no"))
+    if status is not None:
+        tags.append(RunTag(STATUS_TAG, status))
+    every = {**read_finals(client, run_id), **{f"final_{k}": float(v) for k, v in final.items()}}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / FINALS
+        path.write_text(json.dumps(every, indent=1, sort_keys=True))
+        client.log_artifact(run_id, str(path))
+    client.log_batch(run_id, metrics=[Metric(f"final_{k}", v, now, 0) for k, v in top.items()],
+                     tags=tags)  # fmt: skip
+
+
+def read_finals(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None) -> dict:
+    """A run's ``finals.json`` (``{}`` for a run recorded before there was one)."""
+    if tags is not None and FINALS_TAG not in tags:
+        return {}
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            return json.loads(Path(client.download_artifacts(run_id, FINALS, d)).read_text())
+    except Exception:  # noqa: BLE001 - not there (yet): nothing recorded beyond the metrics
+        return {}
+
+
 class TrialLogger:
     """One trial's child run. A trial Tune restarts or resumes (same trial id) finds its run
     again, so a trial has one run however often it restarts; points of the curve already
     logged are not logged twice."""
 
     def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
-                 tags: dict[str, str], params: dict[str, Any], curve: str = PREDICTION.curve,
-                 curve_label: str = PREDICTION.curve_label,
+                 tags: dict[str, str], params: dict[str, Any], kind: TaskKind = PREDICTION,
                  seeds: tuple[int, ...] = ()) -> None:  # fmt: skip
         self.client = MlflowClient(tracking.uri)
-        self.curve, self.curve_label, self.seeds = curve, curve_label, tuple(seeds)
-        self.caption = "trial"  # the curve figure's title, before its outcome
+        self.kind, self.curve, self.seeds = kind, kind.curve, tuple(seeds)
+        self.caption = name  # the curve figure's title, before its outcome
+        self.note = ""  # the run's description, before its outcome
         if run_id is None:
             found = self.client.search_runs(
                 [tracking.experiment_id],
@@ -243,8 +271,8 @@ class TrialLogger:
                 RunTag(STATUS_TAG, "running"),
                 RunTag(NODES_TAG, f"{before},{node}".strip(",")[-4000:]),
             ])  # fmt: skip
-            history = self.client.get_metric_history(run_id, self.curve)
-            self.last_step = max((m.step for m in history), default=-1)
+            points = history(self.client, run_id, self.curve)
+            self.last_step = max((m.step for m in points), default=-1)
 
     @classmethod
     def start(cls, tracking: Tracking, run_id: str | None, trial_id: str, tune_name: str,
@@ -252,20 +280,36 @@ class TrialLogger:
               pack: tuple[int, int] | None = None,
               optuna_trial: int | None = None) -> TrialLogger:  # fmt: skip
         """The trial's run, created (or found again) with everything MLflow shows of it: its
-        readable name, description, tags and parameters. ``run`` is the trial's
-        ``study.engine.trial.TrialRun`` (its learner, ledger entry and curve names). ``pack`` is
+        short name, colour, description, tags and parameters. ``run`` is the trial's
+        ``study.engine.trial.TrialRun`` (its learner, ledger entry and kind). ``pack`` is
         ``(index, size)`` of a configuration run in a pack: its run is tagged with the pack
         and is otherwise what a lone trial of the configuration would log; in a search, with
         the number of its Optuna trial (``optuna_trial``)."""
-        learner, ledger = run.learner, run.ledger()
+        learner, ledger, kind = run.learner, run.ledger(), run.kind
         seeds = [int(s) for s in config["seeds"]]
         packed = {}
+        index = place(trial_id, pack, optuna_trial)
         if pack is not None:
             packed = {PACK_TAG: trial_id, PACK_MEMBER_TAG: str(pack[0]),
                       PACK_SIZE_TAG: str(pack[1])}  # fmt: skip
             trial_id = f"{trial_id}.{pack[0]}"
         if optuna_trial is not None:
             packed[OPTUNA_TAG] = str(optuna_trial)
+        name = run_name(learner.settings, config)
+        shape = ", ".join(f"{k} {v}" for k, v in learner.settings.items()
+                          if k not in ("n_inputs", "rmsprop"))  # fmt: skip
+        hp = [f"step size {config['alpha']:g}" if "alpha" in config else "",
+              f"lambda {config['lambda_']:g}" if "lambda_" in config else ""]  # fmt: skip
+        note = (
+            f"ccn-study: the **{learner.name}** learner ({shape}; "
+            f"{', '.join(h for h in hp if h)}) on **{config.get('task')}**: "
+            f"{ledger['ledger_params']:,} parameters, {ledger['ledger_flops_per_step']:,} flops "
+            f"per step per stream, seeds {seeds[0]}-{seeds[-1]}, {config['steps']:,} steps. "
+            f"Curves against environment steps: `{run.curve_key}` (mean over seeds; "
+            f"`_seedN` each seed); `learning_curve.png` draws "
+            f"{'the normalised MSRE' if kind.figure_curve != kind.curve else kind.curve_label} "
+            f"of every seed; `{FINALS}` holds every final number."
+        )
         tags = {**packed,
             "learner": str(config["learner"]), "task": str(config.get("task")),
             "space": str(config.get("space", config["learner"])),
@@ -273,29 +317,25 @@ class TrialLogger:
             ROLE_TAG: str(config.get("role", "tuning")), "xla_threads": str(threads or "default"),
             CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                    sort_keys=True, default=str),
-            NOTE_TAG: (
-                f"{'Configuration' if pack else 'Trial'} `{trial_id}` ({tune_name}"
-                f"{f', configuration {pack[0]} of a pack of {pack[1]}' if pack else ''}) of this "
-                f"study: the {learner.name} learner "
-                f"{learner.settings} on {config.get('task')}, {ledger['ledger_params']:,} "
-                f"parameters and {ledger['ledger_flops_per_step']:,} flops per step per stream, "
-                f"run on seeds {seeds[0]}-{seeds[-1]} for {config['steps']:,} steps. Curves: "
-                f"`{run.curve_key}` (mean over seeds) and `{run.curve_key}_seedN`, against "
-                f"environment steps; final values: `final_*` metrics."
-            ),
+            COLOUR_TAG: colour(index), NOTE_TAG: note,
         }  # fmt: skip
         params = {**{k: v for k, v in config.items() if k != "seeds"}, **ledger}
-        title = trial_title(learner.name, learner.settings, config)
-        logger = cls(tracking, run_id, trial_id, title, tags, params, curve=run.curve_key,
-                     curve_label=run.curve_label, seeds=tuple(seeds))  # fmt: skip
-        logger.caption = f"{config['learner']} on {config.get('task')}"
+        logger = cls(tracking, run_id, trial_id, name, tags, params, kind=kind,
+                     seeds=tuple(seeds))  # fmt: skip
+        logger.note = note
+        where = f"{tracking.study}: " if tracking.study else ""
+        logger.caption = f"{where}{learner.name} {name} on {config.get('task')}"
         return logger
 
     def end(self, outcome: str, final: dict[str, float]) -> None:
         """The trial ended (``outcome``: finished, diverged, stopped_early or failed): its
-        curve's figure (unless it failed), its final metrics and its status."""
+        final numbers and verdict, its description with the result, its curve's figure
+        (unless it failed) and its status."""
+        verdict = self.kind.verdict(final) if outcome != "failed" else ""
+        said = f"{outcome}" + (f"; {verdict}" if verdict else "")
         if outcome != "failed":
-            self.plot_curve(f"{self.caption}: {outcome}")
+            self.plot_curve(f"{self.caption}\n{said}")
+        self.client.set_tag(self.run_id, NOTE_TAG, f"**Result**: {said}.\n\n{self.note}")
         self.finish(outcome, final)
 
     def log_curve(self, points: list[tuple[int, dict[str, float]]]) -> None:
@@ -312,69 +352,32 @@ class TrialLogger:
             self.last_step = max(m.step for m in metrics)
 
     def plot_curve(self, title: str) -> None:
-        """Log the learning curve recorded so far as ``learning_curve.png``."""
-        import tempfile
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        history = self.client.get_metric_history(self.run_id, self.curve)
-        if not history:
+        """Log the learning curve recorded so far as ``learning_curve.png``: the kind's
+        figure curve (prediction: the normalised MSRE) of every seed, their mean and its
+        interval, and the line of a learner that learned nothing."""
+        kind, key = self.kind, self.kind.figure_curve
+        per_seed = {s: {m.step: m.value for m in history(self.client, self.run_id,
+                                                          f"{key}_seed{s}")}
+                    for s in self.seeds}  # fmt: skip
+        steps = sorted(set().union(*per_seed.values())) if per_seed else []
+        if not steps:
             return
-        steps = np.array([m.step for m in history], np.float64)
-        fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-        per_seed = []
-        for seed in self.seeds:  # a seed that diverged has no points after it did
-            points = {m.step: m.value for m in self.client.get_metric_history(
-                self.run_id, f"{self.curve}_seed{seed}")}  # fmt: skip
-            per_seed.append([points.get(int(t), np.nan) for t in steps])
-            ax.plot(steps, per_seed[-1], lw=0.6, alpha=0.35, color="tab:blue")
-        if len(per_seed) >= 2:
-            values = np.asarray(per_seed, np.float64)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(values, axis=0)
-                n = np.sum(np.isfinite(values), axis=0)
-                half = 1.96 * np.nanstd(values, axis=0, ddof=1) / np.sqrt(n)
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.25, color="tab:blue",
-                            label=f"95% interval over {len(per_seed)} seeds")  # fmt: skip
-        ax.plot(steps, [m.value for m in history], lw=1.5, color="tab:blue",
-                label="mean over seeds")  # fmt: skip
-        ax.set_xlabel("steps")
-        ax.set_ylabel(self.curve_label)
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        if per_seed:
-            ax.legend(fontsize=7, loc="best")
+        lines = {s: np.array([h.get(t, np.nan) for t in steps], np.float64)
+                 for s, h in per_seed.items()}  # fmt: skip
         with tempfile.TemporaryDirectory() as d:
             path = f"{d}/learning_curve.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
+            plot_curve(path, title, np.asarray(steps, np.float64), lines, kind.figure_label,
+                       kind.no_learning, kind.no_learning_text)  # fmt: skip
             self.client.log_artifact(self.run_id, path)
 
     def log_final(self, values: dict[str, float]) -> None:
-        """Log ``values`` as final metrics (one batch), after the run has finished."""
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()]
-        )
+        """Add ``values`` (timings of the whole trial) to the run's ``finals.json``."""
+        every = {**read_finals(self.client, self.run_id), **values}
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / FINALS
+            path.write_text(json.dumps(every, indent=1, sort_keys=True))
+            self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str, final: dict[str, float]) -> None:
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(f"final_{k}", float(v), now, 0) for k, v in final.items()],
-            tags=[RunTag(STATUS_TAG, status)],
-        )
+        log_finals(self.client, self.run_id, self.kind, final, status)
         self.client.set_terminated(self.run_id, RUN_STATUS.get(status, "FINISHED"))
-
-
-def browse_hint(uri: str, experiment_id: str, metric: str, mode: str) -> str:
-    """How to see the study's trials in MLflow's UI: its command and the page that lists
-    them sorted by their result."""
-    if uri.startswith(("http://", "https://")):
-        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id, metric, mode)}"
-    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
-            f"{runs_page('http://127.0.0.1:5000', experiment_id, metric, mode)}")  # fmt: skip

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from study.cli import Parser, fail, writable_folder
+from study.engine.kinds import NORMALISED_CURVE
 from study.orchestration import stores
+from study.orchestration.tracking import history
 from study.report.claims import Claim, judge, method_note
 from study.report.figures import (
     _colors,
@@ -121,7 +123,7 @@ def _curve_rows(client, best: dict[str, Trial], m) -> list[dict]:
         if (
             not m.higher_better
             and t.seeds
-            and client.get_metric_history(t.run_id, f"curve_nmsre_windowed_seed{t.seeds[0]}")
+            and history(client, t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}")
         ):
             n_steps, n_mean, n_half = curve_band(client, t, normalised=True)
             normalised = {int(s): (v, h) for s, v, h in zip(n_steps, n_mean, n_half, strict=True)}

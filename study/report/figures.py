@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from study import stats
-from study.engine.kinds import PREDICTION, TaskKind
+from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind
+from study.orchestration.tracking import history
 from study.report.load import Trial, _learners, curve_band, sized, truncated
 from study.report.page import _sentence
 from study.stats import N_RESAMPLES
@@ -101,7 +102,7 @@ def plot_curves(client, best: dict[str, Trial], colors, path: Path,
         nmsre = (
             not m.higher_better
             and bool(t.seeds)
-            and bool(client.get_metric_history(t.run_id, f"curve_nmsre_windowed_seed{t.seeds[0]}"))
+            and bool(history(client, t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}"))
         )
         normalised = normalised or nmsre
         where = "fresh" if t.role == "eval" else "tuning"

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from learners.families import FAMILIES, ORDER
-from study.engine.kinds import PREDICTION, TaskKind, kind_of
-from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
+from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind, kind_of
+from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG, history, read_finals
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
 
@@ -191,7 +191,9 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     learner=tags.get("learner", "?"),
                     status=tags.get(STATUS_TAG, "unknown"),
                     params=dict(r.data.params),
-                    metrics=dict(r.data.metrics),
+                    # finals.json has every digit; a run's metrics are the few worth a
+                    # chart, rounded (and all a run recorded before there was one)
+                    metrics={**r.data.metrics, **read_finals(client, r.info.run_id, tags)},
                     seeds=seeds,
                     role=tags.get(ROLE_TAG, "tuning"),
                     task=tags.get("task", ""),
@@ -290,28 +292,27 @@ def curve_band(client, trial: Trial,
                normalised: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Steps, mean and 95% t half-width over seeds of a trial's learning curve (its
     normalised MSRE when ``normalised`` and the run logged it per seed)."""
-    first = f"curve_nmsre_windowed_seed{trial.seeds[0]}" if trial.seeds else None
-    if normalised and first and client.get_metric_history(trial.run_id, first):
-        return _band(client, trial, "curve_nmsre_windowed")
+    first = f"{NORMALISED_CURVE}_seed{trial.seeds[0]}" if trial.seeds else None
+    if normalised and first and history(client, trial.run_id, first):
+        return _band(client, trial, NORMALISED_CURVE)
     for curve in (trial.measure.curve, trial.measure.old_curve):
         per_seed = []
         for s in trial.seeds:
-            history = client.get_metric_history(trial.run_id, f"{curve}_seed{s}")
-            per_seed.append({m.step: m.value for m in history})
+            points = history(client, trial.run_id, f"{curve}_seed{s}")
+            per_seed.append({m.step: m.value for m in points})
         steps = sorted(set().union(*[set(h) for h in per_seed])) if per_seed else []
-        if steps or client.get_metric_history(trial.run_id, curve):
+        if steps or history(client, trial.run_id, curve):
             break
     if not steps:  # runs logged before per-seed curves: the mean only
-        history = client.get_metric_history(trial.run_id, curve)
-        steps = sorted(m.step for m in history)
-        values = {m.step: m.value for m in history}
+        points = history(client, trial.run_id, curve)
+        steps = sorted(m.step for m in points)
+        values = {m.step: m.value for m in points}
         return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
     return _mean_band(per_seed, steps)
 
 
 def _band(client, trial: Trial, curve: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    per_seed = [{m.step: m.value for m in client.get_metric_history(trial.run_id,
-                                                                     f"{curve}_seed{s}")}
+    per_seed = [{m.step: m.value for m in history(client, trial.run_id, f"{curve}_seed{s}")}
                 for s in trial.seeds]  # fmt: skip
     return _mean_band(per_seed, sorted(set().union(*[set(h) for h in per_seed])))
 
