@@ -191,8 +191,10 @@ def summarise(client: Any, tracking: Any, kind: Any, description: str) -> str:
     current = exp.tags.get(note, "")
     if not current or current.startswith("ccn-study:"):
         about = description.removeprefix("ccn-study: ")
+        page = runs_page("", tracking.experiment_id).lstrip("/")
         client.set_experiment_tag(tracking.experiment_id, note,
-                                  f"ccn-study: **Result**: {said}\n\n{about}")  # fmt: skip
+                                  f"ccn-study: **Result**: {said} [Every trial, best first]"
+                                  f"({page}).\n\n{about}")  # fmt: skip
     parent = client.get_run(tracking.parent_run_id)
     before = parent.data.tags.get(note, "").split("\n\n", 1)[-1]
     client.set_tag(tracking.parent_run_id, note, f"**Result**: {said}\n\n{before}")

@@ -198,4 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in bad:
             print(f"  {r['learner']} {r['status']}: {r['configuration']}")
     print(f"\nreport: {out.resolve() / 'report.html'}")
+    from mlflow.tracking import MlflowClient
+
+    from study.orchestration.view import browse_hint
+
+    for name in names:  # each study's trials in MLflow, best first
+        exp = MlflowClient(uri).get_experiment_by_name(name)
+        print(f"{name}: {browse_hint(uri, exp.experiment_id)}")
     return 0
