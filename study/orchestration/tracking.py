@@ -289,6 +289,12 @@ class TrialLogger:
         seeds = [int(s) for s in config["seeds"]]
         packed = {}
         index = place(trial_id, pack, optuna_trial)
+        if index is None and run_id is None:  # the trials before it in the experiment
+            index = len(
+                MlflowClient(tracking.uri).search_runs(
+                    [tracking.experiment_id], f"tags.`{ROLE_TAG}` != 'launch'", max_results=1000
+                )
+            )
         if pack is not None:
             packed = {PACK_TAG: trial_id, PACK_MEMBER_TAG: str(pack[0]),
                       PACK_SIZE_TAG: str(pack[1])}  # fmt: skip
@@ -317,7 +323,7 @@ class TrialLogger:
             ROLE_TAG: str(config.get("role", "tuning")), "xla_threads": str(threads or "default"),
             CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                    sort_keys=True, default=str),
-            COLOUR_TAG: colour(index), NOTE_TAG: note,
+            COLOUR_TAG: colour(index or 0), NOTE_TAG: note,
         }  # fmt: skip
         params = {**{k: v for k, v in config.items() if k != "seeds"}, **ledger}
         logger = cls(tracking, run_id, trial_id, name, tags, params, kind=kind,

@@ -43,14 +43,32 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def place(trial_id: str, pack: tuple[int, int] | None, optuna_trial: int | None) -> int:
+def place(trial_id: str, pack: tuple[int, int] | None, optuna_trial: int | None) -> int | None:
     """A configuration's place in its study, for its colour: its Optuna trial's number in a
-    packed search, else its Tune trial's (times the pack's size, plus its index in it)."""
+    packed search, else its Tune trial's (a grid's ``ID_00003``; times the pack's size, plus
+    its index in it); None when neither says (a search's Tune ids are random)."""
     if optuna_trial is not None:
         return optuna_trial
     tail = trial_id.rsplit("_", 1)[-1]
-    n = int(tail) if tail.isdigit() else sum(map(ord, trial_id))
-    return n * pack[1] + pack[0] if pack else n
+    if not tail.isdigit():
+        return None
+    return int(tail) * pack[1] + pack[0] if pack else int(tail)
+
+
+def recolour(client: Any, runs: list[Any]) -> int:
+    """Give ``runs`` (a study's trials) distinct colours, in the order they started, when two
+    of the first 20 share one (trials that started at the same moment counted the same runs
+    before them). Returns how many runs changed colour."""
+    ordered = sorted(runs, key=lambda r: r.info.start_time)
+    first = [r.data.tags.get(COLOUR_TAG) for r in ordered[: len(PALETTE)]]
+    if len(set(first)) == len(first):
+        return 0
+    changed = 0
+    for i, r in enumerate(ordered):
+        if r.data.tags.get(COLOUR_TAG) != colour(i):
+            client.set_tag(r.info.run_id, COLOUR_TAG, colour(i))
+            changed += 1
+    return changed
 
 
 def short(x: float) -> str:
@@ -186,6 +204,7 @@ def summarise(client: Any, tracking: Any, kind: Any, description: str) -> str:
     runs = client.search_runs([tracking.experiment_id], f"tags.`{ROLE_TAG}` != 'launch'",
                               max_results=50_000)  # fmt: skip
     best, said = outcome(kind, runs)
+    recolour(client, runs)
     note = "mlflow.note.content"
     exp = client.get_experiment(tracking.experiment_id)
     current = exp.tags.get(note, "")
@@ -213,7 +232,7 @@ def summarise(client: Any, tracking: Any, kind: Any, description: str) -> str:
 
 def step_label(x: float, _pos: Any = None) -> str:
     """``500000`` as ``0.5M``, ``2000000`` as ``2M``, ``20000`` as ``20k``."""
-    if abs(x) >= 1e6:
+    if abs(x) >= 1e5:
         return f"{x / 1e6:g}M"
     if abs(x) >= 1e3:
         return f"{x / 1e3:g}k"

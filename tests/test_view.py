@@ -1,0 +1,123 @@
+"""What MLflow's UI shows of a study (``study.orchestration.view``), short of a browser: run
+names, numbers as a table shows them, the headline metrics and their verdict, the shared
+view's state, colours, and the learning-curve figure."""
+
+from __future__ import annotations
+
+import struct
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from study.engine.kinds import CLASSIFICATION, PREDICTION
+from study.orchestration.view import (
+    COLOUR_TAG,
+    PALETTE,
+    headline,
+    place,
+    plot_curve,
+    recolour,
+    run_name,
+    runs_page,
+    short,
+    step_label,
+    view_state,
+)
+
+
+@pytest.mark.parametrize("x, text", [(0.99, ".99"), (0.5, ".5"), (0.0, "0"), (1.0, "1"),
+                                     (1e-3, "1e-3"), (4.2e-4, "4.2e-4"), (0.0196, ".0196"),
+                                     (3.0, "3")])  # fmt: skip
+def test_numbers_in_run_names_are_short_and_exact_to_what_they_show(x, text):
+    assert short(x) == text
+
+
+def test_run_names_show_shape_step_size_and_lambda_within_the_default_column():
+    assert run_name({"n_features": 20, "per_stage": 4}, {"alpha": 1e-3, "lambda_": 0.99}) == (
+        "20:4 a=1e-3 l=.99")  # fmt: skip
+    assert run_name({"n_features": 7, "per_stage": 7}, {"alpha": 3e-4, "lambda_": 0.0}) == (
+        "7 a=3e-4 l=0")  # fmt: skip
+    assert run_name({"n_features": 8, "truncation": 5}, {"alpha": 0.0123, "lambda_": 0.9}) == (
+        "h8 k=5 a=.0123 l=.9")  # fmt: skip
+    # the longest a search draws still fits the runs table's name column (about 20 characters)
+    worst = run_name({"n_features": 128, "per_stage": 16}, {"alpha": 1.23e-5, "lambda_": 0.999})
+    assert worst == "128:16 a=1.2e-5 l=.999" and len(worst) <= 22
+
+
+def test_headline_is_the_verdicts_mean_interval_and_flag_rounded_for_the_table():
+    seeds = {"nmsre_windowed_seed0": 0.5, "nmsre_windowed_seed1": 0.6123456,
+             "nmsre_windowed_seed2": 0.7, "nmsre_windowed": 0.6041152,
+             "msre_windowed": 0.0123456789, "msre_running": 0.02}  # fmt: skip
+    top = headline(PREDICTION, seeds)
+    values = np.array([0.5, 0.6123456, 0.7])
+    half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    assert top == {"nmsre_windowed": 0.6041, "nmsre_windowed_ci95": float(f"{half:.4g}"),
+                   "learned": 1.0, "msre_windowed": 0.01235}  # fmt: skip
+    # an interval that reaches 1 learned nothing; a diverged trial is the worst there is
+    assert headline(PREDICTION, {"nmsre_windowed_seed0": 0.9, "nmsre_windowed_seed1": 1.1})[
+        "learned"] == 0.0  # fmt: skip
+    gone = headline(PREDICTION, {"nmsre_windowed_seed0": 0.5, "nmsre_windowed_seed1": np.nan,
+                                 "nmsre_windowed": np.inf, "msre_windowed": np.inf})  # fmt: skip
+    assert gone["nmsre_windowed"] == np.inf and gone["learned"] == 0.0
+    # classification: held-out accuracy above chance (0.1) is learning
+    acc = headline(CLASSIFICATION, {"heldout_accuracy_seed0": 0.31, "heldout_accuracy_seed1": 0.33,
+                                    "heldout_accuracy": 0.32})  # fmt: skip
+    assert acc["heldout_accuracy"] == 0.32 and acc["learned"] == 1.0
+
+
+def test_the_shared_view_lists_trials_best_first_with_result_verdict_and_parameters():
+    state = view_state(PREDICTION, ["n_features", "alpha", "lambda_"])
+    assert state["orderByKey"] == "metrics.`final_nmsre_windowed`" and state["orderByAsc"]
+    assert state["searchFilter"] == "tags.`ccn.role` != 'launch'"
+    assert state["selectedColumns"] == [
+        "metrics.`final_nmsre_windowed`", "metrics.`final_nmsre_windowed_ci95`",
+        "tags.`learned`", "metrics.`final_msre_windowed`", "params.`n_features`",
+        "params.`alpha`", "params.`lambda_`"]  # fmt: skip
+    assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`final_nmsre_windowed`"]
+    assert state["runsHiddenMode"] == "SHOW_ALL"
+    best = view_state(CLASSIFICATION, [])
+    assert best["orderByKey"] == "metrics.`final_heldout_accuracy`" and not best["orderByAsc"]
+    page = runs_page("http://h:5000", "7")
+    assert page == ("http://h:5000/#/experiments/7/runs?viewStateShareKey=results"
+                    "&workflowType=machine_learning")  # fmt: skip
+
+
+def test_colours_follow_the_trials_place_and_are_made_distinct_at_the_end():
+    assert place("b2076_00003", None, None) == 3
+    assert place("b2076_00003", (2, 12), None) == 38  # a grid's packs of 12
+    assert place("c031f775", (1, 3), 4) == 4  # a packed search: its Optuna trial
+    assert place("c031f775", None, None) is None  # a search's random Tune id
+    assert len(set(PALETTE)) == 20
+
+    class Client:
+        def __init__(self):
+            self.tags = {}
+
+        def set_tag(self, run_id, key, value):
+            self.tags[run_id] = value
+
+    def run(i, start, colour):
+        return SimpleNamespace(info=SimpleNamespace(run_id=f"r{i}", start_time=start),
+                               data=SimpleNamespace(tags={COLOUR_TAG: colour}))  # fmt: skip
+
+    client = Client()
+    distinct = [run(i, 10 * i, PALETTE[i]) for i in range(5)]
+    assert recolour(client, distinct) == 0 and client.tags == {}
+    clash = [run(0, 30, PALETTE[0]), run(1, 10, PALETTE[1]), run(2, 20, PALETTE[1])]
+    assert recolour(client, clash) == 2  # by start: r1, r2 (already PALETTE[1]), r0
+    assert client.tags == {"r1": PALETTE[0], "r0": PALETTE[2]}
+
+
+def test_the_learning_curve_figure_is_slide_sized(tmp_path):
+    steps = np.arange(1, 21) * 100_000.0
+    lines = {s: 1.0 / (1 + steps / 1e6) + 0.01 * s for s in range(5)}
+    path = tmp_path / "learning_curve.png"
+    kind = PREDICTION
+    plot_curve(str(path), "study: columnar 7 a=1e-3 l=.99 on trace_patterning", steps, lines,
+               kind.figure_label, kind.no_learning, kind.no_learning_text)  # fmt: skip
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    assert width >= 1200 and height >= 600
+    assert [step_label(x) for x in (0, 50_000, 500_000, 2_000_000)] == ["0", "50k", "0.5M", "2M"]
+    assert step_label(150_000) == "0.15M"
