@@ -34,12 +34,36 @@ def fail(message: str) -> int:
     return 2
 
 
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*:)[^@\s/]*@")
+# A URL (any scheme: ray://, postgresql+psycopg2://, https://, ...) up to a space or a quote.
+_URL = re.compile(r"\b(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<rest>[^\s'\"`<>]*)")
+# user:password@host written without a scheme (as once echoed after ray:// was stripped)
+_BARE = re.compile(
+    r"(?<![\w/.:@%*+-])(?P<user>[\w.%+-]+):(?!/)(?P<rest>[^\s'\"`<>]*@[^\s'\"`<>@]+)"
+)
+# query parameters named like secrets: ?password=..., &api_token=..., ;secret_key=...
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;][\w.-]*(?:password|passwd|pwd|token|secret|key)[\w.-]*=)[^&;\s'\"`<>]*"
+)
+
+
+def _userinfo(rest: str) -> str:
+    """``rest`` (what follows ``scheme://``, or ``user:`` for a bare address) with everything
+    before its host's ``@`` hidden but the user name: the host part holds no ``@``, so the
+    last ``@`` ends the user information whatever characters the password has."""
+    if "@" not in rest:
+        return rest
+    userinfo, host = rest.rsplit("@", 1)
+    return (f"{userinfo.split(':', 1)[0]}:***" if ":" in userinfo else "***") + "@" + host
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` URL replaced."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``text`` with every secret of a URL or address hidden: the password of its user
+    information whatever its characters (``/``, ``@``, ``:``), a bare token before ``@``, and
+    query parameters named like secrets (``password``, ``token``, ``secret``, ``key``, ...).
+    Every message, console line and MLflow description that echoes a URL goes through it."""
+    text = _SECRET_PARAM.sub(r"\1***", text)
+    text = _URL.sub(lambda m: m["scheme"] + _userinfo(m["rest"]), text)
+    return _BARE.sub(lambda m: f"{m['user']}:***@{m['rest'].rsplit('@', 1)[1]}", text)
 
 
 def count(low: int = 1, high: int | None = None, what: str = "") -> Callable[[str], int]:
@@ -127,7 +151,10 @@ def probe(address: str, flag: str, what: str, default_port: int, timeout: float 
     import socket
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address if "//" in address else f"//{address}")
+    scheme, _, rest = address.rpartition("://")
+    # the host follows the last "@" (a password may hold "/" or "@", which urlsplit misreads)
+    host = rest.rsplit("@", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    parts = urlsplit(f"{scheme}://{host}" if scheme else f"//{host}")
     try:
         port = parts.port
     except ValueError:

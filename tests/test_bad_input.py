@@ -344,3 +344,76 @@ def test_a_store_left_by_a_killed_writer_is_checked_without_writing(tmp_path, ow
         with pytest.raises(ValueError, match="not an Optuna storage \\(tables: accounts\\)"):
             stores.check(uri, "--storage", "optuna")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+# (command, arguments, the secret): passwords with the characters that once leaked (``/``,
+# ``@``, ``:``), a token without a user, query parameters, and every scheme.
+SECRETS = [
+    ("launch", "--storage postgresql://me:pa/ss99q@127.0.0.1:1/db", "pa/ss99q"),
+    ("launch", "--storage mysql://me:p@ss99q@127.0.0.1:1/db", "p@ss99q"),
+    ("launch", "--storage postgresql://127.0.0.1:1/db?password=zz99q&sslmode=x", "zz99q"),
+    ("launch", "--storage postgresql+psycopg2://me:a:b99q@127.0.0.1:1/db", "a:b99q"),
+    ("launch", "--storage postgresql://me:pa/ss99q@127.0.0.1:x/db", "pa/ss99q"),  # bad port
+    ("launch", "--address ray://me:sec/r@t99q@127.0.0.1:1", "sec/r@t99q"),
+    ("launch", "--address me:sec/r@t99q@127.0.0.1:1", "sec/r@t99q"),
+    ("launch", "--tracking-uri https://tok99qxyz@127.0.0.1:1", "tok99qxyz"),
+    ("launch", "--tracking-uri http://127.0.0.1:1/?api_token=tk99q", "tk99q"),
+    ("compare", "--storage postgresql://me:pa/ss99q@127.0.0.1:1/db", "pa/ss99q"),
+    ("compare", "--address ray://me:p@ss99q@127.0.0.1:1", "p@ss99q"),
+    ("report", "--experiment x --tracking-uri http://me:pa/ss99q@127.0.0.1:1", "pa/ss99q"),
+]
+
+
+def _pieces(secret: str) -> set[str]:
+    """Every run of 3 or more characters of ``secret`` between its punctuation: none may
+    appear in what a command prints."""
+    import re
+
+    return {p for p in re.split(r"[/@:]", secret) if len(p) >= 3} | {secret}
+
+
+@pytest.mark.parametrize("command,text,secret", SECRETS, ids=[t for _, t, _ in SECRETS])
+def test_a_secret_in_any_form_is_never_printed(command, text, secret, stores, tmp_path, capsys):
+    d = tmp_path / "d"
+    shutil.copytree(stores, d)
+    before = snapshot(d)
+    try:
+        code = COMMANDS[command](_argv(command, text, d))
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    output = (captured.out + captured.err).strip()
+    assert code == 2 and len(output.splitlines()) == 1, output
+    assert "***" in output and not any(p in output for p in _pieces(secret)), output
+    assert snapshot(d) == before
+
+
+def test_ray_address_from_the_environment_is_named_as_the_variable(stores, tmp_path, capsys,
+                                                                     monkeypatch):  # fmt: skip
+    monkeypatch.setenv("RAY_ADDRESS", "ray://me:env/pw99q@127.0.0.1:1")
+    d = tmp_path / "d"
+    shutil.copytree(stores, d)
+    assert launch.main(_argv("launch", "", d)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: RAY_ADDRESS (environment) ray://me:***@127.0.0.1:1: cannot "
+                          "reach a Ray cluster"), err  # fmt: skip
+    assert "--address" not in err and "env/pw99q" not in err and "pw99q" not in err
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://me:pa/ss@h:5432/db", "postgresql://me:***@h:5432/db"),
+    ("mysql://me:p@ss@h/db", "mysql://me:***@h/db"),
+    ("mysql://u:pw@h/d?sslkey=/k&api_token=zzz", "mysql://u:***@h/d?sslkey=***&api_token=***"),
+    ("ray://me:s:e:c@10.0.0.1:10001", "ray://me:***@10.0.0.1:10001"),
+    ("me:secret@127.0.0.1:1: bad port", "me:***@127.0.0.1:1: bad port"),
+    ("https://TOKEN@github.com/x", "https://***@github.com/x"),
+    ("postgresql://h/db;password=x1", "postgresql://h/db;password=***"),
+    # nothing to hide
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ("http://127.0.0.1:5000/#/experiments/1/runs", "http://127.0.0.1:5000/#/experiments/1/runs"),
+    ("[10:02:11 +3s] started", "[10:02:11 +3s] started"),
+])  # fmt: skip
+def test_redact_hides_every_secret_of_a_url_and_nothing_else(url, shown):
+    from study.cli import redact
+
+    assert redact(url) == shown

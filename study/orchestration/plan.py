@@ -152,9 +152,10 @@ def make_plan(
         ranges[key] = (low, high)
     budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
     sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
+    flag = "--address" if address else "RAY_ADDRESS (environment)"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto":
-        probe(address.removeprefix("ray://"), "--address", "a Ray cluster", 6379)
+        probe(address, flag, "a Ray cluster", 6379)
     if expose_ray and address:
         raise ValueError("--expose-ray applies to the local Ray a launch starts, not to "
                          "--address")  # fmt: skip
