@@ -25,6 +25,7 @@ from learners import (
 )
 from study.cli import Parser, count, fail, writable_file
 from study.engine.kinds import PREDICTION, kind_of
+from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, make_task
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind_of(args.task) is not PREDICTION:
             raise ValueError(f"--task {args.task}: allowed: a prediction task")
         make_task(args.task)
+        check_environment()
         out = writable_file(args.out, "--out")
     except ValueError as e:
         return fail(str(e))

@@ -417,3 +417,45 @@ def test_redact_hides_every_secret_of_a_url_and_nothing_else(url, shown):
     from study.cli import redact
 
     assert redact(url) == shown
+
+
+# (command, arguments, environment, what the one line says): variables are checked before
+# anything starts, named as the variable.
+ENVIRONMENT = [
+    ("launch", "", {"CCN_ENGINE": "bogus"}, "CCN_ENGINE='bogus' is not allowed; allowed: auto"),
+    ("launch", "", {"CCN_SCAN_UNROLL": "abc"}, "CCN_SCAN_UNROLL=abc: allowed: a whole number"),
+    ("launch", "--space linear", {"CCN_ENGINE": "native"},
+     "CCN_ENGINE=native: the kernel has no linear learner; allowed: auto or jax"),
+    ("launch", "--space columnar --task seq_mnist", {"CCN_ENGINE": "native"},
+     "CCN_ENGINE=native: the kernel predicts; it does not classify"),
+    ("compare", "--spaces columnar,linear", {"CCN_ENGINE": "native"},
+     "CCN_ENGINE=native: the kernel has no linear learner"),
+    ("compare", "", {"CCN_SCAN_UNROLL": "0"}, "CCN_SCAN_UNROLL=0"),
+    ("run", "--learner linear", {"CCN_ENGINE": "native"}, "the kernel has no linear learner"),
+    ("run", "", {"CCN_ENGINE": "bogus"}, "CCN_ENGINE='bogus'"),
+    ("defaults", "", {"CCN_ENGINE": "bogus"}, "CCN_ENGINE='bogus'"),
+    ("defaults", "", {"CCN_SCAN_UNROLL": "1001"}, "CCN_SCAN_UNROLL=1001"),
+    ("bench", "", {"CCN_ENGINE": "gpu"}, "CCN_ENGINE='gpu'"),
+    ("bench", "", {"CCN_SCAN_UNROLL": "x"}, "CCN_SCAN_UNROLL=x"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command,text,env,needle", ENVIRONMENT,
+                         ids=[f"{c} {t} {e}" for c, t, e, _ in ENVIRONMENT])  # fmt: skip
+def test_a_bad_variable_is_refused_by_its_name_before_anything_is_written(
+    command, text, env, needle, stores, tmp_path, capsys, monkeypatch
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    d = tmp_path / "d"
+    shutil.copytree(stores, d)
+    before = snapshot(d)
+    try:
+        code = COMMANDS[command](_argv(command, text, d))
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    output = (captured.out + captured.err).strip()
+    assert code == 2 and len(output.splitlines()) == 1 and "Traceback" not in output, output
+    assert output.startswith("error: ") and needle in output, output
+    assert snapshot(d) == before

@@ -8,6 +8,7 @@ from study.bench.overhead import study_overhead
 from study.bench.table import learner_table
 from study.bench.timing import SIZES, machine, platforms
 from study.cli import Parser, count, fail, writable_file
+from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
 
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         writable_file(args.out, "--out")
+        check_environment()
     except ValueError as e:
         return fail(str(e))
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends

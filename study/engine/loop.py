@@ -151,6 +151,15 @@ def make_runner(
     return Runner(init, advance, block_size, horizon)
 
 
+def check_environment() -> None:
+    """The variables a run reads, checked before it starts: ``CCN_ENGINE`` and
+    ``CCN_SCAN_UNROLL`` (a one-line ValueError naming the variable)."""
+    from study import native
+
+    native.engine_setting()
+    scan_unroll()
+
+
 def scan_unroll() -> int:
     """Steps per iteration of JAX's loop: ``CCN_SCAN_UNROLL`` (a whole number from 1 to 1000;
     default 1). ``cluster/gpu-pack-bench.sh`` measures what it saves on a GPU."""

@@ -179,6 +179,16 @@ def unbind(like: Any, names: tuple[str, ...], values: list[Any]) -> Any:
     return type(like)(**dict(zip(names, values, strict=True)))
 
 
+def family_refusal(name: str, classification: bool) -> str | None:
+    """Why the kernel cannot run family ``name`` (on a classification task when
+    ``classification``), from names alone: a driver checks it without starting JAX."""
+    if classification:
+        return "the kernel predicts; it does not classify"
+    if name not in KINDS:
+        return f"the kernel has no {name} learner"
+    return None
+
+
 def unsupported(learner: Any, env: Any) -> str | None:
     """Why the kernel does not apply to this learner and task (None: it does)."""
     import jax
@@ -187,10 +197,9 @@ def unsupported(learner: Any, env: Any) -> str | None:
 
     if not isinstance(env, Animal):
         return f"the kernel runs the animal-learning testbed, not {type(env).__name__}"
-    if learner.name not in KINDS:
-        return f"the kernel has no {learner.name} learner"
-    if learner.settings.get("n_classes"):
-        return "the kernel predicts; it does not classify"
+    why = family_refusal(learner.name, bool(learner.settings.get("n_classes")))
+    if why is not None:
+        return why
     if jax.config.jax_enable_x64:
         return "the kernel computes in float32 and JAX is in float64"
     if jax.default_backend() != "cpu":
@@ -208,7 +217,7 @@ def engine(learner: Any, env: Any, setting: str | None = None) -> str:
     if why is None:
         return "native"
     if setting == "native":
-        raise RuntimeError(f"CCN_ENGINE=native: {why}")
+        raise ValueError(f"CCN_ENGINE=native: {why}; allowed: auto or jax for it")
     if unsupported(learner, env) is None and not _state.get("told"):
         print(f"note: the compiled CPU loop is off ({why}); running JAX's", file=sys.stderr)
         _state["told"] = True

@@ -89,6 +89,21 @@ class Plan:
         return len(self.configs) if self.configs else self.trials
 
 
+def check_environment(family: str, classification: bool) -> None:
+    """The ``CCN_*`` variables a study's trials read, checked in the driver before anything
+    starts (a trial would fail on them, once per trial and retry): ``CCN_ENGINE`` (and that
+    the compiled loop can run ``family`` when it is ``native``) and ``CCN_SCAN_UNROLL``.
+    Raises a one-line ValueError naming the variable."""
+    from study import native
+    from study.engine.loop import check_environment as check
+
+    check()
+    if native.engine_setting() == "native":
+        why = native.family_refusal(family, classification)
+        if why is not None:
+            raise ValueError(f"CCN_ENGINE=native: {why}; allowed: auto or jax for it")
+
+
 def make_plan(
     space: str = "hybrid",
     task: str = DEFAULT_TASK,
@@ -152,6 +167,7 @@ def make_plan(
         ranges[key] = (low, high)
     budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
     sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
+    check_environment(space, kind_of(task).takes_data_dir)
     flag = "--address" if address else "RAY_ADDRESS (environment)"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address != "auto":
