@@ -92,7 +92,25 @@ CASES = [
     ("launch", "--storage-path {d}/file", ["--storage-path {d}/file: a file"]),
     ("launch", "--study-name ../up", ["--study-name '../up': allowed: letters"]),
     ("launch", "--study-name ''", ["--study-name '': allowed"]),
+    # memory: the state's bytes (the ledger's, x streams) against what this machine has
+    (
+        "launch",
+        "--space rtrl --set n_features=2000 --budget-flops none",
+        ["rtrl n_features=2000 on 5 seeds", "its state needs", "more than the"],
+    ),
+    (
+        "launch",
+        "--space rtrl --set n_features=128 --budget-flops none --seeds 4096",
+        ["(--seeds, --pack, --concurrency): its state needs"],
+    ),
     # -- study.run --------------------------------------------------------------------------
+    (
+        "run",
+        "--learner rtrl --features 2000",
+        ["rtrl --features 2000 on 4 seeds x 1 configuration: its state needs"],
+    ),
+    ("run", "--learner uoro --features 100000", ["40,005,300,001 parameters", "more than"]),
+    ("run", "--learner rtrl --features 128 --seeds 4096", ["on 4096 seeds", "state needs"]),
     ("run", "--task nope", ["unknown task 'nope'; allowed:"]),
     ("run", "--learner lstm9", ["unknown learner 'lstm9'; allowed: columnar, constructive"]),
     ("run", "--gamma 1.5", ["argument --gamma: 1.5: allowed: a finite number in [0, 1)"]),

@@ -31,6 +31,7 @@ import numpy as np
 from learners.families import cost
 from study.engine.kinds import Record, kind_of
 from study.engine.loop import seed_keys
+from study.engine.memory import check as check_memory
 from study.engine.pack import members_of, pack_metrics, shape_of, stream_hparams
 from study.tasks import DEFAULT_TASK
 
@@ -95,6 +96,11 @@ class TrialRun:
         self.tp = self.program.params
         self.hp = stream_hparams([self.kind.hparams(kw, self.tp) for kw in hp_kws],
                                  len(self.seeds))  # fmt: skip
+        entry = cost(self.learner.name, self.env.obs_size, self.learner.settings)
+        s, k = len(self.seeds), len(self.members)
+        what = f"{s} seed{'s' * (s > 1)} x {k} configuration{'s' * (k > 1)}"
+        check_memory(self.learner.name, self.learner.settings, entry.state_bytes, entry.params,
+                     s * k, what)  # fmt: skip
         keys = seed_keys(self.seeds * len(self.members))
         self.carry = self.program.init(keys, self.hp, self.tp)
         self.history: list[Any] = []

@@ -185,6 +185,7 @@ def make_plan(
     stores.check(optuna_url, "--storage" if storage else "--runs-dir", "optuna")
     size = pack_size(pack, base["trials"], base["seeds"], concurrency, cpus_per_trial,
                      gpus_per_trial)  # fmt: skip
+    fits(sampled, env.obs_size, base["seeds"], size, concurrency)
     return Plan(
         name=name, space_name=space, space=sampled, task=task, trials=base["trials"],
         seeds=base["seeds"], steps=base["steps"], chunk=base["chunk"], block=base["block"],
@@ -195,6 +196,28 @@ def make_plan(
         sampler_seed=sampler_seed, resume=resume, pack_text=str(pack),
         budget_text=str(budget_flops), command=command,
     )  # fmt: skip
+
+
+def fits(space: Any, n_inputs: int, seeds: int, pack: int, concurrency: int) -> None:
+    """Refuse a study whose trials would not fit in this machine's memory, judged on the
+    space's first configuration (the family's defaults, sized to the budget) on every stream
+    of the trials that run at once; without one (ranges that leave the defaults out) the
+    trials check themselves (``study.engine.memory``)."""
+    import optuna
+
+    from learners import make_learner
+    from learners.families import config_to_args, cost
+    from study.engine.memory import check
+
+    point = space.first_point()
+    if point is None:
+        return
+    name, static, _ = config_to_args(space(optuna.trial.FixedTrial(point)))
+    settings = make_learner(name, n_inputs, **static).settings  # (builds no JAX array)
+    entry = cost(name, n_inputs, settings)
+    check(name, settings, entry.state_bytes, entry.params, seeds * pack * concurrency,
+          f"{seeds} seeds x {pack} configurations per trial x {concurrency} trials at once "
+          f"(--seeds, --pack, --concurrency)", host=True)  # fmt: skip
 
 
 def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
