@@ -410,7 +410,7 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
     # The report compares accuracy: the best trial is the one with the HIGHEST held-out
     # accuracy, its interval a t-interval over the per-seed values MLflow holds.
     result = make_report(f"sqlite:///{tmp_path / 'mlflow.db'}", ["hybrid-seq_mnist"],
-                         tmp_path / "report", log_artifacts=False)  # fmt: skip
+                         tmp_path / "report")  # fmt: skip
     assert result["measure"].measure == "accuracy"
     best = max(children, key=lambda r: recorded(client, r)["final_heldout_accuracy"])
     seeds = [recorded(client, best)[f"final_heldout_accuracy_seed{s}"] for s in (0, 1)]

@@ -223,7 +223,7 @@ def test_a_failed_trial_is_listed_apart_and_the_report_still_renders(study, tmp_
     logger = TrialLogger(tracking, None, "deadbeef", "trainable_deadbeef", tags, {"alpha": 0.01})
     logger.finish("failed", {})
     out = tmp_path / "out"
-    result = make_report(uri, list(EXPERIMENTS), out, log_artifacts=False)
+    result = make_report(uri, list(EXPERIMENTS), out)
     failed = [r for r in result["trials"] if r["status"] == "failed"]
     assert [r["run_id"] for r in failed] == [logger.run_id]
     # The summary is unchanged: the failed trial is not anyone's best.
@@ -235,18 +235,31 @@ def test_a_failed_trial_is_listed_apart_and_the_report_still_renders(study, tmp_
     assert logger.run_id in page.split(f"Diverged and failed trials ({n_bad})")[1]
 
 
-def test_report_is_logged_to_the_parent_runs(study):
-    runs, _ = study
-    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
-    for name in EXPERIMENTS:
-        exp = client.get_experiment_by_name(name)
-        parent = next(r for r in client.search_runs([exp.experiment_id])
-                      if "mlflow.parentRunId" not in r.data.tags)  # fmt: skip
-        paths = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-        for f in ("report.html", "summary.csv", "curves.png", "sensitivity.png", "seeds.png"):
-            assert f"report/{f}" in paths
-        # one sized family (linear has no size): compute is not a comparison here
-        assert "report/compute.png" not in paths
+def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, tmp_path):
+    """A runs folder copied elsewhere, the original moved away: the report on the copy reads
+    the copy's own files (the summary is the original's), writes only into its ``--out``,
+    and leaves the original byte-for-byte as it was."""
+    runs, out = study
+    copy = tmp_path / "copy"
+    shutil.copytree(runs, copy)
+    before = snapshot(runs)
+    away = runs.with_name("runs-away")
+    runs.rename(away)  # the MLflow store still names the original's artifact folder
+    try:
+        assert report(["--experiment", ",".join(EXPERIMENTS), "--runs-dir", str(copy),
+                       "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+    finally:
+        away.rename(runs)
+    assert snapshot(runs) == before
+    assert read_csv(tmp_path / "out" / "summary.csv") == read_csv(out / "summary.csv")
+    assert not (copy / "artifacts").exists() or not list((copy / "artifacts").rglob("report"))
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
 def test_unknown_experiment_lists_those_that_exist(study, capsys):

@@ -221,10 +221,17 @@ def log_finals(client: MlflowClient, run_id: str, kind: TaskKind, final: dict[st
                      tags=tags)  # fmt: skip
 
 
-def read_finals(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None) -> dict:
-    """A run's ``finals.json`` (``{}`` for a run recorded before there was one)."""
+def read_finals(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None,
+                runs: Path | None = None) -> dict:  # fmt: skip
+    """A run's ``finals.json`` (``{}`` for a run recorded before there was one). With
+    ``runs``, the runs folder of an embedded store, it is read from that folder's artifacts,
+    as the study laid them out (``artifacts/RUN/artifacts``), wherever the folder was when
+    the study ran: a copied or moved runs folder reads its own files."""
     if tags is not None and FINALS_TAG not in tags:
         return {}
+    here = runs / "artifacts" / run_id / "artifacts" / FINALS if runs is not None else None
+    if here is not None and here.is_file():
+        return json.loads(here.read_text())
     try:
         with tempfile.TemporaryDirectory() as d:
             return json.loads(Path(client.download_artifacts(run_id, FINALS, d)).read_text())

@@ -58,10 +58,11 @@ from study.stats import N_RESAMPLES, check_resamples
 
 
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
-                log_artifacts: bool = True, claims: tuple[Claim, ...] = (),
+                claims: tuple[Claim, ...] = (),
                 claims_heading: str = "",
                 n_resamples: int = N_RESAMPLES) -> dict[str, Any]:  # fmt: skip
-    """Write the report of ``experiments`` into ``out``; returns what it computed.
+    """Write the report of ``experiments`` into ``out`` (and nowhere else: a report reads the
+    stores, it never writes to them); returns what it computed.
 
     Each learner's figures come from its pick's evaluation on fresh seeds where there is one
     (``ccn.role=eval``), with the pick as the tuning seeds saw it beside them; ``claims``
@@ -69,7 +70,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     under ``claims_heading``."""
     from mlflow.tracking import MlflowClient
 
-    trials, parents = load_trials(tracking_uri, experiments)
+    trials, _ = load_trials(tracking_uri, experiments)
     m = measure_for(trials)
     client = MlflowClient(tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,9 +107,6 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     _write_csv(out / "trials.csv", rows)
     write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
                sections, n_resamples)  # fmt: skip
-    if log_artifacts:
-        for run_id in parents.values():
-            client.log_artifacts(run_id, str(out), artifact_path="report")
     return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m,
             "judged": judged, "method": method, "edges": edges}  # fmt: skip
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from learners.families import FAMILIES, ORDER
 from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind, kind_of
+from study.orchestration.stores import sqlite_file
 from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG, history, read_finals
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
@@ -163,6 +164,8 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
+    store = sqlite_file(tracking_uri)
+    folder = store.parent if store is not None else None  # an embedded store's runs folder
     trials: list[Trial] = []
     parents: dict[str, str] = {}
     for name in experiments:
@@ -193,7 +196,7 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     params=dict(r.data.params),
                     # finals.json has every digit; a run's metrics are the few worth a
                     # chart, rounded (and all a run recorded before there was one)
-                    metrics={**r.data.metrics, **read_finals(client, r.info.run_id, tags)},
+                    metrics={**r.data.metrics, **read_finals(client, r.info.run_id, tags, folder)},
                     seeds=seeds,
                     role=tags.get(ROLE_TAG, "tuning"),
                     task=tags.get("task", ""),
