@@ -178,3 +178,33 @@ def test_every_learner_runs_as_a_classification_trial(learner, sizes):
         assert 0.0 <= out[key] <= 1.0
     assert out["heldout_ce"] > 0 and np.isfinite(out["ce_windowed"])
     assert run.ledger()["ledger_params"] == run.learner.n_params
+
+
+@pytest.mark.parametrize("config", [
+    CONFIG,
+    dict(learner="columnar", n_features=3, alpha=1e-3, task="trace_patterning", seeds=[0, 1],
+         steps=60_000, chunk_steps=20_000, block=5_000, window=10_000, report_min_s=0),
+], ids=["classification", "prediction"])  # fmt: skip
+def test_what_a_trial_records_depends_on_steps_never_on_its_speed(config, monkeypatch):
+    """A slow machine (every chunk cut short after one block, as when a block outlasts
+    REPORT_S) and a fast one (chunks of chunk_steps) record the same curve points and the
+    same held-out scores at the same steps: what is recorded depends on steps alone."""
+    import study.engine.trial as trial
+
+    def recorded(slow: bool):
+        monkeypatch.setattr(trial, "REPORT_S", 0.0 if slow else 1e9)
+        run = TrialRun(config)
+        chunks, points = 0, []
+        while not run.finished:
+            before = run.blocks_done
+            run.advance()
+            points += run.curve(since_block=before)
+            chunks += 1
+        return chunks, points, {k: np.asarray(v).tolist() for k, v in sorted(run.extra.items())}
+
+    fast, slow = recorded(False), recorded(True)
+    assert slow[0] == config["steps"] // config["block"] > fast[0]  # chunks cut differently
+    assert slow[1] == fast[1] and slow[2] == fast[2]
+    if config["task"] == "seq_mnist":  # held-out scores at every chunk_steps, and at the end
+        held = [k for k in fast[2] if k.startswith("heldout_acc_at")]
+        assert sorted(held) == ["heldout_acc_at1", "heldout_acc_at3", "heldout_acc_at5"]
