@@ -110,10 +110,18 @@ def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
     return parse
 
 
+SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))  # kernel file systems, not disks
+
+
 def writable_folder(text: str, flag: str) -> Path:
     """``text`` as a folder this process may create or write into: an existing folder, or a
     path whose nearest existing parent is a writable folder. Raises a one-line ValueError."""
     path = Path(text).expanduser()
+    system = next((p for p in SYSTEM if path.absolute() == p or p in path.absolute().parents),
+                  None)  # fmt: skip
+    if system is not None:  # root may "write" there, and nothing written stays
+        raise ValueError(f"{flag} {text}: under {system}, a system folder; allowed: a folder "
+                         f"on a disk")  # fmt: skip
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"{flag} {text}: a file; allowed: a folder")

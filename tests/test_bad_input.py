@@ -92,6 +92,17 @@ CASES = [
     ("launch", "--storage-path {d}/file", ["--storage-path {d}/file: a file"]),
     ("launch", "--study-name ../up", ["--study-name '../up': allowed: letters"]),
     ("launch", "--study-name ''", ["--study-name '': allowed"]),
+    # stores and paths checked for what they are, not only that they exist
+    (
+        "launch",
+        "--storage sqlite:///{d}/damaged.db",
+        ["--storage sqlite:///", "a damaged SQLite database (quick_check"],
+    ),
+    ("launch", "--storage sqlite:////dev/null", ["not a regular file"]),
+    ("launch", "--runs-dir /proc/ccn-x", ["--runs-dir /proc/ccn-x: under /proc, a system"]),
+    ("launch", "--storage-path /sys/ccn", ["--storage-path /sys/ccn: under /sys"]),
+    ("launch", "--storage-path ftp://h/x", ["--storage-path ftp://h/x: scheme 'ftp' is not"]),
+    ("launch", "--storage-path file://{d}/file/sub", ["--storage-path {d}/file/sub", "is a file"]),
     # memory: the state's bytes (the ledger's, x streams) against what this machine has
     (
         "launch",
@@ -246,6 +257,18 @@ def stores(tmp_path_factory) -> Path:
     con.commit()
     con.close()
     (d / "corrupt.db").write_bytes(bytes(range(256)) * 64)
+    # an Optuna storage whose tables read but whose pages are damaged
+    con = sqlite3.connect(d / "damaged.db")
+    for table in ("studies", "trials", "version_info"):
+        con.execute(f"create table {table} (x)")
+    con.execute("create index by_x on trials (x)")
+    con.executemany("insert into trials values (?)", [(bytes([i % 256]) * 200,)
+                                                      for i in range(3000)])  # fmt: skip
+    con.commit()
+    con.close()
+    damaged = bytearray((d / "damaged.db").read_bytes())
+    damaged[4096 * 5 : 4096 * 5 + 2000] = b"\xab" * 2000
+    (d / "damaged.db").write_bytes(bytes(damaged))
     (d / "store").mkdir()
     MlflowClient(f"sqlite:///{d / 'store' / 'mlflow.db'}").create_experiment("empty")
     for name in ("theirs", "corrupt"):

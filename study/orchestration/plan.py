@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import Space, make_space
-from study.cli import probe, writable_folder
+from study.cli import probe, redact, writable_folder
 from study.engine.kinds import TaskKind, kind_of
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration import stores
@@ -170,15 +170,26 @@ def make_plan(
     check_environment(space, kind_of(task).takes_data_dir)
     flag = "--address" if address else "RAY_ADDRESS (environment)"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address and address != "auto":
+    if address == "auto":  # the cluster `ray start` left on this machine, if any
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die as find
+
+            find("auto")
+        except ConnectionError:
+            raise ValueError(
+                f"{flag} auto: no Ray cluster runs on this machine; allowed: "
+                "HOST:PORT of one, or no --address (a local Ray)"
+            ) from None
+        except ImportError:  # Ray moved it: the launch says so when it connects
+            pass
+    elif address:
         probe(address, flag, "a Ray cluster", 6379)
     if expose_ray and address:
         raise ValueError("--expose-ray applies to the local Ray a launch starts, not to "
                          "--address")  # fmt: skip
     name = study_name or f"{space}-{task}"
     storage_path = storage_path or str(runs / "ray")
-    if "://" not in storage_path:
-        storage_path = str(writable_folder(storage_path, "--storage-path"))
+    storage_path = storage_folder(storage_path)
     uri = tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
     optuna_url = storage or f"sqlite:///{runs / 'optuna.db'}"
     stores.check(uri, "--tracking-uri" if tracking_uri else "--runs-dir", "mlflow")
@@ -196,6 +207,25 @@ def make_plan(
         sampler_seed=sampler_seed, resume=resume, pack_text=str(pack),
         budget_text=str(budget_flops), command=command,
     )  # fmt: skip
+
+
+REMOTE = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss")  # what Ray Tune's storage reaches
+
+
+def storage_folder(text: str) -> str:
+    """``--storage-path``: a folder (or ``file://`` URI) this process may write, or a cloud
+    URI of a scheme Ray Tune's storage (pyarrow) reaches. Raises a one-line ValueError."""
+    if "://" not in text:
+        return str(writable_folder(text, "--storage-path"))
+    scheme, _, rest = text.partition("://")
+    if scheme == "file":
+        writable_folder(rest or "/", "--storage-path")
+        return text
+    if scheme not in REMOTE:
+        remote = ", ".join(f"{r}://" for r in REMOTE)
+        raise ValueError(f"--storage-path {redact(text)}: scheme {scheme!r} is not allowed; "
+                         f"allowed: a folder, file://, {remote}")  # fmt: skip
+    return text
 
 
 def fits(space: Any, n_inputs: int, seeds: int, pack: int, concurrency: int) -> None:
