@@ -9,6 +9,7 @@ written (README, "What is refused").
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -25,6 +26,21 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)")
         sys.exit(2)
+
+
+def interruptible(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main`` that answers Ctrl+C where nothing else does (while it starts up,
+    before a study can pause) with one line and exit code 130, not a traceback."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl+C)", file=sys.stderr)
+            return 130
+
+    return run
 
 
 def fail(message: str) -> int:

@@ -23,7 +23,7 @@ from learners import (
     family,
     family_defaults,
 )
-from study.cli import Parser, count, fail, writable_file
+from study.cli import Parser, count, fail, interruptible, writable_file
 from study.engine.kinds import PREDICTION, kind_of
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m study.defaults",
         description="Run every learner family on its defaults and print whether each learned "
-        "(normalised MSRE below 1 with 95%% confidence).",
+        "(normalised MSRE below 1 with 95% confidence).",
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"prediction task (default {DEFAULT_TASK})")
     p.add_argument("--steps", type=count(1, 10**9), default=2_000_000,
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     names = [n for n in args.learners.split(",") if n]

@@ -18,7 +18,7 @@ import shlex
 import sys
 
 from search_spaces import SPACES, describe
-from study.cli import Parser, count, fail, real
+from study.cli import Parser, count, fail, interruptible, real
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration.plan import DEFAULT, Plan, make_plan
 from study.tasks import DEFAULT_TASK
@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list_spaces:

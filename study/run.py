@@ -13,7 +13,7 @@ from typing import Any
 from learners import LEARNERS, family, family_defaults
 from learners.families import update_rule
 from study import native
-from study.cli import Parser, count, fail, real
+from study.cli import Parser, count, fail, interruptible, real
 from study.engine.kinds import PREDICTION, kind_of
 from study.engine.loop import check_steps, default_block
 from study.engine.threads import describe, limit_xla_threads
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.list_tasks:
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except ValueError as e:
+        if str(e).startswith("unknown learner"):
+            return fail(f"--learner: {e}")
         # The learners name their settings; the user typed these options.
         return fail(re.sub(rf"\b({'|'.join(OPTIONS)})=",
                            lambda m: f"{OPTIONS[m.group(1)]} ", str(e)))  # fmt: skip

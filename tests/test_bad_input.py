@@ -103,6 +103,11 @@ CASES = [
     ("launch", "--storage-path /sys/ccn", ["--storage-path /sys/ccn: under /sys"]),
     ("launch", "--storage-path ftp://h/x", ["--storage-path ftp://h/x: scheme 'ftp' is not"]),
     ("launch", "--storage-path file://{d}/file/sub", ["--storage-path {d}/file/sub", "is a file"]),
+    # names typed empty or as paths, named by their option
+    ("launch", "--task ''", ["--task: unknown task ''; allowed:"]),
+    ("compare", "--name ''", ["--name '': allowed: letters, digits"]),
+    ("compare", "--name ../x", ["--name '../x': allowed: letters, digits"]),
+    ("bench", "--study --study-space gru", ["--study-space 'gru': unknown space; allowed:"]),
     # memory: the state's bytes (the ledger's, x streams) against what this machine has
     (
         "launch",
@@ -124,6 +129,8 @@ CASES = [
     ("run", "--learner rtrl --features 128 --seeds 4096", ["on 4096 seeds", "state needs"]),
     ("run", "--task nope", ["unknown task 'nope'; allowed:"]),
     ("run", "--learner lstm9", ["unknown learner 'lstm9'; allowed: columnar, constructive"]),
+    ("run", "--task ''", ["--task: unknown task ''; allowed:"]),
+    ("run", "--learner ''", ["--learner: unknown learner ''; allowed: columnar"]),
     ("run", "--gamma 1.5", ["argument --gamma: 1.5: allowed: a finite number in [0, 1)"]),
     ("run", "--gamma nan", ["argument --gamma: nan"]),
     ("run", "--features 0", ["argument --features: 0"]),
@@ -500,3 +507,17 @@ def test_a_bad_variable_is_refused_by_its_name_before_anything_is_written(
     assert code == 2 and len(output.splitlines()) == 1 and "Traceback" not in output, output
     assert output.startswith("error: ") and needle in output, output
     assert snapshot(d) == before
+
+
+def test_ctrl_c_before_a_study_can_pause_is_one_line_and_exit_code_130(capsys):
+    """Ctrl+C while a command starts up (before a study's own pause handles it): one line,
+    exit code 130, no traceback; every command's main answers it so."""
+    from study.cli import interruptible
+
+    @interruptible
+    def starting(argv=None):
+        raise KeyboardInterrupt
+
+    assert starting([]) == 130
+    assert capsys.readouterr().err == "interrupted (Ctrl+C)\n"
+    assert all(getattr(main, "__wrapped__", None) is not None for main in COMMANDS.values())

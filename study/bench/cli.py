@@ -7,11 +7,12 @@ from study.bench.memory import memory_check
 from study.bench.overhead import study_overhead
 from study.bench.table import learner_table
 from study.bench.timing import SIZES, machine, platforms
-from study.cli import Parser, count, fail, writable_file
+from study.cli import Parser, count, fail, interruptible, writable_file
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     p = Parser(
         prog="python -m study.bench",
@@ -68,9 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
+        from search_spaces import SPACES
         from study.engine.pack import parse_pack
 
         try:
+            if args.study_space not in SPACES:
+                raise ValueError(f"--study-space {args.study_space!r}: unknown space; allowed: "
+                                 f"{', '.join(SPACES)}")  # fmt: skip
             for pack in args.study_packs:
                 parse_pack(pack, "--study-packs")
         except ValueError as e:

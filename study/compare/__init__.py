@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shlex
 import sys
 from typing import Any
 
 from search_spaces import SPACES
-from study.cli import Parser, count, fail, real
+from study.cli import Parser, count, fail, interruptible, real
 from study.compare.preset import PRESETS, beyond, preset_plan, run_preset  # noqa: F401 - re-exported
 from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-exported
     eval_seeds,
@@ -208,10 +209,18 @@ def _check_budget(budget: str, spaces: list[str], task: str, given: str | None) 
                          f"{value:,.0f} flops per step; allowed: a larger budget")  # fmt: skip
 
 
+# a comparison's name: its stages' study names add a suffix (-columnar, -eval, ...)
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,89}")
+
+
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         check_resamples(args.bootstrap_resamples)
+        if args.name is not None and not NAME.fullmatch(args.name):
+            raise ValueError(f"--name {args.name!r}: allowed: letters, digits and ._- (at most "
+                             f"90, not starting with a dot)")  # fmt: skip
     except ValueError as e:
         return fail(str(e))
     if args.preset is not None or args.scale != 1.0:
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--update-rule {args.update_rule} applies to --preset; a comparison sets it "
                     f"per family: --set FAMILY.update_rule={args.update_rule}")  # fmt: skip
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
-    name = args.name or f"compare-{args.task}"
+    name = args.name if args.name is not None else f"compare-{args.task}"
     try:
         if not spaces:
             raise ValueError(f"--spaces {args.spaces!r} names no family")

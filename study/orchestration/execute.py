@@ -129,6 +129,9 @@ def _study(plan: Plan, dashboard: str | None) -> int:
         return fail(f"cannot use --tracking-uri {plan.tracking_uri}: {e}")
     try:
         return _run_study(plan, tracking, dashboard)
+    except KeyboardInterrupt:  # before the study could pause: not left "running" for ever
+        MlflowClient(plan.tracking_uri).set_terminated(tracking.parent_run_id, "KILLED")
+        raise
     except Exception as e:
         # A launch that cannot go on: its parent run says so (not "running" for ever, which
         # would read as interrupted), and the details go to a log file, not the console.

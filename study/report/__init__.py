@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from study.cli import Parser, fail, writable_folder
+from study.cli import Parser, fail, interruptible, writable_folder
 from study.engine.kinds import NORMALISED_CURVE
 from study.orchestration import stores
 from study.orchestration.tracking import history
@@ -146,6 +146,7 @@ def _compute_sentence(best: dict[str, Trial]) -> str:
             f"flops per step per stream {text}.")  # fmt: skip
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     p = Parser(
         prog="python -m study.report",

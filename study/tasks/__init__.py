@@ -79,7 +79,7 @@ def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
     if name in CLASSIFICATION_TASKS:
         return make_seq_mnist(name, overrides.get("data_dir"))
     if name not in PRESETS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+        raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
     overrides.pop("data_dir", None)
     preset = PRESETS[name]
     env = Animal(**preset.env)
@@ -94,7 +94,7 @@ def make_env(name: str, data_dir: str | None = None) -> Any:
     if name in CLASSIFICATION_TASKS:
         return make_seq_mnist(name, data_dir)[0]
     if name not in PRESETS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+        raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
     return Animal(**PRESETS[name].env)
 
 

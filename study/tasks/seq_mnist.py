@@ -70,7 +70,7 @@ def make_seq_mnist(name: str, data_dir: str | None = None) -> tuple[SeqMnist, Se
     (numpy arrays; the run loop moves them to the device). Raises ``MnistError`` (a
     ValueError, one line) when the data cannot be loaded."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+        raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(TASKS)}")
     params, source, full = _arrays(str(data_dir) if data_dir else None)
     return SeqMnist(reset=name == "seq_mnist", source=source, full=full), params
 
