@@ -181,7 +181,7 @@ def test_engine_setting_and_what_the_kernel_does_not_run(monkeypatch):
     monkeypatch.setenv("CCN_ENGINE", "native")
     assert native.engine(make_learner("columnar", env.obs_size), env) == "native"
     uoro = make_learner("uoro", env.obs_size)
-    with pytest.raises(RuntimeError, match="CCN_ENGINE=native: the kernel has no uoro"):
+    with pytest.raises(ValueError, match="CCN_ENGINE=native: the kernel has no uoro"):
         native.engine(uoro, env)
     monkeypatch.setenv("CCN_ENGINE", "auto")
     assert native.engine(uoro, env) == "jax"
