@@ -253,6 +253,22 @@ def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, 
     assert snapshot(runs) == before
     assert read_csv(tmp_path / "out" / "summary.csv") == read_csv(out / "summary.csv")
     assert not (copy / "artifacts").exists() or not list((copy / "artifacts").rglob("report"))
+    # A launch into the copy points its store at the copy's own artifacts first (what it
+    # logs, and what `mlflow ui` shows, are the copy's files), leaving the original alone.
+    from study.orchestration.stores import relocate
+    from study.orchestration.tracking import read_finals
+
+    assert relocate(copy / "mlflow.db", copy) > 0 and relocate(copy / "mlflow.db", copy) == 0
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    evaluation = client.get_experiment_by_name(EVAL).experiment_id
+    trial = next(r for r in client.search_runs([evaluation]) if "ccn.finals" in r.data.tags)
+    assert trial.info.artifact_uri.startswith((copy / "artifacts").as_uri() + "/")
+    runs.rename(away)
+    try:
+        assert read_finals(client, trial.info.run_id)["final_steps_done"] > 0  # from the copy
+    finally:
+        away.rename(runs)
+    assert snapshot(runs) == before
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -116,6 +116,9 @@ def _study(plan: Plan, dashboard: str | None) -> int:
         # An MLflow server keeps artifacts where it was told (--artifacts-destination) and
         # proxies them; only an embedded store gets a folder beside it.
         served = plan.tracking_uri.startswith(("http://", "https://"))
+        store = stores.sqlite_file(plan.tracking_uri)
+        if store is not None and store.resolve() == (plan.runs / "mlflow.db").resolve():
+            stores.relocate(store, plan.runs)  # a runs folder copied or moved: its own files
         tracking = start_study(
             plan.tracking_uri, plan.name, None if served else (plan.runs / "artifacts").as_uri(),
             {"space": plan.space_name, "task": plan.task}, resume=plan.resume,

@@ -123,6 +123,32 @@ def check(uri: str, flag: str, kind: str, must_exist: bool = False) -> None:
                      f"postgresql://... or mysql://...")  # fmt: skip
 
 
+def relocate(path: Path, folder: Path) -> int:
+    """Point an embedded MLflow store ``path`` at its runs ``folder`` after the folder was
+    copied or moved: every experiment's artifact location ``file://OLD/artifacts`` (where
+    the study ran) and its runs' artifact URIs become ``folder``'s, so that what a launch
+    logs, and what ``mlflow ui`` shows, are this folder's files and never the original's.
+    Returns how many rows changed (0 for a folder that never moved)."""
+    new = (folder.resolve() / "artifacts").as_uri()
+    con = sqlite3.connect(path)
+    try:
+        olds = {loc for (loc,) in con.execute(
+            "select artifact_location from experiments where artifact_location like 'file:%'")
+            if loc.endswith("/artifacts") and loc != new}  # fmt: skip
+        changed = 0
+        for old in olds:
+            changed += con.execute("update experiments set artifact_location = ? where "
+                                   "artifact_location = ?", (new, old)).rowcount  # fmt: skip
+            changed += con.execute(
+                "update runs set artifact_uri = ? || substr(artifact_uri, ?) where "
+                "substr(artifact_uri, 1, ?) = ?", (new, len(old) + 1, len(old) + 1, old + "/"),
+            ).rowcount  # fmt: skip
+        con.commit()
+        return changed
+    finally:
+        con.close()
+
+
 # -- opening and settling the Optuna store ------------------------------------------------
 
 
