@@ -5,6 +5,11 @@ import os
 import tempfile
 from pathlib import Path
 
+# Every Ray the tests start (ray.init here, the launches' local Rays, `ray start` nodes) runs
+# its workers at normal priority, as study.orchestration.local_ray does for a launch: at Ray's
+# default niceness (15) the trials starve when the machine is busy with other work.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
 # Before JAX starts (here and in the processes the tests start, which inherit it): one
 # compilation cache for the whole run, so that a program compiled by one test or trial is
 # not compiled again by another.
