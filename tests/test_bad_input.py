@@ -305,6 +305,22 @@ def _argv(command: str, text: str, d: Path) -> list[str]:
     return argv
 
 
+def refuse(command: str, text: str, stores: Path, tmp_path: Path, capsys):
+    """Run ``command`` with ``text`` on a fresh copy of the stores: its exit code, what it
+    printed, how long it took, the copy, and the copy's snapshot from before."""
+    d = tmp_path / "d"
+    shutil.copytree(stores, d)
+    before = snapshot(d)
+    t0 = time.perf_counter()
+    try:
+        code = COMMANDS[command](_argv(command, text, d))
+    except SystemExit as e:  # argparse's refusals
+        code = e.code
+    seconds = time.perf_counter() - t0
+    captured = capsys.readouterr()
+    return code, (captured.out + captured.err).strip(), seconds, d, before
+
+
 def test_the_table_has_every_command_and_enough_cases():
     assert len(CASES) >= 70
     assert {c for c, _, _ in CASES} == set(COMMANDS)
@@ -314,18 +330,7 @@ def test_the_table_has_every_command_and_enough_cases():
 def test_bad_input_is_refused_in_one_line_and_changes_nothing(
     command, text, needles, stores, tmp_path, capsys
 ):
-    d = tmp_path / "d"
-    shutil.copytree(stores, d)
-    before = snapshot(d)
-    argv = _argv(command, text, d)
-    t0 = time.perf_counter()
-    try:
-        code = COMMANDS[command](argv)
-    except SystemExit as e:  # argparse's refusals
-        code = e.code
-    seconds = time.perf_counter() - t0
-    captured = capsys.readouterr()
-    output = (captured.out + captured.err).strip()
+    code, output, seconds, d, before = refuse(command, text, stores, tmp_path, capsys)
     assert code == 2, output
     assert seconds < 10
     lines = output.splitlines()
@@ -422,15 +427,7 @@ def _pieces(secret: str) -> set[str]:
 
 @pytest.mark.parametrize("command,text,secret", SECRETS, ids=[t for _, t, _ in SECRETS])
 def test_a_secret_in_any_form_is_never_printed(command, text, secret, stores, tmp_path, capsys):
-    d = tmp_path / "d"
-    shutil.copytree(stores, d)
-    before = snapshot(d)
-    try:
-        code = COMMANDS[command](_argv(command, text, d))
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    output = (captured.out + captured.err).strip()
+    code, output, _, d, before = refuse(command, text, stores, tmp_path, capsys)
     assert code == 2 and len(output.splitlines()) == 1, output
     assert "***" in output and not any(p in output for p in _pieces(secret)), output
     assert snapshot(d) == before
@@ -439,10 +436,8 @@ def test_a_secret_in_any_form_is_never_printed(command, text, secret, stores, tm
 def test_ray_address_from_the_environment_is_named_as_the_variable(stores, tmp_path, capsys,
                                                                      monkeypatch):  # fmt: skip
     monkeypatch.setenv("RAY_ADDRESS", "ray://me:env/pw99q@127.0.0.1:1")
-    d = tmp_path / "d"
-    shutil.copytree(stores, d)
-    assert launch.main(_argv("launch", "", d)) == 2
-    err = capsys.readouterr().err.strip()
+    code, err, _, _, _ = refuse("launch", "", stores, tmp_path, capsys)
+    assert code == 2
     assert err.startswith("error: RAY_ADDRESS (environment) ray://me:***@127.0.0.1:1: cannot "
                           "reach a Ray cluster"), err  # fmt: skip
     assert "--address" not in err and "env/pw99q" not in err and "pw99q" not in err
@@ -495,15 +490,7 @@ def test_a_bad_variable_is_refused_by_its_name_before_anything_is_written(
 ):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    d = tmp_path / "d"
-    shutil.copytree(stores, d)
-    before = snapshot(d)
-    try:
-        code = COMMANDS[command](_argv(command, text, d))
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    output = (captured.out + captured.err).strip()
+    code, output, _, d, before = refuse(command, text, stores, tmp_path, capsys)
     assert code == 2 and len(output.splitlines()) == 1 and "Traceback" not in output, output
     assert output.startswith("error: ") and needle in output, output
     assert snapshot(d) == before

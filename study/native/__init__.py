@@ -189,6 +189,11 @@ def family_refusal(name: str, classification: bool) -> str | None:
     return None
 
 
+def native_refusal(why: str) -> str:
+    """The one-line refusal of ``CCN_ENGINE=native`` where the kernel cannot run (``why``)."""
+    return f"CCN_ENGINE=native: {why}; allowed: auto or jax for it"
+
+
 def unsupported(learner: Any, env: Any) -> str | None:
     """Why the kernel does not apply to this learner and task (None: it does)."""
     import jax
@@ -217,7 +222,7 @@ def engine(learner: Any, env: Any, setting: str | None = None) -> str:
     if why is None:
         return "native"
     if setting == "native":
-        raise ValueError(f"CCN_ENGINE=native: {why}; allowed: auto or jax for it")
+        raise ValueError(native_refusal(why))
     if unsupported(learner, env) is None and not _state.get("told"):
         print(f"note: the compiled CPU loop is off ({why}); running JAX's", file=sys.stderr)
         _state["told"] = True

@@ -101,7 +101,7 @@ def check_environment(family: str, classification: bool) -> None:
     if native.engine_setting() == "native":
         why = native.family_refusal(family, classification)
         if why is not None:
-            raise ValueError(f"CCN_ENGINE=native: {why}; allowed: auto or jax for it")
+            raise ValueError(native.native_refusal(why))
 
 
 def make_plan(

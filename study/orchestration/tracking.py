@@ -212,13 +212,18 @@ def log_finals(client: MlflowClient, run_id: str, kind: TaskKind, final: dict[st
         tags.append(RunTag(LEARNED_TAG, "yes" if top["learned"] else "no"))
     if status is not None:
         tags.append(RunTag(STATUS_TAG, status))
-    every = {**read_finals(client, run_id), **{f"final_{k}": float(v) for k, v in final.items()}}
+    add_finals(client, run_id, {f"final_{k}": float(v) for k, v in final.items()})
+    client.log_batch(run_id, metrics=[Metric(f"final_{k}", v, now, 0) for k, v in top.items()],
+                     tags=tags)  # fmt: skip
+
+
+def add_finals(client: MlflowClient, run_id: str, values: dict[str, float]) -> None:
+    """Merge ``values`` into the run's ``finals.json``."""
+    every = {**read_finals(client, run_id), **values}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / FINALS
         path.write_text(json.dumps(every, indent=1, sort_keys=True))
         client.log_artifact(run_id, str(path))
-    client.log_batch(run_id, metrics=[Metric(f"final_{k}", v, now, 0) for k, v in top.items()],
-                     tags=tags)  # fmt: skip
 
 
 def read_finals(client: MlflowClient, run_id: str, tags: dict[str, str] | None = None,
@@ -385,11 +390,7 @@ class TrialLogger:
 
     def log_final(self, values: dict[str, float]) -> None:
         """Add ``values`` (timings of the whole trial) to the run's ``finals.json``."""
-        every = {**read_finals(self.client, self.run_id), **values}
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / FINALS
-            path.write_text(json.dumps(every, indent=1, sort_keys=True))
-            self.client.log_artifact(self.run_id, str(path))
+        add_finals(self.client, self.run_id, values)
 
     def finish(self, status: str, final: dict[str, float]) -> None:
         log_finals(self.client, self.run_id, self.kind, final, status)
