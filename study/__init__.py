@@ -1,5 +1,9 @@
 """ccn-study: studies of online recurrent learners.
 
+``python -m study.COMMAND`` interrupted with Ctrl+C while Python still imports the command's
+modules (JAX, Ray and MLflow take seconds) ends as the command's own ``main`` would end it: one
+line and exit code 130, not a traceback.
+
 Modules moved into the engine, orchestration and comparison rooms keep their old names for
 what was pickled under them: a study recorded before the move (Tune's searcher and callbacks
 name ``study.pack_search``, ``study.console``, ...) resumes unchanged, each old name resolving
@@ -11,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 
 MOVED = {
@@ -40,3 +45,18 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 if not any(isinstance(f, _Moved) for f in sys.meta_path):
     sys.meta_path.append(_Moved())
+
+
+def _interrupted_while_importing(kind, value, tb):  # noqa: ANN001
+    """``sys.excepthook`` of a ``python -m study.COMMAND`` run: Ctrl+C before the command's
+    ``main`` runs (which answers it itself, ``study.cli.interruptible``) is one line, exit 130."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
+        os._exit(130)  # nothing has started yet that an orderly exit would have to stop
+    sys.__excepthook__(kind, value, tb)
+
+
+# ``python -m study.X`` imports this package while ``sys.argv[0]`` is still "-m": a command is
+# starting. A program or notebook importing the package keeps its own hook.
+if sys.argv[:1] == ["-m"] and sys.excepthook is sys.__excepthook__:
+    sys.excepthook = _interrupted_while_importing

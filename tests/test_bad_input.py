@@ -496,6 +496,37 @@ def test_a_bad_variable_is_refused_by_its_name_before_anything_is_written(
     assert snapshot(d) == before
 
 
+def test_ctrl_c_while_a_command_still_imports_its_modules_is_one_line_and_exit_code_130():
+    """Ctrl+C while ``python -m study.launch`` is still importing (JAX, Ray, MLflow: seconds,
+    before ``main`` can answer it): one line and exit 130, not Python's traceback. The signal
+    is sent once the process has mapped numpy's compiled module, which only the command's own
+    imports load (the package ``study`` itself imports nothing of the kind)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "study.launch", "--help"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    maps = Path(f"/proc/{proc.pid}/maps")
+    while time.monotonic() < deadline and proc.poll() is None:
+        if "numpy" in maps.read_text():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err, out) == (130, "interrupted (Ctrl+C)\n", "")
+
+
+def test_the_import_hook_is_only_a_commands():
+    """A program importing ``study`` keeps its own ``sys.excepthook``; a ``python -m`` start
+    gets the one-line answer."""
+    code = ("import sys; sys.argv[:1] = [{arg!r}]; import study; "
+            "print(sys.excepthook is sys.__excepthook__)")  # fmt: skip
+    for arg, expected in (("-m", "False"), ("prog.py", "True")):
+        run = subprocess.run([sys.executable, "-c", code.format(arg=arg)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert run.stdout.strip() == expected, (arg, run.stdout, run.stderr)
+
+
 def test_ctrl_c_before_a_study_can_pause_is_one_line_and_exit_code_130(capsys):
     """Ctrl+C while a command starts up (before a study's own pause handles it): one line,
     exit code 130, no traceback; every command's main answers it so."""
