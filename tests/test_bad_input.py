@@ -20,13 +20,20 @@ from pathlib import Path
 
 import pytest
 
-from study import bench, compare, defaults, launch, report, run
+from study import bench, compare, defaults, launch, report, run, ui
 
 COMMANDS = {"launch": launch.main, "run": run.main, "report": report.main,
-            "compare": compare.main, "bench": bench.main, "defaults": defaults.main}  # fmt: skip
+            "compare": compare.main, "bench": bench.main, "defaults": defaults.main,
+            "ui": ui.main}  # fmt: skip
 PW = "s3cret-pw"
 
 CASES = [
+    # -- study.ui ---------------------------------------------------------------------------
+    ("ui", "--runs-dir {d}/nowhere", ["--runs-dir {d}/nowhere: no MLflow store in it"]),
+    ("ui", "--runs-dir {d}/file", ["--runs-dir {d}/file: no MLflow store in it"]),
+    ("ui", "--runs-dir {d}/store --port 0", ["argument --port: 0: allowed: an integer in [1,"]),
+    ("ui", "--runs-dir {d}/store --port http", ["argument --port: 'http'"]),
+    ("ui", "--runs-dir {d}/store --host 203.0.113.9", ["--host 203.0.113.9 --port 5000: cannot"]),
     # -- study.launch -----------------------------------------------------------------------
     ("launch", "--space gru", ["--space", "unknown space 'gru'; allowed: linear"]),
     ("launch", "--task nope", ["unknown task 'nope'"]),

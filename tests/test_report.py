@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,75 @@ def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, 
         assert read_finals(client, trial.info.run_id)["final_steps_done"] > 0  # from the copy
     finally:
         away.rename(runs)
+    assert snapshot(runs) == before
+
+
+def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, tmp_path):
+    """``python -m study.ui`` on a copied runs folder, the original moved away: a real MLflow
+    UI whose runs' artifacts are the copy's (``mlflow ui`` alone would serve the original's
+    paths, gone here), and each study's results page printed first."""
+    import urllib.request
+
+    from browser import free_port
+
+    runs, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(runs, copy)
+    port = free_port()
+    away = runs.with_name("runs-away")
+    runs.rename(away)
+    log = (tmp_path / "ui.log").open("w+")
+    server = subprocess.Popen([sys.executable, "-m", "study.ui", "--runs-dir", str(copy),
+                               "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "ui.log").read_text()  # fmt: skip
+                time.sleep(0.5)
+        client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+        evaluation = client.get_experiment_by_name(EVAL)
+        trial = next(r for r in client.search_runs([evaluation.experiment_id])
+                     if "ccn.finals" in r.data.tags)  # fmt: skip
+        got = json.load(
+            urllib.request.urlopen(
+                f"{base}/ajax-api/2.0/mlflow/runs/get?run_id={trial.info.run_id}", timeout=30
+            )
+        )
+        assert got["run"]["info"]["artifact_uri"].startswith((copy / "artifacts").as_uri())
+        served = urllib.request.urlopen(f"{base}/get-artifact?path=finals.json&run_uuid="
+                                        f"{trial.info.run_id}", timeout=30).read()  # fmt: skip
+        assert json.loads(served)["final_steps_done"] > 0
+        printed = (tmp_path / "ui.log").read_text()
+        assert f"{EVAL}: {base}/#/experiments/{evaluation.experiment_id}/runs?" in printed
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        away.rename(runs)
+
+
+def test_study_ui_refuses_a_folder_without_a_store_and_a_taken_port(study, tmp_path, capsys):
+    import socket
+
+    from study.ui import main as ui
+
+    assert ui(["--runs-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --runs-dir {tmp_path}: no MLflow store")
+    runs, _ = study
+    before = snapshot(runs)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert ui(["--runs-dir", str(runs), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--port {port}: cannot listen there" in err, err
     assert snapshot(runs) == before
 
 
