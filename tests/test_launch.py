@@ -384,6 +384,54 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
     assert holder(tmp_path, "linear-trace_patterning") is None
 
 
+def _histories(runs_dir: Path, name: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Every trial run's MLflow metric histories, (step, value) in order, by run name."""
+    client = MlflowClient(f"sqlite:///{runs_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    out = {}
+    for r in client.search_runs([exp.experiment_id]):
+        if r.data.tags.get("ccn.role") != "launch":
+            out[r.info.run_name] = {
+                k: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, k)]
+                for k in r.data.metrics
+            }
+    return out
+
+
+def _chunk_ends(runs_dir: Path) -> list[list[int]]:
+    """Where each trial's chunks ended (its Tune reports' steps): set by the clock."""
+    return sorted([json.loads(line)["steps_done"] for line in f.read_text().splitlines()]
+                  for f in (runs_dir / "ray").rglob("result.json"))  # fmt: skip
+
+
+@IN_PROCESS
+def test_a_study_under_cpu_load_records_what_it_records_on_a_quiet_machine(ray_local, tmp_path):
+    """The same study run alone and beside a two-process CPU burner: its chunks end at other
+    steps (they follow the clock), yet every trial's MLflow metric histories (curve points,
+    per-seed curves, finals), and the values Optuna recorded, are identical."""
+    argv = ["--space", "columnar", "--trials", "2", "--seeds", "2", "--steps", "2000000",
+            "--concurrency", "1"]  # fmt: skip
+    assert main([*argv, "--runs-dir", str(tmp_path / "quiet")]) == 0
+    burn = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass"
+    burner = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]
+    try:
+        assert main([*argv, "--runs-dir", str(tmp_path / "loaded")]) == 0
+    finally:
+        for p in burner:
+            p.kill()
+            p.wait()
+    name = "columnar-trace_patterning"
+    quiet, loaded = _histories(tmp_path / "quiet", name), _histories(tmp_path / "loaded", name)
+    assert _chunk_ends(tmp_path / "quiet") != _chunk_ends(tmp_path / "loaded")
+    assert len(quiet) == 2 and quiet == loaded
+    for r in quiet.values():
+        assert [s for s, _ in r["windowed MSRE/curve_msre_windowed"]] == list(
+            range(10_000, 2_000_001, 10_000)
+        )
+    values = [[t.value for t in records(tmp_path / run, name)[3]] for run in ("quiet", "loaded")]
+    assert values[0] == values[1]
+
+
 @IN_PROCESS
 def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, tmp_path):
     argv = ["--space", "hybrid", "--task", "seq_mnist", "--smoke", "--concurrency", "1",
