@@ -382,6 +382,13 @@ def test_a_launch_that_fails_after_its_parent_run_marks_it_failed_and_frees_the_
     from study.orchestration.lock import holder
 
     assert holder(tmp_path, "linear-trace_patterning") is None
+    # No half-made folder: what the failure left (the log it names, the released lock, the
+    # stores as they were) is a runs folder the next launch uses as it is.
+    monkeypatch.undo()
+    assert main(argv) == 0  # a study that never started: launched anew, not resumed
+    _, parents, children, trials = records(tmp_path, "linear-trace_patterning")
+    assert sorted(p.info.status for p in parents) == ["FAILED", "FINISHED"]
+    assert len(children) == len(trials) == 2
 
 
 def _histories(runs_dir: Path, name: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
