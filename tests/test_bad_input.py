@@ -87,7 +87,11 @@ CASES = [
     ("launch", "--storage mongodb://127.0.0.1/x", ["--storage mongodb://", "allowed: sqlite"]),
     ("launch", "--resume", ["--resume: no study 'hybrid-trace_patterning' to resume"]),
     ("launch", "--task seq_mnist --data-dir /nonexistent", ["MNIST folder /nonexistent"]),
-    ("launch", "--data-dir /tmp", ["--data-dir applies to seq_mnist tasks only"]),
+    (
+        "launch",
+        "--data-dir /tmp",
+        ["--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks only"],
+    ),
     ("launch", "--runs-dir {d}/file", ["--runs-dir {d}/file: a file; allowed: a folder"]),
     ("launch", "--runs-dir {d}/file/sub", ["--runs-dir {d}/file/sub", "is a file"]),
     ("launch", "--runs-dir {d}/theirs", ["--runs-dir sqlite:///", "not an MLflow store"]),
@@ -165,7 +169,11 @@ CASES = [
     ("run", "--learner hybrid --truncation 3", ["--truncation", "tbptt learner only"]),
     ("run", "--learner columnar --layers 2", ["--layers 2", "lru learner only"]),
     ("run", "--learner lru --layers 0", ["--layers 0 must be between 1 and 8"]),
-    ("run", "--data-dir /tmp", ["--data-dir applies to seq_mnist tasks only"]),
+    (
+        "run",
+        "--data-dir /tmp",
+        ["--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks only"],
+    ),
     # -- study.report -----------------------------------------------------------------------
     ("report", "--runs-dir {d}/store", ["the following arguments are required: --experiment"]),
     ("report", "--experiment , --runs-dir {d}/store", ["--experiment ',' names no experiment"]),

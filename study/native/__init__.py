@@ -179,11 +179,14 @@ def unbind(like: Any, names: tuple[str, ...], values: list[Any]) -> Any:
     return type(like)(**dict(zip(names, values, strict=True)))
 
 
-def family_refusal(name: str, classification: bool) -> str | None:
-    """Why the kernel cannot run family ``name`` (on a classification task when
-    ``classification``), from names alone: a driver checks it without starting JAX."""
-    if classification:
+def family_refusal(name: str, task_family: str = "testbed") -> str | None:
+    """Why the kernel cannot run family ``name`` on a task of ``task_family`` (``testbed``,
+    ``atari`` or ``classification``: ``study.tasks.task_family``), from names alone: a
+    driver checks it without starting JAX."""
+    if task_family == "classification":
         return "the kernel predicts; it does not classify"
+    if task_family != "testbed":
+        return f"the kernel runs the animal-learning testbed, not the {task_family} tasks"
     if name not in KINDS:
         return f"the kernel has no {name} learner"
     return None
@@ -202,7 +205,8 @@ def unsupported(learner: Any, env: Any) -> str | None:
 
     if not isinstance(env, Animal):
         return f"the kernel runs the animal-learning testbed, not {type(env).__name__}"
-    why = family_refusal(learner.name, bool(learner.settings.get("n_classes")))
+    task = "classification" if learner.settings.get("n_classes") else "testbed"
+    why = family_refusal(learner.name, task)
     if why is not None:
         return why
     if jax.config.jax_enable_x64:

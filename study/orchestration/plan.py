@@ -23,7 +23,7 @@ from study.cli import probe, redact, writable_folder
 from study.engine.kinds import TaskKind, kind_of
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration import stores
-from study.tasks import DEFAULT_TASK, make_env
+from study.tasks import DEFAULT_TASK, make_env, task_family
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
@@ -89,7 +89,7 @@ class Plan:
         return len(self.configs) if self.configs else self.trials
 
 
-def check_environment(family: str, classification: bool) -> None:
+def check_environment(family: str, task: str) -> None:
     """The ``CCN_*`` variables a study's trials read, checked in the driver before anything
     starts (a trial would fail on them, once per trial and retry): ``CCN_ENGINE`` (and that
     the compiled loop can run ``family`` when it is ``native``) and ``CCN_SCAN_UNROLL``.
@@ -99,7 +99,7 @@ def check_environment(family: str, classification: bool) -> None:
 
     check()
     if native.engine_setting() == "native":
-        why = native.family_refusal(family, classification)
+        why = native.family_refusal(family, task_family(task))
         if why is not None:
             raise ValueError(native.native_refusal(why))
 
@@ -152,10 +152,21 @@ def make_plan(
         raise ValueError(f"--study-name {study_name!r}: allowed: letters, digits and "
                          f"._- (at most 100, not starting with a dot)")  # fmt: skip
     if data_dir and not kind_of(task).takes_data_dir:
-        raise ValueError(f"--data-dir applies to seq_mnist tasks only, not {task}")
+        raise ValueError(
+            f"--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks only, not {task}"
+        )
     if data_dir:
         data_dir = str(Path(data_dir).expanduser().resolve())
     env = make_env(task, data_dir=data_dir)
+    length = getattr(env, "length", None)  # a recorded stream's (Atari's) frames
+    if length is not None:
+        if steps is None and not smoke:
+            base["steps"] = length // base["block"] * base["block"]
+            base["window"] = min(kind_of(task).window, base["steps"])
+            base["chunk"] = min(kind_of(task).chunk, base["steps"])
+        if base["steps"] > length:
+            raise ValueError(f"--steps {base['steps']}: the {task} stream has {length:,} "
+                             f"frames; allowed: at most that")  # fmt: skip
     fixed = dict(assignment(a, "--set", "NAME=VALUE") for a in set)
     ranges = {}
     for text in range:
@@ -167,7 +178,7 @@ def make_plan(
         ranges[key] = (low, high)
     budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
     sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
-    check_environment(space, kind_of(task).takes_data_dir)
+    check_environment(space, task)
     flag = "--address" if address else "RAY_ADDRESS (environment)"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address == "auto":  # the cluster `ray start` left on this machine, if any

@@ -1,5 +1,6 @@
-"""Tasks by name: presets of the animal-learning testbed (prediction) and sequential MNIST
-(classification, ``study.tasks.seq_mnist``).
+"""Tasks by name: presets of the animal-learning testbed (prediction), the Atari prediction
+benchmark (prediction from recorded games, ``study.tasks.atari``: ``atari_GAME`` for every
+trace found) and sequential MNIST (classification, ``study.tasks.seq_mnist``).
 
 ``make_task(name, **overrides)`` returns ``(env, params)``; ``TASKS`` maps every preset name to
 a one-line description (``python -m study.run --list-tasks`` prints them).
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from study.tasks.animal import Animal, AnimalParams, isi_range
+from study.tasks.atari import PREFIX as ATARI_PREFIX
+from study.tasks.atari import atari_env, is_atari, make_atari
 from study.tasks.seq_mnist import TASKS as CLASSIFICATION_TASKS
 from study.tasks.seq_mnist import is_classification, make_seq_mnist
 
@@ -67,6 +70,9 @@ PRESETS["trace_conditioning"] = Preset(
 
 TASKS: dict[str, str] = {
     **{name: p.description for name, p in sorted(PRESETS.items())},
+    f"{ATARI_PREFIX}GAME": "Atari prediction benchmark: a recorded agent's game (atari_pong, "
+    "atari_ms_pacman, ...: one per trace in --traces-dir or $CCN_ATARI_TRACES), 275 inputs, "
+    "clipped rewards, gamma 0.98 (needs the [atari] extra)",
     **CLASSIFICATION_TASKS,
 }
 DEFAULT_TASK = "trace_patterning"
@@ -78,6 +84,8 @@ def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
     ``data_dir``, the folder of MNIST files."""
     if name in CLASSIFICATION_TASKS:
         return make_seq_mnist(name, overrides.get("data_dir"))
+    if is_atari(name):
+        return make_atari(name, overrides.get("data_dir"), overrides.get("gamma"))
     if name not in PRESETS:
         raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
     overrides.pop("data_dir", None)
@@ -90,12 +98,22 @@ def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
 def make_env(name: str, data_dir: str | None = None) -> Any:
     """The environment of task ``name`` alone (its static shape, e.g. ``obs_size``), without
     its parameters: a driver that only checks and sizes a study builds no JAX array, so it
-    starts no JAX backend (whose threads would make every later ``fork`` unsafe)."""
+    starts no JAX backend (whose threads would make every later ``fork`` unsafe). An Atari
+    task's stream is replayed and cached here, once, before any trial needs it."""
     if name in CLASSIFICATION_TASKS:
         return make_seq_mnist(name, data_dir)[0]
+    if is_atari(name):
+        return atari_env(name, data_dir)
     if name not in PRESETS:
         raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
     return Animal(**PRESETS[name].env)
+
+
+def task_family(name: str) -> str:
+    """``testbed``, ``atari`` or ``classification``: what runs a task's steps."""
+    if is_classification(name):
+        return "classification"
+    return "atari" if is_atari(name) else "testbed"
 
 
 __all__ = [
@@ -103,7 +121,9 @@ __all__ = [
     "AnimalParams",
     "DEFAULT_TASK",
     "TASKS",
+    "is_atari",
     "is_classification",
     "make_env",
     "make_task",
+    "task_family",
 ]
