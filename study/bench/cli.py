@@ -61,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
                    "loop's own at the same shapes and streams, --study-concurrency copies at "
                    "once (each one XLA thread, as trials run)")  # fmt: skip
     p.add_argument("--runs-dir", default="runs", help="--kernel-ratio: the study's runs folder")
+    p.add_argument("--atari", default=None, metavar="TASK",
+                   help="an atari_GAME task: each preset learner's step there, on the "
+                   "testbed widened to the same 275 inputs, and on the testbed (us per "
+                   "stream-step)")  # fmt: skip
+    p.add_argument(
+        "--traces-dir",
+        default=None,
+        help="--atari: folder of the recorded traces (default $CCN_ATARI_TRACES)",
+    )
     args = p.parse_args(argv)
     try:
         writable_file(args.out, "--out")
@@ -81,6 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             return fail(str(e))
         return study_overhead(args, machine())
+    if args.atari is not None:
+        from study.bench.atari import atari_table
+        from study.tasks import is_atari, make_env
+
+        try:
+            if not is_atari(args.atari):
+                raise ValueError(f"--atari {args.atari!r}: allowed: an atari_GAME task "
+                                 "(atari_pong, ...)")  # fmt: skip
+            make_env(args.atari, args.traces_dir)  # the trace found and its stream cached
+        except ValueError as e:
+            return fail(str(e))
+        return atari_table(args)
     if args.kernel_ratio is not None:
         from study.bench.ratio import kernel_ratio
 

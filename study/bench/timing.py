@@ -139,19 +139,22 @@ def _time_learner(learner, streams: int, steps: int, repeats: int, obs: jax.Arra
     return statistics.median(times)
 
 
-def time_loop(learner, streams: int, steps: int, repeats: int, device=None) -> tuple[float, str]:
+def time_loop(learner, streams: int, steps: int, repeats: int, device=None, env=None, tp=None,
+              engine: str | None = None) -> tuple[float, str]:  # fmt: skip
     """Median seconds for ``steps`` steps of ``streams`` streams of the full run loop (task,
-    learner and streaming MSRE on trace_patterning, ``study.engine.loop``: what a trial runs),
-    compile excluded, and the engine that ran it (``study.native``: the compiled CPU loop,
-    or JAX)."""
+    learner and streaming MSRE on trace_patterning, or on ``env`` with parameters ``tp``:
+    ``study.engine.loop``, what a trial runs), compile excluded, and the engine that ran it
+    (``study.native``: the compiled CPU loop, or JAX; ``engine`` forces one)."""
     from study import native
     from study.engine.kinds import PREDICTION
     from study.engine.loop import seed_keys
     from study.engine.pack import stream_hparams
 
     device = device or jax.devices()[0]
-    env, tp = make_task("trace_patterning")
-    engine = native.engine(learner, env) if device.platform == "cpu" else "jax"
+    if env is None:
+        env, tp = make_task("trace_patterning")
+    if engine is None:
+        engine = native.engine(learner, env) if device.platform == "cpu" else "jax"
     # the program a trial runs (one row of hyperparameters per stream), one block per call
     hp = stream_hparams([_bench_hparams(learner, steps)], streams)
     program = PREDICTION.program_of(learner, env, tp, steps, engine=engine)
