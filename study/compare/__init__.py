@@ -33,7 +33,13 @@ from typing import Any
 
 from search_spaces import SPACES
 from study.cli import Parser, count, fail, interruptible, real
-from study.compare.preset import PRESETS, beyond, preset_plan, run_preset  # noqa: F401 - re-exported
+from study.compare.preset import (  # noqa: F401 - re-exported
+    MULTI,
+    PRESETS,
+    beyond,
+    preset_plan,
+    run_preset,
+)
 from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-exported
     eval_seeds,
     picks,
@@ -112,8 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         default=None,
-        help=f"run a published protocol as a grid instead: {', '.join(PRESETS)}",
+        help=f"run a published protocol as a grid instead: {', '.join([*PRESETS, *MULTI])}",
     )
+    p.add_argument("--games", default=None,
+                   help="--preset atari-prediction: games, comma-separated (Pong,MsPacman or "
+                   "atari_pong,...; default every trace in --traces-dir)")  # fmt: skip
     p.add_argument(
         "--scale",
         type=float,
@@ -228,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(e))
     if args.preset is not None or args.scale != 1.0:
         return run_preset(args)
+    if args.games is not None:
+        return fail("--games applies to --preset atari-prediction only")
     if args.extend_grid:
         return fail("--extend-grid applies to --preset (a search has no grid to extend)")
     if args.update_rule is not None:

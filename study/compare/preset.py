@@ -65,17 +65,23 @@ def _jmlr_trace_patterning() -> Preset:
 
 
 PRESETS = {"jmlr-trace-patterning": _jmlr_trace_patterning()}
+# Protocols over several tasks, each a Preset per task (study.compare.atari).
+MULTI = ("atari-prediction",)
 
 
-def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]], dict[str, Any]]:
+def preset_plan(
+    args: argparse.Namespace, preset: Preset | None = None, name: str | None = None
+) -> tuple[Preset, list[dict[str, Any]], dict[str, Any]]:
     """The preset's configurations at ``--scale`` and the launch
-    (``study.orchestration.plan.make_plan``'s keywords) that runs them on the tuning seeds; raises a
-    one-line ValueError for a bad preset, scale or option."""
+    (``study.orchestration.plan.make_plan``'s keywords) that runs them on the tuning seeds,
+    as experiment ``name`` (default ``--name``, else the preset's); raises a one-line
+    ValueError for a bad preset, scale or option."""
     if args.preset is None:
         raise ValueError("--scale applies to --preset only")
-    if args.preset not in PRESETS:
-        raise ValueError(f"unknown --preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
-    preset = PRESETS[args.preset]
+    if preset is None and args.preset not in PRESETS:
+        raise ValueError(f"unknown --preset {args.preset!r}; allowed: "
+                         f"{', '.join([*PRESETS, *MULTI])}")  # fmt: skip
+    preset = preset or PRESETS[args.preset]
     if not (math.isfinite(args.scale) and 1.0 <= args.scale <= preset.steps / 20_000):
         raise ValueError(f"--scale {args.scale:g} is not allowed: need a number from 1 to "
                          f"{preset.steps / 20_000:g} (at least 20,000 steps a run)")  # fmt: skip
@@ -107,7 +113,7 @@ def preset_plan(args: argparse.Namespace) -> tuple[Preset, list[dict[str, Any]],
             c["update_rule"] = rule
         configs.append(c)
     seeds = args.seeds if args.seeds is not None else preset.seeds
-    name = args.name or args.preset
+    name = name or args.name or args.preset
     return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
 
 
@@ -121,16 +127,29 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         pack=args.pack if size is None else str(min(size, trials)), address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, expose_ray=args.expose_ray,
-        reuse_actors=args.reuse_actors,
+        reuse_actors=args.reuse_actors, data_dir=args.data_dir,
     )  # fmt: skip
 
 
 def run_preset(args: argparse.Namespace) -> int:
     """``--preset``: the grid on the tuning seeds (experiment NAME), each family's pick on
     fresh seeds (experiment NAME-fresh), then the report and the orderings judged on the
-    fresh seeds."""
+    fresh seeds; a protocol over several tasks (``MULTI``) does so per task."""
+    if args.preset == "atari-prediction":
+        from study.compare.atari import run_atari
+
+        return run_atari(args)
+    if args.games is not None:
+        return fail("--games applies to --preset atari-prediction only")
+    return run_protocol(args)
+
+
+def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
+                 name: str | None = None) -> int:  # fmt: skip
+    """One preset (``preset``, default ``--preset``'s) as experiment ``name``: its grid, its
+    picks on fresh seeds, its report."""
     try:
-        preset, configs, kw = preset_plan(args)
+        preset, configs, kw = preset_plan(args, preset, name)
         if parse_pack(args.pack) is not None and parse_pack(args.pack) > len(configs):
             raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
                              f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
@@ -155,8 +174,9 @@ def run_preset(args: argparse.Namespace) -> int:
     print(
         f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "
         f"{plan.seeds} tuning seeds x {plan.steps:,} steps, then each family's pick on "
-        f"{n_fresh} fresh seeds ({preset.claims}, in the paper)"
-    )
+        f"{n_fresh} fresh seeds" + (f" ({preset.claims}, in the paper)" if preset.orderings
+                                    else "")
+    )  # fmt: skip
     command = "python -m study.compare " + shlex.join(sys.argv[1:])
     print(f"\n== [1/2] grid on the tuning seeds: {name} ({states[name]})")
     if states[name] == "done":

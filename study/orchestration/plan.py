@@ -162,6 +162,7 @@ def make_plan(
     if length is not None:
         if steps is None and not smoke:
             base["steps"] = length // base["block"] * base["block"]
+        if not smoke:  # the kind's window and chunk: a recorded stream is short
             base["window"] = min(kind_of(task).window, base["steps"])
             base["chunk"] = min(kind_of(task).chunk, base["steps"])
         if base["steps"] > length:
