@@ -241,3 +241,64 @@ def test_the_compiled_loop_is_refused_for_atari_in_one_line(traces, cache, tmp_p
         .splitlines()[-1]
         .startswith("error: CCN_ENGINE=native: the kernel runs the animal-learning")
     )
+
+
+@pytest.mark.xdist_group("ray")
+def test_the_atari_preset_runs_a_game_and_aggregates_across_games(
+    ray_local, traces, cache, tmp_path, capsys
+):
+    """``--preset atari-prediction`` on a short Pong (20,000 frames), columnar only: the grid
+    on the tuning seeds and the pick on fresh seeds as experiments of their own, the game's
+    report, and the aggregate's tables and figure."""
+    from mlflow.tracking import MlflowClient
+
+    from study.compare import main as compare
+
+    folder = short_pong(tmp_path / "traces", 20_000)
+    runs = tmp_path / "runs"
+    assert compare(["--preset", "atari-prediction", "--games", "Pong", "--traces-dir",
+                    str(folder), "--spaces", "columnar", "--seeds", "2", "--eval-seeds", "2",
+                    "--runs-dir", str(runs), "--concurrency", "1"]) == 0  # fmt: skip
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    grid = client.get_experiment_by_name("atari-prediction-pong")
+    fresh = client.get_experiment_by_name("atari-prediction-pong-fresh")
+    tuned = [r for r in client.search_runs([grid.experiment_id])
+             if r.data.tags.get("ccn.role") == "tuning"]  # fmt: skip
+    assert sorted(float(r.data.params["alpha"]) for r in tuned) == [3e-4, 1e-3, 3e-3]
+    (pick,) = [r for r in client.search_runs([fresh.experiment_id])
+               if r.data.tags.get("ccn.role") == "eval"]  # fmt: skip
+    assert pick.data.params["task"] == "atari_pong" and pick.data.params["n_features"] == "5"
+    out = runs / "reports" / "atari-prediction"
+    summary = (out / "summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| pong |"))
+    value = float(row.split("|")[2].split()[0])
+    assert value == pytest.approx(pick.data.metrics["final_nmsre_windowed"], rel=1e-3)
+    aggregate = (out / "aggregate.csv").read_text().splitlines()
+    assert aggregate[0].startswith("learner,games,iqm") and aggregate[1].startswith("columnar,1,")
+    assert (out / "games.png").stat().st_size > 10_000
+    assert (runs / "reports" / "atari-prediction-pong" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--preset", "atari-prediction", "--games", "Pongg"],
+         "--games Pongg: no trace for 'Pongg' in {folder}; found: atari_pong"),
+        (["--preset", "atari-prediction", "--games", ","], "--games ',' names no game"),
+        (["--preset", "atari-prediction", "--extend-grid"],
+         "--extend-grid applies to --preset jmlr-trace-patterning"),
+        (["--preset", "jmlr-trace-patterning", "--games", "Pong"],
+         "--games applies to --preset atari-prediction only"),
+        (["--games", "Pong"], "--games applies to --preset atari-prediction only"),
+    ],
+)  # fmt: skip
+def test_the_atari_preset_refuses_bad_games_in_one_line(argv, needle, traces, cache, tmp_path,
+                                                         capsys):  # fmt: skip
+    from study.compare import main as compare
+
+    folder = short_pong(tmp_path / "traces", 2_000)
+    runs = tmp_path / "runs"
+    assert compare([*argv, "--traces-dir", str(folder), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: " + needle.format(folder=folder)]
+    assert not runs.exists()
