@@ -9,6 +9,8 @@ from pathlib import Path
 # its workers at normal priority, as study.orchestration.local_ray does for a launch: at Ray's
 # default niceness (15) the trials starve when the machine is busy with other work.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# A developer's own MLflow server stays out of the tests: a launch honours the variable.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 # Before JAX starts (here and in the processes the tests start, which inherit it): one
 # compilation cache for the whole run, so that a program compiled by one test or trial is

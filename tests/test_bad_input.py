@@ -495,6 +495,12 @@ ENVIRONMENT = [
     ("defaults", "", {"CCN_SCAN_UNROLL": "1001"}, "CCN_SCAN_UNROLL=1001"),
     ("bench", "", {"CCN_ENGINE": "gpu"}, "CCN_ENGINE='gpu'"),
     ("bench", "", {"CCN_SCAN_UNROLL": "x"}, "CCN_SCAN_UNROLL=x"),
+    # MLflow's own variable is honoured, and checked as any store, named as the variable
+    ("launch", "", {"MLFLOW_TRACKING_URI": "sqlite:///{d}/theirs.db"},
+     "MLFLOW_TRACKING_URI (environment) sqlite:///{d}/theirs.db: a database that is not an "
+     "MLflow store (tables: customers)"),
+    ("report", "--experiment x", {"MLFLOW_TRACKING_URI": "sqlite:///{d}/theirs.db"},
+     "MLFLOW_TRACKING_URI sqlite:///{d}/theirs.db: a database that is not an MLflow store"),
 ]  # fmt: skip
 
 
@@ -503,11 +509,11 @@ ENVIRONMENT = [
 def test_a_bad_variable_is_refused_by_its_name_before_anything_is_written(
     command, text, env, needle, stores, tmp_path, capsys, monkeypatch
 ):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    for key, value in env.items():  # {d}: the copy of the stores refuse() makes
+        monkeypatch.setenv(key, value.replace("{d}", str(tmp_path / "d")))
     code, output, _, d, before = refuse(command, text, stores, tmp_path, capsys)
     assert code == 2 and len(output.splitlines()) == 1 and "Traceback" not in output, output
-    assert output.startswith("error: ") and needle in output, output
+    assert output.startswith("error: ") and needle.replace("{d}", str(d)) in output, output
     assert snapshot(d) == before
 
 
@@ -554,3 +560,19 @@ def test_ctrl_c_before_a_study_can_pause_is_one_line_and_exit_code_130(capsys):
     assert starting([]) == 130
     assert capsys.readouterr().err == "interrupted (Ctrl+C)\n"
     assert all(getattr(main, "__wrapped__", None) is not None for main in COMMANDS.values())
+
+
+def test_mlflow_tracking_uri_is_honoured_unless_tracking_uri_is_given(tmp_path, monkeypatch):
+    """As MLflow users expect: a launch (and compare, report) records where the variable
+    points; ``--tracking-uri`` still wins; unset, the runs folder's SQLite store."""
+    from study.orchestration.plan import make_plan
+
+    theirs = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", theirs)
+    assert make_plan("linear", runs_dir=tmp_path / "runs", smoke=True).tracking_uri == theirs
+    given = f"sqlite:///{tmp_path / 'given.db'}"
+    plan = make_plan("linear", runs_dir=tmp_path / "runs", smoke=True, tracking_uri=given)
+    assert plan.tracking_uri == given
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    plan = make_plan("linear", runs_dir=tmp_path / "runs", smoke=True)
+    assert plan.tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"

@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                    "sizes are searched")  # fmt: skip
     p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default SQLite)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite under "
+                   "--runs-dir)")  # fmt: skip
     p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
     p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
     p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)

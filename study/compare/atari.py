@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ def run_atari(args: argparse.Namespace) -> int:
     except ValueError as e:
         return fail(str(e))
     base = args.name or args.preset
-    uri = args.tracking_uri or f"sqlite:///{Path(args.runs_dir).expanduser().resolve()}/mlflow.db"
+    uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or f"sqlite:///{Path(args.runs_dir).expanduser().resolve()}/mlflow.db")  # fmt: skip
     print(f"preset atari-prediction: {len(tasks)} games ({', '.join(tasks)})")
     done = []
     for i, task in enumerate(tasks, 1):

@@ -202,9 +202,14 @@ def make_plan(
     name = study_name or f"{space}-{task}"
     storage_path = storage_path or str(runs / "ray")
     storage_path = storage_folder(storage_path)
+    # --tracking-uri, else MLflow's own variable (as MLflow users expect), else the runs folder
+    from_env = not tracking_uri and bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
     uri = tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
     optuna_url = storage or f"sqlite:///{runs / 'optuna.db'}"
-    stores.check(uri, "--tracking-uri" if tracking_uri else "--runs-dir", "mlflow")
+    flag = ("MLFLOW_TRACKING_URI (environment)" if from_env
+            else "--tracking-uri" if tracking_uri else "--runs-dir")  # fmt: skip
+    stores.check(uri, flag, "mlflow")
     stores.check(optuna_url, "--storage" if storage else "--runs-dir", "optuna")
     size = pack_size(pack, base["trials"], base["seeds"], concurrency, cpus_per_trial,
                      gpus_per_trial)  # fmt: skip

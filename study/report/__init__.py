@@ -155,12 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", required=True,
                    help="MLflow experiment (study) name; several separated by commas")  # fmt: skip
     p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
-    p.add_argument("--tracking-uri", default=None, help="default SQLite under --runs-dir")
+    p.add_argument("--tracking-uri", default=None,
+                   help="default $MLFLOW_TRACKING_URI, else SQLite under --runs-dir")  # fmt: skip
     p.add_argument("--out", default=None, help="default RUNS_DIR/reports/EXPERIMENT")
     p.add_argument("--bootstrap-resamples", type=int, default=N_RESAMPLES,
                    help=f"resamples of every bootstrap interval ({N_RESAMPLES:,}; 1,000 to "
                    "1,000,000)")  # fmt: skip
     args = p.parse_args(argv)
+    flag = "--tracking-uri"
+    if args.tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI"):
+        args.tracking_uri, flag = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
     # A server that accepts connections but does not answer: a few retries, not minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             stores.check(f"sqlite:///{runs / 'mlflow.db'}", "--runs-dir", "mlflow", True)
         else:
-            stores.check(args.tracking_uri, "--tracking-uri", "mlflow", must_exist=True)
+            stores.check(args.tracking_uri, flag, "mlflow", must_exist=True)
         uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
         out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
         out = writable_folder(str(out), "--out" if args.out else "--runs-dir")
