@@ -193,3 +193,35 @@ def probe(address: str, flag: str, what: str, default_port: int, timeout: float 
         raise ValueError(
             f"{flag} {redact(address)}: cannot reach {what} ({e.strerror or e or 'timed out'})"
         ) from None
+
+
+def provenance(command: str) -> str:
+    """The footer of a table of measured figures: the command that made it, the machine (CPU
+    model and cores), jax's version, the commit and the date (UTC)."""
+    import datetime
+    import importlib.metadata
+    import subprocess
+    from pathlib import Path
+
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)  # fmt: skip
+    except OSError:
+        pass
+    try:
+        jax = importlib.metadata.version("jax")
+    except importlib.metadata.PackageNotFoundError:
+        jax = "not installed"
+    root = Path(__file__).resolve().parents[1]
+    git = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)  # fmt: skip
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = (git.stdout.strip() + (" with uncommitted changes" if dirty else "")
+              if git.returncode == 0 else "not a git checkout")  # fmt: skip
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    return (
+        f"Made by `{command}` on {cpu} ({os.cpu_count()} cores), jax {jax}, commit {commit}, {day}."
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from pathlib import Path
 from typing import Any
 
 from learners import (
@@ -23,7 +24,7 @@ from learners import (
     family,
     family_defaults,
 )
-from study.cli import Parser, count, fail, interruptible, writable_file
+from study.cli import Parser, count, fail, interruptible, provenance, writable_file
 from study.engine.kinds import PREDICTION, kind_of
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
@@ -95,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--learners", default=",".join(LEARNERS),
                    help="comma-separated families (default: all)")  # fmt: skip
     p.add_argument("--out", default="defaults.csv", help="CSV written row by row")
+    p.add_argument("--markdown", default=None,
+                   help="also write the table, with its provenance footer, to this "
+                   "file")  # fmt: skip
     p.add_argument("--threads", type=count(0, 4096), default=1, help="XLA CPU threads (default 1)")
     return p
 
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         make_task(args.task)
         check_environment()
         out = writable_file(args.out, "--out")
+        if args.markdown:
+            writable_file(args.markdown, "--markdown")
     except ValueError as e:
         return fail(str(e))
     limit_xla_threads(args.threads)
@@ -125,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             writer.writerows(rows)
     print(f"{args.task}, {args.steps:,} steps, seeds 0-{args.seeds - 1}; normalised MSRE = "
           "windowed MSRE / the best constant predictor's (1: nothing learned)")  # fmt: skip
-    print(markdown(rows))
+    table = (
+        markdown(rows)
+        + "\n\n"
+        + provenance(
+            "python -m study.defaults " + " ".join(argv if argv is not None else sys.argv[1:])
+        ).replace("defaults `", "defaults`")
+    )
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
     return 0
 
 

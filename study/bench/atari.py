@@ -19,9 +19,12 @@ inputs shows it there.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from typing import Any
 
 from study.bench.timing import machine, write_csv
+from study.cli import provenance
 
 # (learner, size on the Atari task, size on the testbed) for the rows, as the presets run them
 ROWS: tuple[tuple[str, dict[str, int], dict[str, int]], ...] = (
@@ -79,5 +82,14 @@ def atari_table(args: argparse.Namespace) -> int:
         write_csv(args.out, header, rows)
         print(f"{name:13s} {label:>18s} {flops:>8,} {row[3]:>9.3f} {row[4]:>9.3f} {row[5]:>6.2f} "
               f"{small_flops:>13,} {row[8]:>10.3f} {engine:>6s}", flush=True)  # fmt: skip
+    md = [
+        "| learner | size | ledger flops | Atari | testbed, 275 inputs | ratio | testbed size | "
+        "ledger flops | testbed | engine |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+    md += [f"| {r[0]} | {r[1]} | {r[2]:,} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f} | {r[6]} | "
+           f"{r[7]:,} | {r[8]:.2f} | {r[9]} |" for r in rows]  # fmt: skip
+    command = "python -m study.bench " + shlex.join(sys.argv[1:])
+    print("\n" + "\n".join(md) + "\n\n" + provenance(command))
     print(f"wrote {args.out}")
     return 0

@@ -20,12 +20,14 @@ import argparse
 import csv
 import math
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from study.cli import fail
+from study.cli import fail, provenance
 from study.compare.preset import Preset, run_protocol
 from study.compare.stages import stage_state
 
@@ -99,12 +101,13 @@ def run_atari(args: argparse.Namespace) -> int:
         if rc:
             return rc
         done.append((task, name))
+    command = "python -m study.compare " + shlex.join(sys.argv[1:])
     return aggregate(uri, base, done, Path(args.runs_dir).expanduser().resolve(),
-                     args.bootstrap_resamples)  # fmt: skip
+                     args.bootstrap_resamples, command)  # fmt: skip
 
 
 def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path,
-              n_resamples: int) -> int:  # fmt: skip
+              n_resamples: int, command: str = "python -m study.compare") -> int:  # fmt: skip
     """Per family: each game's fresh-seed mean normalised MSRE, and across games the IQM
     and the mean with 95% percentile-bootstrap intervals over games."""
     from study.report import make_report
@@ -149,7 +152,7 @@ def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path,
         w = csv.DictWriter(f, fieldnames=list(agg[0]))
         w.writeheader()
         w.writerows(agg)
-    text = _markdown(tasks, families, table, agg, n_resamples)
+    text = _markdown(tasks, families, table, agg, n_resamples) + "\n" + provenance(command) + "\n"
     (out / "summary.md").write_text(text)
     _figure(tasks, families, table, agg, out / "games.png")
     print("\n" + text)
