@@ -27,8 +27,8 @@ from study.tasks import DEFAULT_TASK, make_env, task_family
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 SMOKE = dict(trials=2, seeds=2, steps=20_000, chunk=10_000, block=1_000, window=10_000)
-# The main job: 6 trials x 5 seeds x 2M steps, 5-8 minutes on 2 cores (README, "What the main
-# job shows"); its first trial is the family's defaults.
+# The main job: 6 trials x 5 seeds x 2M steps, under two minutes on 2 cores (README, "What the
+# main job shows"); its first trial is the family's defaults.
 DEFAULT = dict(trials=6, seeds=5, steps=2_000_000, chunk=100_000, block=10_000, window=100_000)
 
 
