@@ -292,15 +292,7 @@ def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, 
                               start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, \
-                    (tmp_path / "ui.log").read_text()  # fmt: skip
-                time.sleep(0.5)
+        wait_healthy(base, server, tmp_path / "ui.log")
         client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
         evaluation = client.get_experiment_by_name(EVAL)
         trial = next(r for r in client.search_runs([evaluation.experiment_id])
@@ -339,6 +331,20 @@ def test_study_ui_refuses_a_folder_without_a_store_and_a_taken_port(study, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--port {port}: cannot listen there" in err, err
     assert snapshot(runs) == before
+
+
+def wait_healthy(base: str, server: subprocess.Popen, log: Path, limit_s: float = 120) -> None:
+    """Wait until the MLflow server at ``base`` answers ``/health`` (its log on failure)."""
+    import urllib.request
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=2).close()
+            return
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -414,8 +420,6 @@ def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp
     line at 1, wide enough for a slide. The experiment's description starts with the
     result. Screenshots go to test-artifacts/."""
     import struct
-    import time
-    import urllib.request
 
     from browser import Browser, chromium, free_port
 
@@ -455,14 +459,7 @@ def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp
     base = f"http://127.0.0.1:{port}"
     column = "metrics.`final_nmsre_windowed`"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "mlflow-server.log").read_text()
-                time.sleep(0.5)
+        wait_healthy(base, server, tmp_path / "mlflow-server.log")
         with Browser(tmp_path / "profile", height=1000) as b:
             url = runs_page(base, exp.experiment_id)  # the launch's link
             page = b.open(url, until=["Model training", "Result: best trial", *names])
