@@ -237,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"90, not starting with a dot)")  # fmt: skip
     except ValueError as e:
         return fail(str(e))
+    if args.preset == "atari-prediction":
+        from study.compare.atari import run_atari
+
+        return run_atari(args)
     if args.preset is not None or args.scale != 1.0:
         return run_preset(args)
     if args.games is not None:

@@ -134,11 +134,8 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
 def run_preset(args: argparse.Namespace) -> int:
     """``--preset``: the grid on the tuning seeds (experiment NAME), each family's pick on
     fresh seeds (experiment NAME-fresh), then the report and the orderings judged on the
-    fresh seeds; a protocol over several tasks (``MULTI``) does so per task."""
-    if args.preset == "atari-prediction":
-        from study.compare.atari import run_atari
-
-        return run_atari(args)
+    fresh seeds (a protocol over several tasks, ``MULTI``, runs this per task:
+    ``study.compare.atari``)."""
     if args.games is not None:
         return fail("--games applies to --preset atari-prediction only")
     return run_protocol(args)

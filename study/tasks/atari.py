@@ -1,34 +1,15 @@
 """The Atari prediction benchmark (Javed, Shah, Sutton and White, JMLR 2023): predict the
-discounted sum of a game's clipped rewards from its screen, while a trained agent plays.
+discounted sum of a game's clipped rewards from its screen while a trained agent plays.
 
-A *trace* is a recorded agent's actions, one character per emulator frame: ``R`` resets the
-game, any other character ``c`` plays action ``ord(c) - 97`` of the game's minimal action set.
-The published traces (``policies/<Game>NoFrameskip-v4.txt`` in the first author's
-``swiftd-atari-prediction-benchmark`` repository) are 250,000 frames each. ``--traces-dir``
-(or ``$CCN_ATARI_TRACES``) names a folder of them, plain or gzipped; the game of a file is its
-name before ``NoFrameskip`` (``MsPacman``), its task ``atari_ms_pacman``.
-
-**The stream.** The trace is replayed once in the Arcade Learning Environment (``ale-py``, an
-optional extra) as the reference does: ``random_seed`` 1731038949, ``repeat_action_probability``
-0, ``frame_skip`` 1. Step 0 is the screen after the first reset (a trace starts with ``R``);
-step t > 0 applies character t. At each step the learner sees 275 inputs:
-
-- index 0: the reward of that frame clipped to [-1, 1] (0 on a reset), the cumulant;
-- 1..256: the grayscale screen (ALE's luminance, 210 x 160) shrunk to 16 x 16 by exact area
-  averaging: output row i averages input rows [13.125 i, 13.125 (i + 1)), the rows at the
-  edges weighted by the fraction of them inside; columns are 10 whole input columns each;
-  the mean is rounded to the nearest integer (0..255) and divided by 256;
-- 257..274: a one-hot of the action index played that frame (an index into the minimal
-  action set, as the reference feeds it; on a reset the previous frame's).
-
-The target is the return of the rewards that follow, ``G_t = r_{t+1} + gamma r_{t+2} + ...``
-with gamma 0.98 over the whole recorded stream (resets do not cut it, as in the reference).
-
-**The cache.** Replaying takes seconds to a minute per game. The shrunk screens, actions and
-rewards are written once to ``$CCN_ATARI_CACHE`` (default ``~/.cache/ccn-study/atari``) in a
-file named by the game, the trace's SHA-256, ``ale-py``'s version and the preprocessing's
-version, with a digest of its arrays; a file that does not read back, whose key or digest
-differs, is rebuilt, never trusted.
+A recorded trace (``R`` resets, ``c`` plays action ``ord(c) - 97`` of the minimal set; the
+files ``<Game>NoFrameskip-v4.txt[.gz]`` of ``--traces-dir`` or ``$CCN_ATARI_TRACES``, task
+``atari_<game in snake case>``) is replayed once in ale-py with the reference's settings
+(seed 1731038949, no sticky actions, frame skip 1) and cached under ``$CCN_ATARI_CACHE``, keyed
+by the trace's hash, the emulator's version and the preprocessing's; a cache that does not read
+back or match is rebuilt. Each step shows 275 inputs: the clipped reward (the cumulant), the
+grayscale screen area-averaged from 210 x 160 to 16 x 16 (rounded, / 256) and a one-hot of
+the action played; the target is the return with gamma 0.98 over the whole stream.
+``docs/atari.md`` defines every detail.
 """
 
 from __future__ import annotations
