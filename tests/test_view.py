@@ -121,3 +121,34 @@ def test_the_learning_curve_figure_is_slide_sized(tmp_path):
     assert width >= 1200 and height >= 600
     assert [step_label(x) for x in (0, 50_000, 500_000, 2_000_000)] == ["0", "50k", "0.5M", "2M"]
     assert step_label(150_000) == "0.15M"
+
+
+def test_the_studys_sentence_rounds_as_the_trials_own_from_every_digit(tmp_path):
+    """The experiment's description states the best trial's interval from ``finals.json``,
+    not from the metric rounded to 4 digits: rounding twice once gave 0.428 on the study's
+    page where the trial's own sentence (and the console) said 0.429."""
+    import json
+
+    from study.orchestration.view import outcome
+
+    d = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    seeds = 0.545 + d * 0.42853 / PREDICTION.learned(0.545 + d)[1]  # a half-width of 0.42853
+    mean, half, _ = PREDICTION.learned(seeds)
+    (tmp_path / "finals.json").write_text(json.dumps(
+        {f"final_nmsre_windowed_seed{i}": float(v) for i, v in enumerate(seeds)}))  # fmt: skip
+    shown = headline(PREDICTION, {f"nmsre_windowed_seed{i}": v for i, v in enumerate(seeds)})
+    # the case this guards: 4 digits (0.4285), then 3, is not 3 at once (0.429)
+    assert f"{shown['nmsre_windowed_ci95']:.3f}" == "0.428" and f"{half:.3f}" == "0.429"
+
+    class Client:
+        def download_artifacts(self, run_id, path, dst):
+            return str(tmp_path / path)
+
+    run = SimpleNamespace(
+        info=SimpleNamespace(run_id="r", run_name="20:4 a=1e-3 l=.99"),
+        data=SimpleNamespace(metrics={f"final_{k}": v for k, v in shown.items()},
+                             tags={"ccn.finals": "finals.json", "seeds": "0,1,2,3,4",
+                                   "learned": "yes"}),
+    )  # fmt: skip
+    assert f"normalised MSRE {mean:.3f} ± 0.429 (95%" in outcome(PREDICTION, [run], Client())[1]
+    assert "± 0.428" in outcome(PREDICTION, [run])[1]  # without the file: the metrics' digits

@@ -14,6 +14,8 @@ verdict and key parameters, best first, and :func:`runs_page` links to it.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 import warnings
 from typing import Any
@@ -21,6 +23,10 @@ from typing import Any
 import numpy as np
 
 from study.cli import redact
+
+# Reading a run's finals.json (here and in tracking) is a file copy, not a download worth a
+# progress bar on the console.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 VIEW_KEY = "results"
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
@@ -175,15 +181,27 @@ def browse_hint(uri: str, experiment_id: str) -> str:
 # -- descriptions that state the outcome ---------------------------------------------------
 
 
-def outcome(kind: Any, runs: list[Any]) -> tuple[Any, str]:
+def outcome(kind: Any, runs: list[Any], client: Any = None) -> tuple[Any, str]:
     """The best of a study's trial runs ``runs`` by the verdict's measure and a sentence
-    saying it: its value with its 95% interval, learned or not, and how many learned."""
+    saying it: its value with its 95% interval, learned or not, and how many learned. With
+    ``client``, the value and interval come from the best run's ``finals.json`` with every
+    digit, so the sentence rounds as the trial's own does (the metrics keep 4 digits)."""
     key = f"final_{kind.verdict_key}"
     scored = [r for r in runs if np.isfinite(r.data.metrics.get(key, np.nan))]
     if not scored:
         return None, f"no trial has a {kind.verdict_text} yet."
     best = (max if kind.higher_better else min)(scored, key=lambda r: r.data.metrics[key])
-    m = best.data.metrics
+    m = dict(best.data.metrics)
+    if client is not None and "ccn.finals" in best.data.tags:
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                with open(client.download_artifacts(best.info.run_id, "finals.json", d)) as f:
+                    exact = json.load(f)
+            seeds_of = [v for k, v in exact.items() if k.startswith(f"{key}_seed")]
+            mean, half, _ = kind.learned(np.asarray(seeds_of, np.float64))
+            m[key], m[key + "_ci95"] = exact.get(key, mean), half
+        except (OSError, ValueError):  # unreadable: the rounded metrics say it
+            pass
     seeds = len([s for s in best.data.tags.get("seeds", "").split(",") if s])
     learned = best.data.tags.get(LEARNED_TAG) == "yes"
     n_learned = sum(r.data.tags.get(LEARNED_TAG) == "yes" for r in runs)
@@ -203,7 +221,7 @@ def summarise(client: Any, tracking: Any, kind: Any, description: str) -> str:
 
     runs = client.search_runs([tracking.experiment_id], f"tags.`{ROLE_TAG}` != 'launch'",
                               max_results=50_000)  # fmt: skip
-    best, said = outcome(kind, runs)
+    best, said = outcome(kind, runs, client)
     recolour(client, runs)
     note = "mlflow.note.content"
     exp = client.get_experiment(tracking.experiment_id)
