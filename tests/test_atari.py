@@ -285,8 +285,6 @@ def test_the_atari_preset_runs_a_game_and_aggregates_across_games(
         (["--preset", "atari-prediction", "--games", "Pongg"],
          "--games Pongg: no trace for 'Pongg' in {folder}; found: atari_pong"),
         (["--preset", "atari-prediction", "--games", ","], "--games ',' names no game"),
-        (["--preset", "atari-prediction", "--extend-grid"],
-         "--extend-grid applies to --preset jmlr-trace-patterning"),
         (["--preset", "jmlr-trace-patterning", "--games", "Pong"],
          "--games applies to --preset atari-prediction only"),
         (["--games", "Pong"], "--games applies to --preset atari-prediction only"),
@@ -302,3 +300,34 @@ def test_the_atari_preset_refuses_bad_games_in_one_line(argv, needle, traces, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: " + needle.format(folder=folder)]
     assert not runs.exists()
+
+
+@pytest.mark.xdist_group("ray")
+def test_the_atari_preset_extends_a_grid_whose_pick_is_at_its_edge(
+    ray_local, traces, cache, tmp_path
+):
+    """``--extend-grid``: a game whose pick sits at its grid's edge gets the two step sizes
+    past it on the tuning seeds (``NAME-GAME-extended``), the picks made again run on fresh
+    seeds, and the aggregate across games is reported apart (``reports/NAME-extended``)."""
+    from mlflow.tracking import MlflowClient
+
+    from study.compare import main as compare
+
+    folder = short_pong(tmp_path / "traces", 20_000)
+    runs = tmp_path / "runs"
+    argv = ["--preset", "atari-prediction", "--games", "Pong", "--traces-dir", str(folder),
+            "--spaces", "snap1", "--seeds", "2", "--eval-seeds", "2", "--runs-dir", str(runs),
+            "--concurrency", "1"]  # fmt: skip
+    assert compare([*argv, "--extend-grid"]) == 0
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    picked = client.get_experiment_by_name("atari-prediction-pong-fresh")
+    (pick,) = [r for r in client.search_runs([picked.experiment_id])
+               if r.data.tags.get("ccn.role") == "eval"]  # fmt: skip
+    edge = float(pick.data.params["alpha"])
+    assert edge in (3e-3, 3e-4), "this game's pick must sit at an edge for the test to test"
+    extended = client.get_experiment_by_name("atari-prediction-pong-extended")
+    beyond = sorted(float(r.data.params["alpha"]) for r in client.search_runs(
+        [extended.experiment_id]) if r.data.tags.get("ccn.role") == "tuning")  # fmt: skip
+    assert beyond == ([1e-4, 3e-5][::-1] if edge == 3e-4 else [1e-2, 3e-2])
+    assert (runs / "reports" / "atari-prediction-extended" / "summary.md").is_file()
+    assert (runs / "reports" / "atari-prediction" / "summary.md").is_file()  # unchanged too

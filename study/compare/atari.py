@@ -11,7 +11,9 @@ T-BPTT), lambda 0.99, gamma 0.98, no input normalisation; every run the whole st
 (250,000 steps for the published traces). Then the aggregate
 (``runs/reports/NAME/``): per family, each game's fresh-seed mean normalised MSRE, and across
 games their interquartile mean (and mean) with a 95% percentile-bootstrap interval over
-games; ``games.csv``, ``aggregate.csv``, ``summary.md`` and ``games.png``.
+games; ``games.csv``, ``aggregate.csv``, ``summary.md`` and ``games.png``. ``--extend-grid``
+extends each game's grid past the edge a pick sits at (as the paper's preset does) and writes
+the aggregate of the picks made again to ``runs/reports/NAME-extended``.
 """
 
 from __future__ import annotations
@@ -80,8 +82,6 @@ def run_atari(args: argparse.Namespace) -> int:
     """Every game's protocol (grid, fresh seeds, report), then the aggregate."""
     from study.tasks import make_env
 
-    if args.extend_grid:
-        return fail("--extend-grid applies to --preset jmlr-trace-patterning")
     try:
         tasks = games(args)
         lengths = {t: make_env(t, args.data_dir).length for t in tasks}  # replayed, cached
@@ -102,22 +102,34 @@ def run_atari(args: argparse.Namespace) -> int:
             return rc
         done.append((task, name))
     command = "python -m study.compare " + shlex.join(sys.argv[1:])
-    return aggregate(uri, base, done, Path(args.runs_dir).expanduser().resolve(),
-                     args.bootstrap_resamples, command)  # fmt: skip
+    runs = Path(args.runs_dir).expanduser().resolve()
+    rc = aggregate(uri, base, done, runs, args.bootstrap_resamples, command)
+    if rc or not args.extend_grid:
+        return rc
+    return aggregate(uri, base, done, runs, args.bootstrap_resamples, command, extended=True)
 
 
-def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path,
-              n_resamples: int, command: str = "python -m study.compare") -> int:  # fmt: skip
+def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path, n_resamples: int,
+              command: str = "python -m study.compare", extended: bool = False) -> int:  # fmt: skip
     """Per family: each game's fresh-seed mean normalised MSRE, and across games the IQM
-    and the mean with 95% percentile-bootstrap intervals over games."""
+    and the mean with 95% percentile-bootstrap intervals over games. ``extended``
+    (``--extend-grid``): each game's picks made again among its grid and the step sizes past
+    its edges (``NAME-GAME-extended-fresh``, where a pick was at an edge), reported apart in
+    ``reports/NAME-extended``."""
     from study.report import make_report
     from study.stats import bootstrap_ci, iqm
 
-    out = runs / "reports" / base
+    out = runs / "reports" / (f"{base}-extended" if extended else base)
     out.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for task, name in done:
-        result = make_report(uri, [f"{name}-fresh", name], runs / "reports" / name,
+        studies, folder = [f"{name}-fresh", name], name
+        if extended and stage_state(uri, f"{name}-extended-fresh") == "done":
+            studies, folder = (
+                [f"{name}-extended-fresh", name, f"{name}-extended"],
+                f"{name}-extended",
+            )
+        result = make_report(uri, studies, runs / "reports" / folder,
                              n_resamples=n_resamples)  # fmt: skip
         for row in result["summary"]:
             table.setdefault(row["learner"], {})[task] = row
