@@ -195,6 +195,16 @@ def probe(address: str, flag: str, what: str, default_port: int, timeout: float 
         ) from None
 
 
+def cpu_model(default: str) -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``default`` where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), default)  # fmt: skip
+    except OSError:
+        return default
+
+
 def provenance(command: str) -> str:
     """The footer of a table of measured figures: the command that made it, the machine (CPU
     model and cores), jax's version, the commit and the date (UTC)."""
@@ -203,13 +213,7 @@ def provenance(command: str) -> str:
     import subprocess
     from pathlib import Path
 
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)  # fmt: skip
-    except OSError:
-        pass
+    cpu = cpu_model("unknown CPU")
     try:
         jax = importlib.metadata.version("jax")
     except importlib.metadata.PackageNotFoundError:

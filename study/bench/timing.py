@@ -16,6 +16,7 @@ import numpy as np
 
 from learners import FAMILIES, STAGE_FOREVER, make_hparams, make_learner, num_stages
 from learners.families import cost
+from study.cli import cpu_model
 from study.engine.threads import pool_size, threads_label
 from study.tasks import make_task
 
@@ -64,15 +65,7 @@ def platforms() -> dict[str, jax.Device]:
 
 def machine(device: jax.Device | None = None) -> str:
     """The CPU model, its cores, jax's version and the device the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor() or platform.machine())
     where = f"{cpu} | {os.cpu_count()} cores | jax {jax.__version__}"
     device = device or jax.devices()[0]
     if device.platform == "cpu":
