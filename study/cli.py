@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)")
         sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """The options, and ``command_line``: the command as typed (``prog`` and the
+        arguments), for the footers of what the command writes."""
+        ns = super().parse_args(args, namespace)
+        typed = list(sys.argv[1:] if args is None else args)
+        ns.command_line = f"{self.prog} {shlex.join(typed)}".rstrip()
+        return ns
 
 
 def interruptible(main: Callable[..., int]) -> Callable[..., int]:
@@ -206,8 +215,9 @@ def cpu_model(default: str) -> str:
 
 
 def provenance(command: str) -> str:
-    """The footer of a table of measured figures: the command that made it, the machine (CPU
-    model and cores), jax's version, the commit and the date (UTC)."""
+    """The footer of a table of measured figures: the command that made it (any secret in it
+    hidden), the machine (CPU model and cores), jax's version, the commit and the date
+    (UTC)."""
     import datetime
     import importlib.metadata
     import subprocess
@@ -227,5 +237,6 @@ def provenance(command: str) -> str:
               if git.returncode == 0 else "not a git checkout")  # fmt: skip
     day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     return (
-        f"Made by `{command}` on {cpu} ({os.cpu_count()} cores), jax {jax}, commit {commit}, {day}."
+        f"Made by `{redact(command)}` on {cpu} ({os.cpu_count()} cores), jax {jax}, "
+        f"commit {commit}, {day}."
     )

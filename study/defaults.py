@@ -131,13 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.writerows(rows)
     print(f"{args.task}, {args.steps:,} steps, seeds 0-{args.seeds - 1}; normalised MSRE = "
           "windowed MSRE / the best constant predictor's (1: nothing learned)")  # fmt: skip
-    table = (
-        markdown(rows)
-        + "\n\n"
-        + provenance(
-            "python -m study.defaults " + " ".join(argv if argv is not None else sys.argv[1:])
-        ).replace("defaults `", "defaults`")
-    )
+    table = markdown(rows) + "\n\n" + provenance(args.command_line)
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")

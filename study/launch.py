@@ -120,6 +120,7 @@ def plan_of(args: argparse.Namespace, argv: list[str] | None = None) -> Plan:
     """The plan of a parsed command line (``argv``: as typed, for the record); a one-line
     ValueError names the option at fault."""
     given = {k: v for k, v in vars(args).items() if k not in _NOT_PLANNED}
+    given.pop("command_line", None)  # the parser's; ``argv`` is the record's
     if argv is not None:
         given["command"] = "python -m study.launch " + shlex.join(argv)
     return make_plan(**given)

@@ -52,6 +52,41 @@ def test_learner_table_has_the_columns_and_consistent_figures(tmp_path, capsys):
     assert "closed-form traces against autodiff" in text and "7 columns, streams=2" in text
 
 
+def test_markdown_table_holds_the_csvs_figures_and_names_its_command(tmp_path):
+    """``--markdown``: the table the docs paste has one row per CSV row with the same figures,
+    and its footer names the command as typed, jax's version and the commit."""
+    import jax
+
+    out, md = tmp_path / "bench.csv", tmp_path / "bench.md"
+    argv = ["--learners", "columnar,tbptt", "--streams", "1", "--steps", "50", "--repeats",
+            "1", "--max-params", "700", "--out", str(out), "--markdown", str(md)]  # fmt: skip
+    assert main(argv) == 0
+    rows = read(out)
+    text = md.read_text()
+    body = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in body[1:]]
+    assert len(cells) == len(rows) >= 2
+    for cell, row in zip(cells, rows, strict=True):
+        assert cell[:4] == [row["learner"], row["size"], f"{int(row['params_per_stream']):,}",
+                            row["streams"]]  # fmt: skip
+        assert cell[4] == f"{float(row['steps_per_s']):,.0f}"
+        assert cell[-1] == row["loop_engine"]
+    footer = text.strip().splitlines()[-1]
+    assert footer.startswith("Made by `python -m study.bench --learners columnar,tbptt ")
+    assert f"jax {jax.__version__}" in footer and "commit " in footer
+
+
+def test_a_footer_never_shows_a_password_of_the_command():
+    from study.cli import Parser, provenance
+
+    p = Parser(prog="python -m study.x")
+    p.add_argument("--storage")
+    args = p.parse_args(["--storage", "postgresql://me:pa/ss@99@db:5432/x"])
+    assert args.command_line == "python -m study.x --storage postgresql://me:pa/ss@99@db:5432/x"
+    footer = provenance(args.command_line)
+    assert "pa/ss" not in footer and "99@" not in footer and "db:5432/x" in footer
+
+
 def test_memory_check_measures_the_state_the_ledger_predicts(tmp_path):
     out = tmp_path / "memory.csv"
     assert main(["--memory-steps", "20000", "--memory-streams", "2", "--out", str(out)]) == 0

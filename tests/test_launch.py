@@ -234,7 +234,8 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
 
     proc = launch(*argv, "--resume", cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "3 trials, 0 failed" in proc.stdout
+    errors = [e.read_text()[-2000:] for e in (runs_dir / "ray" / name).glob("*/error.txt")]
+    assert "3 trials, 0 failed" in proc.stdout, "\n".join(errors) or proc.stderr[-3000:]
     client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 600_000, 1000)
     assert all(r.data.tags["ccn.status"] == "finished" for r in children)
     # The trial finished before the kill was not run again (its final metrics logged once).

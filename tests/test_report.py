@@ -75,6 +75,23 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float((hi - lo) / 2)
 
 
+def test_the_summary_as_markdown_holds_the_csvs_picks_and_names_the_command(study):
+    """``summary.md``, what the docs paste: a row per pick with the CSV's learner, seeds and
+    mean, and a footer naming the report's command as typed."""
+    runs, out = study
+    summary = read_csv(out / "summary.csv")
+    text = (out / "summary.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows[1:]]
+    assert [c[0] for c in cells] == [r["learner"] for r in summary]
+    for cell, r in zip(cells, summary, strict=True):
+        assert cell[3] == r["seeds"] and cell[4].startswith(f"{float(r['msre_mean']):.4g} ± ")
+    footer = text.strip().splitlines()[-1]
+    typed = f"python -m study.report --experiment {','.join(EXPERIMENTS)}"
+    assert footer.startswith(f"Made by `{typed}")
+    assert f"--out {out}" in footer
+
+
 def test_summary_equals_what_the_mlflow_histories_say(study):
     runs, out = study
     client, found = children(runs)

@@ -19,12 +19,10 @@ inputs shows it there.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from typing import Any
 
+from study.bench.markdown import publish
 from study.bench.timing import machine, write_csv
-from study.cli import provenance
 
 # (learner, size on the Atari task, size on the testbed) for the rows, as the presets run them
 ROWS: tuple[tuple[str, dict[str, int], dict[str, int]], ...] = (
@@ -89,7 +87,9 @@ def atari_table(args: argparse.Namespace) -> int:
     ]
     md += [f"| {r[0]} | {r[1]} | {r[2]:,} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f} | {r[6]} | "
            f"{r[7]:,} | {r[8]:.2f} | {r[9]} |" for r in rows]  # fmt: skip
-    command = "python -m study.bench " + shlex.join(sys.argv[1:])
-    print("\n" + "\n".join(md) + "\n\n" + provenance(command))
     print(f"wrote {args.out}")
+    head = (f"Microseconds per stream-step of the run loop, {streams} streams; {args.atari} "
+            f"({env.obs_size} inputs), the testbed widened to the same inputs, and the testbed "
+            f"(12 inputs) at the preset's sizes; {where}.")  # fmt: skip
+    publish(args, [head, ""] + md)
     return 0

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-params", type=count(1), default=1_000_000, help="skip batches with more parameters"
     )
     p.add_argument("--out", default="bench.csv", help="CSV path (default bench.csv)")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write the Markdown table, with its footer (command, machine, "
+                   "jax, commit, date), to this file")  # fmt: skip
     p.add_argument("--study", action="store_true",
                    help="measure a real study's overhead instead of the learners")  # fmt: skip
     p.add_argument("--study-space", default="columnar")
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         writable_file(args.out, "--out")
+        if args.markdown is not None:
+            writable_file(args.markdown, "--markdown")
         check_environment()
     except ValueError as e:
         return fail(str(e))

@@ -92,4 +92,31 @@ def crossover(args: argparse.Namespace, names: list[str]) -> int:
               f"{throughput[top][accel] / 1e9:.2f} G against {throughput[top]['cpu'] / 1e9:.2f} G "
               f"on the CPU ({ratio:.1f}x)")  # fmt: skip
     print(f"\nwrote {args.out}")
+    from study.bench.markdown import publish, table
+
+    names_done = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
+    plats = list(devices)
+    cells = []
+    for streams in args.streams:
+        cell = [f"{streams:,}"]
+        for name, size, _ in names_done:
+            got = {r[4]: r[7] for r in rows if (r[0], r[1], r[3]) == (name, size, streams)}
+            cell.append(" / ".join(_si(got[p]) if p in got else "-" for p in plats))
+        cells.append(cell)
+    lines = [
+        f"Parameter-steps per second, {' / '.join(plats)}; "
+        + "; ".join(f"{p}: {machine(d)}" for p, d in devices.items())
+        + ".",
+        "",
+    ]
+    lines += table(["streams", *[f"{n} {s} ({p:,} params)" for n, s, p in names_done]], cells,
+                   right=set(range(len(names_done) + 1)))  # fmt: skip
+    notes = [f"{name} {size}: {accel} stays ahead of the CPU from {n:,} streams"
+             if n is not None else f"{name} {size}: {accel} never stays ahead of the CPU"
+             for name, size, accel, n, _ in found]  # fmt: skip
+    publish(args, lines + ([""] + [f"- {n}" for n in notes] if notes else []))
     return 0
+
+
+def _si(n: float) -> str:
+    return f"{n / 1e9:.1f} G" if n >= 1e9 else f"{n / 1e6:.0f} M"

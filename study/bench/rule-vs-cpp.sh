@@ -7,6 +7,7 @@
 # 100,000 steps. The C++ runs on core 1, ours on core 0, side by side.
 #   usage: rule-vs-cpp.sh REFERENCE_DIR [STEPS] [ALPHA ...]   (default 5000000, 0.003 0.01 0.03)
 set -euo pipefail
+ARGV=("$@")
 REF=${1:?usage: rule-vs-cpp.sh REFERENCE_DIR [STEPS] [ALPHA ...]}
 [[ -f $REF/run.sh ]] || { echo "rule-vs-cpp.sh: no run.sh in $REF" >&2; exit 2; }
 STEPS=${2:-5000000}
@@ -46,6 +47,22 @@ ours() {
 }
 
 cpp >"$WORK/cpp.out" &
-ours
+ours | tee "$WORK/ours.out"
 wait
 cat "$WORK/cpp.out"
+# The same as a Markdown table for the docs (seeds 0, 1, 2 in each cell), with its footer: the
+# command, the machine, jax, the commit and the date.
+echo
+echo "MSRE over the last 100,000 steps of CCN 20:4, seeds 0, 1, 2; $STEPS steps, stages of $STAGE."
+echo
+echo "| alpha | C++ | ccn-study, reference rule | ccn-study, our rule |"
+echo "| ---: | --- | --- | --- |"
+cat "$WORK/cpp.out" "$WORK/ours.out" | awk '
+  { key = $1 " " $2; v[key, $3] = (v[key, $3] == "" ? "" : v[key, $3] ", ") sprintf("%.2g", $5)
+    if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 } }
+  END { for (i = 1; i <= n; i++) { a = order[i]
+          printf "| %s | %s | %s | %s |\n", a, v["cpp reference", a], v["ours reference", a],
+                 v["ours ours", a] } }'
+echo
+"$PY" -c 'import sys; from study.cli import provenance; print(provenance(sys.argv[1]))' \
+  "bash study/bench/rule-vs-cpp.sh ${ARGV[*]}"

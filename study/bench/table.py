@@ -7,6 +7,7 @@ import statistics
 
 import jax
 
+from study.bench.markdown import publish, table
 from study.bench.timing import (
     SIZES,
     autodiff_speedups,
@@ -92,4 +93,33 @@ def learner_table(args: argparse.Namespace, names: list[str], device: jax.Device
             print(f"  {name:13s} streams={streams:<5d} b={b:.3f}  ({lo:,}..{hi:,} params)")
     write_csv(args.out, header, rows)
     print(f"\nwrote {args.out}")
+    publish(args, _markdown(rows, fits, speedups, where))
     return 0
+
+
+def _markdown(rows: list[list], fits: list[tuple], speedups: list[tuple], where: str) -> list[str]:
+    """The table for the docs, and what it shows besides: the fitted exponents, the
+    closed-form traces against autodiff, each learner's largest ledger ratio."""
+    cells = [[r[0], r[1], f"{r[2]:,}", f"{r[3]:,}", f"{r[4]:,.0f}", _si(r[5]), f"{r[6]:.2f}",
+              "" if r[9] is None else f"{r[9]:.2f}", f"{r[11]:,.0f}", r[12]]
+             for r in rows]  # fmt: skip
+    lines = [f"Learner step alone (compilation excluded, median of its calls); {where}.", ""]
+    lines += table(["learner", "size", "params/stream", "streams", "steps/s per stream",
+                    "parameter-steps/s", "us/step", "ledger ratio", "loop steps/s", "loop"],
+                   cells, right={2, 3, 4, 5, 6, 7, 8})  # fmt: skip
+    notes = [f"fitted exponent of time per step against parameters, {name} at {streams} "
+             f"stream{'s' * (streams > 1)}: {b:.2f} ({lo:,} to {hi:,} parameters)"
+             for name, streams, b, lo, hi in fits]  # fmt: skip
+    notes += [f"closed-form columnar traces against autodiff traces, {size} columns, {streams} "
+              f"stream{'s' * (streams > 1)}: {ratio:.1f}x faster"
+              for size, streams, ratio in speedups]  # fmt: skip
+    return lines + ([""] + [f"- {n}" for n in notes] if notes else [])
+
+
+def _si(n: float) -> str:
+    """Parameter-steps per second, as the docs write them: 16 M, 5.6 G."""
+    if n >= 1e10:
+        return f"{n / 1e9:.0f} G"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} G"
+    return f"{n / 1e6:.0f} M" if n >= 1e7 else f"{n / 1e6:.1f} M"

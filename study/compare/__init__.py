@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import shlex
 import sys
 from typing import Any
 
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         args.budget_default = given_budget is None
         args.budget_flops = matched_budget(given_budget, args.task, args.data_dir)
         _check_budget(args.budget_flops, spaces, args.task, given_budget)
-        command = "python -m study.compare " + shlex.join(sys.argv[1:])
+        command = args.command_line
         stages = {f"{name}-{s}": make_plan(**_launch_kw(args, s, f"{name}-{s}"),
                                            command=command) for s in spaces}  # fmt: skip
         tuning = max(plan.seeds for plan in stages.values())

@@ -22,8 +22,6 @@ import argparse
 import csv
 import math
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +99,7 @@ def run_atari(args: argparse.Namespace) -> int:
         if rc:
             return rc
         done.append((task, name))
-    command = "python -m study.compare " + shlex.join(sys.argv[1:])
+    command = args.command_line
     runs = Path(args.runs_dir).expanduser().resolve()
     rc = aggregate(uri, base, done, runs, args.bootstrap_resamples, command)
     if rc or not args.extend_grid:
@@ -130,7 +128,7 @@ def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path, n_re
                 f"{name}-extended",
             )
         result = make_report(uri, studies, runs / "reports" / folder,
-                             n_resamples=n_resamples)  # fmt: skip
+                             n_resamples=n_resamples, command=command)  # fmt: skip
         for row in result["summary"]:
             table.setdefault(row["learner"], {})[task] = row
     families = [f for f in ORDER if f in table]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
-import sys
 from typing import Any, NamedTuple
 
 from study.cli import fail
@@ -174,7 +172,7 @@ def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
         f"{n_fresh} fresh seeds" + (f" ({preset.claims}, in the paper)" if preset.orderings
                                     else "")
     )  # fmt: skip
-    command = "python -m study.compare " + shlex.join(sys.argv[1:])
+    command = args.command_line
     print(f"\n== [1/2] grid on the tuning seeds: {name} ({states[name]})")
     if states[name] == "done":
         print("already run; not run again")

@@ -146,7 +146,8 @@ def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple =
     heading = (f"The paper's orderings at this scale ({claims_text}, in the paper), judged "
                f"on the fresh seeds" if claims else "")  # fmt: skip
     result = make_report(plan.tracking_uri, experiments, out, claims=claims,
-                         claims_heading=heading, n_resamples=n_resamples)  # fmt: skip
+                         claims_heading=heading, n_resamples=n_resamples,
+                         command=plan.command)  # fmt: skip
     print("\n" + table_text(result["summary"], result["measure"].measure))
     if result["judged"]:
         text = "\n".join([heading + ":", *(f"- {j.claim}: {j.verdict} ({j.evidence})"

@@ -18,7 +18,9 @@ by learner, and writes into ``--out`` (default ``runs/reports/NAME``):
   bootstrap bands, picks starred; T-BPTT's best pair per step size, and every pair in a
   second panel), ``seeds.png`` (every seed's final value of each pick), ``compute.png``
   (only when the picks' compute differs by more than 10%);
-- ``report.html``: all of it in one self-contained page (figures embedded).
+- ``report.html``: all of it in one self-contained page (figures embedded);
+- ``summary.md``: the summary as a Markdown table, with a footer naming the command that made
+  it, the machine, jax, the commit and the date (what the docs paste).
 
 The files are logged as artifacts (folder ``report``) of each experiment's latest parent run,
 and the summary table is printed.
@@ -53,16 +55,18 @@ from study.report.load import (
     measure_for,
     summary_rows,
 )
-from study.report.page import _write_csv, table_text, trial_rows, write_html
+from study.report.page import _write_csv, table_markdown, table_text, trial_rows, write_html
 from study.stats import N_RESAMPLES, check_resamples
 
 
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
                 claims: tuple[Claim, ...] = (),
                 claims_heading: str = "",
-                n_resamples: int = N_RESAMPLES) -> dict[str, Any]:  # fmt: skip
+                n_resamples: int = N_RESAMPLES,
+                command: str = "python -m study.report") -> dict[str, Any]:  # fmt: skip
     """Write the report of ``experiments`` into ``out`` (and nowhere else: a report reads the
-    stores, it never writes to them); returns what it computed.
+    stores, it never writes to them); returns what it computed. ``command`` is the command
+    as typed that asked for it (``summary.md``'s footer).
 
     Each learner's figures come from its pick's evaluation on fresh seeds where there is one
     (``ccn.role=eval``), with the pick as the tuning seeds saw it beside them; ``claims``
@@ -105,6 +109,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     _write_csv(out / "summary.csv", summary)
     _write_csv(out / "curves.csv", _curve_rows(client, best, m))
     _write_csv(out / "trials.csv", rows)
+    (out / "summary.md").write_text(table_markdown(summary, m.measure, command))
     write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
                sections, n_resamples)  # fmt: skip
     return {"summary": summary, "trials": rows, "curves": curves, "best": best, "measure": m,
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         uri = args.tracking_uri or f"sqlite:///{runs / 'mlflow.db'}"
         out = Path(args.out) if args.out else runs / "reports" / "+".join(names)
         out = writable_folder(str(out), "--out" if args.out else "--runs-dir")
-        result = make_report(uri, names, out, n_resamples=args.bootstrap_resamples)
+        result = make_report(uri, names, out, n_resamples=args.bootstrap_resamples,
+                             command=args.command_line)  # fmt: skip
     except ValueError as e:
         return fail(str(e))
     print(table_text(result["summary"], result["measure"].measure))

@@ -37,12 +37,38 @@ def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
     """The summary as a text table: ± is the 95% Student-t half-width, [low, high] the 95%
     BCa bootstrap interval of the mean of the compared value; ``same seeds`` is the pick's
     figure on the seeds that selected it, where it was evaluated on fresh ones."""
+    cols, body = _summary_cells(rows, name)
+    widths = [
+        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
+    ]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]  # fmt: skip
+    for b in body:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def table_markdown(rows: list[dict[str, Any]], name: str, command: str) -> str:
+    """The summary as the docs paste it: what :func:`table_text` shows as a Markdown table,
+    what its columns mean, and the provenance footer naming ``command``."""
+    from study.cli import provenance
+
+    cols, body = _summary_cells(rows, name)
+    text = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    text += ["| " + " | ".join(b) + " |" for b in body]
+    note = (
+        f"`{name}`: mean ± 95% Student-t half-width over the seeds; bootstrap 95%: BCa "
+        "interval of the mean; same seeds: the pick on the seeds that selected it."
+    )
+    return "\n".join(text) + "\n\n" + note + "\n\n" + provenance(command) + "\n"
+
+
+def _summary_cells(rows: list[dict[str, Any]], name: str) -> tuple[tuple, list[list[str]]]:
     extra = ("normalised", "bootstrap 95%", "learned") if rows and "learned" in rows[0] else (
         ("bootstrap 95%",) if rows and "boot_low" in rows[0] else ())  # fmt: skip
     same = ("same seeds",) if rows and "same_seeds_mean" in rows[0] else ()
     cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, *same, "steps_per_s",
             "configuration")  # fmt: skip
-    lines = []
     body = []
     for r in rows:
         msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
@@ -52,14 +78,7 @@ def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
                  f"({r['same_seeds_n']})"] if same else [])  # fmt: skip
         body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
                      msre, *norm, *seen, _fmt(r["steps_per_s"]), r["configuration"]])  # fmt: skip
-    widths = [
-        max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)
-    ]
-    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    lines.append("  ".join("-" * w for w in widths))
-    for b in body:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)))
-    return "\n".join(lines)
+    return cols, body
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
