@@ -146,14 +146,15 @@ def _listening(pid: int) -> list[str]:
 def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     """Two launches of one study race: one runs, the other refuses. While it runs, a launch or
     --resume of it refuses naming its process, and its Ray listens on 127.0.0.1 only. Kill the
-    driver alone with SIGKILL mid-trial: no Ray process of it stays. Relaunch with --resume:
-    the finished trial is not re-run, the running one continues from its checkpoint, the last
-    one runs, and MLflow and Optuna end with exactly one record per trial."""
+    driver alone with SIGKILL in the middle of a trial after the first: no Ray process of it
+    stays. Relaunch with --resume: the finished trials are not re-run, the running one
+    continues from its checkpoint, any left run, and MLflow and Optuna end with exactly one
+    record per trial."""
     import psutil
 
     # a report (and checkpoint) after every 10k-step chunk: a kill lands mid-trial
     argv = ["--space", "columnar", "--smoke", "--trials", "3", "--concurrency", "1",
-            "--steps", "600000", "--set", "n_features=3", "--min-report-s", "0",
+            "--steps", "1000000", "--set", "n_features=3", "--min-report-s", "0",
             "--reuse-actors", "--pack", "1"]  # fmt: skip
     name = "columnar-trace_patterning"
     runs_dir = tmp_path / "runs"
@@ -185,36 +186,45 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 2 and f"is running: pid {first.pid}" in err
 
-        def second_trial_midway():
-            # Reading the stores only once the launch has created them: two processes
-            # creating one SQLite MLflow store at once can race.
-            if "MLflow: run `mlflow ui" not in log.read_text():
-                return None
-            client, _, children, _ = records(runs_dir, name, optuna_too=False)
-            done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
-            running = [r for r in children if r.data.tags["ccn.status"] == "running"]
-            if len(done) != 1 or len(running) != 1:
-                return None
-            n = len(client.get_metric_history(running[0].info.run_id, MSRE_CURVE))
-            return done[0] if 30_000 <= n * 1000 <= 200_000 else None
+        # Every port its Ray opened listens on the loopback interface only (once its trials
+        # run: the workers are up).
+        wait_for(lambda: "] started" in log.read_text(), timeout=120, log=log)
 
-        finished_before = wait_for(second_trial_midway, timeout=300, interval=0.1, log=log)
-        # Every port its Ray opened listens on the loopback interface only.
-        ray_pids = [
-            p.pid
-            for p in psutil.Process(first.pid).children(recursive=True)
-            if "study.orchestration.local_ray" not in " ".join(p.cmdline())
-        ]  # not its watcher
+        def ray_processes():
+            return [p.pid for p in psutil.Process(first.pid).children(recursive=True)
+                    if "study.orchestration.local_ray" not in " ".join(p.cmdline())]  # fmt: skip
+
+        ray_pids = ray_processes()  # not its watcher
         listening = [ip for pid in [first.pid, *ray_pids] for ip in _listening(pid)]
         assert len(listening) >= 5  # GCS, raylet, dashboard, agents, workers
         assert set(listening) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
         assert "(it asks for a token: paste the contents of" in log.read_text()
-        time.sleep(1.5)  # one more experiment-state snapshot
+        time.sleep(1.5)
         # The watcher has recorded every process of that Ray (it records once a second).
         recorded = json.loads((runs_dir / "locks" / f"{name}.ray.json").read_text())["pids"]
         assert {int(p) for p in recorded} >= set(ray_pids) - {
             p for p in ray_pids if not psutil.pid_exists(p)
         }
+
+        def a_later_trial_midway():
+            # One trial finished (or two), the next one running, and Tune's state as --resume
+            # will read it holding that trial with a checkpoint far from its end: the kill
+            # lands there, however fast or slow the machine.
+            _, _, children, _ = records(runs_dir, name, optuna_too=False)
+            done = [r for r in children if r.data.tags["ccn.status"] == "finished"]
+            running = [r for r in children if r.data.tags["ccn.status"] == "running"]
+            if not done or len(running) != 1:
+                return None
+            trial_id = running[0].data.tags["ccn.trial_id"]
+            state = max((runs_dir / "ray" / name).glob("experiment_state-*.json"),
+                        key=lambda f: f.stat().st_mtime)  # fmt: skip
+            steps = [json.loads(meta).get("last_result", {}).get("steps_done", 0)
+                     for trial, meta in json.loads(state.read_text())["trial_data"]
+                     if json.loads(trial)["trial_id"] == trial_id]  # fmt: skip
+            return done if steps and 30_000 <= steps[0] <= 850_000 else None
+
+        finished_before = wait_for(a_later_trial_midway, timeout=300, interval=0.05, log=log)
+        ray_pids = sorted(set(ray_pids) | set(ray_processes()))
     finally:
         for p in racers:
             if p.poll() is None:
@@ -236,11 +246,11 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [e.read_text()[-2000:] for e in (runs_dir / "ray" / name).glob("*/error.txt")]
     assert "3 trials, 0 failed" in proc.stdout, "\n".join(errors) or proc.stderr[-3000:]
-    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 600_000, 1000)
+    client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 1_000_000, 1000)
     assert all(r.data.tags["ccn.status"] == "finished" for r in children)
-    # The trial finished before the kill was not run again (its final metrics logged once).
-    again = client.get_metric_history(finished_before.info.run_id, "final_msre_windowed")
-    assert len(again) == 1
+    # The trials finished before the kill were not run again (final metrics logged once).
+    for run in finished_before:
+        assert len(client.get_metric_history(run.info.run_id, "final_msre_windowed")) == 1
     # One trial restarted from a checkpoint: its first report after the restore is mid-way.
     restored = []
     for result in (runs_dir / "ray" / name).glob("*/result.json"):
@@ -248,7 +258,7 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
         restored += [
             r for r in rows if r["iterations_since_restore"] == 1 and r["steps_done"] > 10_000
         ]
-    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 600_000
+    assert len(restored) == 1 and 30_000 <= restored[0]["steps_done"] <= 1_000_000
 
 
 # Small networks keep compilation short. The README test covers hybrid with its full space,

@@ -68,3 +68,84 @@ def test_trainable_under_ray_tune_reports_chunks_and_stops_diverged(ray_local, t
     assert bad.metrics["diverged"] and len(bad.metrics_dataframe) == 1
     assert good.checkpoint is not None
     assert results.get_best_result().config["alpha"] == 1e-3
+
+
+def test_a_run_already_closed_as_finished_is_left_alone_when_its_trial_runs_again(tmp_path):
+    """A launch killed after a trial closed its run but before Tune recorded the trial as done
+    runs the trial again on --resume: the run found again logs nothing twice (no curve point,
+    no final value, its status kept), where a run closed as interrupted is reopened."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from study.engine.kinds import PREDICTION
+    from study.orchestration.tracking import STATUS_TAG, Tracking, TrialLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("closed")
+    parent = client.create_run(exp).info.run_id
+    tracking = Tracking(uri, exp, parent)
+    key = PREDICTION.curve
+
+    def start(run_id=None, trial="t1"):
+        return TrialLogger(tracking, run_id, trial, f"trainable_{trial}", {}, {"alpha": 0.01})
+
+    first = start()
+    first.log_curve([(1000, {key: 0.5}), (2000, {key: 0.4})])
+    first.finish("finished", {"msre_windowed": 0.4})
+    finals = client.get_metric_history(first.run_id, "final_msre_windowed")
+    again = start(first.run_id)
+    assert again.settled == "finished"
+    again.log_curve([(2000, {key: 0.4}), (3000, {key: 0.3})])
+    again.end("finished", {"msre_windowed": 0.3})
+    again.log_final({"trial_time_wall_s": 1.0})
+    run = client.get_run(first.run_id)
+    assert [m.step for m in client.get_metric_history(first.run_id, key)] == [1000, 2000]
+    assert client.get_metric_history(first.run_id, "final_msre_windowed") == finals
+    assert run.info.status == "FINISHED" and run.data.tags[STATUS_TAG] == "finished"
+    # An interrupted run (a failure, a scheduler's stop) is reopened and goes on.
+    other = start(trial="t2")
+    other.client.log_batch(other.run_id, metrics=[Metric(key, 0.5, 0, 1000)])
+    other.finish("failed", {})
+    reopened = start(other.run_id, trial="t2")
+    assert reopened.settled is None and reopened.last_step == 1000
+    assert client.get_run(other.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_search_resumed_over_a_finished_optuna_trial_goes_on(packed):
+    """The launch killed between Optuna recording a trial's end and Tune recording it: the
+    trial reports again on --resume. The study's searcher ignores those reports (Ray's
+    OptunaSearch stops the whole study with UpdateFinishedTrialError) and the Optuna trial
+    keeps its value."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search_spaces import make_space
+    from study.orchestration.pack_search import PackSearch, StudySearch
+
+    def searcher(cls, **kw):
+        storage = optuna.storages.InMemoryStorage()
+        return cls(space=make_space("columnar"), metric="m", mode="min", storage=storage,
+                   study_name="s", **kw)  # fmt: skip
+
+    search = searcher(PackSearch, pack=2, trials=2) if packed else searcher(StudySearch)
+    search.suggest("t1")
+    members = search._ot_trials["t1"] if packed else [search._ot_trials["t1"]]
+    for t in members:
+        search._ot_study.tell(t, 0.25)  # recorded by the launch that was killed
+    result = {"m": 0.5, "training_iteration": 3}
+    if packed:
+        result = {"m": 0.5, "pack_size": 2, "pack0_m": 0.5, "pack1_m": 0.5,
+                  "training_iteration": 3}  # fmt: skip
+    search.on_trial_result("t1", result)
+    search.on_trial_complete("t1", result)
+    for t in search._ot_study.get_trials():
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.value == 0.25
+        assert t.intermediate_values == {}
+    # What the study's searcher guards against (so this test can fail): Ray's own raises.
+    plain = searcher(OptunaSearch)
+    plain.suggest("t1")
+    plain._ot_study.tell(plain._ot_trials["t1"], 0.25)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        plain.on_trial_result("t1", {"m": 0.5, "training_iteration": 3})

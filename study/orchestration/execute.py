@@ -174,7 +174,8 @@ def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
     """A search's Optuna searcher (packed or not), its storage, and the Optuna trials an
     interrupted launch asked for but never recorded in Tune's state."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from study.orchestration.pack_search import PackSearch, StudySearch
 
     kind = plan.kind
     storage = stores.created(lambda: optuna.storages.RDBStorage(plan.storage))
@@ -188,9 +189,7 @@ def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
         points_to_evaluate=[first] if first and not plan.resume else None,
     )  # fmt: skip
     if plan.pack == 1:
-        return OptunaSearch(**optuna_kw), storage, stale
-    from study.orchestration.pack_search import PackSearch
-
+        return StudySearch(**optuna_kw), storage, stale
     # A pack's members are asked together, before any has a result: TPE's constant liar
     # keeps them apart (it takes the running trials for bad ones).
     sampler = optuna.samplers.TPESampler(seed=plan.sampler_seed, constant_liar=True)

@@ -1,5 +1,6 @@
-"""The search of a packed study: Ray Tune's ``OptunaSearch`` asking one Optuna trial per
-configuration of a pack (``study.engine.pack``), each told its own result."""
+"""A study's search: Ray Tune's ``OptunaSearch`` that leaves alone an Optuna trial an earlier
+launch finished (``StudySearch``), and, for a packed study, asking one Optuna trial per
+configuration of a pack (``study.engine.pack``), each told its own result (``PackSearch``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,27 @@ from ray.tune.search.optuna import OptunaSearch
 from study.engine.pack import member_results
 
 
-class PackSearch(OptunaSearch):
+def _report(trial: optuna.Trial, value: float, step: int) -> None:
+    """``trial.report``, unless an earlier launch finished that trial: a launch killed after
+    Optuna recorded a trial's end but before Tune did runs it again on --resume."""
+    try:
+        trial.report(value, step)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` whose trials, run again after a resume, report nothing to an Optuna
+    trial that is already finished (``OptunaSearch`` would stop the study with
+    ``UpdateFinishedTrialError``); telling it its end again is already only a warning."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or isinstance(self.metric, list):
+            return
+        _report(self._ot_trials[trial_id], result[self.metric], result["training_iteration"])
+
+
+class PackSearch(StudySearch):
     """Asks ``pack`` Optuna trials per Tune trial (the last trial fewer, so that ``trials``
     configurations are asked in all). Each configuration of a pack is its own Optuna trial:
     the first is sampled freely; the shape parameters it drew are enqueued as fixed for the
@@ -58,7 +79,7 @@ class PackSearch(OptunaSearch):
         for t, value in zip(self._ot_trials[trial_id], member_results(result, self.metric),
                             strict=False):  # fmt: skip
             if value is not None and math.isfinite(value):
-                t.report(float(value), step)
+                _report(t, float(value), step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:  # fmt: skip

@@ -244,10 +244,17 @@ def read_finals(client: MlflowClient, run_id: str, tags: dict[str, str] | None =
         return {}
 
 
+# The outcomes a configuration reaches by its steps alone: a run closed with one of them is
+# complete, and running its steps again (a launch killed before Tune recorded the trial as
+# done) would only repeat the same numbers.
+SETTLED = ("finished", "diverged")
+
+
 class TrialLogger:
     """One trial's child run. A trial Tune restarts or resumes (same trial id) finds its run
     again, so a trial has one run however often it restarts; points of the curve already
-    logged are not logged twice."""
+    logged are not logged twice, and a run already closed as finished or diverged
+    (``settled``) is left as it is: nothing is logged to it again."""
 
     def __init__(self, tracking: Tracking, run_id: str | None, trial_id: str, name: str,
                  tags: dict[str, str], params: dict[str, Any], kind: TaskKind = PREDICTION,
@@ -264,6 +271,7 @@ class TrialLogger:
             )
             run_id = found[0].info.run_id if found else None
         node = _node_id()
+        self.settled: str | None = None
         if run_id is None:
             run = self.client.create_run(
                 tracking.experiment_id,
@@ -277,6 +285,10 @@ class TrialLogger:
             self.last_step = -1
         else:
             self.run_id = run_id
+            status = self.client.get_run(run_id).data.tags.get(STATUS_TAG)
+            if status in SETTLED:
+                self.settled, self.last_step = status, -1
+                return
             self.client.update_run(run_id, status="RUNNING")  # if closed as interrupted
             before = self.client.get_run(run_id).data.tags.get(NODES_TAG, "")
             self.client.log_batch(run_id, tags=[
@@ -349,6 +361,8 @@ class TrialLogger:
         """The trial ended (``outcome``: finished, diverged, stopped_early or failed): its
         final numbers and verdict, its description with the result, its curve's figure
         (unless it failed) and its status."""
+        if self.settled:
+            return
         verdict = self.kind.verdict(final) if outcome != "failed" else ""
         said = f"{outcome}" + (f"; {verdict}" if verdict else "")
         if outcome != "failed":
@@ -358,6 +372,8 @@ class TrialLogger:
 
     def log_curve(self, points: list[tuple[int, dict[str, float]]]) -> None:
         """Log ``(step, {key: value})`` points in one batch, skipping steps already logged."""
+        if self.settled:
+            return
         now = int(time.time() * 1000)
         metrics = [
             Metric(key, float(value), now, step)
@@ -390,8 +406,12 @@ class TrialLogger:
 
     def log_final(self, values: dict[str, float]) -> None:
         """Add ``values`` (timings of the whole trial) to the run's ``finals.json``."""
+        if self.settled:
+            return
         add_finals(self.client, self.run_id, values)
 
     def finish(self, status: str, final: dict[str, float]) -> None:
+        if self.settled:
+            return
         log_finals(self.client, self.run_id, self.kind, final, status)
         self.client.set_terminated(self.run_id, RUN_STATUS.get(status, "FINISHED"))

@@ -97,7 +97,9 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                     run.members[i], run, threads,
                     pack=(i, k) if k > 1 else None, optuna_trial=numbers[i],
                 ))  # fmt: skip
-    status = ["running"] * k
+    # A configuration whose run an earlier launch closed as finished or diverged (killed
+    # before Tune recorded it) is not closed again.
+    status = [logger.settled or "running" for logger in loggers] or ["running"] * k
     each: list[dict[str, Any]] = [{} for _ in range(k)]
 
     def close(i: int, outcome: str) -> None:
