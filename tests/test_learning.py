@@ -1,5 +1,5 @@
 """Short learning runs on the default trace-patterning task: every recurrent learner ends
-clearly below the best linear TD(lambda) baseline. Figures are quoted in the README."""
+clearly below the best linear TD(lambda) baseline. What it holds them to is in docs/testing.md."""
 
 from __future__ import annotations
 

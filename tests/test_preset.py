@@ -219,6 +219,10 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     at_edge = float(pick.data.params["alpha"]) in (tried[0], tried[-1])
     assert ("columnar&#x27;s pick has the" in page) == at_edge
     assert "judged on the fresh seeds" in (report / "orderings.txt").read_text()
+    # the summary the docs paste names the preset's command as typed
+    footer = (report / "summary.md").read_text().strip().splitlines()[-1]
+    assert footer.startswith("Made by `python -m study.compare --preset jmlr-trace-patterning "
+                             "--scale 2500 --seeds 2 --eval-seeds 3 --spaces columnar")  # fmt: skip
     # the same command again runs nothing and reports the same
     argv = ["--preset", "jmlr-trace-patterning", "--scale", "2500", "--seeds", "2",
             "--eval-seeds", "3", "--spaces", "columnar", "--runs-dir", str(runs)]  # fmt: skip

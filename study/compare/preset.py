@@ -125,7 +125,7 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         pack=args.pack if size is None else str(min(size, trials)), address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, expose_ray=args.expose_ray,
-        reuse_actors=args.reuse_actors, data_dir=args.data_dir,
+        reuse_actors=args.reuse_actors, data_dir=args.data_dir, command=args.command_line,
     )  # fmt: skip
 
 

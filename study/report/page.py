@@ -22,10 +22,16 @@ def _sentence(text: str) -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A table's number: 4 significant digits, thousands grouped from 1,000 on (a count, a
+    speed), infinity as ``inf`` and a missing value as ``-``."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
         if not math.isfinite(value):
             return "inf" if value == math.inf else "-"
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return str(value)
 
 
