@@ -214,6 +214,16 @@ def cpu_model(default: str) -> str:
         return default
 
 
+def markdown_table(columns: list[str], rows: list[list[object]],
+                   right: set[int] | frozenset[int] = frozenset()) -> list[str]:  # fmt: skip
+    """A Markdown table's lines: ``columns`` as its header, the cells as given (already
+    formatted), the columns whose index is in ``right`` aligned right. What every table of
+    figures a command writes for the docs is made of (its footer: :func:`provenance`)."""
+    align = "|" + "".join("---:|" if i in right else "---|" for i in range(len(columns)))
+    return ["| " + " | ".join(columns) + " |", align,
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]  # fmt: skip
+
+
 def provenance(command: str) -> str:
     """The footer of a table of measured figures: the command that made it (any secret in it
     hidden), the machine (CPU model and cores), jax's version, the commit and the date

@@ -24,7 +24,15 @@ from learners import (
     family,
     family_defaults,
 )
-from study.cli import Parser, count, fail, interruptible, provenance, writable_file
+from study.cli import (
+    Parser,
+    count,
+    fail,
+    interruptible,
+    markdown_table,
+    provenance,
+    writable_file,
+)
 from study.engine.kinds import PREDICTION, kind_of
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
@@ -69,17 +77,13 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The table as the README shows it."""
-    lines = [
-        "| learner | size | defaults | windowed MSRE | normalised MSRE | learned | time |",
-        "|---|---|---|---:|---:|---|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['learner']} | {r['size']} | {r['defaults']} | {r['msre']:.4f} ± "
-            f"{r['msre_ci']:.4f} | {r['nmsre']:.3f} ± {r['nmsre_ci']:.3f} | "
-            f"{'yes' if r['learned'] else 'no'} | {r['seconds']:.0f} s |"
-        )
-    return "\n".join(lines)
+    return "\n".join(markdown_table(
+        ["learner", "size", "defaults", "windowed MSRE", "normalised MSRE", "learned", "time"],
+        [[r["learner"], r["size"], r["defaults"], f"{r['msre']:.4f} ± {r['msre_ci']:.4f}",
+          f"{r['nmsre']:.3f} ± {r['nmsre_ci']:.3f}", "yes" if r["learned"] else "no",
+          f"{r['seconds']:.0f} s"] for r in rows],
+        right={3, 4, 6},
+    ))  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,6 @@ This module is the command line: its options become a ``study.orchestration.plan
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 from search_spaces import SPACES, describe
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}")
         return 0
     try:
-        plan = plan_of(args, list(sys.argv[1:] if argv is None else argv))
+        plan = plan_of(args)
     except ValueError as e:
         return fail(str(e))
     from study.orchestration.execute import execute
@@ -116,13 +115,12 @@ def main(argv: list[str] | None = None) -> int:
 _NOT_PLANNED = ("list_spaces",)
 
 
-def plan_of(args: argparse.Namespace, argv: list[str] | None = None) -> Plan:
-    """The plan of a parsed command line (``argv``: as typed, for the record); a one-line
-    ValueError names the option at fault."""
+def plan_of(args: argparse.Namespace) -> Plan:
+    """The plan of a parsed command line (the command as typed, the parser's
+    ``command_line``, kept for the record); a one-line ValueError names the option at
+    fault."""
     given = {k: v for k, v in vars(args).items() if k not in _NOT_PLANNED}
-    given.pop("command_line", None)  # the parser's; ``argv`` is the record's
-    if argv is not None:
-        given["command"] = "python -m study.launch " + shlex.join(argv)
+    given["command"] = given.pop("command_line", "")
     return make_plan(**given)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from study.bench.markdown import publish
 from study.bench.timing import machine, write_csv
+from study.cli import markdown_table
 
 # (learner, size on the Atari task, size on the testbed) for the rows, as the presets run them
 ROWS: tuple[tuple[str, dict[str, int], dict[str, int]], ...] = (
@@ -80,13 +81,13 @@ def atari_table(args: argparse.Namespace) -> int:
         write_csv(args.out, header, rows)
         print(f"{name:13s} {label:>18s} {flops:>8,} {row[3]:>9.3f} {row[4]:>9.3f} {row[5]:>6.2f} "
               f"{small_flops:>13,} {row[8]:>10.3f} {engine:>6s}", flush=True)  # fmt: skip
-    md = [
-        "| learner | size | ledger flops | Atari | testbed, 275 inputs | ratio | testbed size | "
-        "ledger flops | testbed | engine |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
-    ]
-    md += [f"| {r[0]} | {r[1]} | {r[2]:,} | {r[3]:.2f} | {r[4]:.2f} | {r[5]:.2f} | {r[6]} | "
-           f"{r[7]:,} | {r[8]:.2f} | {r[9]} |" for r in rows]  # fmt: skip
+    md = markdown_table(
+        ["learner", "size", "ledger flops", "Atari", "testbed, 275 inputs", "ratio",
+         "testbed size", "ledger flops", "testbed", "engine"],
+        [[r[0], r[1], f"{r[2]:,}", f"{r[3]:.2f}", f"{r[4]:.2f}", f"{r[5]:.2f}", r[6],
+          f"{r[7]:,}", f"{r[8]:.2f}", r[9]] for r in rows],
+        right={2, 3, 4, 5, 7, 8},
+    )  # fmt: skip
     print(f"wrote {args.out}")
     head = (f"Microseconds per stream-step of the run loop, {streams} streams; {args.atari} "
             f"({env.obs_size} inputs), the testbed widened to the same inputs, and the testbed "

@@ -92,7 +92,8 @@ def crossover(args: argparse.Namespace, names: list[str]) -> int:
               f"{throughput[top][accel] / 1e9:.2f} G against {throughput[top]['cpu'] / 1e9:.2f} G "
               f"on the CPU ({ratio:.1f}x)")  # fmt: skip
     print(f"\nwrote {args.out}")
-    from study.bench.markdown import publish, table
+    from study.bench.markdown import publish
+    from study.cli import markdown_table
 
     names_done = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
     plats = list(devices)
@@ -109,8 +110,8 @@ def crossover(args: argparse.Namespace, names: list[str]) -> int:
         + ".",
         "",
     ]
-    lines += table(["streams", *[f"{n} {s} ({p:,} params)" for n, s, p in names_done]], cells,
-                   right=set(range(len(names_done) + 1)))  # fmt: skip
+    columns = ["streams", *[f"{n} {s} ({p:,} params)" for n, s, p in names_done]]
+    lines += markdown_table(columns, cells, right=set(range(len(columns))))
     notes = [f"{name} {size}: {accel} stays ahead of the CPU from {n:,} streams"
              if n is not None else f"{name} {size}: {accel} never stays ahead of the CPU"
              for name, size, accel, n, _ in found]  # fmt: skip

@@ -10,15 +10,6 @@ from pathlib import Path
 from study.cli import provenance
 
 
-def table(columns: list[str], rows: list[list[object]], right: set[int] = frozenset()) -> list[str]:
-    """A Markdown table: ``columns`` as its header, the cells as given (already formatted),
-    the columns whose index is in ``right`` aligned right."""
-    align = ["---:" if i in right else "---" for i in range(len(columns))]
-    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def publish(args: argparse.Namespace, lines: list[str]) -> None:
     """Print ``lines`` (a table, and any notes after it) and the footer naming the command as
     typed; write the same to ``--markdown`` where asked."""

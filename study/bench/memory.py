@@ -67,14 +67,15 @@ def memory_check(args: argparse.Namespace, where: str) -> int:
         for steps, rss in rows:
             w.writerow(["columnar:7", streams, steps, rss, measured, ledger, where])
     print(f"wrote {args.out}")
-    from study.bench.markdown import publish, table
+    from study.bench.markdown import publish
+    from study.cli import markdown_table
 
     first = rows[0][1]
     publish(args, [
         f"columnar 7 x {streams} streams, the full run loop (task, learner, streaming MSRE) "
         f"in chunks of 1M steps; learner state {measured:,} bytes per stream measured, "
         f"{ledger:,} in the ledger; {where}.", "",
-        *table(["steps", "resident memory", "since the first chunk"],
+        *markdown_table(["steps", "resident memory", "since the first chunk"],
                [[f"{n:,}", f"{rss / 2**20:.1f} MiB", f"{(rss - first) / 2**20:+.1f} MiB"]
                 for n, rss in rows], right={0, 1, 2}),
     ])  # fmt: skip

@@ -49,7 +49,8 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
                         *[round(r[f"share_{k}"], 4) for k in STUDY_PARTS],
                         round(r["busy"], 4), where])  # fmt: skip
     print(f"wrote {out}")
-    from study.bench.markdown import publish, table
+    from study.bench.markdown import publish
+    from study.cli import markdown_table
 
     cells = [[f"`{r['pack']}`", r["tune_trials"], f"{r['driver_s']:.1f} s",
               f"{r['config_steps_per_s']:,.0f} ({r['config_steps_per_s'] / base:.2f}x)",
@@ -58,7 +59,7 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
     head = (f"{args.study_space}, {args.study_trials} configurations x {args.study_seeds} seeds "
             f"x {args.study_steps:,} steps, {args.study_concurrency} trials at once; {where}. "
             "Loop, compile, logging and checkpoint: shares of the trials' wall time.")  # fmt: skip
-    publish(args, [head, ""] + table(
+    publish(args, [head, ""] + markdown_table(
         ["`--pack`", "trials", "driver wall", "configuration-steps/s", *STUDY_PARTS,
          "slots busy"], cells, right=set(range(1, 9))))  # fmt: skip
     return 0

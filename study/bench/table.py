@@ -7,7 +7,7 @@ import statistics
 
 import jax
 
-from study.bench.markdown import publish, table
+from study.bench.markdown import publish
 from study.bench.timing import (
     SIZES,
     autodiff_speedups,
@@ -20,6 +20,7 @@ from study.bench.timing import (
     time_loop,
     write_csv,
 )
+from study.cli import markdown_table
 
 
 def learner_table(args: argparse.Namespace, names: list[str], device: jax.Device | None) -> int:
@@ -104,7 +105,7 @@ def _markdown(rows: list[list], fits: list[tuple], speedups: list[tuple], where:
               "" if r[9] is None else f"{r[9]:.2f}", f"{r[11]:,.0f}", r[12]]
              for r in rows]  # fmt: skip
     lines = [f"Learner step alone (compilation excluded, median of its calls); {where}.", ""]
-    lines += table(["learner", "size", "params/stream", "streams", "steps/s per stream",
+    lines += markdown_table(["learner", "size", "params/stream", "streams", "steps/s per stream",
                     "parameter-steps/s", "us/step", "ledger ratio", "loop steps/s", "loop"],
                    cells, right={2, 3, 4, 5, 6, 7, 8})  # fmt: skip
     notes = [f"fitted exponent of time per step against parameters, {name} at {streams} "

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from study.cli import fail, provenance
+from study.cli import fail, markdown_table, provenance
 from study.compare.preset import Preset, run_protocol
 from study.compare.stages import stage_state
 
@@ -181,24 +181,21 @@ def _markdown(tasks, families, table, agg, n_resamples) -> str:
         "Normalised MSRE (1 = the best constant predictor) of each family's pick on fresh "
         "seeds: mean over seeds [95% BCa bootstrap interval]",
         "",
-        "| game | " + " | ".join(families) + " |",
-        "|---|" + "---:|" * len(families),
-    ]
-    for task in tasks:
-        lines.append(f"| {task.removeprefix('atari_')} | "
-                     + " | ".join(_cell(table[f].get(task)) for f in families) + " |")  # fmt: skip
+        *markdown_table(["game", *families],
+                        [[t.removeprefix("atari_"), *(_cell(table[f].get(t)) for f in families)]
+                         for t in tasks], right=set(range(1, len(families) + 1))),
+    ]  # fmt: skip
     lines += [
         "",
         f"Across games (each game's mean; 95% percentile bootstrap over games, {n_resamples:,} "
         "resamples):",
         "",
-        "| family | games | IQM [95%] | mean [95%] |",
-        "|---|---:|---:|---:|",
-    ]
-    for a in agg:
-        lines.append(f"| {a['learner']} | {a['games']} | {a['iqm']:.3f} [{a['iqm_low']:.3f}, "
-                     f"{a['iqm_high']:.3f}] | {a['mean']:.3f} [{a['mean_low']:.3f}, "
-                     f"{a['mean_high']:.3f}] |")  # fmt: skip
+        *markdown_table(["family", "games", "IQM [95%]", "mean [95%]"],
+                        [[a["learner"], a["games"],
+                          f"{a['iqm']:.3f} [{a['iqm_low']:.3f}, {a['iqm_high']:.3f}]",
+                          f"{a['mean']:.3f} [{a['mean_low']:.3f}, {a['mean_high']:.3f}]"]
+                         for a in agg], right={1, 2, 3}),
+    ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

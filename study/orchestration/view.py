@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import warnings
 from typing import Any
@@ -192,16 +191,14 @@ def outcome(kind: Any, runs: list[Any], client: Any = None) -> tuple[Any, str]:
         return None, f"no trial has a {kind.verdict_text} yet."
     best = (max if kind.higher_better else min)(scored, key=lambda r: r.data.metrics[key])
     m = dict(best.data.metrics)
-    if client is not None and "ccn.finals" in best.data.tags:
-        try:
-            with tempfile.TemporaryDirectory() as d:
-                with open(client.download_artifacts(best.info.run_id, "finals.json", d)) as f:
-                    exact = json.load(f)
-            seeds_of = [v for k, v in exact.items() if k.startswith(f"{key}_seed")]
+    if client is not None:
+        from study.orchestration.tracking import read_finals  # (tracking imports this module)
+
+        exact = read_finals(client, best.info.run_id, best.data.tags)
+        seeds_of = [v for k, v in exact.items() if k.startswith(f"{key}_seed")]
+        if seeds_of:  # unreadable or absent: the rounded metrics say it
             mean, half, _ = kind.learned(np.asarray(seeds_of, np.float64))
             m[key], m[key + "_ci95"] = exact.get(key, mean), half
-        except (OSError, ValueError):  # unreadable: the rounded metrics say it
-            pass
     seeds = len([s for s in best.data.tags.get("seeds", "").split(",") if s])
     learned = best.data.tags.get(LEARNED_TAG) == "yes"
     n_learned = sum(r.data.tags.get(LEARNED_TAG) == "yes" for r in runs)

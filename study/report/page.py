@@ -57,11 +57,9 @@ def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
 def table_markdown(rows: list[dict[str, Any]], name: str, command: str) -> str:
     """The summary as the docs paste it: what :func:`table_text` shows as a Markdown table,
     what its columns mean, and the provenance footer naming ``command``."""
-    from study.cli import provenance
+    from study.cli import markdown_table, provenance
 
-    cols, body = _summary_cells(rows, name)
-    text = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    text += ["| " + " | ".join(b) + " |" for b in body]
+    text = markdown_table(*_summary_cells(rows, name))
     note = (
         f"`{name}`: mean ± 95% Student-t half-width over the seeds; bootstrap 95%: BCa "
         "interval of the mean; same seeds: the pick on the seeds that selected it."
