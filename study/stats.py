@@ -15,7 +15,8 @@ independently (a stratified bootstrap, as in rliable, Agarwal et al. 2021).
 - ``prob_lower``: the probability that family A's value on a random seed is below family B's
   (ties count half): the Mann-Whitney U statistic over ``n_a n_b``.
 - ``compare``: the difference of means and the probability of improvement with their
-  intervals, and whether either excludes no difference (``Comparison.verdict``).
+  bootstrap intervals (descriptive; the verdicts on claims, with their error rates, are
+  ``study.verdicts``'s).
 """
 
 from __future__ import annotations
@@ -206,9 +207,9 @@ def bootstrap_ci(
         accel_num += np.sum(u**3)
         accel_den += np.sum(u**2)
     a = accel_num / (6.0 * accel_den**1.5) if accel_den > 0 else 0.0
-    if not np.isfinite(z0):  # every resample on one side: fall back to the percentile rule
+    if not np.isfinite(z0):  # every resample on one side: the percentile rule, labelled so
         lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
-        return Interval(estimate, float(lo), float(hi), level, method, n_resamples)
+        return Interval(estimate, float(lo), float(hi), level, "percentile", n_resamples)
     z = special.ndtri(np.array([alpha, 1.0 - alpha]))
     adjusted = special.ndtr(z0 + (z0 + z) / (1.0 - a * (z0 + z)))
     lo, hi = np.quantile(boot, adjusted)
@@ -222,32 +223,6 @@ class Comparison(NamedTuple):
     b: str
     diff: Interval  # mean(A) - mean(B); below 0 means A is lower
     p_lower: Interval  # P(A's value on a random seed < B's)
-
-    def verdict(self, claim: str) -> str:
-        """What the intervals say of ``claim``: ``lower`` (A below B), ``higher`` (A above B)
-        or ``equal`` (no difference found).
-
-        A claim that A is lower ``holds`` when the interval of the difference of means lies
-        below 0 or that of ``p_lower`` above 0.5; it is ``contradicted`` when one of them
-        excludes no-difference the other way; otherwise it ``holds in the means`` or ``does
-        not hold`` by the point estimate of the difference. ``equal`` holds when both
-        intervals include no-difference."""
-        lower = self.diff.high < 0 or self.p_lower.low > 0.5
-        higher = self.diff.low > 0 or self.p_lower.high < 0.5
-        if claim == "equal":
-            return "does not hold" if lower or higher else "holds"
-        if claim == "higher":
-            lower, higher = higher, lower
-            point = self.diff.estimate > 0
-        elif claim == "lower":
-            point = self.diff.estimate < 0
-        else:
-            raise ValueError(f"claim {claim!r}; allowed: lower, higher, equal")
-        if lower and not higher:
-            return "holds"
-        if higher and not lower:
-            return "contradicted"
-        return "holds in the means" if point else "does not hold"
 
 
 def compare(

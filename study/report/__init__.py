@@ -57,13 +57,15 @@ from study.report.load import (
 )
 from study.report.page import _write_csv, table_markdown, table_text, trial_rows, write_html
 from study.stats import N_RESAMPLES, check_resamples
+from study.verdicts import ALPHA, MARGIN
 
 
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
                 claims: tuple[Claim, ...] = (),
                 claims_heading: str = "",
                 n_resamples: int = N_RESAMPLES,
-                command: str = "python -m study.report") -> dict[str, Any]:  # fmt: skip
+                command: str = "python -m study.report", alpha: float = ALPHA,
+                margin: float = MARGIN, looks: int = 1) -> dict[str, Any]:  # fmt: skip
     """Write the report of ``experiments`` into ``out`` (and nowhere else: a report reads the
     stores, it never writes to them); returns what it computed. ``command`` is the command
     as typed that asked for it (``summary.md``'s footer).
@@ -71,7 +73,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     Each learner's figures come from its pick's evaluation on fresh seeds where there is one
     (``ccn.role=eval``), with the pick as the tuning seeds saw it beside them; ``claims``
     (``study.report.claims``) are judged on those per-seed values and stated in the page
-    under ``claims_heading``."""
+    under ``claims_heading``, at family-wise level ``alpha`` over ``looks`` looks with the
+    equivalence margin ``margin`` (``study.verdicts``)."""
     from mlflow.tracking import MlflowClient
 
     trials, _ = load_trials(tracking_uri, experiments)
@@ -100,8 +103,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     else:  # a figure left by an earlier report of other picks would now mislead
         (out / "compute.png").unlink(missing_ok=True)
     values = {name: t.seed_values() for name, t in best.items()}
-    judged = judge(claims, values, n_resamples) if claims else []
-    method = method_note({k: int(v.size) for k, v in values.items()}, n_resamples)
+    judged = judge(claims, values, alpha=alpha, margin=margin, looks=looks) if claims else []
+    method = method_note({k: int(v.size) for k, v in values.items()}, alpha, margin, looks)
     if judged:
         sections.append((claims_heading or "Claims", [f"{j.claim}: {j.verdict} ({j.evidence})"
                                                        for j in judged] + [method]))  # fmt: skip

@@ -1,7 +1,8 @@
-"""Claims about families judged on their per-seed values: each family's interval (bootstrap and
-Student-t), and orderings such as the paper's (Javed et al., JMLR 2023, trace patterning:
-SnAp-1 worst, then T-BPTT; columnar about equal to constructive; the CCN lowest) judged pair by
-pair with ``study.stats.compare``.
+"""Claims about families judged on their per-seed values: each family's figures with its
+diverged seeds apart, and orderings such as the paper's (Javed et al., JMLR 2023, trace
+patterning: SnAp-1 worst, then T-BPTT; columnar about equal to constructive; the CCN lowest)
+judged pair by pair with the rules of ``study.verdicts`` (stated error rates, Holm's
+correction over the report's pairs).
 
 The values are one final value per seed, lower better (the normalised MSRE). A comparison's
 verdicts must use seeds that did not pick the configurations (``study.compare`` runs each
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from study import stats
+from study import stats, verdicts
 
 
 class Claim(NamedTuple):
@@ -43,111 +44,182 @@ PAPER_TRACE_PATTERNING = (
 
 class Judged(NamedTuple):
     claim: str
-    verdict: str  # holds, holds in the means, does not hold, contradicted, not measured
+    verdict: str  # supported, contradicted, equivalent, unresolved or not measured
     evidence: str
-
-
-def _worst_if_diverged(values: np.ndarray) -> np.ndarray:
-    """Per-seed errors with a diverged seed's (NaN or inf) the worst there is: infinite (the
-    bootstrap keeps it, ``study.stats.bootstrap_ci``)."""
-    x = np.asarray(values, np.float64)
-    return np.where(np.isfinite(x), x, np.inf)
+    seeds_needed: int = 0  # unresolved: fresh seeds per family for 80% power; else 0
 
 
 def family_summary(
     values: np.ndarray, n_resamples: int = stats.N_RESAMPLES, seed: int = stats.SEED
 ) -> dict[str, Any]:
-    """The mean with its BCa bootstrap and Student-t 95% intervals, the median and the IQM
-    (with a percentile bootstrap interval), over one family's per-seed values."""
-    x = np.asarray(values, np.float64)
-    boot = stats.bootstrap_ci(x, stats.mean, n_resamples=n_resamples, seed=seed)
-    _, half = stats.mean_ci(x)
+    """One family's per-seed values with divergence reported apart: the count and rate of
+    diverged seeds (a value NaN or infinite) with its exact Clopper-Pearson 95% interval, and
+    over the finite seeds only the mean with its bootstrap and Student-t 95% intervals (BCa,
+    or percentile where BCa is undefined: ``boot_method`` says which), the median and the IQM
+    (percentile interval). No statistic of the error is infinite."""
+    x = np.asarray(values, np.float64).ravel()
+    finite = x[np.isfinite(x)]
+    diverged = int(x.size - finite.size)
+    rate_low, rate_high = verdicts.clopper_pearson(diverged, int(x.size))
+    boot = stats.bootstrap_ci(finite, stats.mean, n_resamples=n_resamples, seed=seed)
+    _, half = stats.mean_ci(finite) if finite.size else (math.nan, math.nan)
     middle = stats.bootstrap_ci(
-        x, stats.iqm, method="percentile", n_resamples=n_resamples, seed=seed
+        finite, stats.iqm, method="percentile", n_resamples=n_resamples, seed=seed
     )
     return {
         "n": int(x.size),
-        "mean": boot.estimate,
+        "finite": int(finite.size),
+        "diverged": diverged,
+        "diverged_rate": diverged / x.size if x.size else math.nan,
+        "diverged_low": rate_low,
+        "diverged_high": rate_high,
+        "mean": float(finite.mean()) if finite.size else math.nan,
         "boot_low": boot.low,
         "boot_high": boot.high,
+        "boot_method": boot.method,
         "t_half": half,
-        "median": float(np.median(x)) if x.size else math.nan,
-        "iqm": middle.estimate,
+        "median": float(np.median(finite)) if finite.size else math.nan,
+        "iqm": middle.estimate if finite.size else math.nan,
         "iqm_low": middle.low,
         "iqm_high": middle.high,
     }
 
 
+def claim_pairs(claims: tuple[Claim, ...]) -> list[tuple[str, str]]:
+    """Every pair of families the claims compare, each unordered pair once (the family of
+    hypotheses Holm's correction runs over)."""
+    seen: dict[frozenset[str], tuple[str, str]] = {}
+    for c in claims:
+        for o in c.others:
+            seen.setdefault(frozenset((c.family, o)), (c.family, o))
+    return list(seen.values())
+
+
 def judge(
     claims: tuple[Claim, ...],
     values: dict[str, np.ndarray],
-    n_resamples: int = stats.N_RESAMPLES,
-    seed: int = stats.SEED,
+    *,
+    alpha: float = verdicts.ALPHA,
+    margin: float = verdicts.MARGIN,
+    looks: int = 1,
+    power_statement: bool = True,
 ) -> list[Judged]:
-    """Each claim's verdict and its evidence, pair by pair (``stats.Comparison.verdict``).
+    """Each claim's outcome and its evidence (``study.verdicts``): the pairs of all claims
+    measured are tested together, Holm-corrected at ``alpha / looks``.
 
-    A claim against several families ``holds`` when it holds against each;
-    ``contradicted`` when any pair shows the opposite with 95% confidence; ``holds in the
-    means`` when every pair's difference of means points the claimed way; otherwise ``does
-    not hold``. ``equal`` holds when no pair differs with 95% confidence. Families with no
-    values make the claim ``not measured``."""
+    A claim that ``family`` is lower (higher) than each of ``others`` is ``supported`` when
+    every pair finds it so, ``contradicted`` when any pair finds the opposite, ``equivalent``
+    when a pair it needs is equivalent within ``margin`` (and none contradicts it),
+    otherwise ``unresolved`` (with the fresh seeds a family would need). A claim of
+    equality is ``equivalent`` when every pair is, ``contradicted`` when any pair differs,
+    otherwise ``unresolved``. Families with no values make the claim ``not measured``."""
+    present = {k for k, v in values.items() if np.asarray(v).size}
+    measured = tuple(c for c in claims if {c.family, *c.others} <= present)
+    pairs = verdicts.pair_outcomes(values, claim_pairs(measured), alpha=alpha, margin=margin,
+                                   looks=looks, power_statement=power_statement)  # fmt: skip
     out = []
     for c in claims:
-        need = (c.family, *c.others)
-        missing = [n for n in need if n not in values or not np.asarray(values[n]).size]
-        if missing:
+        if c not in measured:
+            missing = [n for n in (c.family, *c.others) if n not in present]
             out.append(Judged(c.text, "not measured", f"needs {', '.join(missing)}"))
             continue
-        pairs = [
-            stats.compare(
-                c.family,
-                _worst_if_diverged(values[c.family]),
-                o,
-                _worst_if_diverged(values[o]),
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-            for o in c.others
-        ]
-        verdicts = [p.verdict(c.relation) for p in pairs]
-        if c.relation == "equal":
-            verdict = "holds" if all(v == "holds" for v in verdicts) else "does not hold"
-        elif all(v == "holds" for v in verdicts):
-            verdict = "holds"
-        elif "contradicted" in verdicts:
-            verdict = "contradicted"
-        elif all(v in ("holds", "holds in the means") for v in verdicts):
-            verdict = "holds in the means"
-        else:
-            verdict = "does not hold"
-        out.append(Judged(c.text, verdict, "; ".join(_pair_text(p, c.relation) for p in pairs)))
+        found = [_oriented(pairs, c.family, o) for o in c.others]
+        out.append(_claim_outcome(c, found, margin))
     return out
 
 
-def _pair_text(p: stats.Comparison, relation: str) -> str:
-    """``snap1 - tbptt = 0.12 [0.03, 0.2]; P(snap1 above) = 0.71 [0.55, 0.86]``."""
-    if relation == "higher":
-        prob = stats.Interval(
-            1 - p.p_lower.estimate,
-            1 - p.p_lower.high,
-            1 - p.p_lower.low,
-            p.p_lower.level,
-            p.p_lower.method,
-            p.p_lower.n_resamples,
-        )
-        word = "above"
+def _oriented(pairs: dict[tuple[str, str], verdicts.Pair], a: str, b: str) -> verdicts.Pair:
+    """The pair (a, b), turned round when it was tested as (b, a)."""
+    if (a, b) in pairs:
+        return pairs[(a, b)]
+    p = pairs[(b, a)]
+    flip = {"lower": "higher", "higher": "lower"}.get(p.outcome, p.outcome)
+    diff = p.diff._replace(diff=-p.diff.diff) if p.diff is not None else None
+    prob = p.prob._replace(p_lower=1.0 - p.prob.p_lower)
+    return p._replace(a=a, b=b, n_a=p.n_b, n_b=p.n_a, diverged_a=p.diverged_b,
+                      diverged_b=p.diverged_a, diff=diff, prob=prob, outcome=flip)  # fmt: skip
+
+
+def _claim_outcome(c: Claim, found: list[verdicts.Pair], margin: float) -> Judged:
+    evidence = "; ".join(_pair_text(p, c.relation) for p in found)
+    outcomes = [p.outcome for p in found]
+    unresolved = [p for p in found if p.outcome == "unresolved"]
+    needed = max((p.seeds_needed for p in unresolved), default=0)
+    if c.relation == "equal":
+        if any(o in ("lower", "higher") for o in outcomes):
+            verdict = "contradicted"
+        elif all(o == "equivalent" for o in outcomes):
+            verdict = "equivalent"
+        else:
+            verdict = "unresolved"
     else:
-        prob, word = p.p_lower, "below"
-    return f"{p.a} - {p.b} = {p.diff.text(2)}, P({p.a} {word} {p.b} on a seed) = {prob.text(2)}"
+        against = "higher" if c.relation == "lower" else "lower"
+        if against in outcomes:
+            verdict = "contradicted"
+        elif all(o == c.relation for o in outcomes):
+            verdict = "supported"
+        elif "equivalent" in outcomes:
+            verdict = "equivalent"
+        else:
+            verdict = "unresolved"
+    decided = [p for p in found if p.outcome in ("lower", "higher")]
+    if verdict in ("supported", "contradicted") and any(p.by_divergence for p in decided):
+        evidence += "; decided only by divergence: without the diverged seeds it is not"
+    if verdict == "unresolved":
+        evidence += f"; {_needed_text(needed)}"
+    else:
+        needed = 0
+    return Judged(c.text, verdict, evidence, needed)
 
 
-def method_note(n_seeds: dict[str, int], n_resamples: int) -> str:
+def _needed_text(n: int) -> str:
+    if n > verdicts.SEEDS_CAP:
+        return (
+            f"more than {verdicts.SEEDS_CAP:,} fresh seeds a family would be needed for 80% power"
+        )
+    return f"about {n:,} fresh seeds a family would give 80% power at the observed spread"
+
+
+def _pair_text(p: verdicts.Pair, relation: str) -> str:
+    """``snap1 - tbptt = 0.12 [0.03, 0.2] (finite seeds, Welch); P(snap1 above tbptt on a
+    seed) = 0.71 [0.55, 0.86] (Brunner-Munzel); Holm p 0.004: higher``."""
+    if p.diff is not None:
+        lo, hi = p.diff.interval()
+        means = f"{p.a} - {p.b} = {p.diff.diff:.2g} [{lo:.2g}, {hi:.2g}] (finite seeds, Welch)"
+    else:
+        means = f"{p.a} - {p.b}: fewer than 2 finite seeds"
+    lo, hi = p.prob.interval()
+    prob, word = p.prob.p_lower, "below"
+    if relation == "higher":
+        prob, lo, hi, word = 1 - prob, 1 - hi, 1 - lo, "above"
+    diverged = [f"{k} {d}/{n} diverged" for k, d, n in ((p.a, p.diverged_a, p.n_a),
+                                                      (p.b, p.diverged_b, p.n_b)) if d]  # fmt: skip
+    return (f"{means}, P({p.a} {word} {p.b} on a seed) = {prob:.2g} [{lo:.2g}, {hi:.2g}]"
+            f"{' (' + ', '.join(diverged) + ')' if diverged else ''}: "
+            f"{_pair_word(p)} (Holm p {p.p_adjusted:.2g}, "
+            f"equivalence p {p.p_equivalent:.2g})")  # fmt: skip
+
+
+def _pair_word(p: verdicts.Pair) -> str:
+    if p.outcome in ("lower", "higher"):
+        return f"{p.a} {p.outcome}"
+    return p.outcome
+
+
+def method_note(n_seeds: dict[str, int], alpha: float = verdicts.ALPHA,
+                margin: float = verdicts.MARGIN, looks: int = 1) -> str:  # fmt: skip
     """How the verdicts were reached, for the page and the terminal."""
     seeds = ", ".join(f"{k} {v}" for k, v in n_seeds.items())
+    sequential = (f", at {alpha / looks:g} per look of {looks} (Bonferroni over the looks of "
+                  f"--eval-seeds auto)" if looks > 1 else "")  # fmt: skip
     return (
-        f"95% intervals by bootstrap ({n_resamples:,} resamples, seeded, each family's "
-        f"seeds resampled on their own; percentile intervals for the difference of means "
-        f"and for P(A below B on a random seed), BCa for each family's mean); seeds per "
-        f"family: {seeds}. A claim holds when the interval of the difference of means, or "
-        f"of the probability, excludes no difference in the claimed direction."
+        f"Each pair of families: Welch's t-test of the difference of means over the finite "
+        f"seeds and the Brunner-Munzel test of P(A below B on a seed), a diverged seed the "
+        f"worst outcome; a pair differs when the smaller p, doubled, passes Holm's correction "
+        f"over the report's pairs at {alpha:g} family-wise{sequential}, and is equivalent when "
+        f"two one-sided tests put the difference of means within +-{margin:g} (Holm-corrected "
+        f"likewise). Supported or contradicted with no true difference: at most {alpha:.0%} of "
+        f"reports; equivalent with a true difference of {margin:g}: at most {alpha:.0%} "
+        f"(tests/test_verdicts.py). Intervals shown are 95% and unadjusted. Fresh seeds per "
+        f"family: {seeds}."
     )

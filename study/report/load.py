@@ -244,7 +244,8 @@ def _learners(trials: list[Trial]) -> list[str]:
 def summary_rows(best: dict[str, Trial], same: dict[str, Trial] | None = None,
                  n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:  # fmt: skip
     """One row per learner: its pick's figures over the seeds it ran (fresh seeds when it was
-    evaluated), with the bootstrap interval, median and IQM of the compared value (the
+    evaluated): its diverged seeds as a count and a rate with an exact interval, and over the
+    finite seeds the bootstrap interval, median and IQM of the compared value (the
     normalised MSRE, or the task's measure); ``same`` adds each learner's pick as the
     tuning seeds saw it (``same_seeds_*``: selected and reported on the same seeds)."""
     rows = []
@@ -262,10 +263,15 @@ def summary_rows(best: dict[str, Trial], same: dict[str, Trial] | None = None,
             f"{t.measure.measure}_mean": mean,
             f"{t.measure.measure}_ci95": half,
             **_normalised_columns(t),
-            # seeds whose run diverged (their value the worst, infinite)
-            "diverged_seeds": int(np.isinf(t.seed_values()).sum()),
+            # seeds whose run diverged, apart: a count, a rate and its exact 95% interval
+            "diverged_seeds": boot["diverged"],
+            "diverged_rate": boot["diverged_rate"],
+            "diverged_low": boot["diverged_low"],
+            "diverged_high": boot["diverged_high"],
+            # over the finite seeds
             "boot_low": boot["boot_low"],
             "boot_high": boot["boot_high"],
+            "boot_method": boot["boot_method"],
             "median": boot["median"],
             "iqm": boot["iqm"],
         }
@@ -283,11 +289,14 @@ def summary_rows(best: dict[str, Trial], same: dict[str, Trial] | None = None,
 
 
 def _normalised_columns(t: Trial) -> dict[str, Any]:
-    """``nmsre_mean``, ``nmsre_ci95`` and ``learned`` of a prediction trial (none for
+    """``nmsre_mean`` and ``nmsre_ci95`` over the finite seeds (a diverged seed is counted
+    apart, ``diverged_*``) and ``learned`` over every seed, of a prediction trial (none for
     classification)."""
     if t.measure.higher_better:
         return {}
-    mean, half = t.normalised_ci()
+    values = t.normalised_values()
+    finite = values[np.isfinite(values)]
+    mean, half = mean_ci(finite) if finite.size else (math.nan, math.nan)
     return {"nmsre_mean": mean, "nmsre_ci95": half, "learned": t.learned()}
 
 

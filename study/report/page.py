@@ -36,12 +36,23 @@ def _fmt(value: Any) -> str:
 
 
 def _boot(r: dict[str, Any]) -> str:
-    return f"[{_fmt(r['boot_low'])}, {_fmt(r['boot_high'])}]"
+    method = {"bca": "BCa", "percentile": "percentile"}.get(r.get("boot_method", ""), "")
+    return f"[{_fmt(r['boot_low'])}, {_fmt(r['boot_high'])}]" + (f" {method}" if method else "")
+
+
+def _diverged(r: dict[str, Any]) -> str:
+    """``1/20 [0.1%, 25%]``: diverged seeds and the exact 95% interval of the rate."""
+    if "diverged_low" not in r:
+        return str(r.get("diverged_seeds", ""))
+    return (f"{r['diverged_seeds']}/{r['seeds']} [{r['diverged_low']:.1%}, "
+            f"{r['diverged_high']:.1%}]")  # fmt: skip
 
 
 def table_text(rows: list[dict[str, Any]], name: str = "msre") -> str:
     """The summary as a text table: ± is the 95% Student-t half-width, [low, high] the 95%
-    BCa bootstrap interval of the mean of the compared value; ``same seeds`` is the pick's
+    bootstrap interval of the mean of the compared value (its method named), both over the
+    finite seeds; ``diverged``: diverged seeds of all and the exact 95% interval of the rate;
+    ``same seeds`` is the pick's
     figure on the seeds that selected it, where it was evaluated on fresh ones."""
     cols, body = _summary_cells(rows, name)
     widths = [
@@ -61,8 +72,10 @@ def table_markdown(rows: list[dict[str, Any]], name: str, command: str) -> str:
 
     text = markdown_table(*_summary_cells(rows, name))
     note = (
-        f"`{name}`: mean ± 95% Student-t half-width over the seeds; bootstrap 95%: BCa "
-        "interval of the mean; same seeds: the pick on the seeds that selected it."
+        f"`{name}`: mean ± 95% Student-t half-width over the finite seeds; bootstrap 95%: "
+        "interval of the mean over the finite seeds, its method named; diverged: diverged "
+        "seeds of all, with the exact (Clopper-Pearson) 95% interval of the rate; same seeds: "
+        "the pick on the seeds that selected it."
     )
     return "\n".join(text) + "\n\n" + note + "\n\n" + provenance(command) + "\n"
 
@@ -70,14 +83,17 @@ def table_markdown(rows: list[dict[str, Any]], name: str, command: str) -> str:
 def _summary_cells(rows: list[dict[str, Any]], name: str) -> tuple[tuple, list[list[str]]]:
     extra = ("normalised", "bootstrap 95%", "learned") if rows and "learned" in rows[0] else (
         ("bootstrap 95%",) if rows and "boot_low" in rows[0] else ())  # fmt: skip
+    extra = (*extra, "diverged") if rows and "diverged_seeds" in rows[0] else extra
     same = ("same seeds",) if rows and "same_seeds_mean" in rows[0] else ()
     cols = ("learner", "params", "flops_per_step", "seeds", name, *extra, *same, "steps_per_s",
             "configuration")  # fmt: skip
     body = []
     for r in rows:
         msre = f"{r[f'{name}_mean']:.4g} ± {_fmt(r[f'{name}_ci95'])}"
+        boot = [_boot(r)] if "bootstrap 95%" in extra else []
         norm = ([f"{_fmt(r['nmsre_mean'])} ± {_fmt(r['nmsre_ci95'])}", _boot(r), r["learned"]]
-                if "learned" in extra else [_boot(r)] if extra else [])  # fmt: skip
+                if "learned" in extra else boot)  # fmt: skip
+        norm += [_diverged(r)] if "diverged" in extra else []
         seen = ([f"{_fmt(r['same_seeds_mean'])} ± {_fmt(r['same_seeds_ci95'])} "
                  f"({r['same_seeds_n']})"] if same else [])  # fmt: skip
         body.append([r["learner"], _fmt(r["params"]), _fmt(r["flops_per_step"]), str(r["seeds"]),
@@ -142,7 +158,8 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
         else []  # fmt: skip
     summary_cols = ["learner", "selection", "configuration", "params", "flops_per_step", "seeds",
                     f"{m.measure}_mean", f"{m.measure}_ci95", *normalised, "boot_low",
-                    "boot_high", "median", "iqm", *same, "steps_per_s"]  # fmt: skip
+                    "boot_high", "boot_method", "median", "iqm", "diverged_seeds",
+                    "diverged_low", "diverged_high", *same, "steps_per_s"]  # fmt: skip
     trial_cols = ["experiment", "learner", "role", "status", m.measure,
                   *(["nmsre_mean", "learned"] if normalised else []), "steps_done",
                   "flops_per_step", "configuration"]  # fmt: skip
@@ -174,9 +191,12 @@ the seeds of each learner's pick ({which} mean among trials that ran all their s
 the pick was run again on fresh seeds, its figures are those of the fresh seeds and
 <code>same_seeds_*</code> are those of the seeds that picked it, as a paper that selects and
 reports on the same seeds would give). <code>boot_low</code>-<code>boot_high</code>: the 95%
-BCa bootstrap interval ({n_resamples:,} resamples) of the mean of the compared value
+bootstrap interval ({n_resamples:,} resamples; <code>boot_method</code> names BCa or, where
+BCa is undefined, percentile) of the mean of the compared value
 ({"the measure" if m.higher_better else "the normalised MSRE"}), beside its median and
-interquartile mean.{
+interquartile mean, all over the finite seeds; <code>diverged_seeds</code> counts the seeds
+that diverged, with the exact (Clopper-Pearson) 95% interval of the rate
+(<code>diverged_low</code>-<code>diverged_high</code>).{
         ""
         if m.higher_better
         else " Normalised MSRE: the windowed MSRE over that of the best "
