@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 
 import numpy as np
@@ -194,7 +195,7 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
         return [r for r in client.search_runs([exp.experiment_id])
                 if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
 
-    grid = children("jmlr-trace-patterning")
+    grid = children("jmlr-trace-patterning-scale2500")  # the default name names the scale
     assert len(grid) == 12
     assert len({(float(r.data.params["alpha"]), float(r.data.params["norm_rate"]))
                 for r in grid}) == 12  # fmt: skip
@@ -204,12 +205,12 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
                r.data.tags["ccn.status"] == "diverged" for r in grid)  # fmt: skip
     finished = [r for r in grid if r.data.tags["ccn.status"] == "finished"]
     pick = min(finished, key=lambda r: recorded(client, r)["final_msre_windowed"])
-    (fresh,) = children("jmlr-trace-patterning-fresh")
+    (fresh,) = children("jmlr-trace-patterning-scale2500-fresh")
     assert fresh.data.tags["ccn.role"] == "eval"
     assert fresh.data.tags["seeds"] == "1000,1001,1002"
     for key in ("alpha", "norm_rate", "n_features", "lambda_"):
         assert fresh.data.params[key] == pick.data.params[key]
-    report = runs / "reports" / "jmlr-trace-patterning"
+    report = runs / "reports" / "jmlr-trace-patterning-scale2500"
     with (report / "summary.csv").open() as f:
         (values,) = list(csv.DictReader(f))
     assert values["selection"] == "fresh seeds" and values["seeds"] == "3"
@@ -232,12 +233,25 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
             "--eval-seeds", "3", "--spaces", "columnar", "--runs-dir", str(runs)]  # fmt: skip
     assert compare(argv) == 0
     assert capsys.readouterr().out.count("already run; not run again") == 2
+    # the same name with other seeds is refused before anything runs, never reported as if
+    # it were the new run (it once printed the new settings and reported the old run)
+    launches = len(client.search_runs([client.get_experiment_by_name(
+        "jmlr-trace-patterning-scale2500").experiment_id]))  # fmt: skip
+    for flag, value, named in (("--seeds", "3", "seeds 0-1 there, 0-2 now (--seeds)"),
+                               ("--eval-seeds", "4", "fresh seeds 3 there, 4 now (--eval-seeds)")):
+        changed = [*argv]
+        changed[changed.index(flag) + 1] = value
+        assert compare(changed) == 2
+        err = capsys.readouterr().err.strip()
+        assert named in err and len(err.splitlines()) == 1 and "give another --name" in err
+    assert len(client.search_runs([client.get_experiment_by_name(
+        "jmlr-trace-patterning-scale2500").experiment_id])) == launches  # fmt: skip
     # --extend-grid: a pick at the grid's edge gets the two step sizes past it on the tuning
     # seeds, and the picks among both run on the fresh seeds, reported apart
     assert compare([*argv, "--extend-grid"]) == 0
     out = capsys.readouterr().out
     if at_edge:
-        extended = children("jmlr-trace-patterning-extended")
+        extended = children("jmlr-trace-patterning-scale2500-extended")
         assert sorted(float(r.data.params["alpha"]) for r in extended) == sorted(
             beyond(tried, float(pick.data.params["alpha"])))  # fmt: skip
         for r in extended:  # the pick's setting but its step size
@@ -245,9 +259,10 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
                 assert r.data.params[key] == pick.data.params[key]
         done = [r for r in [*grid, *extended] if r.data.tags["ccn.status"] == "finished"]
         best = min(done, key=lambda r: recorded(client, r)["final_msre_windowed"])
-        (again,) = children("jmlr-trace-patterning-extended-fresh")
+        (again,) = children("jmlr-trace-patterning-scale2500-extended-fresh")
         assert again.data.params["alpha"] == best.data.params["alpha"]
-        assert (runs / "reports" / "jmlr-trace-patterning-extended" / "report.html").exists()
+        folder = runs / "reports" / "jmlr-trace-patterning-scale2500-extended"
+        assert (folder / "report.html").exists()
     else:
         assert "nothing to extend" in out
 
@@ -321,3 +336,36 @@ def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
     if status != "RUNNING":
         client.set_terminated(run.info.run_id, status)
     assert _state(uri, "grid") == state
+
+
+def test_a_stage_recorded_with_other_options_is_refused_naming_them(tmp_path):
+    """Catches a stage 'done' by name alone: a launch that recorded other options (or, from
+    before stages recorded them, whose runs show other seeds or steps) is refused in one
+    line naming each option that differs and what sets it, and the recorded command."""
+    from study.compare.stages import STAGE_TAG, check_stage
+    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    now = {"task": "trace_patterning", "steps": "500,000", "seeds": "0-4",
+           "configurations": "112 (abc)"}  # fmt: skip
+    check_stage(uri, "grid", now)  # a new stage passes
+    recorded = {**now, "steps": "5,000,000", "command": "python -m study.compare --x"}
+    exp = client.create_experiment("grid")
+    client.create_run(exp, tags={ROLE_TAG: "launch", STAGE_TAG: json.dumps(recorded)})
+    with pytest.raises(ValueError) as e:
+        check_stage(uri, "grid", now)
+    text = str(e.value)
+    assert "steps 5,000,000 there, 500,000 now (--scale or --steps)" in text
+    assert "seeds" not in text.partition("; it stays")[0] and "\n" not in text
+    assert text.endswith("repeat its command to report it: python -m study.compare --x")
+    check_stage(uri, "grid", {**now, "steps": "5,000,000"})  # the same options pass
+    # a stage recorded before stages carried their options: judged by what its runs show
+    old = client.create_experiment("old")
+    launch = client.create_run(old, tags={ROLE_TAG: "launch"})
+    config = {"task": "trace_patterning", "steps": 500000, "alpha": 0.1}
+    client.create_run(old, tags={PARENT_TAG: launch.info.run_id, "seeds": "0,1,2,3,4",
+                                 CONFIG_TAG: json.dumps(config)})  # fmt: skip
+    check_stage(uri, "old", now)
+    with pytest.raises(ValueError, match="seeds 0-4 there, 0-9 now \\(--seeds\\)"):
+        check_stage(uri, "old", {**now, "seeds": "0-9"})

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import sys
 from typing import Any
@@ -40,11 +41,15 @@ from study.compare.preset import (  # noqa: F401 - re-exported
     run_preset,
 )
 from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-exported
+    check_stage,
+    digest,
     eval_seeds,
     picks,
     report,
     run_stage,
     running_refusal,
+    seeds_text,
+    stage_options,
     stage_state,
 )
 from study.engine.pack import parse_pack
@@ -304,6 +309,15 @@ def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_
     from study.orchestration import local_ray
 
     uri, runs = eval_plan.tracking_uri, eval_plan.runs
+    options = {study: _search_options(plan) for study, plan in stages.items()}
+    fresh_text = str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
+    options[name] = stage_options(eval_plan, **{"fresh seeds": fresh_text,
+                                                "picked from": ",".join(stages)})  # fmt: skip
+    try:
+        for study, opts in options.items():
+            check_stage(uri, study, opts)
+    except ValueError as e:
+        return fail(str(e))
     states = {study: stage_state(uri, study) for study in [*stages, name]}
     stopped = [study for study, state in states.items() if state == "interrupted"]
     if stopped and not args.resume:
@@ -317,7 +331,7 @@ def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_
         with local_ray.session(args.address, runs, name, args.expose_ray) as dashboard:
             if dashboard:
                 print(local_ray.dashboard_hint(dashboard))
-            rc = _stages(name, stages, eval_plan, states, fresh, args.task)
+            rc = _stages(name, stages, eval_plan, states, fresh, args.task, options)
     except local_ray.Unreachable as e:
         return fail(str(e))
     if rc:
@@ -325,15 +339,28 @@ def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_
     return report(eval_plan, [name, *stages], args.bootstrap_resamples)
 
 
+def _search_options(plan: Plan) -> dict[str, str]:
+    """What makes a tuning study of a comparison what it is: its seeds, trials and space
+    (bounds, fixed values, budget; the sampler's seed)."""
+    space = plan.space
+    search = digest([{"params": repr(space.params), "fixed": repr(space.fixed),
+                      "budget": space.budget_flops, "sampler": plan.sampler_seed}])  # fmt: skip
+    return stage_options(plan, seeds=seeds_text(range(plan.seeds)), trials=plan.trials,
+                         search=search.partition(" ")[2])  # fmt: skip
+
+
 def _stages(name: str, stages: dict[str, Plan], eval_plan: Plan, states: dict[str, str],
-            fresh: int | list[int], task: str) -> int:  # fmt: skip
+            fresh: int | list[int], task: str,
+            options: dict[str, dict[str, str]]) -> int:  # fmt: skip
     n = len(stages) + 1
     for i, (study, plan) in enumerate(stages.items(), 1):
         print(f"\n== [{i}/{n}] tuning: {study} ({states[study]})")
         if states[study] == "done":
             print("already tuned; not run again")
             continue
-        rc = execute(dataclasses.replace(plan, resume=states[study] == "interrupted"))
+        stage = json.dumps({**options[study], "command": plan.command})
+        rc = execute(dataclasses.replace(plan, resume=states[study] == "interrupted",
+                                         stage=stage))  # fmt: skip
         if rc:
             return rc
     print(f"\n== [{n}/{n}] evaluation: {name} ({states[name]})")
@@ -345,7 +372,7 @@ def _stages(name: str, stages: dict[str, Plan], eval_plan: Plan, states: dict[st
     except ValueError as e:
         return fail(str(e))
     return run_stage(eval_plan, configs, seeds, eval_plan.role,
-                     states[name] == "interrupted", eval_plan.command)  # fmt: skip
+                     states[name] == "interrupted", eval_plan.command, options[name])  # fmt: skip
 
 
 if __name__ == "__main__":

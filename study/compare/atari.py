@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from study.cli import fail, markdown_table, provenance
-from study.compare.preset import Preset, run_protocol
+from study.compare.preset import Preset, default_name, run_protocol
 from study.compare.stages import stage_state
 
 RTRL_ALPHAS = (3e-3, 1e-3, 3e-4)
@@ -85,7 +85,7 @@ def run_atari(args: argparse.Namespace) -> int:
         lengths = {t: make_env(t, args.data_dir).length for t in tasks}  # replayed, cached
     except ValueError as e:
         return fail(str(e))
-    base = args.name or args.preset
+    base = default_name(args)
     uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
            or f"sqlite:///{Path(args.runs_dir).expanduser().resolve()}/mlflow.db")  # fmt: skip
     print(f"preset atari-prediction: {len(tasks)} games ({', '.join(tasks)})")

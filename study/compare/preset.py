@@ -16,7 +16,18 @@ import math
 from typing import Any, NamedTuple
 
 from study.cli import fail
-from study.compare.stages import eval_seeds, picks, report, run_stage, running_refusal, stage_state
+from study.compare.stages import (
+    check_stage,
+    digest,
+    eval_seeds,
+    picks,
+    report,
+    run_stage,
+    running_refusal,
+    seeds_text,
+    stage_options,
+    stage_state,
+)
 from study.engine.pack import parse_pack
 from study.orchestration.plan import Plan, make_plan
 from study.report.claims import PAPER_TRACE_PATTERNING, Claim
@@ -111,8 +122,20 @@ def preset_plan(
             c["update_rule"] = rule
         configs.append(c)
     seeds = args.seeds if args.seeds is not None else preset.seeds
-    name = name or args.name or args.preset
+    name = name or default_name(args)
     return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
+
+
+def default_name(args: argparse.Namespace) -> str:
+    """``--name``, else the preset's name and, when it is not 1, the scale (so that runs at
+    two scales never share a name): ``jmlr-trace-patterning-scale10``."""
+    if args.name:
+        return args.name
+    return args.preset + (f"-scale{args.scale:g}" if args.scale != 1.0 else "")
+
+
+def _fresh_text(fresh: int | list[int]) -> str:
+    return str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
 
 
 def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
@@ -160,6 +183,15 @@ def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
     name, uri = plan.name, plan.tracking_uri
     if running := running_refusal(plan.runs, [name, fresh_name]):
         return fail(running)
+    grid_options = stage_options(plan, seeds=seeds_text(range(plan.seeds)),
+                                 configurations=digest(configs))  # fmt: skip
+    fresh_options = stage_options(fresh_plan, **{"fresh seeds": _fresh_text(fresh),
+                                                 "picked from": name})  # fmt: skip
+    try:
+        for study, options in ((name, grid_options), (fresh_name, fresh_options)):
+            check_stage(uri, study, options)
+    except ValueError as e:
+        return fail(str(e))
     states = {study: stage_state(uri, study) for study in (name, fresh_name)}
     stopped = [study for study, state in states.items() if state == "interrupted"]
     if stopped and not args.resume:
@@ -178,12 +210,12 @@ def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
         print("already run; not run again")
     else:
         rc = run_stage(plan, configs, list(range(plan.seeds)), "tuning",
-                       states[name] == "interrupted", command)  # fmt: skip
+                       states[name] == "interrupted", command, grid_options)  # fmt: skip
         if rc:
             return rc
     print(f"\n== [2/2] each family's pick on fresh seeds: {fresh_name} ({states[fresh_name]})")
     rc = _fresh_stage(uri, [name], preset.task, fresh, fresh_plan, states[fresh_name],
-                      command)  # fmt: skip
+                      command, fresh_options)  # fmt: skip
     if rc:
         return rc
     rc = report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset.orderings,
@@ -224,6 +256,15 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
     (NAME-extended-fresh), and their report (``reports/NAME-extended``)."""
     name, uri = plan.name, plan.tracking_uri
     ext_name, ext_fresh = f"{name}-extended", f"{name}-extended-fresh"
+    ext_options = stage_options(plan, seeds=seeds_text(range(plan.seeds)),
+                                **{"picked from": name})  # fmt: skip
+    fresh_options = stage_options(plan, **{"fresh seeds": _fresh_text(fresh),
+                                           "picked from": f"{name},{ext_name}"})  # fmt: skip
+    try:
+        for study, options in ((ext_name, ext_options), (ext_fresh, fresh_options)):
+            check_stage(uri, study, options)
+    except ValueError as e:
+        return fail(str(e))
     states = {study: stage_state(uri, study) for study in (ext_name, ext_fresh)}
     if running := running_refusal(plan.runs, [ext_name, ext_fresh]):
         return fail(running)
@@ -246,7 +287,7 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
         except ValueError as e:
             return fail(str(e))
         rc = run_stage(ext_plan, extra, list(range(plan.seeds)), "tuning",
-                       states[ext_name] == "interrupted", command)  # fmt: skip
+                       states[ext_name] == "interrupted", command, ext_options)  # fmt: skip
         if rc:
             return rc
     families = len({c["learner"] for c in configs})
@@ -258,7 +299,7 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
         return fail(str(e))
     print(f"\n== [extend] each family's pick on fresh seeds: {ext_fresh} ({states[ext_fresh]})")
     rc = _fresh_stage(uri, [name, ext_name], preset.task, fresh, fresh_plan,
-                      states[ext_fresh], command)  # fmt: skip
+                      states[ext_fresh], command, fresh_options)  # fmt: skip
     if rc:
         return rc
     return report(fresh_plan, [ext_fresh, name, ext_name], args.bootstrap_resamples,
@@ -266,7 +307,7 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
 
 
 def _fresh_stage(uri: str, tuning: list[str], task: str, fresh, plan: Plan, state: str,
-                 command: str) -> int:  # fmt: skip
+                 command: str, options: dict[str, str]) -> int:  # fmt: skip
     """Each family's pick among the ``tuning`` experiments, run on the fresh seeds (unless
     the stage's ``state`` is done)."""
     if state == "done":
@@ -276,4 +317,4 @@ def _fresh_stage(uri: str, tuning: list[str], task: str, fresh, plan: Plan, stat
         picked, seeds = picks(uri, tuning, task, fresh)
     except ValueError as e:
         return fail(str(e))
-    return run_stage(plan, picked, seeds, "eval", state == "interrupted", command)
+    return run_stage(plan, picked, seeds, "eval", state == "interrupted", command, options)

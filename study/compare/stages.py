@@ -1,11 +1,14 @@
-"""What a comparison's stages share: whether a stage is new, done or interrupted, each
-family's pick among tuning runs and the fresh seeds to run it on, one stage run as a planned
-launch, and the report at the end. ``study.compare`` (a search per family, then an
+"""What a comparison's stages share: whether a stage is new, done or interrupted, and whether
+what was recorded under its name is what the command now asks for (a stage is what its
+options make it: ``stage_options``, ``check_stage``), each family's pick among tuning runs
+and the fresh seeds to run it on, one stage run as a planned launch, and the report at the
+end. ``study.compare`` (a search per family, then an
 evaluation) and ``study.compare.preset`` (a published protocol as a grid) are made of these."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from typing import Any
@@ -16,6 +19,97 @@ from study.orchestration.plan import Plan
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
 PER_STUDY = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role")
+# On a stage's launch (its parent run): the options that define it, as JSON.
+STAGE_TAG = "ccn.stage"
+# Each recorded option, and the command-line options that set it (for the refusal).
+SET_BY = {
+    "task": "--task or --preset",
+    "steps": "--scale or --steps",
+    "block": "the task",
+    "window": "the task",
+    "seeds": "--seeds",
+    "configurations": "--spaces, --update-rule, --budget-flops or the preset's grid",
+    "search": "--set, --range or --budget-flops",
+    "trials": "--trials",
+    "fresh seeds": "--eval-seeds",
+    "picked from": "the stages before it",
+    "racing": "--racing",
+    "round": "--racing",
+}
+# Keys not to derive from the runs of a stage recorded before stages carried their options.
+_LEGACY = ("task", "steps", "seeds")
+
+
+def seeds_text(seeds: list[int] | tuple[int, ...]) -> str:
+    """``0-4`` for a run of consecutive seeds, else ``0,2,7``."""
+    seeds = sorted(seeds)
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def digest(configs: list[dict[str, Any]]) -> str:
+    """A short fingerprint of a list of configurations, whatever their order."""
+    text = json.dumps(sorted(json.dumps(c, sort_keys=True, default=str) for c in configs))
+    return f"{len(configs)} ({hashlib.sha256(text.encode()).hexdigest()[:12]})"
+
+
+def stage_options(plan: Plan, **more: Any) -> dict[str, str]:
+    """The options that make a stage what it is: the task, the steps and the measure's
+    window, and ``more`` (its seeds, its configurations' digest, what it picks from...);
+    never where or how fast it runs (concurrency, packs, stores, cluster)."""
+    out = {"task": plan.task, "steps": f"{plan.steps:,}", "block": f"{plan.block:,}",
+           "window": f"{plan.window:,}"}  # fmt: skip
+    out.update({k: str(v) for k, v in more.items()})
+    return out
+
+
+def _recorded(client, experiment_id: str, last) -> dict[str, str] | None:
+    """The options a stage's latest launch recorded; for one recorded before stages carried
+    them, what its runs show (task, steps, seeds); None when nothing shows."""
+    if STAGE_TAG in last.data.tags:
+        return json.loads(last.data.tags[STAGE_TAG])
+    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG
+
+    runs = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{last.info.run_id}'",
+                              max_results=1)  # fmt: skip
+    if not runs or CONFIG_TAG not in runs[0].data.tags:
+        return None
+    config = json.loads(runs[0].data.tags[CONFIG_TAG])
+    seeds = [int(v) for v in runs[0].data.tags.get("seeds", "").split(",") if v]
+    return {"task": str(config.get("task", "")), "steps": f"{int(config.get('steps', 0)):,}",
+            "seeds": seeds_text(seeds)}  # fmt: skip
+
+
+def check_stage(tracking_uri: str, experiment: str, options: dict[str, str]) -> None:
+    """Refuse, in one ValueError line, a stage whose latest launch recorded other options
+    than ``options``: naming each option that differs (recorded, then now), what sets it,
+    and how to start anew or report the recorded run. A new stage passes."""
+    from mlflow.tracking import MlflowClient
+
+    from study.cli import redact
+    from study.orchestration.tracking import latest_launch
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    last = latest_launch(client, found.experiment_id) if found else None
+    if last is None:
+        return
+    recorded = _recorded(client, found.experiment_id, last)
+    if recorded is None:
+        return
+    tagged = STAGE_TAG in last.data.tags
+    keys = [k for k in options if k in recorded or tagged]
+    differ = [k for k in keys if k != "command" and recorded.get(k) != options[k]]
+    if not differ:
+        return
+    what = "; ".join(f"{k} {recorded.get(k, '(none)')} there, {options[k]} now "
+                     f"({SET_BY.get(k, k)})" for k in differ)  # fmt: skip
+    made = recorded.get("command")
+    raise ValueError(f"stage {experiment!r} was recorded with other options: {what}; it stays "
+                     f"as it is: give another --name (or --runs-dir) to run these options"
+                     + (f", or repeat its command to report it: {redact(made)}" if made
+                        else ""))  # fmt: skip
 
 
 def stage_state(tracking_uri: str, experiment: str) -> str:
@@ -128,11 +222,15 @@ def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | lis
 
 
 def run_stage(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], role: str,
-              resume: bool, command: str) -> int:  # fmt: skip
+              resume: bool, command: str,
+              options: dict[str, str] | None = None) -> int:  # fmt: skip
     """One launch of ``plan`` evaluating ``configs`` on ``seeds``, its runs tagged
-    ``ccn.role=role`` (``study.orchestration.execute``)."""
+    ``ccn.role=role`` (``study.orchestration.execute``), its launch recording ``options``
+    (``stage_options``) and ``command``."""
+    stage = json.dumps({**(options or {}), "command": command}) if options else ""
     return execute(dataclasses.replace(plan, configs=tuple(configs), seed_list=tuple(seeds),
-                                       role=role, resume=resume, command=command))  # fmt: skip
+                                       role=role, resume=resume, command=command,
+                                       stage=stage))  # fmt: skip
 
 
 def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple = (),

@@ -121,7 +121,8 @@ def _study(plan: Plan, dashboard: str | None) -> int:
             stores.relocate(store, plan.runs)  # a runs folder copied or moved: its own files
         tracking = start_study(
             plan.tracking_uri, plan.name, None if served else (plan.runs / "artifacts").as_uri(),
-            {"space": plan.space_name, "task": plan.task}, resume=plan.resume,
+            {"space": plan.space_name, "task": plan.task,
+             **({"ccn.stage": plan.stage} if plan.stage else {})}, resume=plan.resume,
             description=description(plan),
             run_name=f"{plan.space_name} launch {time.strftime('%Y-%m-%d %H:%M')}",
             run_description=f"Launched as `{command(plan)}` on {socket.gethostname()}; Ray "

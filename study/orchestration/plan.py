@@ -69,6 +69,7 @@ class Plan:
     configs: tuple[dict[str, Any], ...] | None = None
     seed_list: tuple[int, ...] | None = None
     role: str = "eval"  # ccn.role of an evaluation's runs ("tuning" for a preset's grid)
+    stage: str = ""  # a comparison's stage: the options that define it, as JSON (its launch's tag)
 
     @property
     def kind(self) -> TaskKind:

@@ -65,7 +65,11 @@ class Trial:
         return float(self.params.get("ledger_params", "nan"))
 
     def ci(self) -> tuple[float, float]:
-        """Mean and 95% t half-width of the final value over the trial's seeds."""
+        """Mean and 95% t half-width of the final value over the trial's finite seeds (a
+        diverged seed is counted apart: ``summary_rows``' ``diverged_*``)."""
+        finite = self.seed_finals[np.isfinite(self.seed_finals)]
+        if self.seed_finals.size and not self.measure.higher_better:
+            return mean_ci(finite) if finite.size else (math.nan, math.nan)
         return mean_ci(self.seed_finals) if self.seed_finals.size else (self.final, math.nan)
 
     def normalised_values(self) -> np.ndarray:
@@ -121,11 +125,15 @@ class Trial:
                      )  # fmt: skip
 
     def learned(self) -> str:
-        """``yes`` when the normalised MSRE is below 1 with 95% confidence, ``NO`` when it is
-        not (a constant predicts as well), ``""`` when unknown (classification)."""
+        """``yes`` when the normalised MSRE of the finite seeds is below 1 with 95% confidence
+        (diverged seeds are counted apart), ``NO`` when it is not (a constant predicts as
+        well, or fewer than two seeds stayed finite), ``""`` when unknown (classification)."""
         from study.engine.kinds import PREDICTION
 
         values = self.normalised_values()
+        values = values[np.isfinite(values)] if values.size else values
+        if self.normalised_values().size and not values.size:
+            return "NO"
         if not values.size:
             return ""
         return "yes" if PREDICTION.learned(values)[2] else "NO"
