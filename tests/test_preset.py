@@ -237,8 +237,10 @@ def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
     # it were the new run (it once printed the new settings and reported the old run)
     launches = len(client.search_runs([client.get_experiment_by_name(
         "jmlr-trace-patterning-scale2500").experiment_id]))  # fmt: skip
-    for flag, value, named in (("--seeds", "3", "seeds 0-1 there, 0-2 now (--seeds)"),
-                               ("--eval-seeds", "4", "fresh seeds 3 there, 4 now (--eval-seeds)")):
+    for flag, value, named in (
+        ("--seeds", "3", "seeds 0-1 there, 0-2 now (--seeds)"),
+        ("--eval-seeds", "4", "fresh seeds 3 there, 4 now (--eval-seeds)"),
+    ):
         changed = [*argv]
         changed[changed.index(flag) + 1] = value
         assert compare(changed) == 2
