@@ -226,6 +226,7 @@ class Pair(NamedTuple):
     p: float  # the pair's p-value: 2 min(p of the means, p of the probability), at most 1
     p_adjusted: float  # Holm over the report's pairs
     p_equivalent: float  # TOST within the margin, Holm over the report's pairs
+    equivalent: bool  # shown within the margin (also when a smaller difference is found)
     outcome: str
     by_divergence: bool  # decided only because a diverged seed counts as the worst
     seeds_needed: int  # for an unresolved pair: seeds per family for 80% power; else 0
@@ -293,5 +294,6 @@ def pair_outcomes(values: dict[str, np.ndarray], pairs: list[tuple[str, str]], *
             needed, resolves = min((n_diff, "difference"), (n_eq, "equivalence"))
         out[k] = Pair(k[0], k[1], xa.size, xb.size, int(np.isinf(xa).sum()),
                       int(np.isinf(xb).sum()), w, bm, p, float(adjusted[k]),
-                      float(adjusted_eq[k]), outcome, by_div, needed, resolves)  # fmt: skip
+                      float(adjusted_eq[k]), bool(adjusted_eq[k] <= level), outcome, by_div,
+                      needed, resolves)  # fmt: skip
     return out

@@ -87,7 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-seeds", default="30",
                    help="fresh seeds per family's pick: a count (30; they start at 1000, or "
                    "after the largest tuning seed), a range FIRST-LAST or a list A,B,C; never a "
-                   "tuning seed")  # fmt: skip
+                   "tuning seed; with --preset also auto or auto:CAP: seeds added in rounds "
+                   "(20, 40, 80, ... a family, cap 200) until every claim is resolved")  # fmt: skip
+    p.add_argument("--racing", default=None, metavar="S1,S2,...",
+                   help="--preset: race the grid over tuning seeds: every configuration on the "
+                   "first S1 seeds, each family's better half on seeds up to S2, and so on; the "
+                   "last count must be at least 20 (e.g. 5,10,20)")  # fmt: skip
+    p.add_argument("--stability-threshold", default="0.5",
+                   help="--preset with --racing: a pick re-selected in fewer bootstrap "
+                   "resamples of its tuning seeds than this share also runs its runner-up on "
+                   "the fresh seeds (default 0.5)")  # fmt: skip
+    p.add_argument("--equivalence-margin", default="0.05",
+                   help="--preset: two families are equivalent when the difference of their "
+                   "mean normalised MSRE is shown within +-this (two one-sided tests; default "
+                   "0.05)")  # fmt: skip
     p.add_argument("--bootstrap-resamples", type=count(1, None), default=N_RESAMPLES,
                    help=f"resamples of every bootstrap interval ({N_RESAMPLES:,}; 1,000 to "
                    "1,000,000)")  # fmt: skip
@@ -251,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--games applies to --preset atari-prediction only")
     if args.extend_grid:
         return fail("--extend-grid applies to --preset (a search has no grid to extend)")
+    if args.racing is not None:
+        return fail(f"--racing {args.racing} applies to --preset (a search has no grid to race)")
+    if str(args.eval_seeds).strip().lower().startswith("auto"):
+        return fail(f"--eval-seeds {args.eval_seeds} applies to --preset (whose claims it "
+                    f"resolves); allowed here: a count, FIRST-LAST or A,B,C")  # fmt: skip
     if args.update_rule is not None:
         return fail(f"--update-rule {args.update_rule} applies to --preset; a comparison sets it "
                     f"per family: --set FAMILY.update_rule={args.update_rule}")  # fmt: skip

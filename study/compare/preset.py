@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 from study.cli import fail
 from study.compare.stages import (
     check_stage,
-    digest,
     eval_seeds,
     picks,
     report,
@@ -31,6 +30,7 @@ from study.compare.stages import (
 from study.engine.pack import parse_pack
 from study.orchestration.plan import Plan, make_plan
 from study.report.claims import PAPER_TRACE_PATTERNING, Claim
+from study.verdicts import check_margin
 
 
 class Preset(NamedTuple):
@@ -79,7 +79,10 @@ MULTI = ("atari-prediction",)
 
 
 def preset_plan(
-    args: argparse.Namespace, preset: Preset | None = None, name: str | None = None
+    args: argparse.Namespace,
+    preset: Preset | None = None,
+    name: str | None = None,
+    seeds: int | None = None,
 ) -> tuple[Preset, list[dict[str, Any]], dict[str, Any]]:
     """The preset's configurations at ``--scale`` and the launch
     (``study.orchestration.plan.make_plan``'s keywords) that runs them on the tuning seeds,
@@ -121,7 +124,7 @@ def preset_plan(
         if family(c["learner"]).reference_rule is not None:
             c["update_rule"] = rule
         configs.append(c)
-    seeds = args.seeds if args.seeds is not None else preset.seeds
+    seeds = seeds or (args.seeds if args.seeds is not None else preset.seeds)
     name = name or default_name(args)
     return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
 
@@ -164,65 +167,34 @@ def run_preset(args: argparse.Namespace) -> int:
 
 def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
                  name: str | None = None) -> int:  # fmt: skip
-    """One preset (``preset``, default ``--preset``'s) as experiment ``name``: its grid, its
-    picks on fresh seeds, its report."""
+    """One preset (``preset``, default ``--preset``'s) as experiment ``name``: its grid (and
+    racing rounds), its picks on fresh seeds, its report (``study.compare.protocol``)."""
+    from study.compare import protocol, racing
+
     try:
-        preset, configs, kw = preset_plan(args, preset, name)
+        schedule = racing.parse_racing(args.racing, args.seeds)
+        racing.check_threshold(args.stability_threshold)
+        check_margin(args.equivalence_margin)
+        if args.extend_grid and (schedule or protocol.auto_schedule(args.eval_seeds)):
+            raise ValueError("--extend-grid runs on the grid's tuning seeds and a fixed number "
+                             "of fresh seeds; allowed: without --racing and --eval-seeds "
+                             "auto")  # fmt: skip
+        preset, configs, kw = preset_plan(args, preset, name, schedule[0] if schedule else None)
         if parse_pack(args.pack) is not None and parse_pack(args.pack) > len(configs):
             raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
                              f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
         plan = make_plan(**kw)
-        fresh = eval_seeds(args.eval_seeds, plan.seeds)
-        n_fresh = fresh if isinstance(fresh, int) else len(fresh)
-        families = list(dict.fromkeys(c["learner"] for c in configs))
-        fresh_name = f"{plan.name}-fresh"
-        fresh_plan = make_plan(**_preset_kw(args, preset, fresh_name, len(families), plan.steps,
-                                            n_fresh))  # fmt: skip
     except ValueError as e:
         return fail(str(e))
-    name, uri = plan.name, plan.tracking_uri
-    if running := running_refusal(plan.runs, [name, fresh_name]):
-        return fail(running)
-    grid_options = stage_options(plan, seeds=seeds_text(range(plan.seeds)),
-                                 configurations=digest(configs))  # fmt: skip
-    fresh_options = stage_options(fresh_plan, **{"fresh seeds": _fresh_text(fresh),
-                                                 "picked from": name})  # fmt: skip
-    try:
-        for study, options in ((name, grid_options), (fresh_name, fresh_options)):
-            check_stage(uri, study, options)
-    except ValueError as e:
-        return fail(str(e))
-    states = {study: stage_state(uri, study) for study in (name, fresh_name)}
-    stopped = [study for study, state in states.items() if state == "interrupted"]
-    if stopped and not args.resume:
-        return fail(f"preset run {stopped[0]!r} was interrupted; add --resume to continue it")
-    if args.resume and all(v == "new" for v in states.values()):
-        return fail(f"--resume: no preset run {name!r} in {uri}")
-    print(
-        f"preset {args.preset} at scale 1/{args.scale:g}: {len(configs)} configurations x "
-        f"{plan.seeds} tuning seeds x {plan.steps:,} steps, then each family's pick on "
-        f"{n_fresh} fresh seeds" + (f" ({preset.claims}, in the paper)" if preset.orderings
-                                    else "")
-    )  # fmt: skip
-    command = args.command_line
-    print(f"\n== [1/2] grid on the tuning seeds: {name} ({states[name]})")
-    if states[name] == "done":
-        print("already run; not run again")
-    else:
-        rc = run_stage(plan, configs, list(range(plan.seeds)), "tuning",
-                       states[name] == "interrupted", command, grid_options)  # fmt: skip
-        if rc:
-            return rc
-    print(f"\n== [2/2] each family's pick on fresh seeds: {fresh_name} ({states[fresh_name]})")
-    rc = _fresh_stage(uri, [name], preset.task, fresh, fresh_plan, states[fresh_name],
-                      command, fresh_options)  # fmt: skip
-    if rc:
-        return rc
-    rc = report(fresh_plan, [fresh_name, name], args.bootstrap_resamples, preset.orderings,
-                preset.claims)  # fmt: skip
+
+    def stage_kw(study: str, trials: int, seeds: int) -> dict[str, Any]:
+        return _preset_kw(args, preset, study, trials, plan.steps, seeds)
+
+    rc = protocol.run(args, preset, configs, plan, stage_kw, schedule)
     if rc or not args.extend_grid:
         return rc
-    return _extend(args, preset, configs, plan, fresh, command)
+    return _extend(args, preset, configs, plan, eval_seeds(args.eval_seeds, plan.seeds),
+                   args.command_line)  # fmt: skip
 
 
 def beyond(values: list[float], edge: float, n: int = 2) -> list[float]:

@@ -234,19 +234,26 @@ def run_stage(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], role:
 
 
 def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple = (),
-           claims_text: str = "") -> int:  # fmt: skip
-    """The report of the evaluation (first) and tuning experiments; a preset's orderings
-    judged on the fresh seeds (``claims``: ``study.report.claims.Claim``; ``claims_text``:
-    what the paper reports), written to ``orderings.txt`` and printed."""
+           claims_text: str = "", *, margin: float | None = None, looks: int = 1,
+           notes: list[str] | None = None, folder: str | None = None) -> int:  # fmt: skip
+    """The report of the evaluation (first) and tuning experiments in ``reports/FOLDER``
+    (default the first experiment's name less ``-fresh``); a preset's orderings judged on the
+    fresh seeds (``claims``: ``study.report.claims.Claim``; ``claims_text``: what the paper
+    reports; ``margin`` and ``looks``: ``study.verdicts``), written to ``orderings.txt`` and
+    printed; ``notes``: lines on the selection (pick stability), on the page and printed."""
     from study.report import make_report, table_text
+    from study.verdicts import MARGIN
 
-    out = plan.runs / "reports" / experiments[0].removesuffix("-fresh")
+    out = plan.runs / "reports" / (folder or experiments[0].removesuffix("-fresh"))
     heading = (f"The paper's orderings at this scale ({claims_text}, in the paper), judged "
                f"on the fresh seeds" if claims else "")  # fmt: skip
     result = make_report(plan.tracking_uri, experiments, out, claims=claims,
                          claims_heading=heading, n_resamples=n_resamples,
-                         command=plan.command)  # fmt: skip
+                         command=plan.command, margin=MARGIN if margin is None else margin,
+                         looks=looks, notes=notes or [])  # fmt: skip
     print("\n" + table_text(result["summary"], result["measure"].measure))
+    if notes:
+        print("\nSelection on the tuning seeds:\n" + "\n".join(f"- {line}" for line in notes))
     if result["judged"]:
         text = "\n".join([heading + ":", *(f"- {j.claim}: {j.verdict} ({j.evidence})"
                                            for j in result["judged"]),

@@ -53,6 +53,7 @@ from study.report.load import (
     curve_band,
     load_trials,
     measure_for,
+    merge_rounds,
     summary_rows,
 )
 from study.report.page import _write_csv, table_markdown, table_text, trial_rows, write_html
@@ -65,7 +66,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
                 claims_heading: str = "",
                 n_resamples: int = N_RESAMPLES,
                 command: str = "python -m study.report", alpha: float = ALPHA,
-                margin: float = MARGIN, looks: int = 1) -> dict[str, Any]:  # fmt: skip
+                margin: float = MARGIN, looks: int = 1,
+                notes: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the report of ``experiments`` into ``out`` (and nowhere else: a report reads the
     stores, it never writes to them); returns what it computed. ``command`` is the command
     as typed that asked for it (``summary.md``'s footer).
@@ -78,6 +80,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     from mlflow.tracking import MlflowClient
 
     trials, _ = load_trials(tracking_uri, experiments)
+    trials = merge_rounds(trials)  # a configuration run in several rounds: one trial
     m = measure_for(trials)
     client = MlflowClient(tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
         "Every seed of each pick": out / "seeds.png",
     }
     curves = plot_curves(client, best, colors, figures["Learning curves"], m)
-    edges = plot_sensitivity(trials, colors, figures["Step-size sensitivity"], m,
+    tuning = [t for t in trials if t.role == "tuning"]  # the figure shows tuning runs only
+    edges = plot_sensitivity(tuning or trials, colors, figures["Step-size sensitivity"], m,
                              picks=tuned or best, n_resamples=n_resamples)  # fmt: skip
     plot_seeds(best, colors, figures["Every seed of each pick"], m, n_resamples)
     sections = []
@@ -108,6 +112,8 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     if judged:
         sections.append((claims_heading or "Claims", [f"{j.claim}: {j.verdict} ({j.evidence})"
                                                        for j in judged] + [method]))  # fmt: skip
+    if notes:
+        sections.append(("Selection on the tuning seeds", list(notes)))
     sections.append(("Reading the figures", [*edges, _compute_sentence(best)]))
     _write_csv(out / "summary.csv", summary)
     _write_csv(out / "curves.csv", _curve_rows(client, best, m))

@@ -111,8 +111,9 @@ def judge(
     every pair finds it so, ``contradicted`` when any pair finds the opposite, ``equivalent``
     when a pair it needs is equivalent within ``margin`` (and none contradicts it),
     otherwise ``unresolved`` (with the fresh seeds a family would need). A claim of
-    equality is ``equivalent`` when every pair is, ``contradicted`` when any pair differs,
-    otherwise ``unresolved``. Families with no values make the claim ``not measured``."""
+    equality is ``equivalent`` when every pair is shown within the margin (a difference
+    smaller than the margin may be found too: the evidence says so), ``contradicted`` when
+    another pair differs, otherwise ``unresolved``. Families with no values make the claim ``not measured``."""
     present = {k for k, v in values.items() if np.asarray(v).size}
     measured = tuple(c for c in claims if {c.family, *c.others} <= present)
     pairs = verdicts.pair_outcomes(values, claim_pairs(measured), alpha=alpha, margin=margin,
@@ -145,11 +146,11 @@ def _claim_outcome(c: Claim, found: list[verdicts.Pair], margin: float) -> Judge
     outcomes = [p.outcome for p in found]
     unresolved = [p for p in found if p.outcome == "unresolved"]
     needed = max((p.seeds_needed for p in unresolved), default=0)
-    if c.relation == "equal":
-        if any(o in ("lower", "higher") for o in outcomes):
-            verdict = "contradicted"
-        elif all(o == "equivalent" for o in outcomes):
+    if c.relation == "equal":  # shown within the margin: equal as claimed, even if a
+        if all(p.equivalent for p in found):  # smaller difference is found too
             verdict = "equivalent"
+        elif any(o in ("lower", "higher") for o in outcomes):
+            verdict = "contradicted"
         else:
             verdict = "unresolved"
     else:

@@ -13,7 +13,14 @@ import numpy as np
 from learners.families import FAMILIES, ORDER
 from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind, kind_of
 from study.orchestration.stores import sqlite_file
-from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG, history, read_finals
+from study.orchestration.tracking import (
+    CONFIG_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    STATUS_TAG,
+    history,
+    read_finals,
+)
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
 
@@ -44,6 +51,7 @@ class Trial:
     seed_finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
     task: str = ""
     measure: TaskKind = PREDICTION
+    config: dict[str, Any] = field(default_factory=dict)  # as run (ccn.config), per-study keys out
 
     @property
     def final(self) -> float:
@@ -208,6 +216,7 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     seeds=seeds,
                     role=tags.get(ROLE_TAG, "tuning"),
                     task=tags.get("task", ""),
+                    config=_config(tags),
                 )
             )
     measure = measure_for(trials)
@@ -222,13 +231,70 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
     return trials, parents
 
 
+# Set by a stage, not by the configuration (study.compare.stages.PER_STUDY and the run's own).
+_PER_RUN = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role", "report_min_s")
+
+
+def _config(tags: dict[str, str]) -> dict[str, Any]:
+    import json
+
+    if CONFIG_TAG not in tags:
+        return {}
+    return {k: v for k, v in json.loads(tags[CONFIG_TAG]).items() if k not in _PER_RUN}
+
+
+def config_key(t: Trial) -> str:
+    """What identifies a configuration across stages: its recorded configuration, or (for
+    runs recorded without one) its parameters."""
+    import json
+
+    return json.dumps([t.learner, t.config or dict(t.setting()), t.params.get("alpha")],
+                      sort_keys=True, default=str)  # fmt: skip
+
+
+def merge_rounds(trials: list[Trial]) -> list[Trial]:
+    """Trials of one configuration and role run in several stages on other seeds (racing
+    rounds on more tuning seeds, fresh seeds added in rounds) as one trial over all their
+    seeds: seeds and per-seed values joined, the final value the mean over them, diverged
+    when any part diverged, failed or unfinished when any part is."""
+    groups: dict[tuple[str, str], list[Trial]] = {}
+    for t in trials:
+        groups.setdefault((t.role, config_key(t)), []).append(t)
+    out = []
+    for group in groups.values():
+        seeds = [s for t in group for s in t.seeds]
+        if len(group) == 1 or len(set(seeds)) < len(seeds):  # the same seeds twice: apart
+            out.extend(group)
+            continue
+        group = sorted(group, key=lambda t: min(t.seeds, default=0))
+        first = group[0]
+        statuses = {t.status for t in group}
+        status = next((s for s in ("failed", "interrupted", "running", "unknown", "diverged")
+                       if s in statuses), first.status)  # fmt: skip
+        metrics: dict[str, float] = {}
+        for t in group:
+            metrics.update(t.metrics)
+        finals = np.concatenate([t.seed_finals for t in group])
+        finite = finals[np.isfinite(finals)]
+        metrics[first.measure.final] = float(finals.mean()) if finals.size else math.nan
+        if finite.size < finals.size:
+            metrics[first.measure.final] = first.measure.worst
+        out.append(Trial(run_id=first.run_id, experiment="+".join(dict.fromkeys(
+            t.experiment for t in group)), learner=first.learner, status=status,
+            params=first.params, metrics=metrics, seeds=[s for t in group for s in t.seeds],
+            role=first.role, seed_finals=finals, task=first.task, measure=first.measure,
+            config=first.config))  # fmt: skip
+    return out
+
+
 def best_per_learner(trials: list[Trial], role: str | None = None) -> dict[str, Trial]:
     """Per learner, the trial with the best final value (lowest MSRE, highest accuracy) among
     those that finished. Evaluation runs (``ccn.role`` = ``eval``: a pick on fresh seeds)
     take precedence over tuning trials, and count whatever their outcome: a pick that
     diverged on a fresh seed is reported as it did (that seed the worst), never replaced by
     its tuning run; a family whose evaluation did not end (failed, interrupted) is left out
-    rather than reported on its tuning seeds. ``role`` keeps only the runs of that role."""
+    rather than reported on its tuning seeds. Tuning trials compete among those run on the
+    most seeds (after racing, the finalists). ``role`` keeps only the runs of that role."""
     best: dict[str, Trial] = {}
     for learner in _learners(trials):
         mine = [t for t in trials if t.learner == learner]
@@ -237,8 +303,10 @@ def best_per_learner(trials: list[Trial], role: str | None = None) -> dict[str, 
         evals = [t for t in mine if t.role == "eval"]
         if evals:
             pool = [t for t in evals if t.status in ("finished", "diverged")]
-        else:
+        else:  # among those run on the most seeds (a race's finalists)
             pool = [t for t in mine if t.status == "finished"]
+            most = max((len(t.seeds) for t in pool), default=0)
+            pool = [t for t in pool if len(t.seeds) == most]
         if pool:
             best[learner] = pool[0].measure.best(pool)
     return best
