@@ -113,7 +113,8 @@ def judge(
     otherwise ``unresolved`` (with the fresh seeds a family would need). A claim of
     equality is ``equivalent`` when every pair is shown within the margin (a difference
     smaller than the margin may be found too: the evidence says so), ``contradicted`` when
-    another pair differs, otherwise ``unresolved``. Families with no values make the claim ``not measured``."""
+    another pair differs, otherwise ``unresolved``. Families with no values make the claim
+    ``not measured``."""
     present = {k for k, v in values.items() if np.asarray(v).size}
     measured = tuple(c for c in claims if {c.family, *c.others} <= present)
     pairs = verdicts.pair_outcomes(values, claim_pairs(measured), alpha=alpha, margin=margin,
