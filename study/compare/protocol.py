@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, preset, configs: list[dict[str, Any]], plan: P
             return rc
     tuning_names = [s.name for s in stages["tuning"]]
     found = racing.stability(_merged(plan, stages["tuning"]))
-    notes = racing.stability_lines(found, threshold)
+    notes = [_rules_line(configs), *racing.stability_lines(found, threshold)]
     for line in notes:
         print(f"  {line}")
     if schedule:
@@ -279,3 +279,11 @@ def _runner_up_lines(plan: Plan, stage: str, first_fresh: str, unstable) -> list
                      f"runner-up {b.mean():.3g}; {better} did better there (Welch p "
                      f"{w.p_two_sided():.2g}; the claims stay judged on the pick)")  # fmt: skip
     return lines
+
+
+def _rules_line(configs: list[dict[str, Any]]) -> str:
+    """Each family's update rule, as the grid runs it (a family with no reference rule runs
+    ours whatever --update-rule says)."""
+    rules = {c["learner"]: c.get("update_rule", "ours (it has no reference rule)")
+             for c in configs}  # fmt: skip
+    return "update rule per family: " + ", ".join(f"{k} {v}" for k, v in rules.items())
