@@ -116,6 +116,8 @@ def test_a_picks_stability_is_how_often_a_resample_of_its_seeds_picks_it_again()
     assert racing.stability(paired)["columnar"].share == 1.0
     lines = racing.stability_lines(racing.stability(close), 0.9)
     assert "below 90%: the runner-up" in lines[0]
+    unraced = racing.stability_lines(racing.stability(close), 0.9, raced=False)
+    assert "the tuning seeds do not settle the pick" in unraced[0]
 
 
 def test_a_configurations_rounds_are_one_trial_over_all_their_seeds():

@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, preset, configs: list[dict[str, Any]], plan: P
             return rc
     tuning_names = [s.name for s in stages["tuning"]]
     found = racing.stability(_merged(plan, stages["tuning"]))
-    notes = [_rules_line(configs), *racing.stability_lines(found, threshold)]
+    notes = [_rules_line(configs), *racing.stability_lines(found, threshold, raced=bool(schedule))]
     for line in notes:
         print(f"  {line}")
     if schedule:

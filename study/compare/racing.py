@@ -129,15 +129,20 @@ def stability(trials: list, resamples: int = RESAMPLES, seed: int = 0) -> dict[s
     return out
 
 
-def stability_lines(found: dict[str, Stability], threshold: float) -> list[str]:
-    """The report's lines on each pick's stability."""
+def stability_lines(found: dict[str, Stability], threshold: float,
+                    raced: bool = True) -> list[str]:  # fmt: skip
+    """The report's lines on each pick's stability (``raced``: the runner-up of an unstable
+    pick ran on the fresh seeds, as it does after racing)."""
     lines = []
     for s in found.values():
         text = (f"{s.learner}: pick {s.pick.label()} re-selected in {s.share:.0%} of "
                 f"{RESAMPLES:,} bootstrap resamples of its {s.seeds} tuning seeds "
                 f"({s.finalists} finalists)")  # fmt: skip
-        if s.share < threshold and s.runner_up is not None:
+        if s.share < threshold and s.runner_up is not None and raced:
             text += (f"; below {threshold:.0%}: the runner-up {s.runner_up.label()} also ran "
                      f"on the fresh seeds")  # fmt: skip
+        elif s.share < threshold:
+            text += (f"; below {threshold:.0%}: the tuning seeds do not settle the pick "
+                     f"(--racing adds seeds and runs the runner-up on the fresh seeds)")  # fmt: skip
         lines.append(text)
     return lines
