@@ -143,6 +143,7 @@ def stability_lines(found: dict[str, Stability], threshold: float,
                      f"on the fresh seeds")  # fmt: skip
         elif s.share < threshold:
             text += (f"; below {threshold:.0%}: the tuning seeds do not settle the pick "
-                     f"(--racing adds seeds and runs the runner-up on the fresh seeds)")  # fmt: skip
+                     f"(--racing adds seeds and runs the runner-up on the fresh "
+                     f"seeds)")  # fmt: skip
         lines.append(text)
     return lines
