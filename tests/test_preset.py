@@ -74,6 +74,12 @@ def test_the_grid_is_the_papers_protocol_scaled():
         (["--bootstrap-resamples", "999"], "--bootstrap-resamples 999 is not allowed"),
         (["--bootstrap-resamples", "2000000"], "from 1,000 to 1,000,000"),
         (["--eval-steps", "1000"], "--eval-steps does not apply to --preset"),
+        (
+            ["--budget-flops", "0"],
+            "--budget-flops 0 with --preset: allowed: paper (default), match or a positive number",
+        ),
+        (["--budget-flops", "lots"], "--budget-flops lots with --preset: allowed"),
+        (["--budget-flops", "100"], "--budget-flops: --budget-flops 100 is below the smallest"),
     ],
 )
 def test_bad_preset_input_is_one_line(argv, needle, capsys):
@@ -132,6 +138,32 @@ def test_a_bimodal_family_is_judged_by_the_probability_of_improvement():
     (ccn,) = [j for j in judge(PAPER_TRACE_PATTERNING, values) if j.claim == "CCN lowest"]
     assert ccn.verdict == "supported"
     assert "hybrid - columnar = -0.0" in ccn.evidence or "hybrid - columnar = 0.0" in ccn.evidence
+
+
+def test_a_preset_at_matched_compute_sizes_each_network_to_the_ccns_flops():
+    """``--budget-flops match``: every configuration's network is the largest of its family
+    (keeping its stage width, and each T-BPTT pair its truncation) within the CCN 20:4's
+    14,932 flops on trace patterning, by the ledger; one size larger would not fit. The
+    paper's sizes stay the default, and the default name says which."""
+    from learners import make_learner
+    from learners.families import cost
+
+    def flops(c, n):
+        settings = {k: c[k] for k in ("per_stage", "truncation") if k in c}
+        return cost(c["learner"], 12, make_learner(c["learner"], 12, n_features=n,
+                                                   **settings).settings).flops  # fmt: skip
+
+    _, configs, kw = preset_plan(_args("--scale", "25", "--budget-flops", "match"))
+    assert kw["study_name"] == "jmlr-trace-patterning-scale25-match"
+    step = {"hybrid": 4}
+    for c in configs:
+        n = c["n_features"]
+        assert flops(c, n) <= 14_932 < flops(c, n + step.get(c["learner"], 1))
+    assert {c["n_features"] for c in configs if c["learner"] == "hybrid"} == {20}
+    assert len({c["n_features"] for c in configs if c["learner"] == "tbptt"}) > 3
+    _, paper, kw = preset_plan(_args("--scale", "25"))
+    assert kw["study_name"] == "jmlr-trace-patterning-scale25"
+    assert {c["n_features"] for c in paper if c["learner"] == "columnar"} == {7}
 
 
 def test_eval_seeds_never_overlap_the_tuning_seeds():

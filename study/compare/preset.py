@@ -97,7 +97,7 @@ def preset_plan(
     if not (math.isfinite(args.scale) and 1.0 <= args.scale <= preset.steps / 20_000):
         raise ValueError(f"--scale {args.scale:g} is not allowed: need a number from 1 to "
                          f"{preset.steps / 20_000:g} (at least 20,000 steps a run)")  # fmt: skip
-    given = [f"--{k.replace('_', '-')}" for k in ("trials", "budget_flops", "eval_steps")
+    given = [f"--{k.replace('_', '-')}" for k in ("trials", "eval_steps")
              if getattr(args, k) is not None] + [f"--{k}" for k in ("set", "range")
                                                  if getattr(args, k)]  # fmt: skip
     if args.steps is not None:
@@ -124,17 +124,67 @@ def preset_plan(
         if family(c["learner"]).reference_rule is not None:
             c["update_rule"] = rule
         configs.append(c)
+    budget = preset_budget(args, preset.task)
+    if budget is not None:
+        configs = sized(configs, budget, preset.task, args.data_dir)
     seeds = seeds or (args.seeds if args.seeds is not None else preset.seeds)
     name = name or default_name(args)
     return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
 
 
+def preset_budget(args: argparse.Namespace, task: str) -> float | None:
+    """``--budget-flops`` of a preset: None for the paper's sizes (not given, or ``paper``);
+    ``match``: the CCN 20:4's flops on the task; or a positive number. A one-line
+    ValueError otherwise."""
+    text = args.budget_flops
+    word = None if text is None else str(text).strip().lower()
+    if word in (None, "paper"):
+        return None
+    if word == "match":
+        from study.compare import matched_budget  # the package imports this module
+
+        return float(matched_budget("match", task, args.data_dir))
+    try:
+        value = float(word)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--budget-flops {text} with --preset: allowed: paper (default), match "
+                         f"or a positive number of flops per step")  # fmt: skip
+    return value
+
+
+def sized(configs: list[dict[str, Any]], budget: float, task: str,
+          data_dir: str | None) -> list[dict[str, Any]]:  # fmt: skip
+    """Each configuration's network at the largest size within ``budget`` flops per step per
+    stream (the ledger's count), keeping its stage width and truncation: every T-BPTT pair
+    sized on its own. A family that has no network within the budget: a one-line ValueError."""
+    from learners.families import size_for_budget
+    from study.tasks import make_env
+
+    m = make_env(task, data_dir=data_dir).obs_size
+    out, sizes = [], {}
+    for c in configs:
+        key = (c["learner"], c.get("per_stage"), c.get("truncation"))
+        if key not in sizes:
+            try:
+                sizes[key] = size_for_budget(c["learner"], m, budget, per_stage=c.get("per_stage"),
+                                             truncation=c.get("truncation"))  # fmt: skip
+            except ValueError as e:
+                raise ValueError(f"--budget-flops: {e}") from None
+        out.append({**c, "n_features": sizes[key]})
+    return out
+
+
 def default_name(args: argparse.Namespace) -> str:
-    """``--name``, else the preset's name and, when it is not 1, the scale (so that runs at
-    two scales never share a name): ``jmlr-trace-patterning-scale10``."""
+    """``--name``, else the preset's name, the scale when it is not 1 and the budget when
+    one is given (so that runs of other options never share a name):
+    ``jmlr-trace-patterning-scale10``, ``jmlr-trace-patterning-scale10-match``."""
     if args.name:
         return args.name
-    return args.preset + (f"-scale{args.scale:g}" if args.scale != 1.0 else "")
+    budget = str(args.budget_flops or "paper").strip().lower()
+    suffix = "" if budget == "paper" else "-match" if budget == "match" else f"-flops{budget}"
+    return args.preset + (f"-scale{args.scale:g}" if args.scale != 1.0 else "") + suffix
 
 
 def _fresh_text(fresh: int | list[int]) -> str:

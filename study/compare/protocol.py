@@ -149,6 +149,12 @@ def run(args: argparse.Namespace, preset, configs: list[dict[str, Any]], plan: P
           f"{rounds[0]} tuning seeds x {plan.steps:,} steps{race_text}, then each family's pick "
           f"on {fresh_text}" + (f" ({preset.claims}, in the paper)" if preset.orderings
                                 else ""))  # fmt: skip
+    if str(args.budget_flops or "paper").strip().lower() != "paper":
+        shapes = {(c["learner"], c.get("truncation")): c["n_features"] for c in configs}
+        sizes = ", ".join(f"{f}{'' if k is None else f' k={k}'} {n}"
+                          for (f, k), n in shapes.items())  # fmt: skip
+        print(f"every network sized to at most {args.budget_flops} flops per step per stream "
+              f"(--budget-flops; the ledger's count): {sizes}")  # fmt: skip
     command = args.command_line
     for k, s in enumerate(stages["tuning"]):
         what = "grid on the tuning seeds" if k == 0 else f"racing round {k + 1}"
