@@ -185,11 +185,41 @@ def test_a_raced_preset_with_power_sized_fresh_seeds_runs_on_the_real_stack(ray_
     orderings = (runs / "reports" / name / "orderings.txt").read_text()
     assert "columnar about equal to constructive: " in orderings
     assert "at 0.025 per look of 2" in orderings
-    # the same command again runs nothing; another racing schedule is refused by name
-    assert compare(argv) == 0
-    assert capsys.readouterr().out.count("already run; not run again") == 4
+    # another racing schedule under the same name is refused, naming the round that differs
     changed = [*argv]
     changed[changed.index("--racing") + 1] = "2,5,20"
     assert compare(changed) == 2
     err = capsys.readouterr().err
     assert f"stage '{name}-race2' was recorded with other options: seeds 2-3 there, 2-4 now" in err
+
+
+def test_the_runner_up_is_compared_with_the_pick_on_the_same_fresh_seeds(tmp_path):
+    """Catches the runner-up's fresh result reported against the pick's other seeds, or the
+    better of the two named the wrong way round: each family's pick and runner-up on the
+    same fresh seeds, read from MLflow as the stages record them."""
+    from study.compare.protocol import _runner_up_lines
+    from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    seeds = list(range(1000, 1010))
+    rng = np.random.default_rng(0)
+
+    def stage(name, mean):
+        exp = client.create_experiment(name)
+        launch = client.create_run(exp, tags={ROLE_TAG: "launch"}).info.run_id
+        run = client.create_run(exp, tags={PARENT_TAG: launch, ROLE_TAG: "eval",
+                                           STATUS_TAG: "finished", "learner": "tbptt",
+                                           "task": "trace_patterning",
+                                           "seeds": ",".join(map(str, seeds))})  # fmt: skip
+        for s, v in zip(seeds, rng.normal(mean, 0.02, 10), strict=True):
+            client.log_metric(run.info.run_id, f"final_nmsre_windowed_seed{s}", float(v))
+            client.log_metric(run.info.run_id, f"final_msre_windowed_seed{s}", float(v) / 50)
+
+    stage("x-fresh", 0.5)
+    stage("x-fresh-runner-up", 0.3)
+    plan = type("P", (), {"tracking_uri": uri})()
+    unstable = [racing.Stability("tbptt", None, None, 0.3, 8, 20)]
+    (line,) = _runner_up_lines(plan, "x-fresh-runner-up", "x-fresh", unstable)
+    assert line.startswith("tbptt: on the same fresh seeds the pick scored 0.5")
+    assert "the runner-up 0.29" in line and "the runner-up did better there" in line
