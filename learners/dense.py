@@ -31,7 +31,7 @@ import numpy as np
 from learners.api import HParams, Learner, check_sizes, reset_recurrent
 from learners.lstm_column import Gates, gates_from_preact, own_trace_step
 from learners.readout import cross_entropy, descend, readout_out
-from learners.td import normalise, td_lambda, update_stats
+from learners.td import normalise, rms_start, td_lambda, update_stats
 
 
 class DenseState(NamedTuple):
@@ -157,10 +157,13 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
         zt = jnp.zeros((H, 4, J), dtype)
         zr = jnp.zeros(trace_shape, dtype)
         obs = dense_stats_init(m, H, dtype)
+        nu0, corr0 = rms_start(hp)  # zero and corrected (ours), or the reference's 1
         if C:  # readout [C, H] and [C]; no eligibility
             zw, zb, z0 = jnp.zeros((C, H), dtype), jnp.zeros(C, dtype), jnp.zeros(0, dtype)
-            return DenseState(theta, zh, zh, zw, zb, zr, zr, z0, z0, z0, zt, zw, zb, zs, *obs, zs)
-        return DenseState(theta, zh, zh, zh, zs, zr, zr, zt, zh, zs, zt, zh, zs, zs, *obs, zs)
+            return DenseState(theta, zh, zh, zw, zb, zr, zr, z0, z0, z0, zt + nu0, zw + nu0,
+                              zb + nu0, zs + corr0, *obs, zs)  # fmt: skip
+        return DenseState(theta, zh, zh, zh, zs, zr, zr, zt, zh, zs, zt + nu0, zh + nu0,
+                          zs + nu0, zs + corr0, *obs, zs)  # fmt: skip
 
     def traces(state: DenseState, zeta: jax.Array, gates: Gates, seed: jax.Array):
         """New ``(trace_h, trace_c)`` and ``seed . dh_t/dtheta`` [H, 4, J], where ``seed``

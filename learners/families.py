@@ -182,6 +182,9 @@ FAMILIES: dict[str, Family] = {
             sizes={"n_features": 8}, defaults=dict(_TD, init_scale=1.0),
             cost=_dense_cost(ledger.snap1_cost), grow=_units,
             bench=tuple(dict(n_features=n) for n in (8, 32, 128)),
+            # not the C++'s SnAp-1 (its readout takes no RMSProp step): T-BPTT's reference
+            # rule, so that every family of the paper's preset can run one rule
+            reference_rule=_CPP_TBPTT,
         ),
         Family(
             name="rtrl",

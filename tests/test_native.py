@@ -95,7 +95,7 @@ def test_native_loop_equals_jax_without_rmsprop(name):
     assert_same(*both(learner, env, tp, hparams(alpha=1e-2)))
 
 
-@pytest.mark.parametrize("name", ["columnar", "constructive", "hybrid", "tbptt"])
+@pytest.mark.parametrize("name", ["columnar", "constructive", "hybrid", "tbptt", "snap1"])
 def test_native_loop_equals_jax_with_the_reference_update_rule(name):
     """The kernel reads nu_init and readout_per_feature: moments from 1 with no correction,
     restarted at 1 with each stage, the readout's step size over its active features."""
@@ -104,7 +104,7 @@ def test_native_loop_equals_jax_with_the_reference_update_rule(name):
     ref, got = both(learner, env, tp, hparams(alpha=1e-2, **update_rule(name, "reference")))
     assert_same(ref, got)
     state = ref[0].learner_state
-    corr = state.corr if name == "tbptt" else state.corr_theta
+    corr = state.corr if name in ("tbptt", "snap1") else state.corr_theta
     assert float(np.asarray(corr)) == 1.0
 
 

@@ -94,13 +94,17 @@ def test_ours_differs_from_the_reference_where_it_should():
     assert not np.allclose(np.asarray(states["ours"].w), np.asarray(states["reference"].w))
 
 
-def test_tbptt_s_reference_rule_is_the_cpp_update():
+@pytest.mark.parametrize("name", ["tbptt", "snap1"])
+def test_tbptt_s_reference_rule_is_the_cpp_update(name):
     """T-BPTT's C++ starts its moments at 1, never corrects them and gives the readout alpha
-    itself: the readout after each step is that update of the step before's."""
+    itself: the readout after each step is that update of the step before's. SnAp-1 runs the
+    same rule (the C++'s SnAp-1 takes no RMSProp step for its readout: this is T-BPTT's rule,
+    so that the preset's five families can share one)."""
     m, x, c = _stream(60)
-    learner = make_learner("tbptt", m, n_features=3, truncation=4)
+    sizes = dict(n_features=3, truncation=4) if name == "tbptt" else dict(n_features=3)
+    learner = make_learner(name, m, **sizes)
     hp = make_hparams(alpha=0.01, lambda_=0.9, gamma=0.9, init_scale=1.0,
-                      **update_rule("tbptt", "reference"))  # fmt: skip
+                      **update_rule(name, "reference"))  # fmt: skip
     assert float(hp.readout_per_feature) == 0.0 and float(hp.nu_init) == 1.0
     state = learner.init(jax.random.PRNGKey(0), hp)
     step = jax.jit(learner.step)
@@ -114,13 +118,13 @@ def test_tbptt_s_reference_rule_is_the_cpp_update():
     assert float(state.corr) == 1.0 and np.abs(np.asarray(state.w)).max() > 0
 
 
-@pytest.mark.parametrize("name", ["snap1", "linear", "lru"])
+@pytest.mark.parametrize("name", ["rtrl", "linear", "lru"])
 def test_a_family_without_the_rule_refuses_it(name):
     from learners.families import config_to_args
     from search_spaces import make_space
 
-    with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid, tbptt only, "
-                                         f"not {name}"):  # fmt: skip
+    with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid, tbptt, "
+                                         f"snap1 only, not {name}"):  # fmt: skip
         config_to_args({"learner": name, "update_rule": "reference"})
     with pytest.raises(ValueError, match="readout_per_feature=1 applies to columnar, "
                                          "constructive, hybrid only, not tbptt"):  # fmt: skip

@@ -149,9 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         help="--preset: divide its steps and stage lengths by this (default 1)",
     )
     p.add_argument("--update-rule", default=None, choices=("ours", "reference"),
-                   help="--preset: the update rule of the families that have the reference "
-                   "code's (columnar, constructive, hybrid, tbptt; default reference, so the "
-                   "step-size axis is the paper's)")  # fmt: skip
+                   help="--preset: every family's update rule (default reference, the "
+                   "authors' C++, so the step-size axis is the paper's; SnAp-1 takes "
+                   "T-BPTT's)")  # fmt: skip
     p.add_argument("--extend-grid", action="store_true",
                    help="--preset: where a family's pick has the smallest or largest step size "
                    "of its grid, run two more beyond that edge (the pick's setting otherwise), "
