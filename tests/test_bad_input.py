@@ -223,7 +223,7 @@ CASES = [
     ("compare", "--update-rule reference", ["--update-rule reference applies to --preset"]),
     (
         "run",
-        "--learner snap1 --update-rule reference",
+        "--learner rtrl --update-rule reference",
         ["--update-rule reference: update_rule=reference applies to columnar"],
     ),
     ("report", "--experiment x --bootstrap-resamples 5000000", ["--bootstrap-resamples 5000000"]),
