@@ -44,6 +44,7 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
     check_stage,
     digest,
     eval_seeds,
+    fresh_text,
     picks,
     report,
     run_stage,
@@ -328,8 +329,7 @@ def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_
 
     uri, runs = eval_plan.tracking_uri, eval_plan.runs
     options = {study: _search_options(plan) for study, plan in stages.items()}
-    fresh_text = str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
-    options[name] = stage_options(eval_plan, **{"fresh seeds": fresh_text,
+    options[name] = stage_options(eval_plan, **{"fresh seeds": fresh_text(fresh),
                                                 "picked from": ",".join(stages)})  # fmt: skip
     try:
         for study, opts in options.items():

@@ -19,6 +19,7 @@ from study.cli import fail
 from study.compare.stages import (
     check_stage,
     eval_seeds,
+    fresh_text,
     picks,
     report,
     run_stage,
@@ -187,10 +188,6 @@ def default_name(args: argparse.Namespace) -> str:
     return args.preset + (f"-scale{args.scale:g}" if args.scale != 1.0 else "") + suffix
 
 
-def _fresh_text(fresh: int | list[int]) -> str:
-    return str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
-
-
 def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
                seeds: int) -> dict[str, Any]:  # fmt: skip
     """``make_plan``'s keywords of one stage of the preset."""
@@ -280,7 +277,7 @@ def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
     ext_name, ext_fresh = f"{name}-extended", f"{name}-extended-fresh"
     ext_options = stage_options(plan, seeds=seeds_text(range(plan.seeds)),
                                 **{"picked from": name})  # fmt: skip
-    fresh_options = stage_options(plan, **{"fresh seeds": _fresh_text(fresh),
+    fresh_options = stage_options(plan, **{"fresh seeds": fresh_text(fresh),
                                            "picked from": f"{name},{ext_name}"})  # fmt: skip
     try:
         for study, options in ((ext_name, ext_options), (ext_fresh, fresh_options)):

@@ -31,6 +31,7 @@ from study.compare.stages import (
     check_stage,
     digest,
     eval_seeds,
+    fresh_text,
     picks,
     report,
     run_stage,
@@ -93,8 +94,7 @@ def plan_stages(args, plan: Plan, configs, schedule, fresh, auto) -> dict[str, l
     prefix = f"{name}-race-fresh" if schedule else f"{name}-fresh"
     fresh_stages = []
     if auto is None:
-        text = str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
-        options = {"fresh seeds": text, "picked from": picked_from}
+        options = {"fresh seeds": fresh_text(fresh), "picked from": picked_from}
         fresh_stages.append(Stage(prefix, stage_options(plan, **options)))
     else:
         start = max(EVAL_SEED_BASE, rounds[-1])

@@ -48,6 +48,11 @@ def seeds_text(seeds: list[int] | tuple[int, ...]) -> str:
     return ",".join(map(str, seeds))
 
 
+def fresh_text(fresh: int | list[int]) -> str:
+    """``--eval-seeds`` as a stage records it: a count as typed, a list as ``seeds_text``."""
+    return str(fresh) if isinstance(fresh, int) else seeds_text(fresh)
+
+
 def digest(configs: list[dict[str, Any]]) -> str:
     """A short fingerprint of a list of configurations, whatever their order."""
     text = json.dumps(sorted(json.dumps(c, sort_keys=True, default=str) for c in configs))
