@@ -46,7 +46,6 @@ COLUMNS = ("learner", "size", "defaults", "steps", "seeds", "msre", "msre_ci", "
 def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
     """One family on its defaults: a row of the table, run as a trial (``study.engine.trial``)."""
     from study.engine.trial import TrialRun, finish
-    from study.tasks.metrics import baselines, normalised, summarise_blocks
 
     defaults = family_defaults(name)
     block = 10_000 if steps % 10_000 == 0 else steps
@@ -55,12 +54,8 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
                         window=min(100_000, steps), chunk_steps=steps, report_min_s=0,
                         alpha=defaults["alpha"]))  # fmt: skip
     seconds = finish(run, progress=True)
-    stats, window = run.record().stats, max(1, min(100_000, steps) // block)
-    msre = summarise_blocks(stats.sq_sum, stats.count, window)["windowed"]
-    const = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window)["constant_windowed"]
-    ratio = normalised(msre, const)
-    m, h = mean_ci(msre)
-    n, hn, learned = PREDICTION.learned(ratio)
+    got = run.kind.summary(run.record())
+    m, h = mean_ci(got.columns["msre_windowed"])
     shown = ("alpha", "lambda_", "norm_rate")
     shown += ("init_scale",) if "init_scale" in family(name).defaults else ()
     # the paper writes a truncated network's size truncation:hidden (T-BPTT's 5:8)
@@ -69,8 +64,8 @@ def measure(name: str, task: str, steps: int, seeds: int) -> dict[str, Any]:
         learner=name,
         size=":".join(str(v) for v in size.values()) or "-",
         defaults=" ".join(f"{k}={defaults[k]:g}" for k in shown),
-        steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=n, nmsre_ci=hn,
-        learned=learned,
+        steps=steps, seeds=seeds, msre=m, msre_ci=h, nmsre=got.mean, nmsre_ci=got.half,
+        learned=got.learned,
         seconds=seconds,
     )  # fmt: skip
 

@@ -14,7 +14,7 @@ from learners import LEARNERS, family, family_defaults
 from learners.families import update_rule
 from study import native
 from study.cli import Parser, count, fail, interruptible, real
-from study.engine.kinds import CLASSIFICATION, PREDICTION, kind_of
+from study.engine.kinds import CLASSIFICATION, kind_of
 from study.engine.loop import check_steps, default_block
 from study.engine.threads import describe, limit_xla_threads
 from study.engine.trial import TrialRun, finish
@@ -22,7 +22,6 @@ from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_atari, make_env
 from study.tasks.atari import GAMMA as ATARI_GAMMA
 from study.tasks.atari import describe as describe_atari
-from study.tasks.metrics import baselines, normalised, summarise_blocks
 
 OPTIONS = {
     "n_features": "--features",
@@ -222,34 +221,23 @@ def _report_predict(args: argparse.Namespace, run: TrialRun, alphas: list[float]
     _done(args, run, seconds)
     for a_i, alpha in enumerate(alphas):
         record = run.record(a_i)
-        stats, window = record.stats, record.window_blocks
-        summary = summarise_blocks(stats.sq_sum, stats.count, window)
-        base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window)
-        win, run_ = summary["windowed"], summary["running"]
-        ratio = normalised(win, base["constant_windowed"])
-        diverged = stats.nonfinite.any(axis=-1)
-        const, zero = base["constant_windowed"], base["zero_windowed"]
+        got = run.kind.summary(record)
+        col = got.columns
         print(
-            f"\nalpha={alpha:g}  MSRE over the last {window * run.block:,} steps (windowed) and "
-            "all steps; normalised = windowed / best constant predictor's (1: nothing learned)"
+            f"\nalpha={alpha:g}  MSRE over the last {record.window_blocks * run.block:,} steps "
+            "(windowed) and all steps; normalised = windowed / best constant predictor's "
+            "(1: nothing learned)"
         )
         for s_i, seed in enumerate(run.seeds):
-            flag = "  DIVERGED" if diverged[s_i] else ""
-            print(f"  seed {seed:3d}: windowed {win[s_i]:.5f}  running {run_[s_i]:.5f}  "
-                  f"normalised {ratio[s_i]:.3f}  (constant {const[s_i]:.5f}, "
-                  f"zero {zero[s_i]:.5f}){flag}")  # fmt: skip
-        m, h = mean_ci(win)
-        mr, hr = mean_ci(run_)
-        mn, hn, learned = PREDICTION.learned(ratio)
-        print(
-            f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}  "
-            f"normalised {mn:.3f} +- {hn:.3f}"
-        )
-        if not learned:
-            print(
-                "  NOT LEARNED: the normalised MSRE is not below 1 (95% CI): a constant "
-                "prediction does as well"
-            )
+            flag = "  DIVERGED" if got.diverged[s_i] else ""
+            print(f"  seed {seed:3d}: windowed {col['msre_windowed'][s_i]:.5f}  running "
+                  f"{col['msre_running'][s_i]:.5f}  normalised {col['nmsre_windowed'][s_i]:.3f}"
+                  f"  (constant {col['msre_constant_windowed'][s_i]:.5f}, "
+                  f"zero {col['msre_zero_windowed'][s_i]:.5f}){flag}")  # fmt: skip
+        m, h = mean_ci(col["msre_windowed"])
+        mr, hr = mean_ci(col["msre_running"])
+        print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}")
+        print(f"  {got.line}")
     return 0
 
 
@@ -277,18 +265,19 @@ def _report_classify(args: argparse.Namespace, run: TrialRun, alphas: list[float
     _done(args, run, seconds)
     for a_i, alpha in enumerate(alphas):
         record = run.record(a_i)
-        stats, window = record.stats, record.window_blocks
-        online = 1.0 - summarise_blocks(stats.errors, stats.count, window)["windowed"]
-        acc, ce = record.extra["heldout_acc"], record.extra["heldout_ce"]
-        bad = stats.nonfinite.any(-1)
-        print(f"\nalpha={alpha:g}  online accuracy over the last {window * run.block:,} steps; "
-              f"held-out accuracy and cross-entropy on {tp.test_y.shape[0]:,} images")  # fmt: skip
+        got = run.kind.summary(record)
+        col = got.columns
+        print(f"\nalpha={alpha:g}  online accuracy over the last "
+              f"{record.window_blocks * run.block:,} steps; held-out accuracy and "
+              f"cross-entropy on {tp.test_y.shape[0]:,} images")  # fmt: skip
         for s_i, seed in enumerate(run.seeds):
-            flag = "  DIVERGED" if bad[s_i] else ""
-            print(f"  seed {seed:3d}: online {online[s_i]:.4f}  held-out "
-                  f"{acc[s_i]:.4f}  CE {ce[s_i]:.4f}{flag}")  # fmt: skip
-        m, h = mean_ci(acc)
+            flag = "  DIVERGED" if got.diverged[s_i] else ""
+            online, held = col["accuracy_windowed"][s_i], col["heldout_accuracy"][s_i]
+            print(f"  seed {seed:3d}: online {online:.4f}  held-out {held:.4f}  "
+                  f"CE {col['heldout_ce'][s_i]:.4f}{flag}")  # fmt: skip
+        m, h = mean_ci(col["heldout_accuracy"])
         print(f"  mean +- 95% CI: held-out accuracy {m:.4f} +- {h:.4f}")
+        print(f"  {got.line}")
     return 0
 
 

@@ -66,3 +66,50 @@ def test_one_seed_shows_nothing_either_way():
                                 (CLASSIFICATION, "heldout_accuracy_seed", 0.9)):  # fmt: skip
         line = kind.verdict(_seeds(prefix, [value]))
         assert "no interval" in line and "learned" not in line.lower(), line
+
+
+def test_a_diverged_seed_is_counted_apart_and_shows_no_learning():
+    """The verdict's interval is over the finite seeds, the diverged ones are named apart,
+    and a configuration with a diverged seed is never called learned (its mean would be
+    infinite; its finite seeds alone would look fine)."""
+    line = PREDICTION.verdict_words([0.50, 0.60, 0.55, math.inf])
+    assert "over 3 finite seeds" in line and "1 of 4 seeds diverged" in line, line
+    assert "inf" not in line.replace("infinite", "") and "NOT LEARNED" in line, line
+    assert PREDICTION.verdict_words([0.50, 0.60, 0.55]).endswith(": learned")
+
+
+def test_metrics_are_the_summarys_columns():
+    """The search's numbers and the commands' are one computation: each metric is its
+    column's mean (the objective at its worst once a seed diverged), seed by seed where
+    the kind records them."""
+    import numpy as np
+
+    from study.engine.kinds import Record
+    from study.engine.loop import BlockStats
+
+    rng = np.random.default_rng(0)
+    seeds, blocks = 3, 4
+    ret = rng.normal(size=(seeds, blocks)) * 10
+    stats = BlockStats(sq_sum=np.abs(rng.normal(size=(seeds, blocks))) * 5,
+                       ret_sum=ret, ret_sq_sum=ret**2 + 50.0,
+                       count=np.full((seeds, blocks), 10.0),
+                       nonfinite=np.zeros((seeds, blocks), bool))  # fmt: skip
+    record = Record(stats=stats, seeds=(4, 5, 6), block=10, window=20, steps_done=40)
+    got = PREDICTION.summary(record)
+    metrics = PREDICTION.metrics(record)
+    for name, values in got.columns.items():
+        assert metrics[name] == pytest.approx(float(np.mean(values)))
+    assert [metrics[f"nmsre_windowed_seed{s}"] for s in (4, 5, 6)] == pytest.approx(
+        got.columns["nmsre_windowed"]
+    )
+    # nMSRE = windowed MSRE over the best constant's (the variance of the return) by hand
+    w = slice(2, 4)
+    msre = stats.sq_sum[:, w].sum(1) / 20
+    mean = ret[:, w].sum(1) / 20
+    const = stats.ret_sq_sum[:, w].sum(1) / 20 - mean**2
+    assert got.columns["nmsre_windowed"] == pytest.approx(msre / const)
+    bad = stats._replace(nonfinite=stats.nonfinite | (np.arange(blocks) == 3))
+    assert (
+        PREDICTION.metrics(record.__class__(**{**record.__dict__, "stats": bad}))["msre_windowed"]
+        == math.inf
+    )

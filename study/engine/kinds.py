@@ -11,7 +11,10 @@ two, so the trial, the launch, the comparison and the report ask it instead of b
   configuration's statistics (:meth:`TaskKind.metrics`), its curve points
   (:meth:`TaskKind.curve_points`) and what runs every ``chunk_steps`` steps and at the end
   (:meth:`TaskKind.scheduled`: held-out scoring), at those steps whatever the chunks' lengths;
-- whether a trial learned anything (:meth:`TaskKind.verdict`, from ``study.stats.learned``).
+- one summary of a configuration's record (:meth:`TaskKind.summary`: its per-seed values,
+  which seeds diverged, the verdict's mean and interval and its words), from which every
+  command formats and nothing computes again; whether a trial learned anything
+  (:meth:`TaskKind.verdict`, from ``study.stats.learned``).
 
 A kind reads statistics and returns numbers: it is given a :class:`Record` (one
 configuration's statistics and schedule records, seeds, block and window), never a trial.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,6 +65,24 @@ class Record:
     def curve_window_blocks(self) -> int:
         """Blocks in the window of each point of the learning curve."""
         return max(1, self.window // self.block)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A kind's one summary of a configuration's record: its per-seed values by metric name
+    (``columns``, in the kind's order, each [seeds]), which seeds diverged, and the verdict:
+    the mean and 95% half-width of the ``verdict_key`` values, whether the interval clears
+    what no learning scores, and the verdict in words (``line``). ``study.run``,
+    ``study.defaults``, the trainable and MLflow's descriptions format this; none of them
+    computes a measure of its own."""
+
+    seeds: tuple[int, ...]
+    columns: dict[str, np.ndarray]
+    diverged: np.ndarray
+    mean: float
+    half: float
+    learned: bool
+    line: str
 
 
 @dataclass(frozen=True)
@@ -136,11 +157,6 @@ class TaskKind:
         ``study.engine.loop.make_runner`` takes it (None: ``study.native.engine`` chooses)."""
         raise NotImplementedError
 
-    def metrics(self, record: Record) -> dict[str, Any]:
-        """The kind's numbers of one configuration's statistics so far (``steps_done``, the
-        rates and the divergence flags are the trial's)."""
-        raise NotImplementedError
-
     def curve_points(self, record: Record, since_block: int) -> list[tuple[int, dict[str, float]]]:
         """``(step, values)`` at the end of every block from ``since_block`` on."""
         raise NotImplementedError
@@ -153,6 +169,36 @@ class TaskKind:
         timing sets. Nothing by default."""
         return {}
 
+    def columns(self, record: Record) -> dict[str, np.ndarray]:
+        """Every per-seed value of one configuration's statistics so far, by metric name."""
+        raise NotImplementedError
+
+    per_seed: ClassVar[tuple[str, ...]] = ()  # the columns also recorded seed by seed
+
+    def summary(self, record: Record) -> Summary:
+        """The one summary of a record (:class:`Summary`)."""
+        columns = self.columns(record)
+        values = columns[self.verdict_key]
+        mean, half, ok = self.learned(values)
+        diverged = np.asarray(record.stats.nonfinite).any(axis=-1)
+        return Summary(record.seeds, columns, diverged, mean, half, ok,
+                       self.verdict_words(values))  # fmt: skip
+
+    def metrics(self, record: Record) -> dict[str, Any]:
+        """The kind's numbers of one configuration's statistics so far: each column's mean,
+        the ``per_seed`` columns seed by seed, and the objective at its worst once a seed
+        diverged (``steps_done``, the rates and the divergence flags are the trial's)."""
+        columns = self.columns(record)
+        out: dict[str, Any] = {k: float(np.mean(v)) for k, v in columns.items()}
+        for name in self.per_seed:
+            pairs = zip(record.seeds, columns[name], strict=True)
+            out.update({f"{name}_seed{s}": float(v) for s, v in pairs})
+        return out
+
+    def conclusion(self, learned: bool) -> str:
+        """The verdict's last words: learned, or why not."""
+        return "learned" if learned else f"NOT LEARNED: {self.not_learned}"
+
     def learned(self, values: np.ndarray) -> tuple[float, float, bool]:
         """``(mean, 95% half-width, learned)`` of the per-seed ``verdict_key`` values
         (``study.stats.learned``)."""
@@ -160,21 +206,30 @@ class TaskKind:
 
         return learned(values, self.no_learning, self.higher_better)
 
+    def verdict_words(self, values: np.ndarray) -> str:
+        """One line saying whether per-seed ``verdict_key`` values show learning: their mean
+        and 95% interval against what no learning scores (``no_learning``), over the finite
+        seeds, with the diverged seeds counted apart (a diverged seed shows no learning)."""
+        values = np.asarray(values, np.float64).ravel()
+        finite = values[np.isfinite(values)]
+        gone = values.size - finite.size
+        apart = f"; {gone} of {values.size} seeds diverged" if gone else ""
+        if finite.size < 2:
+            shown = f"{finite[0]:.3f} on 1 finite seed" if finite.size else "no finite seed"
+            return (f"{self.verdict_text} {shown} ({self.no_learning_text}{apart}): not shown "
+                    f"either way: one seed gives no interval (run 2 or more)")  # fmt: skip
+        mean, half, ok = self.learned(finite)
+        ok = ok and not gone
+        return (f"{self.verdict_text} {mean:.3f} ± {half:.3f} (95% CI over {finite.size} "
+                f"{'finite ' if gone else ''}seeds; {self.no_learning_text}{apart}): "
+                f"{self.conclusion(ok)}")  # fmt: skip
+
     def verdict(self, metrics: dict[str, Any]) -> str:
-        """One line saying whether a trial (its last report, ``metrics``) learned anything:
-        its per-seed ``verdict_key`` values' mean and 95% interval against what no learning
-        scores (``no_learning``)."""
+        """:meth:`verdict_words` of a trial's last report ``metrics`` (its per-seed
+        ``verdict_key`` values); empty without them."""
         prefix = f"{self.verdict_key}_seed"
         values = [metrics[k] for k in metrics if k.startswith(prefix)]
-        if not values:
-            return ""
-        mean, half, ok = self.learned(np.asarray(values, np.float64))
-        if len(values) < 2:
-            return (f"{self.verdict_text} {mean:.3f} on 1 seed ({self.no_learning_text}): "
-                    "not shown either way: one seed gives no interval (run 2 or more)")  # fmt: skip
-        return (f"{self.verdict_text} {mean:.3f} ± {half:.3f} (95% CI over {len(values)} "
-                f"seeds; {self.no_learning_text}): "
-                f"{'learned' if ok else 'NOT LEARNED: ' + self.not_learned}")  # fmt: skip
+        return self.verdict_words(np.asarray(values, np.float64)) if values else ""
 
 
 class Prediction(TaskKind):
@@ -199,24 +254,26 @@ class Prediction(TaskKind):
 
         return prediction_program_of(learner, env, params, block, engine)
 
-    def metrics(self, record: Record) -> dict[str, Any]:
+    per_seed = ("msre_windowed", "msre_running", "nmsre_windowed")
+
+    def columns(self, record: Record) -> dict[str, np.ndarray]:
+        """The MSRE windowed and running, the normalised MSRE (ours over the best constant
+        predictor's on the same window: 1, nothing learned), and the constant's and zero's
+        windowed MSRE."""
         stats, window_blocks = record.stats, record.window_blocks
         summary = summarise_blocks(stats.sq_sum, stats.count, window_blocks)
         base = baselines(stats.ret_sum, stats.ret_sq_sum, stats.count, window_blocks)
-        ratio = normalised(summary["windowed"], base["constant_windowed"])
-        out: dict[str, Any] = {
-            "msre_windowed": float(np.mean(summary["windowed"])),
-            "msre_running": float(np.mean(summary["running"])),
-            # Ours over the best constant predictor's on the same window (1: nothing learned).
-            "nmsre_windowed": float(np.mean(ratio)),
-            "msre_constant_windowed": float(np.mean(base["constant_windowed"])),
-            "msre_zero_windowed": float(np.mean(base["zero_windowed"])),
+        return {
+            "msre_windowed": summary["windowed"],
+            "msre_running": summary["running"],
+            "nmsre_windowed": normalised(summary["windowed"], base["constant_windowed"]),
+            "msre_constant_windowed": base["constant_windowed"],
+            "msre_zero_windowed": base["zero_windowed"],
         }
-        for i, seed in enumerate(record.seeds):
-            out[f"msre_windowed_seed{seed}"] = float(summary["windowed"][i])
-            out[f"msre_running_seed{seed}"] = float(summary["running"][i])
-            out[f"nmsre_windowed_seed{seed}"] = float(ratio[i])
-        if bool(stats.nonfinite.any()) or not np.isfinite(out["msre_windowed"]):
+
+    def metrics(self, record: Record) -> dict[str, Any]:
+        out = super().metrics(record)
+        if bool(record.stats.nonfinite.any()) or not np.isfinite(out["msre_windowed"]):
             # the worst for the search
             out["msre_windowed"] = out["msre_running"] = out["nmsre_windowed"] = math.inf
         return out
@@ -280,25 +337,27 @@ class Classification(TaskKind):
         acc, ce = (np.asarray(a) for a in program.evaluate(carry.learner_state, hp, tp))
         return {"heldout_acc": acc, "heldout_ce": ce, f"heldout_acc_at{block}": acc}
 
-    def metrics(self, record: Record) -> dict[str, Any]:
+    per_seed = ("accuracy_windowed", "heldout_accuracy")
+
+    def columns(self, record: Record) -> dict[str, np.ndarray]:
+        """The online accuracy and cross-entropy (windowed; the accuracy also running) and
+        the held-out accuracy and cross-entropy scored without learning."""
         stats, window_blocks, extra = record.stats, record.window_blocks, record.extra
         err = summarise_blocks(stats.errors, stats.count, window_blocks)
         ce = summarise_blocks(stats.ce_sum, stats.count, window_blocks)
         seeds = (len(record.seeds),)
-        acc_heldout = np.broadcast_to(extra.get("heldout_acc", np.nan), seeds)
-        ce_heldout = np.broadcast_to(extra.get("heldout_ce", np.nan), seeds)
-        out: dict[str, Any] = {
-            "images_done": int(stats.count.sum() // len(record.seeds)),
-            "accuracy_windowed": float(np.mean(1.0 - err["windowed"])),
-            "accuracy_running": float(np.mean(1.0 - err["running"])),
-            "ce_windowed": float(np.mean(ce["windowed"])),
-            "heldout_accuracy": float(np.mean(acc_heldout)),
-            "heldout_ce": float(np.mean(ce_heldout)),
+        return {
+            "accuracy_windowed": 1.0 - err["windowed"],
+            "accuracy_running": 1.0 - err["running"],
+            "ce_windowed": ce["windowed"],
+            "heldout_accuracy": np.broadcast_to(extra.get("heldout_acc", np.nan), seeds),
+            "heldout_ce": np.broadcast_to(extra.get("heldout_ce", np.nan), seeds),
         }
-        for i, seed in enumerate(record.seeds):
-            out[f"accuracy_windowed_seed{seed}"] = float(1.0 - err["windowed"][i])
-            out[f"heldout_accuracy_seed{seed}"] = float(acc_heldout[i])
-        if bool(stats.nonfinite.any()) or not np.isfinite(out["heldout_accuracy"]):
+
+    def metrics(self, record: Record) -> dict[str, Any]:
+        out = {"images_done": int(record.stats.count.sum() // len(record.seeds)),
+               **super().metrics(record)}  # fmt: skip
+        if bool(record.stats.nonfinite.any()) or not np.isfinite(out["heldout_accuracy"]):
             # The worst result for the search (a diverged learner's argmax is meaningless).
             out["heldout_accuracy"] = out["accuracy_windowed"] = 0.0
         return out

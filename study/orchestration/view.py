@@ -202,7 +202,7 @@ def outcome(kind: Any, runs: list[Any], client: Any = None) -> tuple[Any, str]:
     seeds = len([s for s in best.data.tags.get("seeds", "").split(",") if s])
     learned = best.data.tags.get(LEARNED_TAG) == "yes"
     n_learned = sum(r.data.tags.get(LEARNED_TAG) == "yes" for r in runs)
-    verdict = "learned" if learned else f"not learned ({kind.not_learned})"
+    verdict = kind.conclusion(learned)
     return best, (
         f"best trial **{best.info.run_name}**: {kind.verdict_text} {m[key]:.3f} ± "
         f"{m.get(key + '_ci95', np.nan):.3f} (95% t-interval of the mean over {seeds} seeds; "
