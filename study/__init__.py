@@ -4,10 +4,10 @@
 modules (JAX, Ray and MLflow take seconds) ends as the command's own ``main`` would end it: one
 line and exit code 130, not a traceback.
 
-Modules moved into the engine, orchestration and comparison rooms keep their old names for
-what was pickled under them: a study recorded before the move (Tune's searcher and callbacks
-name ``study.pack_search``, ``study.console``, ...) resumes unchanged, each old name resolving
-to the very module it became.
+Modules moved into the engine, orchestration, records and comparison rooms keep their old
+names for what was pickled under them: a study recorded before the move (Tune's searcher and
+callbacks name ``study.pack_search``, ``study.console``, ...) resumes unchanged, each old name
+resolving to the very module it became.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ MOVED = {
     **{f"study.{m}": f"study.engine.{m}"
        for m in ("loop", "trial", "kinds", "program", "pack", "classify", "clock", "threads")},
     **{f"study.{m}": f"study.orchestration.{m}"
-       for m in ("plan", "execute", "trainable", "pack_search", "tracking", "local_ray", "lock",
-                 "stores", "console")},
+       for m in ("plan", "execute", "trainable", "pack_search", "local_ray", "lock", "stores",
+                 "console")},
+    # a pickled trainable holds the launch's Tracking, defined here before the records room
+    "study.tracking": "study.records.study",
+    "study.orchestration.tracking": "study.records.study",
     **{f"study.{m}": f"study.compare.{m}" for m in ("preset", "stages")},
 }  # fmt: skip
 

@@ -76,8 +76,8 @@ def load_results(study: Plan | str, tracking_uri: str | None = None, runs_dir: s
     ``tracking_uri``, default the SQLite store in ``runs_dir``). A one-line ValueError names an
     unknown study and lists those that exist."""
     import pandas as pd
-    from mlflow.tracking import MlflowClient
 
+    from study.records.store import Store
     from study.report.load import load_trials
 
     if isinstance(study, Plan):
@@ -86,7 +86,7 @@ def load_results(study: Plan | str, tracking_uri: str | None = None, runs_dir: s
         name = study
         uri = tracking_uri or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
     trials, _ = load_trials(uri, [name])
-    client = MlflowClient(uri)
+    store = Store(uri)
     rows = []
     for t in trials:
         row: dict[str, Any] = dict(experiment=t.experiment, run_id=t.run_id, learner=t.learner,
@@ -96,7 +96,7 @@ def load_results(study: Plan | str, tracking_uri: str | None = None, runs_dir: s
                     if k.startswith("final_") and "_seed" not in k})  # fmt: skip
         row["final_seeds"] = t.seed_finals.tolist()
         if curves:
-            row["curve"] = _curve(client, t)
+            row["curve"] = _curve(store, t)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -111,17 +111,15 @@ def _number(text: str) -> Any:
     return {"True": True, "False": False, "None": None}.get(text, text)
 
 
-def _curve(client: Any, trial: Any):
+def _curve(store: Any, trial: Any):
     """The trial's learning curve: ``step`` as the index, ``mean`` and ``seed{s}`` columns."""
     import pandas as pd
-
-    from study.orchestration.tracking import history
 
     key = trial.measure.curve
     columns = {"mean": key, **{f"seed{s}": f"{key}_seed{s}" for s in trial.seeds}}
     data = {}
     for column, metric in columns.items():
-        points = history(client, trial.run_id, metric)
+        points = store.history(trial.run_id, metric)
         data[column] = pd.Series({m.step: m.value for m in points}, dtype=float)
     frame = pd.DataFrame(data)
     frame.index.name = "step"

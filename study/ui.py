@@ -30,14 +30,12 @@ def _check_port(host: str, port: int) -> None:
 
 def pages(uri: str, server: str) -> list[str]:
     """One line per experiment with runs: its name and its results page on ``server``."""
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
+    from study.records.view import runs_page
 
-    from study.orchestration.view import runs_page
-
-    client = MlflowClient(uri)
-    return [f"{exp.name}: {runs_page(server, exp.experiment_id)}"
-            for exp in client.search_experiments()
-            if client.search_runs([exp.experiment_id], max_results=1)]  # fmt: skip
+    store = Store(uri)
+    return [f"{name}: {runs_page(server, store.experiment(name).experiment_id)}"
+            for name in store.experiment_names(with_runs=True)]  # fmt: skip
 
 
 @interruptible

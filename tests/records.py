@@ -3,7 +3,7 @@ MLflow's table) overlaid with ``finals.json`` (every final number, every digit).
 
 from __future__ import annotations
 
-from study.orchestration.tracking import read_finals
+from study.records.finals import read_finals
 
 
 def recorded(client, run) -> dict[str, float]:

@@ -361,7 +361,7 @@ def test_a_stage_is_done_only_when_its_launch_finished(tmp_path, status, state):
     """Catches a stage stopped with Ctrl+C (its launch KILLED) read as done, which made
     ``--resume`` skip the grid's unfinished configurations and pick among the finished ones."""
     from study.compare.stages import stage_state as _state
-    from study.orchestration.tracking import ROLE_TAG
+    from study.records.tags import ROLE_TAG
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -377,7 +377,7 @@ def test_a_stage_recorded_with_other_options_is_refused_naming_them(tmp_path):
     before stages recorded them, whose runs show other seeds or steps) is refused in one
     line naming each option that differs and what sets it, and the recorded command."""
     from study.compare.stages import STAGE_TAG, check_stage
-    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG
+    from study.records.tags import CONFIG_TAG, PARENT_TAG, ROLE_TAG
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

@@ -198,7 +198,7 @@ def test_the_runner_up_is_compared_with_the_pick_on_the_same_fresh_seeds(tmp_pat
     better of the two named the wrong way round: each family's pick and runner-up on the
     same fresh seeds, read from MLflow as the stages record them."""
     from study.compare.protocol import _runner_up_lines
-    from study.orchestration.tracking import PARENT_TAG, ROLE_TAG, STATUS_TAG
+    from study.records.tags import PARENT_TAG, ROLE_TAG, STATUS_TAG
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

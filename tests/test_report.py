@@ -26,7 +26,8 @@ from scipy import stats
 from study.compare import main as compare
 from study.compare.stages import PER_STUDY
 from study.engine.kinds import NORMALISED_CURVE, PREDICTION
-from study.orchestration.tracking import Tracking, TrialLogger
+from study.records.study import Tracking
+from study.records.trial import TrialLogger
 from study.report import main as report
 from study.report import make_report
 
@@ -274,7 +275,7 @@ def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, 
     # A launch into the copy points its store at the copy's own artifacts first (what it
     # logs, and what `mlflow ui` shows, are the copy's files), leaving the original alone.
     from study.orchestration.stores import relocate
-    from study.orchestration.tracking import read_finals
+    from study.records.finals import read_finals
 
     assert relocate(copy / "mlflow.db", copy) > 0 and relocate(copy / "mlflow.db", copy) == 0
     client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
@@ -441,8 +442,8 @@ def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp
     from browser import Browser, chromium, free_port
 
     from study.engine.kinds import NORMALISED_CURVE
-    from study.orchestration.tracking import KIND_TAG, MODEL_TRAINING
-    from study.orchestration.view import runs_page
+    from study.records.tags import KIND_TAG, MODEL_TRAINING
+    from study.records.view import runs_page
 
     chromium()
     runs, _ = study

@@ -64,7 +64,12 @@ def test_trainable_under_ray_tune_reports_chunks_and_stops_diverged(ray_local, t
     by_alpha = {r.config["alpha"]: r for r in results}
     good, bad = by_alpha[1e-3], by_alpha[50.0]
     assert good.metrics["steps_done"] == 3000 and not good.metrics["diverged"]
-    assert len(good.metrics_dataframe) == 3  # one report per 1000-step chunk
+    # One report per 1000-step chunk; a first chunk that outlasts REPORT_S (compilation on a
+    # busy machine) reports early once, at a block's end, and the chunks go on from there.
+    steps = list(good.metrics_dataframe["steps_done"])
+    assert steps[-1] == 3000 and all(s % 500 == 0 for s in steps), steps
+    assert all(0 < b - a <= 1000 for a, b in zip(steps, steps[1:], strict=False)), steps
+    assert steps == [1000, 2000, 3000] or (steps[0] < 1000 and len(steps) == 4), steps
     assert bad.metrics["diverged"] and len(bad.metrics_dataframe) == 1
     assert good.checkpoint is not None
     assert results.get_best_result().config["alpha"] == 1e-3
@@ -78,7 +83,9 @@ def test_a_run_already_closed_as_finished_is_left_alone_when_its_trial_runs_agai
     from mlflow.tracking import MlflowClient
 
     from study.engine.kinds import PREDICTION
-    from study.orchestration.tracking import STATUS_TAG, Tracking, TrialLogger
+    from study.records.study import Tracking
+    from study.records.tags import STATUS_TAG
+    from study.records.trial import TrialLogger
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

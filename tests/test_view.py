@@ -12,19 +12,10 @@ import pytest
 from scipy import stats
 
 from study.engine.kinds import CLASSIFICATION, PREDICTION
-from study.orchestration.view import (
-    COLOUR_TAG,
-    PALETTE,
-    headline,
-    place,
-    plot_curve,
-    recolour,
-    run_name,
-    runs_page,
-    short,
-    step_label,
-    view_state,
-)
+from study.present.curve import plot_curve, step_label
+from study.present.names import PALETTE, headline, place, run_name, short
+from study.records.tags import COLOUR_TAG
+from study.records.view import recolour, runs_page, view_state
 
 
 @pytest.mark.parametrize("x, text", [(0.99, ".99"), (0.5, ".5"), (0.0, "0"), (1.0, "1"),
@@ -129,7 +120,7 @@ def test_the_studys_sentence_rounds_as_the_trials_own_from_every_digit(tmp_path)
     page where the trial's own sentence (and the console) said 0.429."""
     import json
 
-    from study.orchestration.view import outcome
+    from study.records.view import outcome
 
     d = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
     seeds = 0.545 + d * 0.42853 / PREDICTION.learned(0.545 + d)[1]  # a half-width of 0.42853

@@ -68,10 +68,9 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
 def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     import tempfile
 
-    from mlflow.tracking import MlflowClient
-
     from study import launch
-    from study.orchestration.tracking import PACK_TAG, TRIAL_TAG, read_finals
+    from study.records.store import Store
+    from study.records.tags import PACK_TAG, TRIAL_TAG
 
     runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
     argv = ["--space", args.study_space, "--trials", str(args.study_trials),
@@ -86,14 +85,12 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     if rc != 0:
         print(f"error: the study failed (exit {rc})", file=sys.stderr)
         return None
-    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("bench-overhead")
-    children = [r for r in client.search_runs([exp.experiment_id])
-                if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    store = Store(f"sqlite:///{runs / 'mlflow.db'}")
+    children = store.trials(store.experiment("bench-overhead").experiment_id)
     trials = {}  # Tune trial -> its clock (one per pack)
     for r in children:
-        trials[r.data.tags.get(PACK_TAG) or r.data.tags[TRIAL_TAG]] = read_finals(
-            client, r.info.run_id, r.data.tags
+        trials[r.data.tags.get(PACK_TAG) or r.data.tags[TRIAL_TAG]] = store.finals(
+            r.info.run_id, r.data.tags
         )
     wall = sum(m.get("trial_time_wall_s", math.nan) for m in trials.values())
     shares = {f"share_{k}": sum(m.get(f"trial_time_{k}_s", math.nan) for m in trials.values())

@@ -29,16 +29,15 @@ PARTS = ("loop", "compile", "logging", "checkpoint")
 
 def _trials(uri: str, experiment: str) -> list[dict[str, Any]]:
     """One entry per trial: its learner settings, streams, steps and clock."""
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
+    from study.records.tags import PACK_TAG, PARENT_TAG, STATUS_TAG
 
-    from study.orchestration.tracking import PACK_TAG, PARENT_TAG, STATUS_TAG
-
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
+    store = Store(uri)
+    found = store.experiment(experiment)
     if found is None:
         raise ValueError(f"--kernel-ratio {experiment!r}: no such experiment in {uri}")
     by_trial: dict[str, dict[str, Any]] = {}
-    for r in client.search_runs([found.experiment_id], max_results=50_000):
+    for r in store.runs(found.experiment_id):
         tags, m = r.data.tags, r.data.metrics
         if PARENT_TAG not in tags or tags.get(STATUS_TAG) != "finished":
             continue
@@ -96,12 +95,9 @@ def loop_rate(learner: str, m: int, sizes: dict[str, int], streams: int, copies:
 
 def _launch_seconds(uri: str, experiment: str) -> float:
     """Wall seconds of the experiment's latest launch (its parent run's start to end)."""
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
 
-    from study.orchestration.tracking import latest_launch
-
-    client = MlflowClient(uri)
-    run = latest_launch(client, client.get_experiment_by_name(experiment).experiment_id)
+    run = Store(uri).latest_launch(experiment)
     if run is None or not run.info.end_time:
         return math.nan
     return (run.info.end_time - run.info.start_time) / 1000.0

@@ -33,6 +33,7 @@ from typing import Any
 
 from search_spaces import SPACES
 from study.cli import Parser, count, fail, interruptible, real
+from study.compare.budget import MATCH_FAMILY, matched_budget  # noqa: F401 - re-exported
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
     PRESETS,
@@ -61,9 +62,28 @@ from study.tasks import DEFAULT_TASK
 
 FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 
-# --budget-flops match: every family sized to the compute of this family's default network
-# (the paper's CCN 20:4), the headline learner at the paper's size and the main job's budget.
-MATCH_FAMILY = "hybrid"
+__all__ = [
+    "FAMILIES",
+    "MATCH_FAMILY",
+    "MULTI",
+    "PRESETS",
+    "beyond",
+    "check_stage",
+    "digest",
+    "eval_seeds",
+    "fresh_text",
+    "main",
+    "matched_budget",
+    "picks",
+    "preset_plan",
+    "report",
+    "run_preset",
+    "run_stage",
+    "running_refusal",
+    "seeds_text",
+    "stage_options",
+    "stage_state",
+]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -199,23 +219,6 @@ def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any
         kw[flag] = [text.partition(".")[2] for text in getattr(args, flag)
                     if text.partition(".")[0] == space]  # fmt: skip
     return kw
-
-
-def matched_budget(text: str | None, task: str, data_dir: str | None = None) -> str:
-    """``--budget-flops`` of every tuning study: ``match`` (the default) is the ledger flops of
-    ``MATCH_FAMILY``'s default network on ``task``; ``paper`` is each family's own default
-    (``study.launch``'s ``auto``); a number or ``none`` passes through."""
-    word = "match" if text is None else str(text).strip().lower()
-    if word == "paper":
-        return "auto"
-    if word != "match":
-        return str(text)
-    from learners import make_learner
-    from learners.families import cost
-    from study.tasks import make_env
-
-    m = make_env(task, data_dir=data_dir).obs_size
-    return str(cost(MATCH_FAMILY, m, make_learner(MATCH_FAMILY, m).settings).flops)
 
 
 def _check_budget(budget: str, spaces: list[str], task: str, given: str | None) -> None:

@@ -142,7 +142,7 @@ def preset_budget(args: argparse.Namespace, task: str) -> float | None:
     if word in (None, "paper"):
         return None
     if word == "match":
-        from study.compare import matched_budget  # the package imports this module
+        from study.compare.budget import matched_budget
 
         return float(matched_budget("match", task, args.data_dir))
     try:

@@ -69,15 +69,14 @@ def stage_options(plan: Plan, **more: Any) -> dict[str, str]:
     return out
 
 
-def _recorded(client, experiment_id: str, last) -> dict[str, str] | None:
+def _recorded(store: Any, last: Any) -> dict[str, str] | None:
     """The options a stage's latest launch recorded; for one recorded before stages carried
     them, what its runs show (task, steps, seeds); None when nothing shows."""
     if STAGE_TAG in last.data.tags:
         return json.loads(last.data.tags[STAGE_TAG])
-    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG
+    from study.records.tags import CONFIG_TAG
 
-    runs = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{last.info.run_id}'",
-                              max_results=1)  # fmt: skip
+    runs = store.children(last, limit=1)
     if not runs or CONFIG_TAG not in runs[0].data.tags:
         return None
     config = json.loads(runs[0].data.tags[CONFIG_TAG])
@@ -90,17 +89,14 @@ def check_stage(tracking_uri: str, experiment: str, options: dict[str, str]) -> 
     """Refuse, in one ValueError line, a stage whose latest launch recorded other options
     than ``options``: naming each option that differs (recorded, then now), what sets it,
     and how to start anew or report the recorded run. A new stage passes."""
-    from mlflow.tracking import MlflowClient
-
     from study.cli import redact
-    from study.orchestration.tracking import latest_launch
+    from study.records.store import Store
 
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    last = latest_launch(client, found.experiment_id) if found else None
+    store = Store(tracking_uri)
+    last = store.latest_launch(experiment)
     if last is None:
         return
-    recorded = _recorded(client, found.experiment_id, last)
+    recorded = _recorded(store, last)
     if recorded is None:
         return
     tagged = STAGE_TAG in last.data.tags
@@ -121,13 +117,9 @@ def stage_state(tracking_uri: str, experiment: str) -> str:
     """``new`` (never launched), ``done`` (its latest launch finished) or ``interrupted``
     (its latest launch still marked running, stopped with Ctrl+C, or failed: ``--resume``
     continues it)."""
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
 
-    from study.orchestration.tracking import latest_launch
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    last = latest_launch(client, found.experiment_id) if found else None
+    last = Store(tracking_uri).latest_launch(experiment)
     if last is None:
         return "new"
     return "done" if last.info.status == "FINISHED" else "interrupted"
@@ -181,22 +173,18 @@ def picks(tracking_uri: str, experiments: list[str], task: str, fresh: int | lis
     ``fresh`` seeds from ``EVAL_SEED_BASE`` on or after the largest seed any tuning run used
     (their ``seeds`` tags). Raises a one-line ValueError when no family has a finished run or
     a listed seed was used in tuning."""
-    from mlflow.tracking import MlflowClient
-
     from study.engine.kinds import kind_of
-    from study.orchestration.tracking import CONFIG_TAG, PARENT_TAG, STATUS_TAG
+    from study.records.store import Store
+    from study.records.tags import CONFIG_TAG, STATUS_TAG
 
-    client = MlflowClient(tracking_uri)
+    store = Store(tracking_uri)
     kind = kind_of(task)
     final, pick = kind.final, max if kind.higher_better else min
     best: dict[str, Any] = {}
     families: list[str] = []
     used = {-1}
     for study in experiments:
-        exp = client.get_experiment_by_name(study)
-        runs = [r for r in client.search_runs([exp.experiment_id], max_results=50_000)
-                if PARENT_TAG in r.data.tags]  # fmt: skip
-        for r in runs:
+        for r in store.trials(store.experiment(study).experiment_id):
             used.update(int(s) for s in r.data.tags.get("seeds", "").split(",") if s)
             learner = r.data.tags.get("learner", "?")
             families += [learner] if learner not in families else []
@@ -266,11 +254,10 @@ def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple =
         (out / "orderings.txt").write_text(text + "\n")
         print("\n" + text)
     print(f"\nreport: {out / 'report.html'}")
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
+    from study.records.view import browse_hint
 
-    from study.orchestration.view import browse_hint
-
-    evaluation = MlflowClient(plan.tracking_uri).get_experiment_by_name(experiments[0])
+    evaluation = Store(plan.tracking_uri).experiment(experiments[0])
     if evaluation is not None:  # its runs sorted by result, each by name
         print(browse_hint(plan.tracking_uri, evaluation.experiment_id))
     return 0

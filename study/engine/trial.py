@@ -5,7 +5,7 @@ compiled program.
 program, which advances ``chunk_steps`` at a time (a chunk is seconds of work) and can be saved and
 restored bit for bit. What it measures and draws is its task kind's (``study.engine.kinds``). It
 knows nothing of Ray or MLflow: ``study.orchestration.trainable`` runs it under Ray Tune, and
-``study.orchestration.tracking`` records it.
+``study.records`` records it.
 
 Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
 ``learners.families.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,

@@ -51,6 +51,25 @@ STAGED = ("columnar", "constructive", "hybrid")
 KINDS = {**dict.fromkeys(STAGED, 0), "tbptt": 1, "snap1": 2}  # the kernel's learner kinds
 GROUPS = ("staged", "tbptt", "snap1")  # the kernel's name of each kind's field list
 ENGINES = ("auto", "native", "jax")
+
+__all__ = [
+    "ENGINES",
+    "KINDS",
+    "SOURCE",
+    "STAGED",
+    "bind",
+    "block_fn",
+    "build",
+    "engine",
+    "engine_setting",
+    "ensure",
+    "family_refusal",
+    "layout",
+    "native_refusal",
+    "unbind",
+    "uniforms",
+    "unsupported",
+]
 _lock = threading.Lock()
 _state: dict[str, Any] = {}  # "ready": bool, "why": reason it is not
 
@@ -87,7 +106,9 @@ def _library_path() -> tuple[Path, list[str]]:
         "-fno-math-errno",
         "-fno-tree-loop-distribute-patterns",
     ]
-    stamp = "\n".join([SOURCE.read_text(), jaxlib.__version__, cxx, " ".join(flags), _cpu_tag()])
+    sources = [SOURCE, *sorted(SOURCE.parent.glob("*.h"))]  # loop.cc includes the headers
+    stamp = "\n".join([*(p.read_text() for p in sources), jaxlib.__version__, cxx,
+                       " ".join(flags), _cpu_tag()])  # fmt: skip
     digest = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("CCN_NATIVE_CACHE", Path.home() / ".cache/ccn-study/native"))
     cmd = [cxx, *flags, "-isystem", jax.ffi.include_dir(), str(SOURCE)]

@@ -14,11 +14,11 @@ from ray.tune import Callback
 
 def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration
-    (its learner, then ``study.orchestration.view.run_name``)."""
+    (its learner, then ``study.present.run_name``)."""
     from learners import make_learner
     from learners.families import config_to_args
     from study.engine.pack import members_of
-    from study.orchestration.view import run_name
+    from study.present.names import run_name
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
     if config.get("pack"):  # a pack (study.engine.pack): its shape and how many configurations

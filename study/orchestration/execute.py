@@ -69,15 +69,13 @@ def _locked(plan: Plan) -> int:
 def _interrupted(plan: Plan) -> str | None:
     """The refusal of a fresh launch of a study that was interrupted (its lock is free, as
     this process holds it, but its latest launch is still marked running), else None."""
-    from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from study.orchestration.tracking import latest_launch
+    from study.records.store import Store
 
     try:
-        client = MlflowClient(plan.tracking_uri)
-        found = stores.created(lambda: client.get_experiment_by_name(plan.name))
-        last = latest_launch(client, found.experiment_id) if found else None
+        store = Store(plan.tracking_uri)
+        last = stores.created(lambda: store.latest_launch(plan.name))
     except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's
         return f"cannot use --tracking-uri {plan.tracking_uri}: {e}"
     if plan.resume or last is None or last.info.status != "RUNNING":
@@ -93,19 +91,20 @@ def quiet_stores() -> None:
     created") are not the user's business on a study's console; their warnings still show."""
     import logging
 
-    import mlflow  # noqa: F401 - it sets its loggers' level when imported
     import optuna
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    from study.records.store import quiet
+
+    quiet()
     logging.getLogger("alembic").setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _study(plan: Plan, dashboard: str | None) -> int:
     import ray
-    from mlflow.tracking import MlflowClient
 
-    from study.orchestration.tracking import start_study
+    from study.records.store import Store
+    from study.records.study import start_study
 
     gpus = ray.cluster_resources().get("GPU", 0)
     if plan.gpus_per_trial > 0 and gpus < plan.gpus_per_trial:
@@ -134,12 +133,12 @@ def _study(plan: Plan, dashboard: str | None) -> int:
     try:
         return _run_study(plan, tracking, dashboard)
     except KeyboardInterrupt:  # before the study could pause: not left "running" for ever
-        MlflowClient(plan.tracking_uri).set_terminated(tracking.parent_run_id, "KILLED")
+        Store(plan.tracking_uri).terminate(tracking.parent_run_id, "KILLED")
         raise
     except Exception as e:
         # A launch that cannot go on: its parent run says so (not "running" for ever, which
         # would read as interrupted), and the details go to a log file, not the console.
-        MlflowClient(plan.tracking_uri).set_terminated(tracking.parent_run_id, "FAILED")
+        Store(plan.tracking_uri).terminate(tracking.parent_run_id, "FAILED")
         log = plan.runs / "logs" / f"{plan.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
         log.parent.mkdir(exist_ok=True)
         import traceback
@@ -151,7 +150,7 @@ def _study(plan: Plan, dashboard: str | None) -> int:
 def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
     """What the console says before the first trial starts."""
     from study.orchestration import local_ray
-    from study.orchestration.view import browse_hint
+    from study.records.view import browse_hint
 
     seeds, configs = plan.trial_seeds, plan.configs
     what = (f"{len(configs)} configurations" if configs else f"space {plan.space_name}, "
@@ -199,15 +198,14 @@ def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
 
 
 def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
-    from mlflow.tracking import MlflowClient
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from study.engine.pack import group, member_results, members_of
     from study.orchestration.console import Progress
-    from study.orchestration.tracking import mark_interrupted, reconcile
     from study.orchestration.trainable import final_metrics, trainable
-    from study.orchestration.view import browse_hint, summarise
+    from study.records.study import mark_interrupted, reconcile
+    from study.records.view import browse_hint, summarise
 
     kind = plan.kind
     metric, mode = kind.metric, kind.mode
@@ -307,7 +305,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
         print(kind.verdict(best.metrics))
     except RuntimeError:
         print("no trial reported a result")
-    summarise(MlflowClient(plan.tracking_uri), tracking, kind, description(plan))
+    summarise(tracking, kind, description(plan))
     print(browse_hint(plan.tracking_uri, tracking.experiment_id))
     return 0
 

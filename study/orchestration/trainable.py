@@ -17,7 +17,8 @@ from study.engine.clock import Clock
 from study.engine.kinds import TaskKind
 from study.engine.threads import limit_xla_threads
 from study.engine.trial import TrialRun
-from study.orchestration.tracking import Tracking, TrialLogger
+from study.records.study import Tracking
+from study.records.trial import TrialLogger
 
 
 class NamedActor:

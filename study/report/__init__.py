@@ -36,8 +36,8 @@ from typing import Any
 from study.cli import Parser, fail, interruptible, writable_folder
 from study.engine.kinds import NORMALISED_CURVE
 from study.orchestration import stores
-from study.orchestration.tracking import history
 from study.report.claims import Claim, judge, method_note
+from study.report.curves import curve_band
 from study.report.figures import (
     _colors,
     compute_differs,
@@ -50,7 +50,6 @@ from study.report.load import (
     Trial,
     _learners,
     best_per_learner,
-    curve_band,
     load_trials,
     measure_for,
     merge_rounds,
@@ -59,6 +58,8 @@ from study.report.load import (
 from study.report.page import _write_csv, table_markdown, table_text, trial_rows, write_html
 from study.stats import N_RESAMPLES, check_resamples
 from study.verdicts import ALPHA, MARGIN
+
+__all__ = ["best_per_learner", "judge", "load_trials", "main", "make_report", "summary_rows"]
 
 
 def make_report(tracking_uri: str, experiments: list[str], out: Path,
@@ -77,12 +78,12 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
     (``study.report.claims``) are judged on those per-seed values and stated in the page
     under ``claims_heading``, at family-wise level ``alpha`` over ``looks`` looks with the
     equivalence margin ``margin`` (``study.verdicts``)."""
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
 
     trials, _ = load_trials(tracking_uri, experiments)
     trials = merge_rounds(trials)  # a configuration run in several rounds: one trial
     m = measure_for(trials)
-    client = MlflowClient(tracking_uri)
+    store = Store(tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
     best = best_per_learner(trials)
     evaluated = any(t.role == "eval" for t in best.values())
@@ -95,7 +96,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
         "Step-size sensitivity": out / "sensitivity.png",
         "Every seed of each pick": out / "seeds.png",
     }
-    curves = plot_curves(client, best, colors, figures["Learning curves"], m)
+    curves = plot_curves(store, best, colors, figures["Learning curves"], m)
     tuning = [t for t in trials if t.role == "tuning"]  # the figure shows tuning runs only
     edges = plot_sensitivity(tuning or trials, colors, figures["Step-size sensitivity"], m,
                              picks=tuned or best, n_resamples=n_resamples)  # fmt: skip
@@ -116,7 +117,7 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
         sections.append(("Selection on the tuning seeds", list(notes)))
     sections.append(("Reading the figures", [*edges, _compute_sentence(best)]))
     _write_csv(out / "summary.csv", summary)
-    _write_csv(out / "curves.csv", _curve_rows(client, best, m))
+    _write_csv(out / "curves.csv", _curve_rows(store, best, m))
     _write_csv(out / "trials.csv", rows)
     (out / "summary.md").write_text(table_markdown(summary, m.measure, command))
     write_html(out / "report.html", f"Report: {', '.join(experiments)}", summary, rows, figures, m,
@@ -125,19 +126,19 @@ def make_report(tracking_uri: str, experiments: list[str], out: Path,
             "judged": judged, "method": method, "edges": edges}  # fmt: skip
 
 
-def _curve_rows(client, best: dict[str, Trial], m) -> list[dict]:
+def _curve_rows(store, best: dict[str, Trial], m) -> list[dict]:
     """Each pick's curve at every logged step: the task's measure (mean and 95% t half-width
     over seeds) and, where the runs logged it per seed, the normalised MSRE."""
     rows = []
     for name, t in best.items():
-        steps, mean, half = curve_band(client, t)
+        steps, mean, half = curve_band(store, t)
         normalised = {}
         if (
             not m.higher_better
             and t.seeds
-            and history(client, t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}")
+            and store.history(t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}")
         ):
-            n_steps, n_mean, n_half = curve_band(client, t, normalised=True)
+            n_steps, n_mean, n_half = curve_band(store, t, normalised=True)
             normalised = {int(s): (v, h) for s, v, h in zip(n_steps, n_mean, n_half, strict=True)}
         for step, v, h in zip(steps, mean, half, strict=True):
             row = {"learner": name, "step": int(step), f"{m.measure}_mean": float(v),
@@ -216,11 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in bad:
             print(f"  {r['learner']} {r['status']}: {r['configuration']}")
     print(f"\nreport: {out.resolve() / 'report.html'}")
-    from mlflow.tracking import MlflowClient
-
-    from study.orchestration.view import browse_hint
+    from study.records.store import Store
+    from study.records.view import browse_hint
 
     for name in names:  # each study's trials in MLflow, best first
-        exp = MlflowClient(uri).get_experiment_by_name(name)
+        exp = Store(uri).experiment(name)
         print(f"{name}: {browse_hint(uri, exp.experiment_id)}")
     return 0

@@ -11,8 +11,8 @@ import numpy as np
 
 from study import stats
 from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind
-from study.orchestration.tracking import history
-from study.report.load import Trial, _learners, curve_band, sized, truncated
+from study.report.curves import curve_band
+from study.report.load import Trial, _learners, sized, truncated
 from study.report.page import _sentence
 from study.stats import N_RESAMPLES
 
@@ -85,7 +85,7 @@ def _colors(learners: list[str]) -> dict[str, Any]:
     return {name: cmap(i % 10) for i, name in enumerate(learners)}
 
 
-def plot_curves(client, best: dict[str, Trial], colors, path: Path,
+def plot_curves(store, best: dict[str, Trial], colors, path: Path,
                 m: TaskKind = PREDICTION) -> dict[str, Any]:  # fmt: skip
     """Each learner's pick: its mean curve over the seeds it ran (the fresh seeds of an
     evaluation) with the 95% t-interval of the mean as a band, in normalised MSRE where the
@@ -95,14 +95,14 @@ def plot_curves(client, best: dict[str, Trial], colors, path: Path,
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     data, normalised, stages = {}, False, False
     for learner, t in best.items():
-        steps, mean, half = curve_band(client, t, normalised=not m.higher_better)
+        steps, mean, half = curve_band(store, t, normalised=not m.higher_better)
         data[learner] = (steps, mean, half)
         if not steps.size:
             continue
         nmsre = (
             not m.higher_better
             and bool(t.seeds)
-            and bool(history(client, t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}"))
+            and bool(store.history(t.run_id, f"{NORMALISED_CURVE}_seed{t.seeds[0]}"))
         )
         normalised = normalised or nmsre
         where = "fresh" if t.role == "eval" else "tuning"

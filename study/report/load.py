@@ -11,16 +11,9 @@ from typing import Any
 import numpy as np
 
 from learners.families import FAMILIES, ORDER
-from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind, kind_of
+from study.engine.kinds import PREDICTION, TaskKind, kind_of
 from study.orchestration.stores import sqlite_file
-from study.orchestration.tracking import (
-    CONFIG_TAG,
-    PARENT_TAG,
-    ROLE_TAG,
-    STATUS_TAG,
-    history,
-    read_finals,
-)
+from study.records.tags import CONFIG_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
 
@@ -177,22 +170,22 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
 
     Raises a one-line ValueError naming an unknown experiment and listing those that exist.
     """
-    from mlflow.tracking import MlflowClient
+    from study.records.store import Store
 
-    client = MlflowClient(tracking_uri)
+    records = Store(tracking_uri)
     store = sqlite_file(tracking_uri)
     folder = store.parent if store is not None else None  # an embedded store's runs folder
     trials: list[Trial] = []
     parents: dict[str, str] = {}
     for name in experiments:
-        exp = client.get_experiment_by_name(name)
+        exp = records.experiment(name)
         if exp is None:
-            known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+            known = records.experiment_names()
             raise ValueError(
                 f"unknown experiment {name!r} in {tracking_uri}; experiments: "
                 f"{', '.join(known) or '(none)'}"
             )
-        runs = client.search_runs([exp.experiment_id], max_results=50_000)
+        runs = records.runs(exp.experiment_id)
         if not any(PARENT_TAG in r.data.tags for r in runs):
             raise ValueError(f"experiment {name!r} has no trial recorded yet: nothing to report")
         launches = [r for r in runs if PARENT_TAG not in r.data.tags]
@@ -212,7 +205,7 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
                     params=dict(r.data.params),
                     # finals.json has every digit; a run's metrics are the few worth a
                     # chart, rounded (and all a run recorded before there was one)
-                    metrics={**r.data.metrics, **read_finals(client, r.info.run_id, tags, folder)},
+                    metrics={**r.data.metrics, **records.finals(r.info.run_id, tags, folder)},
                     seeds=seeds,
                     role=tags.get(ROLE_TAG, "tuning"),
                     task=tags.get("task", ""),
@@ -374,45 +367,6 @@ def _normalised_columns(t: Trial) -> dict[str, Any]:
     finite = values[np.isfinite(values)]
     mean, half = mean_ci(finite) if finite.size else (math.nan, math.nan)
     return {"nmsre_mean": mean, "nmsre_ci95": half, "learned": t.learned()}
-
-
-def curve_band(client, trial: Trial,
-               normalised: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Steps, mean and 95% t half-width over seeds of a trial's learning curve (its
-    normalised MSRE when ``normalised`` and the run logged it per seed)."""
-    first = f"{NORMALISED_CURVE}_seed{trial.seeds[0]}" if trial.seeds else None
-    if normalised and first and history(client, trial.run_id, first):
-        return _band(client, trial, NORMALISED_CURVE)
-    for curve in (trial.measure.curve, trial.measure.old_curve):
-        per_seed = []
-        for s in trial.seeds:
-            points = history(client, trial.run_id, f"{curve}_seed{s}")
-            per_seed.append({m.step: m.value for m in points})
-        steps = sorted(set().union(*[set(h) for h in per_seed])) if per_seed else []
-        if steps or history(client, trial.run_id, curve):
-            break
-    if not steps:  # runs logged before per-seed curves: the mean only
-        points = history(client, trial.run_id, curve)
-        steps = sorted(m.step for m in points)
-        values = {m.step: m.value for m in points}
-        return np.array(steps), np.array([values[s] for s in steps]), np.full(len(steps), np.nan)
-    return _mean_band(per_seed, steps)
-
-
-def _band(client, trial: Trial, curve: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    per_seed = [{m.step: m.value for m in history(client, trial.run_id, f"{curve}_seed{s}")}
-                for s in trial.seeds]  # fmt: skip
-    return _mean_band(per_seed, sorted(set().union(*[set(h) for h in per_seed])))
-
-
-def _mean_band(per_seed: list[dict[int, float]], steps: list[int]):
-    means, halves = [], []
-    for step in steps:
-        values = np.array([h[step] for h in per_seed if step in h])
-        m, h = mean_ci(values)
-        means.append(m)
-        halves.append(h)
-    return np.array(steps), np.array(means), np.array(halves)
 
 
 def truncated(learner: str) -> bool:

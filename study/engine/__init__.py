@@ -1,0 +1,31 @@
+"""The engine: one configuration (or a pack of them) on every seed as one compiled program, its
+statistics, and what its task kind makes of them. It knows nothing of Ray, Optuna or MLflow
+(``tests/test_layers.py`` holds it to that).
+
+Public names, each imported from its module on first use (JAX loads only with a program):
+:class:`Record` and :class:`Summary` (``record``), the task kinds (``kinds``), :class:`TrialRun`
+and :func:`finish` (``trial``), :func:`make_runner` (``loop``), packs (``pack``) and XLA's
+threads (``threads``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Record": "record", "Summary": "record",
+    "TaskKind": "kinds", "kind_of": "kinds", "PREDICTION": "kinds", "CLASSIFICATION": "kinds",
+    "ATARI": "kinds", "KINDS": "kinds", "NORMALISED_CURVE": "kinds",
+    "TrialRun": "trial", "Report": "trial", "finish": "trial",
+    "make_runner": "loop", "BlockStats": "loop", "default_block": "loop", "check_steps": "loop",
+    "parse_pack": "pack", "members_of": "pack",
+    "limit_xla_threads": "threads", "describe": "threads",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

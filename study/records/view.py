@@ -1,0 +1,161 @@
+"""What a study writes for MLflow's UI: the page the commands link to, the runs table's
+columns on first load, distinct colours, and descriptions that state the outcome (their
+words and names come from ``study.present``).
+
+MLflow 3's UI opens an experiment in its GenAI mode unless the link says
+``workflowType=machine_learning``, and shows a run's metrics only in columns picked by hand.
+It also loads a *shared view*: a JSON state stored as the experiment tag
+``mlflow.sharedViewState.KEY`` and named by ``viewStateShareKey=KEY`` in the link, holding the
+sort, the search filter, the visible columns and their widths and how many runs the charts
+compare. :func:`share_view` stores one (``results``) that shows every trial's result,
+verdict and key parameters, best first, and :func:`runs_page` links to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from study.cli import redact
+from study.present import colour, outcome_sentence
+from study.present.names import PALETTE
+from study.records.finals import read_finals
+from study.records.tags import (
+    COLOUR_TAG,
+    LEARNED_TAG,
+    NOTE_TAG,
+    ROLE_TAG,
+    SHARED_VIEW_TAG,
+    VIEW_KEY,
+)
+
+RUN_NAME = "attributes.`Run Name`"  # the runs table's column ids: attributes, metrics, ...
+
+
+def recolour(client: Any, runs: list[Any]) -> int:
+    """Give ``runs`` (a study's trials) distinct colours, in the order they started, when two
+    of the first 20 share one (trials that started at the same moment counted the same runs
+    before them). Returns how many runs changed colour."""
+    ordered = sorted(runs, key=lambda r: r.info.start_time)
+    first = [r.data.tags.get(COLOUR_TAG) for r in ordered[: len(PALETTE)]]
+    if len(set(first)) == len(first):
+        return 0
+    changed = 0
+    for i, r in enumerate(ordered):
+        if r.data.tags.get(COLOUR_TAG) != colour(i):
+            client.set_tag(r.info.run_id, COLOUR_TAG, colour(i))
+            changed += 1
+    return changed
+
+
+def columns(kind: Any, params: list[str]) -> list[str]:
+    """The runs table's columns (MLflow's column ids): the result, its interval, the verdict,
+    the objective, then the parameters ``params``."""
+    metric = [f"final_{kind.verdict_key}", f"final_{kind.verdict_key}_ci95"]
+    if kind.metric != kind.verdict_key:
+        metric.append(f"final_{kind.metric}")
+    shown = [f"metrics.`{m}`" for m in metric[:2]] + [f"tags.`{LEARNED_TAG}`"]
+    return shown + [f"metrics.`{m}`" for m in metric[2:]] + [f"params.`{p}`" for p in params]
+
+
+def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
+    """The shared view of a study's experiment: trials only (not the launches' runs), best
+    first by the verdict's measure, its columns wide enough for their names, and every trial
+    in the charts (MLflow's default compares the first 10)."""
+    shown = columns(kind, params)
+    return {
+        "orderByKey": f"metrics.`final_{kind.verdict_key}`",
+        "orderByAsc": not kind.higher_better,
+        "searchFilter": f"tags.`{ROLE_TAG}` != 'launch'",
+        "selectedColumns": shown,
+        # the results first, then when and how long; each column as wide as its name
+        "columnOrder": [RUN_NAME, *shown, "runDateAndNestInfo", "duration"],
+        "columnWidths": {RUN_NAME: 200, **dict.fromkeys(shown, 95), shown[0]: 170},
+        "runsHiddenMode": "SHOW_ALL",
+        "hideEmptyCharts": True,
+    }
+
+
+def share_view(client: Any, experiment_id: str, kind: Any, params: list[str]) -> None:
+    """Store the experiment's shared view (:func:`view_state`) under :data:`VIEW_KEY`."""
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY,
+                              json.dumps(view_state(kind, params)))  # fmt: skip
+
+
+def runs_page(server: str, experiment_id: str) -> str:
+    """The experiment's runs page in model-training mode, in its shared view."""
+    return (f"{server}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+            "&workflowType=machine_learning")  # fmt: skip
+
+
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """How to see the study's trials in MLflow's UI: its command and the page that lists
+    them with their results, best first."""
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id)}"
+    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
+            f"{runs_page('http://127.0.0.1:5000', experiment_id)}")  # fmt: skip
+
+
+# -- descriptions that state the outcome ---------------------------------------------------
+
+
+def outcome(kind: Any, runs: list[Any], client: Any = None) -> tuple[Any, str]:
+    """The best of a study's trial runs ``runs`` by the verdict's measure and a sentence
+    saying it: its value with its 95% interval, learned or not, and how many learned. With
+    ``client``, the value and interval come from the best run's ``finals.json`` with every
+    digit, so the sentence rounds as the trial's own does (the metrics keep 4 digits)."""
+    key = f"final_{kind.verdict_key}"
+    scored = [r for r in runs if np.isfinite(r.data.metrics.get(key, np.nan))]
+    if not scored:
+        return None, f"no trial has a {kind.verdict_text} yet."
+    best = (max if kind.higher_better else min)(scored, key=lambda r: r.data.metrics[key])
+    m = dict(best.data.metrics)
+    if client is not None:
+        exact = read_finals(client, best.info.run_id, best.data.tags)
+        seeds_of = [v for k, v in exact.items() if k.startswith(f"{key}_seed")]
+        if seeds_of:  # unreadable or absent: the rounded metrics say it
+            mean, half, _ = kind.learned(np.asarray(seeds_of, np.float64))
+            m[key], m[key + "_ci95"] = exact.get(key, mean), half
+    seeds = len([s for s in best.data.tags.get("seeds", "").split(",") if s])
+    learned = best.data.tags.get(LEARNED_TAG) == "yes"
+    n_learned = sum(r.data.tags.get(LEARNED_TAG) == "yes" for r in runs)
+    return best, outcome_sentence(kind, best.info.run_name, m[key], m.get(key + "_ci95", np.nan),
+                                  seeds, learned, n_learned, len(runs))  # fmt: skip
+
+
+def summarise(tracking: Any, kind: Any, description: str) -> str:
+    """After a launch: the outcome (:func:`outcome`, over every trial of the experiment) as
+    the experiment's description (after ``description``, unless someone wrote their own) and
+    the launch's run's (with the best trial's numbers as its metrics). Returns the sentence."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking.uri)
+    runs = client.search_runs([tracking.experiment_id], f"tags.`{ROLE_TAG}` != 'launch'",
+                              max_results=50_000)  # fmt: skip
+    best, said = outcome(kind, runs, client)
+    recolour(client, runs)
+    note = NOTE_TAG
+    exp = client.get_experiment(tracking.experiment_id)
+    current = exp.tags.get(note, "")
+    if not current or current.startswith("ccn-study:"):
+        about = description.removeprefix("ccn-study: ")
+        page = runs_page("", tracking.experiment_id).lstrip("/")
+        client.set_experiment_tag(tracking.experiment_id, note,
+                                  f"ccn-study: **Result**: {said} [Every trial, best first]"
+                                  f"({page}).\n\n{about}")  # fmt: skip
+    parent = client.get_run(tracking.parent_run_id)
+    before = parent.data.tags.get(note, "").split("\n\n", 1)[-1]
+    client.set_tag(tracking.parent_run_id, note, f"**Result**: {said}\n\n{before}")
+    if best is not None:
+        now = int(time.time() * 1000)
+        top = {f"best_{k.removeprefix('final_')}": v for k, v in best.data.metrics.items()
+               if k.startswith(f"final_{kind.verdict_key}") or k == "final_learned"}  # fmt: skip
+        client.log_batch(tracking.parent_run_id,
+                         metrics=[Metric(k, float(v), now, 0) for k, v in top.items()])  # fmt: skip
+        client.set_tag(tracking.parent_run_id, "best_trial", best.info.run_name)
+    return said
