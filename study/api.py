@@ -9,10 +9,11 @@ What ``python -m study.launch`` does, without a command line::
     trials = api.load_results(plan)  # a pandas DataFrame, one row per configuration
 
 :func:`plan_study` checks every input before anything starts (a one-line ValueError names
-the option, as the command line spells it); its keywords are ``study.launch``'s options
-(``trials``, ``seeds``, ``steps``, ``budget_flops``, ``set=["alpha=1e-3"]``, ``pack``,
-``tracking_uri``, ``address``, ...). :func:`evaluation` turns a plan into the evaluation of
-given configurations on given seeds (what ``study.compare`` runs on fresh seeds).
+the option, as the command line spells it); its keywords are ``study.launch``'s options as
+plain values (``trials``, ``seeds``, ``steps``, ``budget_flops``, ``fixed={"alpha": 1e-3}``,
+``ranges={"lambda_": (0.5, 1.0)}``, ``pack=4`` or None, ``tracking_uri``, ``address``,
+...). :func:`evaluation` turns a plan into the evaluation of given configurations on given
+seeds (what ``study.compare`` runs on fresh seeds).
 :func:`run_study` runs a plan on Ray Tune, Optuna and MLflow (on the Ray this process already
 runs, or on one it starts and stops: :func:`ray_session` holds one Ray for several studies).
 :func:`load_results` reads any study's trials back from MLflow.

@@ -17,7 +17,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
@@ -250,3 +250,48 @@ def provenance(command: str) -> str:
         f"Made by `{redact(command)}` on {cpu} ({os.cpu_count()} cores), jax {jax}, "
         f"commit {commit}, {day}."
     )
+
+
+# -- the texts of --set, --range and --pack as plain values ----------------------------------
+
+
+def assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str, Any]:
+    """``NAME=VALUE`` as typed after ``flag``: the name and the value (a bool, int, float or
+    text when ``parse``, else the text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"{flag} {text!r} must have the form {form}")
+    if not parse:
+        return key, value
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def space_options(set_texts: list[str] | tuple[str, ...],
+                  range_texts: list[str] | tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+    """``--set NAME=VALUE`` and ``--range NAME=LOW:HIGH`` as typed, as ``make_plan``'s plain
+    ``fixed`` and ``ranges``; a one-line ValueError names the text at fault."""
+    fixed = dict(assignment(a, "--set", "NAME=VALUE") for a in set_texts)
+    ranges = {}
+    for text in range_texts:
+        key, value = assignment(text, "--range", "NAME=LOW:HIGH", parse=False)
+        try:
+            low, high = (float(v) for v in value.split(":"))
+        except ValueError:
+            raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
+        ranges[key] = (low, high)
+    return {"fixed": fixed, "ranges": ranges}
+
+
+def pack_option(text: Any, flag: str = "--pack") -> int | None:
+    """``--pack`` as typed: a whole number >= 1, or ``auto`` (None)."""
+    from study.engine.pack import parse_pack
+
+    return parse_pack(text, flag)

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from search_spaces import SPACES, describe
-from study.cli import Parser, count, fail, interruptible, real
+from study.cli import Parser, count, fail, interruptible, pack_option, real, space_options
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration.plan import DEFAULT, Plan, make_plan
 from study.tasks import DEFAULT_TASK
@@ -121,6 +121,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
     fault."""
     given = {k: v for k, v in vars(args).items() if k not in _NOT_PLANNED}
     given["command"] = given.pop("command_line", "")
+    given.update(space_options(given.pop("set"), given.pop("range")))
+    given["pack"] = pack_option(given["pack"])
     return make_plan(**given)
 
 

@@ -57,8 +57,41 @@ def test_a_bad_option_is_refused_before_anything_is_written(tmp_path):
 
     with pytest.raises(ValueError, match=r"^--steps 12345: allowed: a multiple of 10000$"):
         api.plan_study("columnar", steps=12_345, runs_dir=str(tmp_path / "r"))
-    with pytest.raises(ValueError, match="--set 'alpha' must have the form NAME=VALUE"):
-        api.plan_study("columnar", set=["alpha"], runs_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=r"^--set alpha=\[0\.1\]: allowed: a name and a "):
+        api.plan_study("columnar", fixed={"alpha": [0.1]}, runs_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=r"^--range alpha='x': allowed: \(LOW, HIGH\) numbers"):
+        api.plan_study("columnar", ranges={"alpha": "x"}, runs_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=r"^--pack '4': allowed: a whole number"):
+        api.plan_study("columnar", pack="4", runs_dir=str(tmp_path / "r"))
+    # plain values make the plan the command line's texts make
+    typed = api.plan_study(
+        "columnar",
+        smoke=True,
+        runs_dir=str(tmp_path / "r"),
+        fixed={"n_features": 3},
+        ranges={"alpha": (1e-4, 1e-2)},
+        pack=2,
+    )
+    from study.launch import _parser, plan_of
+
+    typed_cli = plan_of(
+        _parser().parse_args(
+            [
+                "--space",
+                "columnar",
+                "--smoke",
+                "--runs-dir",
+                str(tmp_path / "r"),
+                "--set",
+                "n_features=3",
+                "--range",
+                "alpha=1e-4:1e-2",
+                "--pack",
+                "2",
+            ]
+        )
+    )
+    assert typed.space == typed_cli.space and typed.pack == typed_cli.pack == 2
     plan = api.plan_study("columnar", smoke=True, runs_dir=str(tmp_path / "r"))
     with pytest.raises(ValueError, match="configs: allowed"):
         api.evaluation(plan, [], [3])

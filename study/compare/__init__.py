@@ -32,7 +32,7 @@ import sys
 from typing import Any
 
 from search_spaces import SPACES
-from study.cli import Parser, count, fail, interruptible, real
+from study.cli import Parser, count, fail, interruptible, pack_option, real, space_options
 from study.compare.budget import MATCH_FAMILY, matched_budget  # noqa: F401 - re-exported
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
@@ -205,7 +205,7 @@ def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any
     kw: dict[str, Any] = dict(
         space=space, task=args.task, study_name=name, runs_dir=args.runs_dir,
         concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, pack=args.pack, trials=args.trials,
+        gpus_per_trial=args.gpus_per_trial, pack=pack_option(args.pack), trials=args.trials,
         seeds=args.seeds, steps=args.steps, address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, data_dir=args.data_dir,
         smoke=args.smoke, reuse_actors=args.reuse_actors, expose_ray=args.expose_ray,
@@ -215,9 +215,9 @@ def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any
         if getattr(args, "budget_default", False) and _sized_by_hand(args, space):
             budget = "auto"  # the default budget yields to a size the user set (launch's auto)
         kw["budget_flops"] = budget
-    for flag in ("set", "range"):
-        kw[flag] = [text.partition(".")[2] for text in getattr(args, flag)
-                    if text.partition(".")[0] == space]  # fmt: skip
+    mine = {flag: [text.partition(".")[2] for text in getattr(args, flag)
+                   if text.partition(".")[0] == space] for flag in ("set", "range")}  # fmt: skip
+    kw.update(space_options(mine["set"], mine["range"]))
     return kw
 
 

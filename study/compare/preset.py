@@ -196,7 +196,7 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
         space=preset.configs[0]["learner"], task=preset.task, study_name=name, trials=trials,
         runs_dir=args.runs_dir, steps=steps, seeds=seeds, concurrency=args.concurrency,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        pack=args.pack if size is None else str(min(size, trials)), address=args.address,
+        pack=None if size is None else min(size, trials), address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, expose_ray=args.expose_ray,
         reuse_actors=args.reuse_actors, data_dir=args.data_dir, command=args.command_line,
     )  # fmt: skip

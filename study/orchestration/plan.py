@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,17 +128,21 @@ def make_plan(
     min_report_s: float = REPORT_MIN_S,
     reuse_actors: bool = False,
     budget_flops: Any = "auto",
-    set: list[str] | tuple[str, ...] = (),  # noqa: A002 - the option's name
-    range: list[str] | tuple[str, ...] = (),  # noqa: A002
-    pack: Any = "auto",
+    fixed: Mapping[str, Any] | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    pack: int | None = None,
     sampler_seed: int = 0,
     data_dir: str | None = None,
     resume: bool = False,
     command: str = "",
 ) -> Plan:
     """Check every input before anything starts and return the plan; a one-line ValueError
-    names the option as typed (``--steps``, ``--set``, ...) and what is allowed. ``set`` and
-    ``range`` are lists of ``NAME=VALUE`` and ``NAME=LOW:HIGH`` texts, as typed."""
+    names the option as typed (``--steps``, ``--set``, ...) and what is allowed. Every value
+    is a plain one: ``fixed`` the parameters set (``{"n_features": 3}``: ``--set``),
+    ``ranges`` those searched within bounds (``{"alpha": (1e-4, 1e-2)}``: ``--range``),
+    ``pack`` the configurations per trial (None: chosen, ``--pack auto``), ``budget_flops`` a
+    number, None (no budget) or ``"auto"`` (the family's default network's). The command
+    line's texts are parsed by ``study.cli`` before they get here."""
     base = dict(SMOKE if smoke else DEFAULT)
     for key, value in (("trials", trials), ("seeds", seeds), ("steps", steps)):
         if value is not None:
@@ -169,15 +174,7 @@ def make_plan(
         if base["steps"] > length:
             raise ValueError(f"--steps {base['steps']}: the {task} stream has {length:,} "
                              f"frames; allowed: at most that")  # fmt: skip
-    fixed = dict(assignment(a, "--set", "NAME=VALUE") for a in set)
-    ranges = {}
-    for text in range:
-        key, value = assignment(text, "--range", "NAME=LOW:HIGH", parse=False)
-        try:
-            low, high = (float(v) for v in value.split(":"))
-        except ValueError:
-            raise ValueError(f"--range {text!r} must be NAME=LOW:HIGH with numbers") from None
-        ranges[key] = (low, high)
+    fixed, ranges = plain_space(fixed, ranges)
     budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
     sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
     check_environment(space, task)
@@ -222,7 +219,7 @@ def make_plan(
         storage_path=storage_path, data_dir=data_dir, address=address, expose_ray=expose_ray,
         concurrency=concurrency, scheduler=scheduler, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, min_report_s=min_report_s, reuse_actors=reuse_actors,
-        sampler_seed=sampler_seed, resume=resume, pack_text=str(pack),
+        sampler_seed=sampler_seed, resume=resume, pack_text="auto" if pack is None else str(pack),
         budget_text=str(budget_flops), command=command,
     )  # fmt: skip
 
@@ -272,15 +269,43 @@ def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
               gpus: float) -> int:  # fmt: skip
     """Configurations per trial (``--pack``): as given, at most the study's trials, or
     ``study.engine.pack.auto_size``'s choice."""
-    from study.engine.pack import auto_size, parse_pack
+    from study.engine.pack import auto_size
 
-    given = parse_pack(text)
+    given = check_pack(text)
     if given is None:
         return auto_size(trials, seeds, concurrency, cpus, gpus)
     if given > trials:
         raise ValueError(f"--pack {text}: larger than the study's {trials} trials; "
                          f"allowed: 1 to {trials}, or auto")  # fmt: skip
     return given
+
+
+def check_pack(value: Any) -> int | None:
+    """``pack`` as a plain value: None (chosen) or a whole number >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"--pack {value!r}: allowed: a whole number of configurations per "
+                         f"trial >= 1, or auto (None)")  # fmt: skip
+    return value
+
+
+def plain_space(fixed: Mapping[str, Any] | None,
+                ranges: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict]:  # fmt: skip
+    """``fixed`` and ``ranges`` checked as plain values: names to values, and names to
+    ``(low, high)`` numbers."""
+    fixed, ranges = dict(fixed or {}), dict(ranges or {})
+    for key, value in fixed.items():
+        if not isinstance(key, str) or not isinstance(value, bool | int | float | str):
+            raise ValueError(f"--set {key}={value!r}: allowed: a name and a number, a flag or "
+                             f"a word")  # fmt: skip
+    for key, bounds in ranges.items():
+        try:
+            low, high = (float(v) for v in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"--range {key}={bounds!r}: allowed: (LOW, HIGH) numbers") from None
+        ranges[key] = (low, high)
+    return fixed, ranges
 
 
 def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
@@ -310,22 +335,3 @@ def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> f
         raise ValueError(f"--budget-flops {text}: allowed: a number of flops per step in "
                          f"(0, 1e12), auto or none")  # fmt: skip
     return value
-
-
-def assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str, Any]:
-    """``NAME=VALUE`` as typed after ``flag``: the name and the value (a bool, int, float or
-    text when ``parse``, else the text)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key or not value:
-        raise ValueError(f"{flag} {text!r} must have the form {form}")
-    if not parse:
-        return key, value
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return key, lowered == "true"
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
