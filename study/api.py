@@ -50,7 +50,9 @@ def evaluation(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
     if name is not None and not _NAME.fullmatch(name):
         raise ValueError(f"name {name!r}: allowed: letters, digits and ._- (at most 100, not "
                          f"starting with a dot)")  # fmt: skip
-    if len(set(seeds)) < len(seeds) or not seeds or min(seeds) < 0:
+    if (not isinstance(seeds, list | tuple) or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+            or len(set(seeds)) < len(seeds) or min(seeds) < 0):  # fmt: skip
         raise ValueError(f"seeds {seeds}: allowed: distinct seeds from 0 on, at least one")
     return dataclasses.replace(plan, name=name or f"{plan.name}-eval",
                                configs=tuple(dict(c) for c in configs),

@@ -123,7 +123,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
     given["command"] = given.pop("command_line", "")
     given.update(space_options(given.pop("set"), given.pop("range")))
     given["pack"] = pack_option(given["pack"])
-    return make_plan(**given)
+    return make_plan(**given, cli=True)
 
 
 if __name__ == "__main__":

@@ -55,13 +55,13 @@ def test_the_readmes_python_snippet_runs_and_loads_what_was_recorded(
 def test_a_bad_option_is_refused_before_anything_is_written(tmp_path):
     from study import api
 
-    with pytest.raises(ValueError, match=r"^--steps 12345: allowed: a multiple of 10000$"):
+    with pytest.raises(ValueError, match=r"^steps 12345: allowed: a multiple of 10000$"):
         api.plan_study("columnar", steps=12_345, runs_dir=str(tmp_path / "r"))
-    with pytest.raises(ValueError, match=r"^--set alpha=\[0\.1\]: allowed: a name and a "):
+    with pytest.raises(ValueError, match=r"^fixed alpha=\[0\.1\]: allowed: a name and a "):
         api.plan_study("columnar", fixed={"alpha": [0.1]}, runs_dir=str(tmp_path / "r"))
-    with pytest.raises(ValueError, match=r"^--range alpha='x': allowed: \(LOW, HIGH\) numbers"):
+    with pytest.raises(ValueError, match=r"^ranges alpha='x': allowed: \(LOW, HIGH\) numbers"):
         api.plan_study("columnar", ranges={"alpha": "x"}, runs_dir=str(tmp_path / "r"))
-    with pytest.raises(ValueError, match=r"^--pack '4': allowed: a whole number"):
+    with pytest.raises(ValueError, match=r"^pack='4': allowed: a whole number"):
         api.plan_study("columnar", pack="4", runs_dir=str(tmp_path / "r"))
     # plain values make the plan the command line's texts make
     typed = api.plan_study(
@@ -104,3 +104,42 @@ def test_a_bad_option_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         api.load_results("nope", runs_dir=str(tmp_path / "r"))
     assert os.listdir(tmp_path / "r") in ([], ["mlflow.db"])  # reading creates no study
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(steps=-20000), r"^steps=-20000: allowed: an integer in \[1, 1000000000000\]$"),
+        (dict(steps=0), r"^steps=0: allowed: an integer in \[1, "),
+        (dict(steps=10**15), r"^steps=1000000000000000: allowed: an integer in \[1, "),
+        (dict(seeds=0), r"^seeds=0: allowed: an integer in \[1, 4096\]$"),
+        (dict(trials="abc"), r"^trials='abc': allowed: an integer >= 1$"),
+        (dict(trials=2.5), r"^trials=2\.5: allowed: an integer >= 1$"),
+        (dict(concurrency=0), r"^concurrency=0: allowed: an integer in \[1, 4096\]$"),
+        (dict(cpus_per_trial=float("nan")), r"^cpus_per_trial=nan: allowed: a finite number "),
+        (dict(gpus_per_trial=-1), r"^gpus_per_trial=-1: allowed: a finite number in \[0, 64\]$"),
+        (dict(smoke="yes"), r"^smoke='yes': allowed: True or False$"),
+        (dict(study_name="x" * 5000), r"^study_name 'x{79}\.\.\. \(5002 characters\)"),
+        (dict(fixed=["n_features=3"]), r"^fixed=\['n_features=3'\]: allowed: a dict"),
+        (dict(scheduler="pbt"), r"^scheduler 'pbt': allowed: fifo, asha$"),
+    ],
+)  # fmt: skip
+def test_the_api_refuses_what_the_command_line_refuses_naming_the_argument(
+    tmp_path, options, message
+):
+    """The Python API is as guarded as the command line: each bad value is refused in one
+    line naming the argument as Python spells it, and nothing is written."""
+    from study import api
+
+    with pytest.raises(ValueError, match=message):
+        api.plan_study("columnar", runs_dir=str(tmp_path / "r"), **options)
+    assert not (tmp_path / "r").exists() or os.listdir(tmp_path / "r") == []
+
+
+def test_the_api_refuses_seeds_that_are_not_a_list_of_integers(tmp_path):
+    from study import api
+
+    plan = api.plan_study("columnar", smoke=True, runs_dir=str(tmp_path / "r"))
+    for seeds in ("012", [1.5], [True], None):
+        with pytest.raises(ValueError, match="seeds .*: allowed: distinct seeds from 0 on"):
+            api.evaluation(plan, [{"learner": "columnar"}], seeds)

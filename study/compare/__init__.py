@@ -208,7 +208,7 @@ def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any
         gpus_per_trial=args.gpus_per_trial, pack=pack_option(args.pack), trials=args.trials,
         seeds=args.seeds, steps=args.steps, address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, data_dir=args.data_dir,
-        smoke=args.smoke, reuse_actors=args.reuse_actors, expose_ray=args.expose_ray,
+        smoke=args.smoke, reuse_actors=args.reuse_actors, expose_ray=args.expose_ray, cli=True,
     )  # fmt: skip
     budget = args.budget_flops
     if budget is not None and _has_size(space):  # a family with no size runs as it is

@@ -199,6 +199,7 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
         pack=None if size is None else min(size, trials), address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, expose_ray=args.expose_ray,
         reuse_actors=args.reuse_actors, data_dir=args.data_dir, command=args.command_line,
+        cli=True,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from study.cli import probe, redact, writable_folder
 from study.engine.kinds import TaskKind, kind_of
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration import stores
+from study.orchestration.values import FLAGS, INTEGERS, NUMBERS, TEXTS, check_values, shown, spelled
 from study.tasks import DEFAULT_TASK, make_env, task_family
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
@@ -135,6 +136,7 @@ def make_plan(
     data_dir: str | None = None,
     resume: bool = False,
     command: str = "",
+    cli: bool = False,
 ) -> Plan:
     """Check every input before anything starts and return the plan; a one-line ValueError
     names the option as typed (``--steps``, ``--set``, ...) and what is allowed. Every value
@@ -142,21 +144,28 @@ def make_plan(
     ``ranges`` those searched within bounds (``{"alpha": (1e-4, 1e-2)}``: ``--range``),
     ``pack`` the configurations per trial (None: chosen, ``--pack auto``), ``budget_flops`` a
     number, None (no budget) or ``"auto"`` (the family's default network's). The command
-    line's texts are parsed by ``study.cli`` before they get here."""
+    line's texts are parsed by ``study.cli`` before they get here. A refusal names the
+    argument as the caller spells it: ``steps`` from Python, ``--steps`` with ``cli``
+    (``study.orchestration.values``)."""
+    given = dict(locals())
+    check_values({k: given[k] for k in (*INTEGERS, *NUMBERS, *FLAGS, *TEXTS)}, cli)
+    if not isinstance(runs_dir, str | Path):
+        raise ValueError(f"{spelled('runs_dir', cli)}={runs_dir!r}: allowed: a folder's path")
     base = dict(SMOKE if smoke else DEFAULT)
     for key, value in (("trials", trials), ("seeds", seeds), ("steps", steps)):
         if value is not None:
             base[key] = int(value)
     if base["steps"] % base["block"]:
-        raise ValueError(f"--steps {base['steps']}: allowed: a multiple of {base['block']}")
+        raise ValueError(f"{spelled('steps', cli)} {base['steps']}: allowed: a multiple of "
+                         f"{base['block']}")  # fmt: skip
     base["chunk"] = min(base["chunk"], base["steps"])
     base["window"] = min(base["window"], base["steps"])
     if scheduler not in ("fifo", "asha"):
-        raise ValueError(f"--scheduler {scheduler!r}: allowed: fifo, asha")
-    runs = writable_folder(runs_dir, "--runs-dir")
+        raise ValueError(f"{spelled('scheduler', cli)} {scheduler!r}: allowed: fifo, asha")
+    runs = writable_folder(runs_dir, spelled("runs_dir", cli))
     if study_name is not None and not _NAME.fullmatch(study_name):
-        raise ValueError(f"--study-name {study_name!r}: allowed: letters, digits and "
-                         f"._- (at most 100, not starting with a dot)")  # fmt: skip
+        raise ValueError(f"{spelled('study_name', cli)} {shown(study_name)}: allowed: letters, "
+                         f"digits and ._- (at most 100, not starting with a dot)")  # fmt: skip
     if data_dir and not kind_of(task).takes_data_dir:
         raise ValueError(
             f"--data-dir/--traces-dir applies to seq_mnist and atari_GAME tasks only, not {task}"
@@ -174,7 +183,7 @@ def make_plan(
         if base["steps"] > length:
             raise ValueError(f"--steps {base['steps']}: the {task} stream has {length:,} "
                              f"frames; allowed: at most that")  # fmt: skip
-    fixed, ranges = plain_space(fixed, ranges)
+    fixed, ranges = plain_space(fixed, ranges, cli)
     budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
     sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
     check_environment(space, task)
@@ -210,7 +219,7 @@ def make_plan(
     stores.check(uri, flag, "mlflow")
     stores.check(optuna_url, "--storage" if storage else "--runs-dir", "optuna")
     size = pack_size(pack, base["trials"], base["seeds"], concurrency, cpus_per_trial,
-                     gpus_per_trial)  # fmt: skip
+                     gpus_per_trial, cli)  # fmt: skip
     fits(sampled, env.obs_size, base["seeds"], size, concurrency)
     return Plan(
         name=name, space_name=space, space=sampled, task=task, trials=base["trials"],
@@ -266,44 +275,49 @@ def fits(space: Any, n_inputs: int, seeds: int, pack: int, concurrency: int) -> 
 
 
 def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
-              gpus: float) -> int:  # fmt: skip
+              gpus: float, cli: bool = False) -> int:  # fmt: skip
     """Configurations per trial (``--pack``): as given, at most the study's trials, or
     ``study.engine.pack.auto_size``'s choice."""
     from study.engine.pack import auto_size
 
-    given = check_pack(text)
+    given = check_pack(text, cli)
     if given is None:
         return auto_size(trials, seeds, concurrency, cpus, gpus)
     if given > trials:
-        raise ValueError(f"--pack {text}: larger than the study's {trials} trials; "
+        raise ValueError(f"{spelled('pack', cli)} {text}: larger than the study's {trials} trials; "
                          f"allowed: 1 to {trials}, or auto")  # fmt: skip
     return given
 
 
-def check_pack(value: Any) -> int | None:
+def check_pack(value: Any, cli: bool = False) -> int | None:
     """``pack`` as a plain value: None (chosen) or a whole number >= 1."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"--pack {value!r}: allowed: a whole number of configurations per "
-                         f"trial >= 1, or auto (None)")  # fmt: skip
+        raise ValueError(f"{spelled('pack', cli)}={shown(value)}: allowed: a whole number of "
+                         f"configurations per trial >= 1, or auto (None)")  # fmt: skip
     return value
 
 
-def plain_space(fixed: Mapping[str, Any] | None,
-                ranges: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict]:  # fmt: skip
+def plain_space(fixed: Mapping[str, Any] | None, ranges: Mapping[str, Any] | None,
+                cli: bool = False) -> tuple[dict[str, Any], dict]:  # fmt: skip
     """``fixed`` and ``ranges`` checked as plain values: names to values, and names to
     ``(low, high)`` numbers."""
+    set_, range_ = ("--set ", "--range ") if cli else ("fixed ", "ranges ")
+    for name, value in (("fixed", fixed), ("ranges", ranges)):
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{name}={shown(value)}: allowed: a dict of parameters")
     fixed, ranges = dict(fixed or {}), dict(ranges or {})
     for key, value in fixed.items():
         if not isinstance(key, str) or not isinstance(value, bool | int | float | str):
-            raise ValueError(f"--set {key}={value!r}: allowed: a name and a number, a flag or "
-                             f"a word")  # fmt: skip
+            raise ValueError(f"{set_}{key}={shown(value)}: allowed: a name and a number, a flag "
+                             f"or a word")  # fmt: skip
     for key, bounds in ranges.items():
         try:
             low, high = (float(v) for v in bounds)
         except (TypeError, ValueError):
-            raise ValueError(f"--range {key}={bounds!r}: allowed: (LOW, HIGH) numbers") from None
+            raise ValueError(f"{range_}{key}={shown(bounds)}: allowed: (LOW, HIGH) "
+                             f"numbers") from None  # fmt: skip
         ranges[key] = (low, high)
     return fixed, ranges
 
