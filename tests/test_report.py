@@ -351,17 +351,47 @@ def test_study_ui_refuses_a_folder_without_a_store_and_a_taken_port(study, tmp_p
     assert snapshot(runs) == before
 
 
-def wait_healthy(base: str, server: subprocess.Popen, log: Path, limit_s: float = 120) -> None:
-    """Wait until the MLflow server at ``base`` answers ``/health`` (its log on failure)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and every process below it (Linux /proc):
+    how a wait tells a server that is still starting, however slowly, from a stuck one."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += times.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
+def wait_healthy(base: str, server: subprocess.Popen, log: Path, stall_s: float = 120) -> None:
+    """Wait until the MLflow server at ``base`` answers ``/health`` (its log on failure), for
+    as long as it makes progress: it fails when the server died, or when neither its log
+    grew nor its processes used CPU for ``stall_s`` seconds (a busy machine starts it slowly,
+    and that is no failure)."""
     import urllib.request
 
-    deadline = time.monotonic() + limit_s
+    seen = (-1, -1.0)
+    last = time.monotonic()
     while True:
         try:
             urllib.request.urlopen(f"{base}/health", timeout=2).close()
             return
         except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            now = (log.stat().st_size if log.exists() else 0, cpu_seconds(server.pid))
+            if now[0] > seen[0] or now[1] > seen[1] + 0.05:
+                seen, last = now, time.monotonic()
+            stalled = time.monotonic() - last > stall_s
+            assert server.poll() is None and not stalled, log.read_text()
             time.sleep(0.5)
 
 
