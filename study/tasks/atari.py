@@ -146,8 +146,14 @@ _ROWS, _COLS = area_weights(HEIGHT, SIDE), area_weights(WIDTH, SIDE)
 
 
 def shrink(screens: np.ndarray) -> np.ndarray:
-    """Grayscale screens [..., 210, 160] -> [..., 16, 16] uint8 (area mean, rounded)."""
-    out = (_ROWS @ screens.astype(np.float64)) @ _COLS.T  # rows, then columns
+    """Grayscale screens [..., 210, 160] -> [..., 16, 16] uint8 (area mean, rounded). BLAS
+    runs on one thread: these products are small, and several BLAS threads on a busy
+    machine's cores made the replay about 25 times slower (the same numbers either way: a
+    thread computes whole output cells)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        out = (_ROWS @ screens.astype(np.float64)) @ _COLS.T  # rows, then columns
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
