@@ -41,7 +41,9 @@ class Family:
     they do not name ``n_features`` (the hybrid samples its stages; ``None``: none). ``bench``
     lists the sizes ``study.bench`` times, smallest first. ``reference_rule``: the values of
     ``learners.api.RULE_KEYS`` that give the authors' C++ update for this family (the keys it
-    reads; ``None``: it reads none, and has only ours).
+    reads; ``None``: it reads none, and has only ours). ``native``: the compiled CPU loop's
+    kind of learner state for this family (``staged``, ``tbptt`` or ``snap1``; ``None``: JAX
+    only).
     """
 
     name: str
@@ -55,6 +57,9 @@ class Family:
     from_sampled: Callable[[dict[str, Any]], dict[str, int]] | None = None
     bench: tuple[dict[str, int], ...] = field(default_factory=tuple)
     reference_rule: dict[str, float] | None = None
+    # the compiled CPU loop's name for this family's state (its field list in study/native),
+    # None where only JAX runs it
+    native: str | None = None
 
     def size(self, given: dict[str, Any]) -> dict[str, int]:
         """The family's full size: its ``sizes`` with the values ``given`` has for them (a
@@ -135,6 +140,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(
             name="columnar",
+            native="staged",
             about="n_features independent LSTM columns, exact RTRL (one stage)",
             build=lambda m, s, **kw: columnar(m, s["n_features"], **kw),
             sizes={"n_features": 7}, defaults=dict(_TD, init_scale=0.5),
@@ -145,6 +151,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="constructive",
+            native="staged",
             about="one LSTM column per stage, earlier stages frozen, exact RTRL",
             build=lambda m, s, **kw: constructive(m, s["n_features"], **kw),
             sizes={"n_features": 10}, defaults=dict(_TD, init_scale=0.2),
@@ -155,6 +162,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="hybrid",
+            native="staged",
             about="CCN: stages of per_stage columns, earlier stages frozen, exact RTRL",
             build=lambda m, s, **kw: hybrid(m, s["n_features"], s["per_stage"], **kw),
             sizes={"n_features": 20, "per_stage": 4}, defaults=dict(_TD, init_scale=0.5),
@@ -166,6 +174,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="tbptt",
+            native="tbptt",
             about="dense LSTM of n_features units, T-BPTT with truncation k every step",
             build=lambda m, s, **kw: tbptt(m, s["n_features"], s["truncation"], **kw),
             sizes={"n_features": 8, "truncation": 5},
@@ -176,6 +185,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             name="snap1",
+            native="snap1",
             about="dense LSTM of n_features units, SnAp-1 traces (own rows, own Jacobian "
             "block)",
             build=lambda m, s, **kw: snap1(m, s["n_features"], **kw),

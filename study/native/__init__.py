@@ -47,16 +47,15 @@ SOURCE = Path(__file__).with_name("loop.cc")
 TARGET = "ccn_run_block"
 UNIFORMS_TARGET = "ccn_uniforms"
 LAYOUT_SYMBOL = "ccn_layout"
-STAGED = ("columnar", "constructive", "hybrid")
-KINDS = {**dict.fromkeys(STAGED, 0), "tbptt": 1, "snap1": 2}  # the kernel's learner kinds
-GROUPS = ("staged", "tbptt", "snap1")  # the kernel's name of each kind's field list
+# The kernel's learner kinds, by their field lists' names; a family names its own
+# (``learners.families.Family.native``).
+GROUPS = ("staged", "tbptt", "snap1")
 ENGINES = ("auto", "native", "jax")
 
 __all__ = [
     "ENGINES",
-    "KINDS",
     "SOURCE",
-    "STAGED",
+    "kernel_kind",
     "bind",
     "block_fn",
     "build",
@@ -200,6 +199,15 @@ def unbind(like: Any, names: tuple[str, ...], values: list[Any]) -> Any:
     return type(like)(**dict(zip(names, values, strict=True)))
 
 
+def kernel_kind(name: str) -> int | None:
+    """The kernel's kind of learner ``name`` (the index of its ``Family.native`` in
+    :data:`GROUPS`), None where the kernel has none."""
+    from learners.families import FAMILIES
+
+    fam = FAMILIES.get(name)
+    return None if fam is None or fam.native is None else GROUPS.index(fam.native)
+
+
 def family_refusal(name: str, task_family: str = "testbed") -> str | None:
     """Why the kernel cannot run family ``name`` on a task of ``task_family`` (``testbed``,
     ``atari`` or ``classification``: ``study.tasks.task_family``), from names alone: a
@@ -208,7 +216,7 @@ def family_refusal(name: str, task_family: str = "testbed") -> str | None:
         return "the kernel predicts; it does not classify"
     if task_family != "testbed":
         return f"the kernel runs the animal-learning testbed, not the {task_family} tasks"
-    if name not in KINDS:
+    if kernel_kind(name) is None:
         return f"the kernel has no {name} learner"
     return None
 
@@ -274,7 +282,7 @@ def block_fn(learner: Any, env: Any, steps: int):
 
     s = learner.settings
     attrs = dict(
-        kind=np.int64(KINDS[learner.name]),
+        kind=np.int64(kernel_kind(learner.name)),
         m=np.int64(s["n_inputs"]),
         n_features=np.int64(s["n_features"]),
         per_stage=np.int64(s.get("per_stage", s["n_features"])),
@@ -292,7 +300,7 @@ def block_fn(learner: Any, env: Any, steps: int):
         candidates = np.zeros((1, env.n_cs), np.float32)
 
     names = layout()
-    group = GROUPS[KINDS[learner.name]]
+    group = GROUPS[kernel_kind(learner.name)]
 
     def block(carry, hp, tp):
         f32, i32 = jnp.float32, jnp.int32
