@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from learners.api import DEFAULTS, STAGE_FOREVER, HParams, Learner, make_hparams, stage_steps
 from learners.dense import rtrl, snap1
-from learners.families import FAMILIES, ORDER, Family, config_to_args, family
+from learners.families import FAMILIES, ORDER, Family
 from learners.linear import linear
+from learners.registry import config_to_args, family
 from learners.staged import columnar, constructive, hybrid, staged
 from learners.tbptt import tbptt
 

@@ -1,9 +1,11 @@
 """The learner families, one record each: how to build one, its sizes, its defaults, its cost.
 
-Every part of the platform that needs to know a family reads it here (``make_learner``, the
-ledger's ``cost`` and ``size_for_budget``, ``study.bench``'s sizes, the reports' order), so a
-new family is one module of its own plus one ``Family`` in ``FAMILIES`` (and its search space
-in ``search_spaces``, keyed by the same name). Model: ``study.tasks.PRESETS``.
+Every part of the platform that needs to know a family reads it here, through
+``learners.registry`` (``make_learner``, the ledger's ``cost`` and ``size_for_budget``,
+``study.bench``'s sizes, the reports' order), so a new built-in family is one module of its
+own plus one ``Family`` in ``FAMILIES`` (and its search space in ``search_spaces``, keyed by
+the same name); a family of the user's own is a ``Family`` in the user's module
+(``learners.registry``). Model: ``study.tasks.PRESETS``.
 
 Sizes: ``n_features`` is every family's size (columns or hidden units); ``per_stage`` (columns
 per stage), ``truncation`` (T-BPTT's k) and ``layers`` (the online LRU's stack) are the other
@@ -60,6 +62,9 @@ class Family:
     # the compiled CPU loop's name for this family's state (its field list in study/native),
     # None where only JAX runs it
     native: str | None = None
+    # the search space of a family defined outside the package (search_spaces.Param values;
+    # the built-ins' are in search_spaces.SPACES)
+    space: tuple[Any, ...] = ()
 
     def size(self, given: dict[str, Any]) -> dict[str, int]:
         """The family's full size: its ``sizes`` with the values ``given`` has for them (a
@@ -253,142 +258,3 @@ FAMILIES: dict[str, Family] = {
 # Also the order in which reports and tables list the families.
 ORDER: tuple[str, ...] = tuple(FAMILIES)
 SHAPE_KEYS = ("n_features", "per_stage", "truncation", "layers")
-
-
-def update_rule(name: str, rule: str) -> dict[str, float]:
-    """The values of ``learners.api.RULE_KEYS`` of update rule ``rule`` (ours, or the
-    reference code's for family ``name``); a one-line ValueError for an unknown rule or a
-    family that has only its own."""
-    from learners.api import DEFAULTS, RULE_KEYS, UPDATE_RULES
-
-    if rule not in UPDATE_RULES:
-        raise ValueError(f"update_rule={rule!r} is not allowed; allowed: "
-                         f"{', '.join(UPDATE_RULES)}")  # fmt: skip
-    ours = {k: DEFAULTS[k] for k in RULE_KEYS}
-    if rule == "ours":
-        return ours
-    reference = family(name).reference_rule
-    if reference is None:
-        having = ", ".join(f for f, rec in FAMILIES.items() if rec.reference_rule)
-        raise ValueError(f"update_rule=reference applies to {having} only, not {name}")
-    return {**ours, **reference}
-
-
-def check_update_rule(name: str, hparams: dict[str, float]) -> None:
-    """Refuse, in one line, a value of ``learners.api.RULE_KEYS`` other than ours that family
-    ``name`` does not read (it would run ours and record otherwise)."""
-    from learners.api import DEFAULTS, RULE_KEYS
-
-    reads = family(name).reference_rule or {}
-    for key in RULE_KEYS:
-        value = float(hparams.get(key, DEFAULTS[key]) or 0.0)
-        if value != DEFAULTS[key] and key not in reads:
-            having = ", ".join(f for f, rec in FAMILIES.items()
-                               if key in (rec.reference_rule or {}))  # fmt: skip
-            raise ValueError(f"{key}={hparams[key]} applies to {having} only, not {name}")
-
-
-def family(name: str) -> Family:
-    """The family ``name``; a one-line ValueError names those that exist."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
-
-
-# -- what the records give: a learner's ledger entry, a size for a budget ------------------
-
-
-def cost(name: str, m: int, settings: dict) -> ledger.Cost:
-    """The ledger entry of learner ``name`` with static ``settings`` (as ``Learner.settings``;
-    ``n_classes`` > 0 prices the classification readout, ``classifier_cost``). The formula is
-    the family's record's."""
-    fam = family(name)
-    rms = settings.get("rmsprop", True)
-    size = {k: settings[k] for k in fam.sizes if settings.get(k) is not None}
-    entry, features, elig = fam.cost(m, size, rms)
-    n_classes = settings.get("n_classes", 0)
-    return ledger.classifier_cost(entry, features, elig, n_classes, rms) if n_classes else entry
-
-
-def size_for_budget(
-    name: str,
-    m: int,
-    budget_flops: float,
-    *,
-    per_stage: int | None = None,
-    truncation: int | None = None,
-    layers: int | None = None,
-    rmsprop: bool = True,
-    model: str = "ledger",
-) -> int:
-    """The largest size (columns, features or hidden units) of ``name`` within the budget.
-
-    Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
-    (default 5), a stacked family its ``layers`` (default 1). ``model="reference"`` sizes
-    T-BPTT by ``ledger.tbptt_reference_flops`` instead of the full ledger. Raises a one-line
-    ValueError when even the smallest network does not fit.
-    """
-    if model not in ("ledger", "reference"):
-        raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
-    if model == "reference" and name != "tbptt":
-        raise ValueError(f"model='reference' exists for tbptt only, not {name}")
-
-    fam = family(name)
-    if fam.grow is None:
-        raise ValueError(f"no size to choose for learner {name!r}: it has none")
-    given = {"per_stage": per_stage, "truncation": truncation, "layers": layers}
-    fixed = {**fam.sizes, **{k: v for k, v in given.items() if v is not None and k in fam.sizes}}
-
-    def flops(n: int) -> int:
-        if model == "reference":
-            return ledger.tbptt_reference_flops(m, n, fixed["truncation"])
-        return fam.cost(m, fam.grow(n, fixed), rmsprop)[0].flops
-
-    if flops(1) > budget_flops:
-        raise ValueError(
-            f"--budget-flops {budget_flops:g} is below the smallest {name} network "
-            f"({flops(1)} flops/step)"
-        )
-    # flops(n) grows with n: double past the budget, then bisect (a huge budget stays quick)
-    lo, hi = 1, 2
-    while flops(hi) <= budget_flops:
-        lo, hi = hi, hi * 2
-        if hi > 1 << 24:
-            raise ValueError(f"budget of {budget_flops:g} flops/step is beyond any {name} "
-                             f"network this ledger sizes (over 16M units)")  # fmt: skip
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if flops(mid) <= budget_flops else (lo, mid)
-    return fam.grow(lo, fixed)["n_features"]
-
-
-def config_to_args(config: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(learner name, make_learner kwargs, make_hparams kwargs)`` of a configuration (a
-    search space's sample, a preset's grid point, a trial's).
-
-    Sizes are the configuration's (or, where it samples them otherwise, the family's
-    ``from_sampled``). Hyperparameters are every key of ``HParams`` the configuration holds,
-    over the family's defaults (``Family.hparams``), with its ``update_rule``'s values. A
-    staged network's ``steps_per_stage`` comes from the configuration, else from
-    ``last_stage_at`` and ``steps``, else from ``steps`` alone (equal stages, as
-    ``study.run`` divides a run).
-    """
-    from learners.api import STAGE_FOREVER, HParams, stage_steps
-
-    name = config["learner"]
-    fam = family(name)
-    static = {k: config[k] for k in SHAPE_KEYS if config.get(k) is not None}
-    if fam.from_sampled is not None and "n_features" not in static:
-        static.update(fam.from_sampled(config))
-    hparams = {**fam.hparams(), **{k: config[k] for k in HParams._fields if k in config}}
-    hparams.pop("gamma", None)  # the task's
-    if config.get("update_rule") is not None:
-        hparams.update(update_rule(name, config["update_rule"]))
-    check_update_rule(name, hparams)
-    stages = fam.stages(static)
-    if stages == 1:
-        hparams["steps_per_stage"] = STAGE_FOREVER
-    elif "steps_per_stage" not in config and "steps" in config:
-        hparams["steps_per_stage"] = stage_steps(int(config["steps"]), stages,
-                                                 config.get("last_stage_at"))  # fmt: skip
-    return name, static, hparams

@@ -4,9 +4,9 @@
 scales for step sizes, sizes and stage lengths) and returns the constants that follow from the
 samples, as ``OptunaSearch`` expects. With a per-step compute budget the network's size is not
 searched: it is the largest network of the family whose ledger flops per step fit the budget
-(``learners.families.size_for_budget``), so studies of different families compare learners at
+(``learners.registry.size_for_budget``), so studies of different families compare learners at
 matched compute. What a sampled configuration means to a learner is its family's
-(``learners.families.config_to_args``): this package only samples.
+(``learners.registry.config_to_args``): this package only samples.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from learners import DEFAULT_SIZES, FAMILIES, family_defaults, stage_steps
+from learners import family_defaults, stage_steps
 from learners.api import BOUNDS
-from learners.families import SHAPE_KEYS, size_for_budget
+from learners.families import SHAPE_KEYS
+from learners.registry import family, size_for_budget
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,27 @@ SPACES: dict[str, list[Param]] = {
 def describe(name: str) -> list[str]:
     """One line per searched parameter of space ``name``."""
     _check(name)
-    return [p.describe_when() for p in SPACES[name]]
+    return [p.describe_when() for p in params_of(name)]
+
+
+def params_of(name: str) -> list[Param]:
+    """The parameters of family ``name``'s space: a built-in's (:data:`SPACES`), or the one a
+    family defined outside the package gives beside it (``Family.space``)."""
+    if name in SPACES:
+        return SPACES[name]
+    try:
+        fam = family(name)
+    except ValueError:
+        raise ValueError(f"--space {name}: unknown space {name!r}; allowed: "
+                         f"{', '.join(SPACES)}, or module:FAMILY") from None  # fmt: skip
+    if not fam.space or not all(isinstance(p, Param) for p in fam.space):
+        raise ValueError(f"--space {name}: the family gives no search space; allowed: a family "
+                         f"whose Family.space holds search_spaces.Param values")  # fmt: skip
+    return list(fam.space)
 
 
 def _check(name: str) -> None:
-    if name not in SPACES:
-        raise ValueError(f"--space {name}: unknown space {name!r}; allowed: {', '.join(SPACES)}")
+    params_of(name)
 
 
 @dataclass(frozen=True)
@@ -157,12 +173,12 @@ class Space:
         if self.budget_flops is not None:
             out["n_features"] = _sized(self.name, self.n_inputs, self.budget_flops, sampled)
             out["budget_flops"] = float(self.budget_flops)
-        elif (fam := FAMILIES[self.name]).from_sampled is not None:
+        elif (fam := family(self.name)).from_sampled is not None:
             out.update(fam.from_sampled(sampled))
         if "last_stage_at" in sampled and self.steps is not None:
             n = out.get("n_features", sampled.get("n_features"))
             size = {"n_features": n, "per_stage": sampled.get("per_stage")}
-            stages = FAMILIES[self.name].stages(size)
+            stages = family(self.name).stages(size)
             out["steps_per_stage"] = stage_steps(self.steps, stages, sampled["last_stage_at"])
         return out
 
@@ -175,10 +191,10 @@ class Space:
     def first_point(self) -> dict[str, Any] | None:
         """The family's defaults (``learners.family_defaults``) as a point of this space, for
         the search to try first; None when a default lies outside a range the user set."""
-        defaults = {**family_defaults(self.name), **DEFAULT_SIZES[self.name]}
+        defaults = {**family_defaults(self.name), **family(self.name).sizes}
         if "per_stage" in defaults:
             defaults["n_stages"] = defaults["n_features"] // defaults["per_stage"]
-        stages = FAMILIES[self.name].stages({})
+        stages = family(self.name).stages({})
         defaults["last_stage_at"] = (stages - 1) / stages  # equal stages, as study.run
         point = {}
         for p in self.params:
@@ -213,11 +229,11 @@ def make_space(
     size (linear) given a budget, or a budget below the family's smallest network.
     """
     _check(name)
-    params = list(SPACES[name])
+    params = list(params_of(name))
     fixed = dict(fixed or {})
     by_name = {p.name: p for p in params}
     allowed = [*by_name, "rmsprop", *(["steps_per_stage"] if "last_stage_at" in by_name else []),
-               *(["update_rule"] if FAMILIES[name].reference_rule else [])]  # fmt: skip
+               *(["update_rule"] if family(name).reference_rule else [])]  # fmt: skip
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(
@@ -243,7 +259,7 @@ def make_space(
             )
         params = [p for p in params if p.name != "last_stage_at"]
     if budget_flops is not None:
-        if FAMILIES[name].grow is None:
+        if family(name).grow is None:
             raise ValueError(f"--budget-flops does not apply to the {name} space (it has no size)")
         if not 0 < budget_flops < 1e12:
             raise ValueError(
@@ -334,4 +350,4 @@ def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> 
     )
 
 
-__all__ = ["SPACES", "Param", "Space", "describe", "make_space"]
+__all__ = ["SPACES", "Param", "Space", "describe", "make_space", "params_of"]

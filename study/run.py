@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from learners import LEARNERS, family, family_defaults
-from learners.families import update_rule
+from learners.registry import resolve, update_rule
 from study import native
 from study.cli import Parser, count, fail, interruptible, real
 from study.engine.kinds import CLASSIFICATION, kind_of
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except ValueError as e:
-        if str(e).startswith("unknown learner"):
+        if str(e).startswith(("unknown learner", "learner ")):
             return fail(f"--learner: {e}")
         # The learners name their settings; the user typed these options.
         return fail(re.sub(rf"\b({'|'.join(OPTIONS)})=",
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     limit_xla_threads(args.threads)  # before anything starts JAX's backends
+    args.learner = resolve(args.learner)  # a family of the user's own (module:FAMILY) loaded
     kind = kind_of(args.task)
     classify = kind is CLASSIFICATION
     if not kind.takes_data_dir and args.data_dir:

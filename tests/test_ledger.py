@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from learners import FAMILIES, family_defaults, make_hparams, make_learner
-from learners.families import cost, size_for_budget
 from learners.ledger import tbptt_cost, tbptt_reference_flops
+from learners.registry import cost, size_for_budget
 
 CONFIGS = [
     ("linear", {}),

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from learners.families import update_rule
+from learners.registry import update_rule
 from study import native
 from study.engine.loop import make_runner
 from study.tasks import make_task

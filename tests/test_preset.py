@@ -146,7 +146,7 @@ def test_a_preset_at_matched_compute_sizes_each_network_to_the_ccns_flops():
     14,932 flops on trace patterning, by the ledger; one size larger would not fit. The
     paper's sizes stay the default, and the default name says which."""
     from learners import make_learner
-    from learners.families import cost
+    from learners.registry import cost
 
     def flops(c, n):
         settings = {k: c[k] for k in ("per_stage", "truncation") if k in c}

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from learners import DEFAULT_SIZES, FAMILIES, family_defaults, make_hparams, make_learner
-from learners.families import config_to_args, cost
+from learners.registry import config_to_args, cost
 from search_spaces import SPACES, describe, make_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from learners import make_hparams, make_learner
-from learners.families import update_rule
+from learners.registry import update_rule
 from study.tasks import make_task
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -120,7 +120,7 @@ def test_tbptt_s_reference_rule_is_the_cpp_update(name):
 
 @pytest.mark.parametrize("name", ["rtrl", "linear", "lru"])
 def test_a_family_without_the_rule_refuses_it(name):
-    from learners.families import config_to_args
+    from learners.registry import config_to_args
     from search_spaces import make_space
 
     with pytest.raises(ValueError, match=f"applies to columnar, constructive, hybrid, tbptt, "
@@ -134,7 +134,7 @@ def test_a_family_without_the_rule_refuses_it(name):
 
 
 def test_the_rule_reaches_a_trials_hyperparameters():
-    from learners.families import config_to_args
+    from learners.registry import config_to_args
     from search_spaces import make_space
 
     _, _, hp = config_to_args({"learner": "columnar", "n_features": 3, "update_rule": "reference"})

@@ -46,7 +46,7 @@ def _wide_testbed() -> tuple[Any, Any]:
 
 def atari_table(args: argparse.Namespace) -> int:
     from learners import make_learner
-    from learners.families import cost
+    from learners.registry import cost
     from study.bench.timing import time_loop
     from study.tasks import make_task
 

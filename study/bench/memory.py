@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 
 from learners import make_hparams, make_learner
-from learners.families import cost
+from learners.registry import cost
 from study.tasks import make_task
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from learners import FAMILIES, STAGE_FOREVER, make_hparams, make_learner, num_stages
-from learners.families import cost
+from learners.registry import cost
 from study.cli import cpu_model
 from study.engine.threads import pool_size, threads_label
 from study.tasks import make_task

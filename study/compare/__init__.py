@@ -31,7 +31,7 @@ import re
 import sys
 from typing import Any
 
-from search_spaces import SPACES
+from search_spaces import params_of
 from study.cli import Parser, count, fail, interruptible, pack_option, real, space_options
 from study.compare.budget import MATCH_FAMILY, matched_budget  # noqa: F401 - re-exported
 from study.compare.preset import (  # noqa: F401 - re-exported
@@ -56,7 +56,7 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
 )
 from study.engine.pack import parse_pack
 from study.orchestration.execute import execute
-from study.orchestration.plan import Plan, make_plan
+from study.orchestration.plan import Plan, make_plan, space_name
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
@@ -187,14 +187,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _has_size(space: str) -> bool:
-    from learners.families import family
+    from learners.registry import family
 
     return family(space).grow is not None
 
 
 def _sized_by_hand(args: argparse.Namespace, space: str) -> bool:
     """Whether ``--set`` or ``--range`` gives a size parameter of ``space``'s family."""
-    sizes = {p.name for p in SPACES[space] if p.size}
+    sizes = {p.name for p in params_of(space) if p.size}
     return any(text.partition(".")[0] == space and text.partition(".")[2].split("=")[0] in sizes
                for text in [*args.set, *args.range])  # fmt: skip
 
@@ -281,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not spaces:
             raise ValueError(f"--spaces {args.spaces!r} names no family")
-        for s in spaces:
-            if s not in SPACES:
-                raise ValueError(f"unknown space {s!r}; allowed: {', '.join(SPACES)}")
+        spaces = [space_name(s, True, "spaces") for s in spaces]  # module:FAMILY loaded
         if len(set(spaces)) < len(spaces):
             raise ValueError(f"--spaces {args.spaces!r} names a family twice")
         for flag in ("set", "range"):

@@ -17,7 +17,7 @@ def matched_budget(text: str | None, task: str, data_dir: str | None = None) -> 
     if word != "match":
         return str(text)
     from learners import make_learner
-    from learners.families import cost
+    from learners.registry import cost
     from study.tasks import make_env
 
     m = make_env(task, data_dir=data_dir).obs_size

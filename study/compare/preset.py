@@ -112,7 +112,7 @@ def preset_plan(
     if not families or any(f not in known for f in families):
         raise ValueError(f"--spaces {args.spaces!r} with --preset: allowed: families of the "
                          f"preset, {', '.join(known)}")  # fmt: skip
-    from learners.families import family
+    from learners.registry import family
 
     rule = args.update_rule or "reference"
     configs = []
@@ -160,7 +160,7 @@ def sized(configs: list[dict[str, Any]], budget: float, task: str,
     """Each configuration's network at the largest size within ``budget`` flops per step per
     stream (the ledger's count), keeping its stage width and truncation: every T-BPTT pair
     sized on its own. A family that has no network within the budget: a one-line ValueError."""
-    from learners.families import size_for_budget
+    from learners.registry import size_for_budget
     from study.tasks import make_env
 
     m = make_env(task, data_dir=data_dir).obs_size

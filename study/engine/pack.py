@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from learners.families import config_to_args
+from learners.registry import config_to_args
 
 # Streams a pack aims at: per CPU core (the compiled CPU loop's rate per stream stops rising
 # near 64 streams; README, Performance), and on a GPU (where a step's fixed cost is paid

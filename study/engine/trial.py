@@ -8,7 +8,7 @@ knows nothing of Ray or MLflow: ``study.orchestration.trainable`` runs it under 
 ``study.records`` records it.
 
 Trial configuration keys: those of a search space (``learner``, sizes, hyperparameters; see
-``learners.families.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
+``learners.registry.config_to_args``) plus ``task``, ``seeds`` (list of ints), ``steps``,
 ``chunk_steps``, ``block`` and ``window`` (steps), and optionally ``rmsprop``, ``gamma``
 (prediction: the discount, default the task's), ``data_dir`` (classification) and
 ``report_min_s`` (the shortest chunk in seconds; 0 makes chunks exactly ``chunk_steps``).
@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from learners.families import cost
+from learners.registry import cost
 from study.engine.kinds import Record, kind_of
 from study.engine.loop import seed_keys
 from study.engine.memory import check as check_memory

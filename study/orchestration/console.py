@@ -16,7 +16,7 @@ def trial_label(config: dict[str, Any]) -> str:
     """A trial's readable name from its configuration
     (its learner, then ``study.present.run_name``)."""
     from learners import make_learner
-    from learners.families import config_to_args
+    from learners.registry import config_to_args
     from study.engine.pack import members_of
     from study.present.names import run_name
 

@@ -149,6 +149,7 @@ def make_plan(
     (``study.orchestration.values``)."""
     given = dict(locals())
     check_values({k: given[k] for k in (*INTEGERS, *NUMBERS, *FLAGS, *TEXTS)}, cli)
+    space = space_name(space, cli)
     if not isinstance(runs_dir, str | Path):
         raise ValueError(f"{spelled('runs_dir', cli)}={runs_dir!r}: allowed: a folder's path")
     base = dict(SMOKE if smoke else DEFAULT)
@@ -260,7 +261,7 @@ def fits(space: Any, n_inputs: int, seeds: int, pack: int, concurrency: int) -> 
     import optuna
 
     from learners import make_learner
-    from learners.families import config_to_args, cost
+    from learners.registry import config_to_args, cost
     from study.engine.memory import check
 
     point = space.first_point()
@@ -287,6 +288,21 @@ def pack_size(text: Any, trials: int, seeds: int, concurrency: int, cpus: float,
         raise ValueError(f"{spelled('pack', cli)} {text}: larger than the study's {trials} trials; "
                          f"allowed: 1 to {trials}, or auto")  # fmt: skip
     return given
+
+
+def space_name(space: str, cli: bool = False, option: str = "space") -> str:
+    """A family's own name, ``module:FAMILY`` (a family of the user's own) loaded; a one-line
+    ValueError names the option."""
+    from learners.registry import resolve
+    from search_spaces import SPACES
+
+    try:
+        return resolve(space)
+    except ValueError as e:
+        why = str(e)
+    if ":" not in space:  # a name, neither built in nor declared by an entry point
+        why = f"unknown space {space!r}; allowed: {', '.join(SPACES)}, or module:FAMILY"
+    raise ValueError(f"{spelled(option, cli)} {space}: {why}")
 
 
 def check_pack(value: Any, cli: bool = False) -> int | None:
@@ -327,15 +343,16 @@ def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> f
     family's default network, ``learners.DEFAULT_SIZES``; none for a space without a size or
     when a size parameter is set or ranged)."""
     from learners import make_learner
-    from learners.families import cost
-    from search_spaces import SPACES
+    from learners.registry import cost
+    from search_spaces import params_of
 
     word = str(text).strip().lower()
     if word == "none":
         return None
-    if space not in SPACES:
+    try:
+        sizes = [p.name for p in params_of(space) if p.size]
+    except ValueError:
         return None  # make_space names the spaces allowed
-    sizes = [p.name for p in SPACES[space] if p.size]
     if word == "auto":
         if not sizes or any(k in given for k in sizes):
             return None

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from learners.families import FAMILIES, ORDER
+from learners.families import ORDER
+from learners.registry import known
 from study.engine.kinds import PREDICTION, TaskKind, kind_of
 from study.orchestration.stores import sqlite_file
 from study.records.tags import CONFIG_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG
@@ -99,15 +100,16 @@ class Trial:
     def stage_starts(self, steps: float) -> list[int]:
         """The steps where a new stage starts (every ``steps_per_stage`` steps until the last
         of ``n_features / per_stage`` stages, which never ends), up to ``steps``."""
-        from learners.families import FAMILIES
+        from learners.registry import known
 
-        if self.learner not in FAMILIES:
+        fam = known(self.learner)
+        if fam is None:
             return []
         try:
             sps = int(float(self.params.get("steps_per_stage", "")))
             size = {k: int(float(self.params[k])) for k in ("n_features", "per_stage")
                     if self.params.get(k) not in (None, "", "None")}  # fmt: skip
-            n_stages = FAMILIES[self.learner].stages(size)
+            n_stages = fam.stages(size)
         except (KeyError, ValueError, ZeroDivisionError):
             return []
         return [k * sps for k in range(1, n_stages) if k * sps <= steps]
@@ -372,9 +374,11 @@ def _normalised_columns(t: Trial) -> dict[str, Any]:
 def truncated(learner: str) -> bool:
     """Whether the family truncates its gradient (T-BPTT: its size is a truncation:hidden
     pair, drawn as pairs)."""
-    return learner in FAMILIES and "truncation" in FAMILIES[learner].sizes
+    fam = known(learner)
+    return fam is not None and "truncation" in fam.sizes
 
 
 def sized(learner: str) -> bool:
     """Whether the family has a size a budget sets (linear has none)."""
-    return learner in FAMILIES and FAMILIES[learner].grow is not None
+    fam = known(learner)
+    return fam is not None and fam.grow is not None
