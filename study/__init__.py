@@ -46,6 +46,19 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass  # the module it became ran when it was imported
 
 
+def lazy_exports(package: str, where: dict[str, str]):
+    """``(__all__, __getattr__)`` of a room whose public names (``where``: name -> module)
+    are each imported from their module on first use, so that importing the room starts
+    nothing heavy (JAX, Ray)."""
+
+    def __getattr__(name: str):
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+
+    return sorted(where), __getattr__
+
+
 if not any(isinstance(f, _Moved) for f in sys.meta_path):
     sys.meta_path.append(_Moved())
 

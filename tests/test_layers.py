@@ -172,8 +172,9 @@ def test_every_room_says_what_it_exports():
         if folder.name == "__pycache__":
             continue
         tree = ast.parse((folder / "__init__.py").read_text())
-        named = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
-                 if isinstance(t, ast.Name)]  # fmt: skip
+        targets = [t for n in tree.body if isinstance(n, ast.Assign) for t in n.targets]
+        named = [e.id for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])
+                 if isinstance(e, ast.Name)]  # fmt: skip
         assert "__all__" in named, f"study/{folder.name}/__init__.py has no __all__"
 
 

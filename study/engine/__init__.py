@@ -10,8 +10,7 @@ threads (``threads``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from study import lazy_exports
 
 _WHERE = {
     "Record": "record", "Summary": "record",
@@ -22,10 +21,4 @@ _WHERE = {
     "parse_pack": "pack", "members_of": "pack",
     "limit_xla_threads": "threads", "describe": "threads",
 }  # fmt: skip
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _WHERE)

@@ -9,8 +9,7 @@ Public names, each imported from its module on first use (Ray loads only with a 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from study import lazy_exports
 
 _WHERE = {
     "Plan": "plan", "make_plan": "plan",
@@ -20,10 +19,4 @@ _WHERE = {
     "Progress": "console", "trial_label": "console",
     "PackSearch": "pack_search",
 }  # fmt: skip
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _WHERE)
