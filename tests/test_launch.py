@@ -278,16 +278,20 @@ SMALL = {
 def test_a_study_pickled_before_the_rooms_resolves_its_old_module_names():
     """Tune pickles its searcher and callbacks by module name (``study.pack_search``,
     ``study.console``, ...): each name of a module moved into ``study.engine``,
-    ``study.orchestration`` or ``study.compare`` still loads, as the module it became."""
+    ``study.orchestration``, ``study.records`` or ``study.compare`` still loads, as the module
+    it became."""
     import pickle
 
     from study import MOVED
     from study.orchestration.pack_search import PackSearch
+    from study.records.study import Tracking
 
-    assert len(MOVED) == 19
+    assert len(MOVED) == 20
     for old, new in MOVED.items():
         assert pickle.loads(f"c{old}\n__name__\n.".encode()) == new
     assert pickle.loads(b"cstudy.pack_search\nPackSearch\n.") is PackSearch
+    # a trainable pickled before the records room holds its launch's Tracking by the old name
+    assert pickle.loads(b"cstudy.orchestration.tracking\nTracking\n.") is Tracking
     assert subprocess.run([sys.executable, "-c", "import study.nothing"],
                           capture_output=True).returncode == 1  # fmt: skip
 
