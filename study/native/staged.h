@@ -54,9 +54,14 @@ struct Staged {
     copy_rows(nu_theta, nu_theta_c, P * 4, R, K2);
   }
 
+  // Copy `rows` rows of K2 numbers; a padded row's tail (to_stride > K2) is set to zero, so
+  // that nothing of the previous stream's working copy survives into this one (a diverged
+  // stream's update leaves NaN there: NaN times a zero eligibility is NaN).
   void copy_rows(const float* from, float* to, int rows, int from_stride, int to_stride) {
-    for (int r = 0; r < rows; ++r)
+    for (int r = 0; r < rows; ++r) {
       for (int j = 0; j < K2; ++j) to[r * to_stride + j] = from[r * from_stride + j];
+      for (int j = K2; j < to_stride; ++j) to[r * to_stride + j] = 0.0f;
+    }
   }
 
   void size(int m_, int N_, int P_) {
