@@ -204,11 +204,13 @@ class TrialRun:
         record = self.record(i)
         nonfinite = record.stats.nonfinite.any(axis=0)  # [blocks]: any seed
         diverged = bool(nonfinite.any())
+        every = bool(record.stats.nonfinite.any(axis=-1).all())  # every seed has diverged
         return {
             "steps_done": self.steps_done,
             "steps_per_s": steps_per_s,
             **self.kind.metrics(record),
             "diverged": diverged,
+            "diverged_every_seed": every,
             "diverged_at_step": int(np.argmax(nonfinite) * self.block) if diverged else -1,
         }
 

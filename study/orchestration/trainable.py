@@ -69,7 +69,10 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     A pack's trial (``study.engine.pack``) logs each configuration to its own child run, tagged with
     the pack: a configuration that diverges is closed as diverged at its step while the
     others run on; the trial stops when all have diverged, and a scheduler's stop or a
-    failure closes every configuration still running."""
+    failure closes every configuration still running. In a search a configuration has
+    diverged when one of its seeds has (its objective is then the worst); in an evaluation
+    (``role`` eval: picks on fresh seeds) only when every seed has, so that its other seeds
+    run to the end and are scored as they end, the diverged ones counted apart."""
     from ray import tune
 
     # XLA's CPU pool sized to the CPUs Ray reserved for the trial (study.engine.threads), before
@@ -102,6 +105,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     # before Tune recorded it) is not closed again.
     status = [logger.settled or "running" for logger in loggers] or ["running"] * k
     each: list[dict[str, Any]] = [{} for _ in range(k)]
+    gone = "diverged_every_seed" if config.get("role") == "eval" else "diverged"
 
     def close(i: int, outcome: str) -> None:
         status[i] = outcome
@@ -129,7 +133,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
             # Runs are closed before the report: a scheduler may stop the trial inside that
             # report (as ASHA does at max_t).
             for i in range(k):
-                if status[i] == "running" and (each[i]["diverged"] or run.finished):
+                if status[i] == "running" and (each[i][gone] or run.finished):
                     close(i, "diverged" if each[i]["diverged"] else "finished")
             with clock.part("checkpoint"), tempfile.TemporaryDirectory() as d:
                 ids = [logger.run_id for logger in loggers] or [None]
@@ -138,7 +142,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
             overhead = clock.totals["logging"] + clock.totals["checkpoint"] - t1
             run.pace(overhead, clock.totals["compute"] - t0)
-            if metrics["diverged"]:  # every configuration of the trial has
+            if all(s != "running" for s in status):  # every configuration has diverged
                 break
         for logger in loggers:  # the whole trial's timing, last report and closing included
             logger.log_final({f"trial_{name}": v for name, v in clock.metrics().items()})
