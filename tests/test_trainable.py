@@ -156,3 +156,23 @@ def test_a_search_resumed_over_a_finished_optuna_trial_goes_on(packed):
     plain._ot_study.tell(plain._ot_trials["t1"], 0.25)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         plain.on_trial_result("t1", {"m": 0.5, "training_iteration": 3})
+
+
+def test_an_evaluation_closes_a_configuration_only_when_every_seed_has_diverged():
+    """In a search a configuration is closed at its first diverged seed (its objective is
+    then the worst); in an evaluation (``role`` eval) only when every seed has, so that its
+    other seeds run to the end (``study.orchestration.trainable.closes``). The statistic it
+    reads: a configuration whose every seed diverged (step size 1e30) against one whose none
+    did, in one pack."""
+    from study.orchestration.trainable import closes
+
+    one = {"diverged": True, "diverged_every_seed": False}
+    every = {"diverged": True, "diverged_every_seed": True}
+    assert closes(one, "tuning") and closes(every, "tuning") and closes(every, "eval")
+    assert not closes(one, "eval")
+    run = TrialRun(dict(BASE, learner="linear", rmsprop=False, n_features=None,
+                        pack=[{"alpha": 1e30}, {"alpha": 1e-3}]))  # fmt: skip
+    run.advance()
+    bad, good = (run.member_metrics(i) for i in range(2))
+    assert bad["diverged_every_seed"] and bad["diverged"]
+    assert not good["diverged_every_seed"] and not good["diverged"]

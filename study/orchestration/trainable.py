@@ -60,6 +60,12 @@ def actor_name(trial_id: str, config: dict[str, Any], reused: bool = False) -> s
     return f"{name} (reused worker)" if reused else name
 
 
+def closes(metrics: dict[str, Any], role: str) -> bool:
+    """Whether a configuration's divergence closes it: in a search its first diverged seed
+    (its objective is then the worst), in an evaluation (``role`` eval) only every seed."""
+    return bool(metrics["diverged_every_seed" if role == "eval" else "diverged"])
+
+
 def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     """Ray Tune function trainable: run, report after every chunk with a checkpoint, stop on
     divergence. Resumes from ``ray.tune.get_checkpoint()`` when Tune restarts the trial. With
@@ -105,7 +111,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
     # before Tune recorded it) is not closed again.
     status = [logger.settled or "running" for logger in loggers] or ["running"] * k
     each: list[dict[str, Any]] = [{} for _ in range(k)]
-    gone = "diverged_every_seed" if config.get("role") == "eval" else "diverged"
+    role = str(config.get("role", "tuning"))
 
     def close(i: int, outcome: str) -> None:
         status[i] = outcome
@@ -133,7 +139,7 @@ def trainable(config: dict[str, Any], tracking: Tracking | None = None) -> None:
             # Runs are closed before the report: a scheduler may stop the trial inside that
             # report (as ASHA does at max_t).
             for i in range(k):
-                if status[i] == "running" and (each[i][gone] or run.finished):
+                if status[i] == "running" and (closes(each[i], role) or run.finished):
                     close(i, "diverged" if each[i]["diverged"] else "finished")
             with clock.part("checkpoint"), tempfile.TemporaryDirectory() as d:
                 ids = [logger.run_id for logger in loggers] or [None]
