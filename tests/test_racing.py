@@ -4,6 +4,7 @@ trial (``study.report.load.merge_rounds``)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -134,6 +135,13 @@ def test_a_configurations_rounds_are_one_trial_over_all_their_seeds():
     assert two.status == "diverged" and math.isinf(two.final)
     assert len(merge_rounds([a, _trial(0.01, [0.1, 0.1], [1000, 1001], role="eval")])) == 2
     assert len(merge_rounds([a, _trial(0.01, [0.1, 0.1], [0, 1])])) == 2  # other role
+    # the study that launched a round (an evaluation's launch is named by its first family's
+    # space) is not part of the configuration: a round re-run from another launch still joins
+    from study.report.load import _config
+
+    tag = {"learner": "snap1", "alpha": 0.001, "n_features": 8, "seeds": [1000], "role": "eval"}
+    one, other = ({"ccn.config": json.dumps({**tag, "space": s})} for s in ("columnar", "snap1"))
+    assert _config(one) == _config(other) == {"learner": "snap1", "alpha": 0.001, "n_features": 8}
 
 
 def test_a_raced_preset_with_power_sized_fresh_seeds_runs_on_the_real_stack(ray_local, tmp_path,

@@ -227,7 +227,10 @@ def load_trials(tracking_uri: str, experiments: list[str]) -> tuple[list[Trial],
 
 
 # Set by a stage, not by the configuration (study.compare.stages.PER_STUDY and the run's own).
-_PER_RUN = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role", "report_min_s")
+# What a run of a configuration records beside it that is not the configuration: how and where
+# it ran, and which study's space launched it (an evaluation's launch names its first family's).
+_PER_RUN = ("task", "seeds", "steps", "chunk_steps", "block", "window", "role", "report_min_s",
+            "space")  # fmt: skip
 
 
 def _config(tags: dict[str, str]) -> dict[str, Any]:
