@@ -172,7 +172,9 @@ def run(args: argparse.Namespace, preset, configs: list[dict[str, Any]], plan: P
             return rc
     tuning_names = [s.name for s in stages["tuning"]]
     found = racing.stability(_merged(plan, stages["tuning"]))
-    notes = [_rules_line(configs), *racing.stability_lines(found, threshold, raced=bool(schedule))]
+    picked = [{"learner": f, **s.pick.config} for f, s in found.items()]
+    notes = [_rules_line(picked or configs),
+             *racing.stability_lines(found, threshold, raced=bool(schedule))]  # fmt: skip
     for line in notes:
         print(f"  {line}")
     if schedule:
@@ -288,8 +290,8 @@ def _runner_up_lines(plan: Plan, stage: str, first_fresh: str, unstable) -> list
 
 
 def _rules_line(configs: list[dict[str, Any]]) -> str:
-    """Each family's update rule, as the grid runs it (a family with no reference rule runs
-    ours whatever --update-rule says)."""
-    rules = {c["learner"]: c.get("update_rule", "ours (it has no reference rule)")
-             for c in configs}  # fmt: skip
+    """Each family's update rule as its pick ran it (its recorded configuration: ours where
+    it names none, as a family with no reference rule, or one recorded before the family had
+    one)."""
+    rules = {c["learner"]: c.get("update_rule") or "ours" for c in configs}
     return "update rule per family: " + ", ".join(f"{k} {v}" for k, v in rules.items())
