@@ -118,6 +118,8 @@ CASES = [
     ("launch", "--task ''", ["--task: unknown task ''; allowed:"]),
     ("compare", "--name ''", ["--name '': allowed: letters, digits"]),
     ("compare", "--name ../x", ["--name '../x': allowed: letters, digits"]),
+    # a long name is echoed cut to 80 characters, its length stated
+    ("compare", "--name " + "x" * 5000, ["--name 'xxxx", "... (5002 characters): allowed"]),
     ("bench", "--study --study-space gru", ["--study-space 'gru': unknown space; allowed:"]),
     # memory: the state's bytes (the ledger's, x streams) against what this machine has
     (

@@ -57,6 +57,7 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
 from study.engine.pack import parse_pack
 from study.orchestration.execute import execute
 from study.orchestration.plan import Plan, make_plan, space_name
+from study.orchestration.values import shown
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
@@ -254,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_resamples(args.bootstrap_resamples)
         if args.name is not None and not NAME.fullmatch(args.name):
-            raise ValueError(f"--name {args.name!r}: allowed: letters, digits and ._- (at most "
-                             f"90, not starting with a dot)")  # fmt: skip
+            raise ValueError(f"--name {shown(args.name)}: allowed: letters, digits and ._- (at "
+                             f"most 90, not starting with a dot)")  # fmt: skip
     except ValueError as e:
         return fail(str(e))
     if args.preset == "atari-prediction":
