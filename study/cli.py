@@ -138,10 +138,47 @@ def real(low: float = -math.inf, high: float = math.inf, low_open: bool = False,
 SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))  # kernel file systems, not disks
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as a refusal echoes it: its repr, cut to ``limit`` characters with its length
+    stated."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _path_lengths(path: Path, flag: str, text: str) -> None:
+    """Refuse a path the file system cannot hold: a name longer than its folder allows, or a
+    whole path longer than the system's limit (what an ``OSError`` would say after work)."""
+    full = path.absolute()
+    folder = Path(full.anchor)  # the deepest existing folder, walked down from the root
+    below = False  # past the deepest existing folder: its limit holds for the names below
+    for part in full.parts[1:]:
+        if not below:
+            try:
+                name_max = os.pathconf(folder, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                name_max = 255
+        if len(os.fsencode(part)) > name_max:
+            raise ValueError(f"{flag} {shown(text)}: a name of {len(os.fsencode(part))} bytes; "
+                             f"allowed: at most {name_max} a name")  # fmt: skip
+        below = below or not (folder / part).is_dir()
+        if not below:
+            folder = folder / part
+    try:
+        path_max = os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        path_max = 4096
+    # room for the study's own names below it (study folders, trial folders, files)
+    if len(os.fsencode(str(full))) > path_max - 512:
+        raise ValueError(f"{flag} {shown(text)}: a path of {len(str(full))} characters; "
+                         f"allowed: at most {path_max - 512}")  # fmt: skip
+
+
 def writable_folder(text: str, flag: str) -> Path:
     """``text`` as a folder this process may create or write into: an existing folder, or a
-    path whose nearest existing parent is a writable folder. Raises a one-line ValueError."""
+    path whose nearest existing parent is a writable folder, each name and the whole path
+    within the file system's limits. Raises a one-line ValueError."""
     path = Path(text).expanduser()
+    _path_lengths(path, flag, text)
     system = next((p for p in SYSTEM if path.absolute() == p or p in path.absolute().parents),
                   None)  # fmt: skip
     if system is not None:  # root may "write" there, and nothing written stays
@@ -292,6 +329,14 @@ def space_options(set_texts: list[str] | tuple[str, ...],
 
 def pack_option(text: Any, flag: str = "--pack") -> int | None:
     """``--pack`` as typed: a whole number >= 1, or ``auto`` (None)."""
-    from study.engine.pack import parse_pack
-
-    return parse_pack(text, flag)
+    word = str(text).strip().lower()
+    if word == "auto":
+        return None
+    try:
+        value = int(word)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{flag} {text}: allowed: a whole number of configurations per trial "
+                         f">= 1, or auto")  # fmt: skip
+    return value

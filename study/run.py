@@ -18,6 +18,7 @@ from study.engine.kinds import CLASSIFICATION, kind_of
 from study.engine.loop import check_steps, default_block
 from study.engine.threads import describe, limit_xla_threads
 from study.engine.trial import TrialRun, finish
+from study.present.words import verdict_line
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, is_atari, make_env
 from study.tasks.atari import GAMMA as ATARI_GAMMA
@@ -238,7 +239,7 @@ def _report_predict(args: argparse.Namespace, run: TrialRun, alphas: list[float]
         m, h = mean_ci(col["msre_windowed"])
         mr, hr = mean_ci(col["msre_running"])
         print(f"  mean +- 95% CI: windowed {m:.5f} +- {h:.5f}  running {mr:.5f} +- {hr:.5f}")
-        print(f"  {got.line}")
+        print(f"  {verdict_line(run.kind, col[run.kind.verdict_key])}")
     return 0
 
 
@@ -278,7 +279,7 @@ def _report_classify(args: argparse.Namespace, run: TrialRun, alphas: list[float
                   f"CE {col['heldout_ce'][s_i]:.4f}{flag}")  # fmt: skip
         m, h = mean_ci(col["heldout_accuracy"])
         print(f"  mean +- 95% CI: held-out accuracy {m:.4f} +- {h:.4f}")
-        print(f"  {got.line}")
+        print(f"  {verdict_line(run.kind, col[run.kind.verdict_key])}")
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from study.run import main as run
-from study.tasks import atari
+from study.tasks import atari, atari_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "atari-traces"
 PONG = SHARED / "PongNoFrameskip-v4.txt.gz"
@@ -123,7 +123,7 @@ def test_the_observation_is_reward_screen_and_action(traces, cache, tmp_path):
 
     folder = short_pong(tmp_path / "traces", 2_000)
     stream = atari.load_stream("atari_pong", str(folder))
-    env, params = atari.make_atari("atari_pong", str(folder))
+    env, params = atari_task.make_atari("atari_pong", str(folder))
     assert (
         env.obs_size == 275 and env.length == 2_000 and float(params.gamma) == pytest.approx(0.98)
     )

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from study.engine.kinds import ATARI, CLASSIFICATION, KINDS, PREDICTION, kind_of
+from study.present.words import verdict_line, verdict_of
 from study.tasks import TASKS
 
 
@@ -26,6 +27,37 @@ def test_every_task_has_the_kind_its_objective_needs():
     assert PREDICTION.final == "final_msre_windowed" and PREDICTION.worst == math.inf
     assert CLASSIFICATION.final == "final_heldout_accuracy" and CLASSIFICATION.worst == -math.inf
     assert len({k.curve for k in KINDS}) == len(KINDS)  # curves never mix in one chart
+
+
+def test_a_task_has_the_kind_it_was_registered_with(monkeypatch):
+    """The kind comes from the registration, not from the name: a task registered as
+    classification under any name is one, and an unknown name is refused naming --task."""
+    import dataclasses
+
+    from study import tasks
+
+    mine = dataclasses.replace(tasks.REGISTRY["seq_mnist"], name="digits_mine")
+    monkeypatch.setitem(tasks.REGISTRY, "digits_mine", mine)
+    assert kind_of("digits_mine") is CLASSIFICATION
+    assert tasks.task_family("digits_mine") == "classification"
+    other = dataclasses.replace(mine, kind="prediction", runner="testbed")
+    monkeypatch.setitem(tasks.REGISTRY, "digits_mine", other)
+    assert kind_of("digits_mine") is PREDICTION
+    with pytest.raises(ValueError, match=r"^--task: unknown task 'no_such_task'; allowed: "):
+        kind_of("no_such_task")
+
+
+def test_a_kind_holds_numbers_and_its_words_live_with_the_presentation():
+    """Every kind has words; none of the words is a field of the kind."""
+    import dataclasses
+
+    from study.present.words import WORDS, Words, words
+
+    said = {f.name for f in dataclasses.fields(Words)}
+    for kind in (*KINDS, ATARI):
+        assert isinstance(words(kind), Words)
+        assert said.isdisjoint(f.name for f in dataclasses.fields(kind)), kind.name
+    assert set(WORDS) == {k.name for k in KINDS}
 
 
 def _seeds(prefix, values):
@@ -48,15 +80,15 @@ def _seeds(prefix, values):
 def test_verdict_says_learned_only_when_the_interval_clears_no_learning(
     kind, prefix, values, learned
 ):
-    line = kind.verdict(_seeds(prefix, values))
+    line = verdict_of(kind, _seeds(prefix, values))
     assert line.endswith(": learned") is learned, line
     assert ("NOT LEARNED" in line) is (not learned), line
     assert f"over {len(values)} seeds" in line
 
 
 def test_verdict_is_silent_without_per_seed_values():
-    assert PREDICTION.verdict({"msre_windowed": 0.1}) == ""
-    assert CLASSIFICATION.verdict({"heldout_accuracy": 0.9}) == ""
+    assert verdict_of(PREDICTION, {"msre_windowed": 0.1}) == ""
+    assert verdict_of(CLASSIFICATION, {"heldout_accuracy": 0.9}) == ""
 
 
 def test_one_seed_shows_nothing_either_way():
@@ -64,7 +96,7 @@ def test_one_seed_shows_nothing_either_way():
     this verdict disagreed here before there was one)."""
     for kind, prefix, value in ((PREDICTION, "nmsre_windowed_seed", 0.2),
                                 (CLASSIFICATION, "heldout_accuracy_seed", 0.9)):  # fmt: skip
-        line = kind.verdict(_seeds(prefix, [value]))
+        line = verdict_of(kind, _seeds(prefix, [value]))
         assert "no interval" in line and "learned" not in line.lower(), line
 
 
@@ -72,10 +104,10 @@ def test_a_diverged_seed_is_counted_apart_and_shows_no_learning():
     """The verdict's interval is over the finite seeds, the diverged ones are named apart,
     and a configuration with a diverged seed is never called learned (its mean would be
     infinite; its finite seeds alone would look fine)."""
-    line = PREDICTION.verdict_words([0.50, 0.60, 0.55, math.inf])
+    line = verdict_line(PREDICTION, [0.50, 0.60, 0.55, math.inf])
     assert "over 3 finite seeds" in line and "1 of 4 seeds diverged" in line, line
     assert "inf" not in line.replace("infinite", "") and "NOT LEARNED" in line, line
-    assert PREDICTION.verdict_words([0.50, 0.60, 0.55]).endswith(": learned")
+    assert verdict_line(PREDICTION, [0.50, 0.60, 0.55]).endswith(": learned")
 
 
 def test_metrics_are_the_summarys_columns():

@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import make_space
 from study import launch
+from study.cli import pack_option as parse_pack
 from study.engine.kinds import HELDOUT_CURVE, PREDICTION
-from study.engine.pack import auto_size, group, pack_metrics, parse_pack
+from study.engine.pack import auto_size, group, pack_metrics
 from study.engine.trial import TrialRun
 from study.orchestration.execute import execute
 

@@ -14,6 +14,7 @@ from scipy import stats
 from study.engine.kinds import CLASSIFICATION, PREDICTION
 from study.present.curve import plot_curve, step_label
 from study.present.names import PALETTE, headline, place, run_name, short
+from study.present.words import words
 from study.records.tags import COLOUR_TAG
 from study.records.view import recolour, runs_page, view_state
 
@@ -105,9 +106,9 @@ def test_the_learning_curve_figure_is_slide_sized(tmp_path):
     steps = np.arange(1, 21) * 100_000.0
     lines = {s: 1.0 / (1 + steps / 1e6) + 0.01 * s for s in range(5)}
     path = tmp_path / "learning_curve.png"
-    kind = PREDICTION
+    said = words(PREDICTION)
     plot_curve(str(path), "study: columnar 7 a=1e-3 l=.99 on trace_patterning", steps, lines,
-               kind.figure_label, kind.no_learning, kind.no_learning_text)  # fmt: skip
+               said.figure_label, PREDICTION.no_learning, said.no_learning_text)  # fmt: skip
     width, height = struct.unpack(">II", path.read_bytes()[16:24])
     assert width >= 1200 and height >= 600
     assert [step_label(x) for x in (0, 50_000, 500_000, 2_000_000)] == ["0", "50k", "0.5M", "2M"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from study.bench.crossover import CROSSOVER_STREAMS, crossover
 from study.bench.memory import memory_check
-from study.bench.overhead import study_overhead
+from study.bench.overhead import check_studies, study_overhead
 from study.bench.table import learner_table
 from study.bench.timing import SIZES, machine, platforms
-from study.cli import Parser, count, fail, interruptible, writable_file
+from study.cli import Parser, count, fail, interruptible, pack_option, writable_file
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
 
@@ -84,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     limit_xla_threads(args.threads)  # before anything here starts JAX's backends
     if args.study:
         from search_spaces import SPACES
-        from study.engine.pack import parse_pack
 
         try:
             if args.study_space not in SPACES:
                 raise ValueError(f"--study-space {args.study_space!r}: unknown space; allowed: "
                                  f"{', '.join(SPACES)}")  # fmt: skip
             for pack in args.study_packs:
-                parse_pack(pack, "--study-packs")
+                pack_option(pack, "--study-packs")
+            check_studies(args)
         except ValueError as e:
             return fail(str(e))
         return study_overhead(args, machine())

@@ -65,6 +65,31 @@ def study_overhead(args: argparse.Namespace, where: str) -> int:
     return 0
 
 
+def study_argv(args: argparse.Namespace, pack: str, runs: Path) -> list[str]:
+    """The ``study.launch`` arguments of the study run with ``--pack pack`` in ``runs``."""
+    return ["--space", args.study_space, "--trials", str(args.study_trials),
+            "--seeds", str(args.study_seeds), "--steps", str(args.study_steps),
+            "--concurrency", str(args.study_concurrency), "--runs-dir", str(runs),
+            "--study-name", "bench-overhead", "--pack", pack,
+            *shlex.split(args.study_set)]  # fmt: skip
+
+
+def check_studies(args: argparse.Namespace) -> None:
+    """Each study's launch checked as ``study.launch`` checks it, before any folder is made: a
+    one-line ValueError naming ``--study-set`` (an option the launch's parser refuses exits
+    with its own one line)."""
+    import tempfile
+
+    from study import launch
+
+    for pack in args.study_packs:
+        argv = study_argv(args, pack, Path(tempfile.gettempdir()) / "ccn-bench-study-check")
+        try:
+            launch.plan_of(launch._parser().parse_args(argv))
+        except ValueError as e:
+            raise ValueError(f"--study-set {args.study_set!r}: {e}") from None
+
+
 def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     import tempfile
 
@@ -73,16 +98,15 @@ def _one_study(args: argparse.Namespace, pack: str) -> dict | None:
     from study.records.tags import PACK_TAG, TRIAL_TAG
 
     runs = Path(tempfile.mkdtemp(prefix="ccn-bench-study-"))
-    argv = ["--space", args.study_space, "--trials", str(args.study_trials),
-            "--seeds", str(args.study_seeds), "--steps", str(args.study_steps),
-            "--concurrency", str(args.study_concurrency), "--runs-dir", str(runs),
-            "--study-name", "bench-overhead", "--pack", pack,
-            *shlex.split(args.study_set)]  # fmt: skip
+    argv = study_argv(args, pack, runs)
     print(f"study: python -m study.launch {' '.join(argv)}")
     t0 = time.perf_counter()
     rc = launch.main(argv)
     driver_s = time.perf_counter() - t0
-    if rc != 0:
+    if rc != 0:  # refused or failed: nothing of it is worth keeping
+        import shutil
+
+        shutil.rmtree(runs, ignore_errors=True)
         print(f"error: the study failed (exit {rc})", file=sys.stderr)
         return None
     store = Store(f"sqlite:///{runs / 'mlflow.db'}")

@@ -32,7 +32,7 @@ import sys
 from typing import Any
 
 from search_spaces import params_of
-from study.cli import Parser, count, fail, interruptible, pack_option, real, space_options
+from study.cli import Parser, count, fail, interruptible, pack_option, real, shown, space_options
 from study.compare.budget import MATCH_FAMILY, matched_budget  # noqa: F401 - re-exported
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
@@ -54,10 +54,8 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
     stage_options,
     stage_state,
 )
-from study.engine.pack import parse_pack
 from study.orchestration.execute import execute
 from study.orchestration.plan import Plan, make_plan, space_name
-from study.orchestration.values import shown
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
@@ -301,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning = max(plan.seeds for plan in stages.values())
         fresh = eval_seeds(args.eval_seeds, tuning)
         # The evaluation runs one configuration per family: a pack of K holds at most those.
-        size = parse_pack(args.pack)  # (checked with the tuning studies' plans above)
+        size = pack_option(args.pack)  # (checked with the tuning studies' plans above)
         pack = args.pack if size is None else str(min(size, len(spaces)))
         evaluation = argparse.Namespace(**{**vars(args), "trials": len(spaces), "pack": pack,
                                            "seeds": fresh if isinstance(fresh, int)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from study.cli import fail, markdown_table, provenance
-from study.compare.preset import Preset, default_name, run_protocol
+from study.compare.preset import Preset, default_name, protocol_plan, run_protocol
 from study.compare.stages import stage_state
 
 RTRL_ALPHAS = (3e-3, 1e-3, 3e-4)
@@ -80,12 +80,15 @@ def run_atari(args: argparse.Namespace) -> int:
     """Every game's protocol (grid, fresh seeds, report), then the aggregate."""
     from study.tasks import make_env
 
-    try:
+    base = default_name(args)
+    try:  # every game's trace and options checked before any store, replay or Ray
         tasks = games(args)
-        lengths = {t: make_env(t, args.data_dir).length for t in tasks}  # replayed, cached
+        lengths = {t: make_env(t, args.data_dir).length for t in tasks}  # from the traces
+        for task in tasks:
+            protocol_plan(args, atari_preset(task, lengths[task]),
+                          f"{base}-{task.removeprefix('atari_')}")  # fmt: skip
     except ValueError as e:
         return fail(str(e))
-    base = default_name(args)
     uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
            or f"sqlite:///{Path(args.runs_dir).expanduser().resolve()}/mlflow.db")  # fmt: skip
     print(f"preset atari-prediction: {len(tasks)} games ({', '.join(tasks)})")

@@ -15,7 +15,7 @@ import argparse
 import math
 from typing import Any, NamedTuple
 
-from study.cli import fail
+from study.cli import fail, pack_option
 from study.compare.stages import (
     check_stage,
     eval_seeds,
@@ -28,7 +28,6 @@ from study.compare.stages import (
     stage_options,
     stage_state,
 )
-from study.engine.pack import parse_pack
 from study.orchestration.plan import Plan, make_plan
 from study.report.claims import PAPER_TRACE_PATTERNING, Claim
 from study.verdicts import check_margin
@@ -191,7 +190,7 @@ def default_name(args: argparse.Namespace) -> str:
 def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
                seeds: int) -> dict[str, Any]:  # fmt: skip
     """``make_plan``'s keywords of one stage of the preset."""
-    size = parse_pack(args.pack)
+    size = pack_option(args.pack)
     return dict(
         space=preset.configs[0]["learner"], task=preset.task, study_name=name, trials=trials,
         runs_dir=args.runs_dir, steps=steps, seeds=seeds, concurrency=args.concurrency,
@@ -213,25 +212,41 @@ def run_preset(args: argparse.Namespace) -> int:
     return run_protocol(args)
 
 
+def protocol_plan(
+    args: argparse.Namespace, preset: Preset | None = None, name: str | None = None
+) -> tuple[Any, Preset, list[dict[str, Any]], Plan]:
+    """Every check of one preset's run that needs no store, no Ray and no replay: its racing
+    schedule, threshold and margin, its configurations at ``--scale``, ``--pack``, the tuning
+    plan and ``--eval-seeds`` against it. Returns ``(schedule, preset, configs, plan)``;
+    raises a one-line ValueError."""
+    from study.compare import protocol, racing
+
+    schedule = racing.parse_racing(args.racing, args.seeds)
+    racing.check_threshold(args.stability_threshold)
+    check_margin(args.equivalence_margin)
+    auto = protocol.auto_schedule(args.eval_seeds)
+    if args.extend_grid and (schedule or auto):
+        raise ValueError("--extend-grid runs on the grid's tuning seeds and a fixed number "
+                         "of fresh seeds; allowed: without --racing and --eval-seeds "
+                         "auto")  # fmt: skip
+    preset, configs, kw = preset_plan(args, preset, name, schedule[0] if schedule else None)
+    if pack_option(args.pack) is not None and pack_option(args.pack) > len(configs):
+        raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
+                         f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
+    plan = make_plan(**kw)
+    if not auto:
+        eval_seeds(args.eval_seeds, (schedule or (plan.seeds,))[-1])
+    return schedule, preset, configs, plan
+
+
 def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
                  name: str | None = None) -> int:  # fmt: skip
     """One preset (``preset``, default ``--preset``'s) as experiment ``name``: its grid (and
     racing rounds), its picks on fresh seeds, its report (``study.compare.protocol``)."""
-    from study.compare import protocol, racing
+    from study.compare import protocol
 
     try:
-        schedule = racing.parse_racing(args.racing, args.seeds)
-        racing.check_threshold(args.stability_threshold)
-        check_margin(args.equivalence_margin)
-        if args.extend_grid and (schedule or protocol.auto_schedule(args.eval_seeds)):
-            raise ValueError("--extend-grid runs on the grid's tuning seeds and a fixed number "
-                             "of fresh seeds; allowed: without --racing and --eval-seeds "
-                             "auto")  # fmt: skip
-        preset, configs, kw = preset_plan(args, preset, name, schedule[0] if schedule else None)
-        if parse_pack(args.pack) is not None and parse_pack(args.pack) > len(configs):
-            raise ValueError(f"--pack {args.pack}: larger than the preset's {len(configs)} "
-                             f"configurations; allowed: 1 to {len(configs)}, or auto")  # fmt: skip
-        plan = make_plan(**kw)
+        schedule, preset, configs, plan = protocol_plan(args, preset, name)
     except ValueError as e:
         return fail(str(e))
 

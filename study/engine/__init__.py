@@ -18,7 +18,7 @@ _WHERE = {
     "ATARI": "kinds", "KINDS": "kinds", "NORMALISED_CURVE": "kinds",
     "TrialRun": "trial", "Report": "trial", "finish": "trial",
     "make_runner": "loop", "BlockStats": "loop", "default_block": "loop", "check_steps": "loop",
-    "parse_pack": "pack", "members_of": "pack",
+    "members_of": "pack",
     "limit_xla_threads": "threads", "describe": "threads",
 }  # fmt: skip
 __all__, __getattr__ = lazy_exports(__name__, _WHERE)

@@ -5,21 +5,24 @@ return, scored by MSRE, lower is better) or a *classification* task (sequential 
 by held-out accuracy, higher is better). The kind owns everything that differs between the
 two, so the trial, the launch, the comparison and the report ask it instead of branching:
 
-- the objective (``metric``, ``mode``), the report's measure (``final``, ``label``, ``log``),
-  the learning curve's MLflow key and label, a trial's default block, window and chunk;
+- the objective (``metric``, ``mode``), the report's measure (``final``, ``log``), the
+  learning curve's MLflow key, a trial's default block, window and chunk;
 - the compiled program of a trial shape (:meth:`TaskKind.program`), the metrics of one
   configuration's statistics (:meth:`TaskKind.metrics`), its curve points
   (:meth:`TaskKind.curve_points`) and what runs every ``chunk_steps`` steps and at the end
   (:meth:`TaskKind.scheduled`: held-out scoring), at those steps whatever the chunks' lengths;
 - one summary of a configuration's record (:meth:`TaskKind.summary`: its per-seed values,
-  which seeds diverged, the verdict's mean and interval and its words), from which every
-  command formats and nothing computes again; whether a trial learned anything
-  (:meth:`TaskKind.verdict`, from ``study.stats.learned``).
+  which seeds diverged, the verdict's mean and interval), from which every command formats
+  and nothing computes again; whether values show learning (:meth:`TaskKind.learned`, from
+  ``study.stats.learned``).
 
 A kind reads statistics and returns numbers: it is given a :class:`Record` (one
 configuration's statistics and schedule records, seeds, block and window), never a trial.
+What its numbers are called for people (labels, the verdict's sentence, how to read a study
+in MLflow) is ``study.present.words``, looked up by the kind's name.
 
-``kind_of(task)`` gives a task's kind. Nothing here imports JAX until a program is built.
+A task names its kind when it is registered (``study.tasks.Task.kind``); ``kind_of(task)``
+gives it. Nothing here imports JAX until a program is built.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from study.engine.record import Record, Summary  # noqa: F401 - re-exported
-from study.tasks import is_atari, is_classification
+from study.tasks import find_task
 from study.tasks.metrics import baselines, normalised, summarise_blocks
 
 # A learning curve's MLflow key is SECTION/NAME: MLflow's Model metrics tab draws each section
@@ -51,12 +54,9 @@ class TaskKind:
     metric: str  # what a study optimises (a key of every report)
     mode: str  # "min" or "max"
     measure: str  # its column name in a report's tables ("msre", "accuracy")
-    label: str  # axis label of the final value
     log: bool  # a log axis for the final value
     curve: str  # MLflow key of the learning curve (per seed: CURVE_seed{s})
-    curve_label: str  # axis label of the curve
     figure_curve: str  # the curve a trial's learning_curve.png draws, each seed's
-    figure_label: str  # its axis label
     old_curve: str  # the curve's key in studies recorded before curves were named curve_*
     block: int  # default steps per block (one point of the curve)
     window: int  # default steps of the windowed measure
@@ -64,13 +64,9 @@ class TaskKind:
     takes_data_dir: bool  # the task reads files (--data-dir)
     task_options: tuple[str, ...]  # trial configuration keys passed on to make_task
     reported: tuple[str, ...]  # the prefixes of the metrics a run records as final
-    reading: str  # how to read a study of this kind in MLflow (its experiment's description)
     # whether a trial learned: the per-seed values of verdict_key against no_learning
     verdict_key: str
     no_learning: float  # what a learner that learned nothing scores
-    verdict_text: str  # the values' name in a verdict
-    no_learning_text: str
-    not_learned: str  # why not, in a verdict
 
     @property
     def final(self) -> str:
@@ -139,8 +135,7 @@ class TaskKind:
         values = columns[self.verdict_key]
         mean, half, ok = self.learned(values)
         diverged = np.asarray(record.stats.nonfinite).any(axis=-1)
-        return Summary(record.seeds, columns, diverged, mean, half, ok,
-                       self.verdict_words(values))  # fmt: skip
+        return Summary(record.seeds, columns, diverged, mean, half, ok)
 
     def metrics(self, record: Record) -> dict[str, Any]:
         """The kind's numbers of one configuration's statistics so far: each column's mean,
@@ -153,41 +148,12 @@ class TaskKind:
             out.update({f"{name}_seed{s}": float(v) for s, v in pairs})
         return out
 
-    def conclusion(self, learned: bool) -> str:
-        """The verdict's last words: learned, or why not."""
-        return "learned" if learned else f"NOT LEARNED: {self.not_learned}"
-
     def learned(self, values: np.ndarray) -> tuple[float, float, bool]:
         """``(mean, 95% half-width, learned)`` of the per-seed ``verdict_key`` values
         (``study.stats.learned``)."""
         from study.stats import learned
 
         return learned(values, self.no_learning, self.higher_better)
-
-    def verdict_words(self, values: np.ndarray) -> str:
-        """One line saying whether per-seed ``verdict_key`` values show learning: their mean
-        and 95% interval against what no learning scores (``no_learning``), over the finite
-        seeds, with the diverged seeds counted apart (a diverged seed shows no learning)."""
-        values = np.asarray(values, np.float64).ravel()
-        finite = values[np.isfinite(values)]
-        gone = values.size - finite.size
-        apart = f"; {gone} of {values.size} seeds diverged" if gone else ""
-        if finite.size < 2:
-            shown = f"{finite[0]:.3f} on 1 finite seed" if finite.size else "no finite seed"
-            return (f"{self.verdict_text} {shown} ({self.no_learning_text}{apart}): not shown "
-                    f"either way: one seed gives no interval (run 2 or more)")  # fmt: skip
-        mean, half, ok = self.learned(finite)
-        ok = ok and not gone
-        return (f"{self.verdict_text} {mean:.3f} ± {half:.3f} (95% CI over {finite.size} "
-                f"{'finite ' if gone else ''}seeds; {self.no_learning_text}{apart}): "
-                f"{self.conclusion(ok)}")  # fmt: skip
-
-    def verdict(self, metrics: dict[str, Any]) -> str:
-        """:meth:`verdict_words` of a trial's last report ``metrics`` (its per-seed
-        ``verdict_key`` values); empty without them."""
-        prefix = f"{self.verdict_key}_seed"
-        values = [metrics[k] for k in metrics if k.startswith(prefix)]
-        return self.verdict_words(np.asarray(values, np.float64)) if values else ""
 
 
 class Prediction(TaskKind):
@@ -343,49 +309,29 @@ class Classification(TaskKind):
 
 PREDICTION = Prediction(
     name="prediction", metric="msre_windowed", mode="min", measure="msre",
-    label="final windowed MSRE", log=True, curve="windowed MSRE/curve_msre_windowed",
-    curve_label="windowed MSRE", old_curve="msre_windowed_curve",
+    log=True, curve="windowed MSRE/curve_msre_windowed", old_curve="msre_windowed_curve",
     figure_curve=NORMALISED_CURVE,
-    figure_label="normalised MSRE",
     block=10_000, window=100_000, chunk=200_000, takes_data_dir=False, task_options=("gamma",),
     reported=("msre_", "nmsre_"),
-    verdict_key="nmsre_windowed", no_learning=1.0, verdict_text="normalised MSRE",
-    no_learning_text="1 = the best constant predictor's",
-    not_learned="a constant predictor does as well",
-    reading="The runs are listed best first by `final_nmsre_windowed`, the final windowed "
-    "MSRE over the best constant predictor's (below 1: something was learned), with its 95% "
-    "interval over seeds (`_ci95`) and the verdict (`learned`: the whole interval below 1). "
-    "Each run's `curve_nmsre_windowed` and `curve_msre_windowed` are its learning curves "
-    "against environment steps; its `learning_curve.png` draws every seed's normalised MSRE "
-    "with a line at 1, and `finals.json` holds every final number.",
+    verdict_key="nmsre_windowed", no_learning=1.0,
 )  # fmt: skip
 CLASSIFICATION = Classification(
     name="classification", metric="heldout_accuracy", mode="max", measure="accuracy",
-    label="final held-out accuracy", log=False, curve="online accuracy/curve_accuracy_windowed",
-    curve_label="online accuracy (windowed)", old_curve="accuracy_windowed_curve",
-    figure_curve="online accuracy/curve_accuracy_windowed",
-    figure_label="online accuracy (windowed)",
+    log=False, curve="online accuracy/curve_accuracy_windowed",
+    old_curve="accuracy_windowed_curve", figure_curve="online accuracy/curve_accuracy_windowed",
     block=2_800, window=28_000, chunk=28_000, takes_data_dir=True, task_options=("data_dir",),
     reported=("accuracy_", "heldout_", "ce_", "images_done"),
-    verdict_key="heldout_accuracy", no_learning=0.1, verdict_text="held-out accuracy",
-    no_learning_text="chance 0.1", not_learned="no better than chance",
-    reading="The runs are listed best first by `final_heldout_accuracy`, the accuracy on "
-    "held-out images scored without learning (chance is 0.1), with its 95% interval over "
-    "seeds (`_ci95`) and the verdict (`learned`: the whole interval above chance). Each run's "
-    "`curve_accuracy_windowed` (online accuracy, before learning from each image) and "
-    "`curve_heldout_accuracy` are its learning curves against environment steps (one step "
-    "per pixel row); its `learning_curve.png` draws every seed's online accuracy with a line "
-    "at chance, and `finals.json` holds every final number.",
+    verdict_key="heldout_accuracy", no_learning=0.1,
 )  # fmt: skip
 # The Atari prediction benchmark: prediction on a recorded stream of 250,000 frames read from
 # the traces folder (``data_dir``); its windowed measure is the last 50,000 steps (a fifth).
 ATARI = replace(PREDICTION, window=50_000, chunk=50_000, takes_data_dir=True,
                 task_options=("gamma", "data_dir"))  # fmt: skip
 KINDS = (PREDICTION, CLASSIFICATION)
+BY_NAME = {"prediction": PREDICTION, "classification": CLASSIFICATION, "atari": ATARI}
 
 
 def kind_of(task: str) -> TaskKind:
-    """The kind of task ``task`` (a name of ``study.tasks.TASKS``)."""
-    if is_classification(task):
-        return CLASSIFICATION
-    return ATARI if is_atari(task) else PREDICTION
+    """The kind of task ``task`` (a name of ``study.tasks.TASKS``), as its registration
+    names it."""
+    return BY_NAME[find_task(task).kind]

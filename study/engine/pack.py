@@ -121,21 +121,6 @@ def member_results(result: dict[str, Any], metric: str) -> list[float | None]:
 # -- how many configurations a pack holds ----------------------------------------------------
 
 
-def parse_pack(text: Any, flag: str = "--pack") -> int | None:
-    """``--pack`` as typed: a whole number >= 1, or ``auto`` (None)."""
-    word = str(text).strip().lower()
-    if word == "auto":
-        return None
-    try:
-        value = int(word)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{flag} {text}: allowed: a whole number of configurations per trial "
-                         f">= 1, or auto")  # fmt: skip
-    return value
-
-
 def auto_size(trials: int, seeds: int, concurrency: int, cpus: float, gpus: float) -> int:
     """``--pack auto``: enough configurations that a trial runs about ``STREAMS_PER_CORE``
     streams per CPU it holds (``STREAMS_PER_GPU`` when it holds a GPU), but no more than

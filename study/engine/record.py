@@ -39,9 +39,9 @@ class Summary:
     """A kind's one summary of a configuration's record: its per-seed values by metric name
     (``columns``, in the kind's order, each [seeds]), which seeds diverged, and the verdict:
     the mean and 95% half-width of the ``verdict_key`` values, whether the interval clears
-    what no learning scores, and the verdict in words (``line``). ``study.run``,
-    ``study.defaults``, the trainable and MLflow's descriptions format this; none of them
-    computes a measure of its own."""
+    what no learning scores. ``study.run``, ``study.defaults``, the trainable and MLflow's
+    descriptions format this (in words: ``study.present.words``); none of them computes a
+    measure of its own."""
 
     seeds: tuple[int, ...]
     columns: dict[str, np.ndarray]
@@ -49,4 +49,3 @@ class Summary:
     mean: float
     half: float
     learned: bool
-    line: str

@@ -128,10 +128,6 @@ class TrialRun:
         return self.kind.curve
 
     @property
-    def curve_label(self) -> str:
-        return self.kind.curve_label
-
-    @property
     def stats_type(self) -> type:
         return self.kind.stats_type
 

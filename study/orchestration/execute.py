@@ -20,6 +20,8 @@ from typing import Any
 from study.cli import fail, redact
 from study.orchestration import stores
 from study.orchestration.plan import Plan
+from study.present.words import verdict_of, words
+from study.tasks import find_task
 
 
 def execute(plan: Plan) -> int:
@@ -57,6 +59,10 @@ def _locked(plan: Plan) -> int:
     try:
         if refusal := _interrupted(plan):
             return fail(refusal)
+        try:  # long work (an Atari stream's replay) only once every check has passed
+            find_task(plan.task).prepare(plan.data_dir)
+        except ValueError as e:
+            return fail(str(e))
         try:
             with local_ray.session(plan.address, runs, plan.name, plan.expose_ray) as dashboard:
                 return _study(plan, dashboard)
@@ -302,7 +308,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
         config = members_of(config)[int(best.metrics.get("pack_best", 0))]  # a pack's best
         shown = {k: v for k, v in config.items() if k not in param_space}
         print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
-        print(kind.verdict(best.metrics))
+        print(verdict_of(kind, best.metrics))
     except RuntimeError:
         print("no trial reported a result")
     summarise(tracking, kind, description(plan))
@@ -340,7 +346,7 @@ def description(plan: Plan) -> str:
         ),  # fmt: skip
         "",
         "Each trial is a run named by its shape, step size (`a=`) and lambda (`l=`). "
-        f"{plan.kind.reading}",
+        f"{words(plan.kind).reading}",
         "",
         f"Command: `{command(plan)}`  ",
         f"Ray Tune results and checkpoints: `{plan.tune_path}`  ",

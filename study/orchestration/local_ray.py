@@ -74,6 +74,43 @@ def restore(saved: dict[str, str | None]) -> None:
         )  # fmt: skip
 
 
+def owners(address: str) -> set[int]:
+    """The users (uids) of this machine's Ray processes serving the cluster at ``address``
+    (HOST:PORT): Ray's own processes name it on their command line (``--gcs-address=``, the
+    way Ray's ``auto`` finds a cluster). Empty when none runs here (a remote cluster)."""
+    import psutil
+
+    found = set()
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            line = proc.info["cmdline"] or []
+            if f"--gcs-address={address}" in line or f"--gcs_address={address}" in line:
+                found.add(proc.info["uids"].real)
+        except (psutil.Error, TypeError, AttributeError):
+            continue
+    return found
+
+
+def foreign(address: str, flag: str) -> str | None:
+    """Why the Ray cluster at ``address`` is not this user's to use (another user's
+    processes serve it: a study would write its stores, then wait on workers it may not
+    start or reach), or None."""
+    theirs = owners(address) - {os.getuid()}
+    if not theirs:
+        return None
+    import pwd
+
+    names = []
+    for uid in sorted(theirs):
+        try:
+            names.append(pwd.getpwuid(uid).pw_name)
+        except KeyError:
+            names.append(f"uid {uid}")
+    return (f"{flag} {address}: a Ray cluster another user ({', '.join(names)}) started on "
+            f"this machine; allowed: HOST:PORT of a cluster of yours (`ray start --head` "
+            f"prints it), or no --address (a Ray of the study's own)")  # fmt: skip
+
+
 class Unreachable(RuntimeError):
     """Ray could not be started, or the cluster at ``--address`` reached (:func:`session`)."""
 

@@ -24,6 +24,7 @@ from study.cli import probe, redact, writable_folder
 from study.engine.kinds import TaskKind, kind_of
 from study.engine.trial import REPORT_MIN_S
 from study.orchestration import stores
+from study.orchestration.local_ray import foreign
 from study.orchestration.values import FLAGS, INTEGERS, NUMBERS, TEXTS, check_values, shown, spelled
 from study.tasks import DEFAULT_TASK, make_env, task_family
 
@@ -194,16 +195,20 @@ def make_plan(
         try:
             from ray._private.services import canonicalize_bootstrap_address_or_die as find
 
-            find("auto")
+            found = find("auto")
         except ConnectionError:
             raise ValueError(
                 f"{flag} auto: no Ray cluster runs on this machine; allowed: "
                 "HOST:PORT of one, or no --address (a local Ray)"
             ) from None
         except ImportError:  # Ray moved it: the launch says so when it connects
-            pass
+            found = None
+        if found and (why := foreign(found, f"{flag} auto ->")):
+            raise ValueError(why)
     elif address:
         probe(address, flag, "a Ray cluster", 6379)
+        if why := foreign(address.removeprefix("ray://").split("/")[0], flag):
+            raise ValueError(why)
     if expose_ray and address:
         raise ValueError("--expose-ray applies to the local Ray a launch starts, not to "
                          "--address")  # fmt: skip

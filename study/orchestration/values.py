@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from study.cli import shown
+
 # name: (type, low, high, low open); None: unbounded
 INTEGERS = {"trials": (1, None), "seeds": (1, 4096), "steps": (1, 10**12),
             "concurrency": (1, 4096), "sampler_seed": (0, 2**31 - 1)}  # fmt: skip
@@ -20,13 +22,6 @@ TEXTS = ("space", "task", "scheduler", "study_name", "tracking_uri", "storage", 
 def spelled(name: str, cli: bool) -> str:
     """``steps`` as its caller spells it: ``--steps`` on the command line."""
     return "--" + name.replace("_", "-") if cli else name
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A value as a refusal echoes it: its repr, cut to ``limit`` characters with its length
-    stated."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def check_values(values: dict[str, Any], cli: bool = False) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from study.present.words import conclusion, words
+
 # Twenty colours told apart at a glance (Sasha Trubetskoy's list, reordered so that any
 # first few are far apart): trial i of a study gets PALETTE[i % 20].
 PALETTE = (
@@ -89,7 +91,7 @@ def outcome_sentence(kind: Any, name: str, value: float, half: float, seeds: int
     ``value`` with its 95% half-width over ``seeds`` seeds, learned or not, and how many of
     its ``n_runs`` trials learned."""
     return (
-        f"best trial **{name}**: {kind.verdict_text} {value:.3f} ± {half:.3f} (95% "
-        f"t-interval of the mean over {seeds} seeds; {kind.no_learning_text}): "
-        f"{kind.conclusion(learned)}. {n_learned} of {n_runs} trials learned."
+        f"best trial **{name}**: {words(kind).verdict_text} {value:.3f} ± {half:.3f} (95% "
+        f"t-interval of the mean over {seeds} seeds; {words(kind).no_learning_text}): "
+        f"{conclusion(kind, learned)}. {n_learned} of {n_runs} trials learned."
     )

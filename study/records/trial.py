@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from study.engine.kinds import PREDICTION, TaskKind
 from study.present import colour, place, plot_curve, run_name
+from study.present.words import verdict_of, words
 from study.records.finals import add_finals, log_finals
 from study.records.study import Tracking, history
 from study.records.tags import (
@@ -138,7 +139,7 @@ class TrialLogger:
             f"per step per stream, seeds {seeds[0]}-{seeds[-1]}, {config['steps']:,} steps. "
             f"Curves against environment steps: `{run.curve_key}` (mean over seeds; "
             f"`_seedN` each seed); `learning_curve.png` draws "
-            f"{'the normalised MSRE' if kind.figure_curve != kind.curve else kind.curve_label} "
+            f"the {words(kind).figure_label} "
             f"of every seed; `{FINALS}` holds every final number."
         )
         tags = {**packed,
@@ -164,7 +165,7 @@ class TrialLogger:
         (unless it failed) and its status."""
         if self.settled:
             return
-        verdict = self.kind.verdict(final) if outcome != "failed" else ""
+        verdict = verdict_of(self.kind, final) if outcome != "failed" else ""
         said = f"{outcome}" + (f"; {verdict}" if verdict else "")
         if outcome != "failed":
             self.plot_curve(f"{self.caption}\n{said}")
@@ -201,8 +202,8 @@ class TrialLogger:
                  for s, h in per_seed.items()}  # fmt: skip
         with tempfile.TemporaryDirectory() as d:
             path = f"{d}/learning_curve.png"
-            plot_curve(path, title, np.asarray(steps, np.float64), lines, kind.figure_label,
-                       kind.no_learning, kind.no_learning_text)  # fmt: skip
+            plot_curve(path, title, np.asarray(steps, np.float64), lines, words(kind).figure_label,
+                       kind.no_learning, words(kind).no_learning_text)  # fmt: skip
             self.client.log_artifact(self.run_id, path)
 
     def log_final(self, values: dict[str, float]) -> None:

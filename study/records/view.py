@@ -22,6 +22,7 @@ import numpy as np
 from study.cli import redact
 from study.present import colour, outcome_sentence
 from study.present.names import PALETTE
+from study.present.words import words
 from study.records.finals import read_finals
 from study.records.tags import (
     COLOUR_TAG,
@@ -111,7 +112,7 @@ def outcome(kind: Any, runs: list[Any], client: Any = None) -> tuple[Any, str]:
     key = f"final_{kind.verdict_key}"
     scored = [r for r in runs if np.isfinite(r.data.metrics.get(key, np.nan))]
     if not scored:
-        return None, f"no trial has a {kind.verdict_text} yet."
+        return None, f"no trial has a {words(kind).verdict_text} yet."
     best = (max if kind.higher_better else min)(scored, key=lambda r: r.data.metrics[key])
     m = dict(best.data.metrics)
     if client is not None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from study import stats
 from study.engine.kinds import NORMALISED_CURVE, PREDICTION, TaskKind
+from study.present.words import words
 from study.report.curves import curve_band
 from study.report.load import Trial, _learners, sized, truncated
 from study.report.page import _sentence
@@ -121,7 +122,7 @@ def plot_curves(store, best: dict[str, Trial], colors, path: Path,
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v / 1e6:g}M" if v >= 1e6
                                                else f"{v:,.0f}"))  # fmt: skip
-    label = "normalised MSRE" if normalised else m.curve_label
+    label = "normalised MSRE" if normalised else words(m).curve_label
     _finish_axes(ax, "Learning curves of each learner's pick" + (" (dotted: a new stage starts)"
                                                                   if stages else ""),
                  "steps", f"{label} (mean, 95% t-interval of the mean)")  # fmt: skip
@@ -277,7 +278,7 @@ def plot_sensitivity(trials: list[Trial], colors, path: Path, m: TaskKind = PRED
                            bands=False)  # fmt: skip
         panels.append((ax2, drawn_out))
     value = "normalised MSRE" if not m.higher_better and any(
-        t.normalised_values().size for t in trials) else m.label  # fmt: skip
+        t.normalised_values().size for t in trials) else words(m).label  # fmt: skip
     for a, out in [(ax, diverged), *panels[1:]]:
         a.set_xscale("log")
         a.set_yscale("log" if m.log else "linear")
@@ -356,7 +357,7 @@ def plot_seeds(
           if normalised else []),
         *([Line2D([], [], color="0.2", marker="x", ls="none", label="diverged")] if top else []),
     ]  # fmt: skip
-    value = "normalised MSRE" if normalised else m.label
+    value = "normalised MSRE" if normalised else words(m).label
     _finish_axes(ax, "Every seed of each learner's pick", "", f"final {value}",
                  handles if best else None)  # fmt: skip
     fig.savefig(path, dpi=110)
@@ -380,8 +381,8 @@ def plot_compute(trials: list[Trial], colors, path: Path, m: TaskKind = PREDICTI
                        color=colors[learner], label=learner)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log" if m.log else "linear")
-    _finish_axes(ax, f"{_sentence(m.label)} against compute: one point per configuration",
+    _finish_axes(ax, f"{_sentence(words(m).label)} against compute: one point per configuration",
                  "flops per step per stream (ledger, log scale)",
-                 f"{m.label} (mean over seeds)")  # fmt: skip
+                 f"{words(m).label} (mean over seeds)")  # fmt: skip
     fig.savefig(path, dpi=110)
     plt.close(fig)

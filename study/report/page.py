@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from study.engine.kinds import PREDICTION, TaskKind
+from study.present.words import words
 from study.report.load import (
     Trial,
     _normalised_columns,
@@ -186,7 +187,7 @@ figcaption {{ font-size: 0.85em; color: #555; }}
 .warn {{ background: #fde8e8; border-left: 4px solid #c0392b; padding: 0.5em 1em; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{html.escape(_sentence(m.label))}: mean and half-width of the 95% Student-t interval over
+<p>{html.escape(_sentence(words(m).label))}: mean and half-width of the 95% Student-t interval over
 the seeds of each learner's pick ({which} mean among trials that ran all their steps; where
 the pick was run again on fresh seeds, its figures are those of the fresh seeds and
 <code>same_seeds_*</code> are those of the seeds that picked it, as a paper that selects and

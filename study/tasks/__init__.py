@@ -2,18 +2,23 @@
 benchmark (prediction from recorded games, ``study.tasks.atari``: ``atari_GAME`` for every
 trace found) and sequential MNIST (classification, ``study.tasks.seq_mnist``).
 
-``make_task(name, **overrides)`` returns ``(env, params)``; ``TASKS`` maps every preset name to
-a one-line description (``python -m study.run --list-tasks`` prints them).
+A task is registered as a :class:`Task`: its name, description, kind (``prediction``,
+``classification`` or ``atari``: ``study.engine.kinds.BY_NAME``), what runs its steps, and how
+to make it. ``find_task(name)`` gives the record (every ``atari_GAME`` is made on demand) and
+refuses an unknown name; ``make_task(name, **overrides)`` returns ``(env, params)``; ``TASKS``
+maps every name to its description (``python -m study.run --list-tasks`` prints them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from study.tasks.animal import Animal, AnimalParams, isi_range
 from study.tasks.atari import PREFIX as ATARI_PREFIX
-from study.tasks.atari import atari_env, is_atari, make_atari
+from study.tasks.atari import is_atari
+from study.tasks.atari_task import atari_env, make_atari, prepare_stream
 from study.tasks.seq_mnist import TASKS as CLASSIFICATION_TASKS
 from study.tasks.seq_mnist import is_classification, make_seq_mnist
 
@@ -68,59 +73,108 @@ PRESETS["trace_conditioning"] = Preset(
     **{k: getattr(PRESETS["trace_conditioning_isi10"], k) for k in ("env", "params")},
 )
 
-TASKS: dict[str, str] = {
-    **{name: p.description for name, p in sorted(PRESETS.items())},
-    f"{ATARI_PREFIX}GAME": "Atari prediction benchmark: a recorded agent's game (atari_pong, "
-    "atari_ms_pacman, ...: one per trace in --traces-dir or $CCN_ATARI_TRACES), 275 inputs, "
-    "clipped rewards, gamma 0.98 (needs the [atari] extra)",
-    **CLASSIFICATION_TASKS,
-}
+ATARI_DESCRIPTION = (
+    "Atari prediction benchmark: a recorded agent's game (atari_pong, atari_ms_pacman, ...: "
+    "one per trace in --traces-dir or $CCN_ATARI_TRACES), 275 inputs, clipped rewards, gamma "
+    "0.98 (needs the [atari] extra)"
+)
 DEFAULT_TASK = "trace_patterning"
 
 
+@dataclass(frozen=True)
+class Task:
+    """A registered task: ``make(**overrides)`` gives ``(env, params)`` and ``env(data_dir)``
+    the environment alone (its static shape, without JAX arrays); ``kind`` names its kind and
+    ``runner`` what runs its steps (``testbed``, ``atari`` or ``classification``: the compiled
+    loop runs the testbed only); ``prepare(data_dir)`` what a driver does once its checks
+    have passed and before any trial starts (an Atari stream's replay)."""
+
+    name: str
+    description: str
+    kind: str
+    runner: str
+    make: Callable[..., tuple[Any, Any]]
+    env: Callable[[str | None], Any]
+    # what a driver does once every check has passed, before the first trial (data_dir)
+    prepare: Callable[[str | None], None] = lambda data_dir=None: None
+
+
+def _preset(name: str) -> Task:
+    preset = PRESETS[name]
+
+    def make(**overrides: Any) -> tuple[Any, Any]:
+        overrides.pop("data_dir", None)
+        env = Animal(**preset.env)
+        kwargs = {**preset.params, **{k: v for k, v in overrides.items() if v is not None}}
+        return env, env.make_params(**kwargs)
+
+    return Task(name, preset.description, "prediction", "testbed", make,
+                lambda data_dir=None: Animal(**preset.env))  # fmt: skip
+
+
+def _classification(name: str) -> Task:
+    return Task(name, CLASSIFICATION_TASKS[name], "classification", "classification",
+                lambda **o: make_seq_mnist(name, o.get("data_dir")),
+                lambda data_dir=None: make_seq_mnist(name, data_dir)[0])  # fmt: skip
+
+
+def _atari(name: str) -> Task:
+    return Task(name, ATARI_DESCRIPTION, "atari", "atari",
+                lambda **o: make_atari(name, o.get("data_dir"), o.get("gamma")),
+                lambda data_dir=None: atari_env(name, data_dir),
+                lambda data_dir=None: prepare_stream(name, data_dir))  # fmt: skip
+
+
+REGISTRY: dict[str, Task] = {
+    **{name: _preset(name) for name in sorted(PRESETS)},
+    **{name: _classification(name) for name in CLASSIFICATION_TASKS},
+}
+# every task's one-line description (the Atari games as one entry)
+TASKS: dict[str, str] = {
+    **{name: t.description for name, t in REGISTRY.items() if t.kind == "prediction"},
+    f"{ATARI_PREFIX}GAME": ATARI_DESCRIPTION,
+    **{name: t.description for name, t in REGISTRY.items() if t.kind != "prediction"},
+}
+
+
+def find_task(name: str) -> Task:
+    """The registered task ``name`` (an ``atari_GAME`` made on demand; whether its trace
+    exists is checked when it is made); a one-line error naming ``--task`` otherwise."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if is_atari(name):
+        return _atari(name)
+    raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+
+
 def make_task(name: str, **overrides: Any) -> tuple[Any, Any]:
-    """The preset ``name`` with parameter overrides (``isi=(lo, hi)``, ``gamma=...``, ...);
+    """The task ``name`` with parameter overrides (``isi=(lo, hi)``, ``gamma=...``, ...);
     for a classification task (``seq_mnist``, ``seq_mnist_carry``) the only override is
     ``data_dir``, the folder of MNIST files."""
-    if name in CLASSIFICATION_TASKS:
-        return make_seq_mnist(name, overrides.get("data_dir"))
-    if is_atari(name):
-        return make_atari(name, overrides.get("data_dir"), overrides.get("gamma"))
-    if name not in PRESETS:
-        raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
-    overrides.pop("data_dir", None)
-    preset = PRESETS[name]
-    env = Animal(**preset.env)
-    kwargs = {**preset.params, **{k: v for k, v in overrides.items() if v is not None}}
-    return env, env.make_params(**kwargs)
+    return find_task(name).make(**overrides)
 
 
 def make_env(name: str, data_dir: str | None = None) -> Any:
     """The environment of task ``name`` alone (its static shape, e.g. ``obs_size``), without
     its parameters: a driver that only checks and sizes a study builds no JAX array, so it
-    starts no JAX backend (whose threads would make every later ``fork`` unsafe). An Atari
-    task's stream is replayed and cached here, once, before any trial needs it."""
-    if name in CLASSIFICATION_TASKS:
-        return make_seq_mnist(name, data_dir)[0]
-    if is_atari(name):
-        return atari_env(name, data_dir)
-    if name not in PRESETS:
-        raise ValueError(f"--task: unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
-    return Animal(**PRESETS[name].env)
+    starts no JAX backend (whose threads would make every later ``fork`` unsafe), and does no
+    long work (an Atari task's trace is read and checked, not replayed: ``Task.prepare``)."""
+    return find_task(name).env(data_dir)
 
 
 def task_family(name: str) -> str:
     """``testbed``, ``atari`` or ``classification``: what runs a task's steps."""
-    if is_classification(name):
-        return "classification"
-    return "atari" if is_atari(name) else "testbed"
+    return find_task(name).runner
 
 
 __all__ = [
     "Animal",
     "AnimalParams",
     "DEFAULT_TASK",
+    "REGISTRY",
     "TASKS",
+    "Task",
+    "find_task",
     "is_atari",
     "is_classification",
     "make_env",

@@ -23,7 +23,6 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -241,6 +240,19 @@ def cache_folder() -> Path:
     return Path(text).expanduser() if text else Path.home() / ".cache" / "ccn-study" / "atari"
 
 
+def check_cache_folder() -> Path:
+    """The cache folder, refused in one line (naming ``$CCN_ATARI_CACHE`` when it set it)
+    unless it is a folder this process may create or write into."""
+    from study.cli import writable_folder
+
+    given = os.environ.get(CACHE_ENV)
+    try:
+        return writable_folder(str(cache_folder()), CACHE_ENV if given else "the Atari cache")
+    except ValueError as e:
+        raise AtariError(f"{e} (the replayed streams' cache: set {CACHE_ENV} to a writable "
+                         f"folder)") from None  # fmt: skip
+
+
 def _digest(arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for k in sorted(arrays):
@@ -285,6 +297,7 @@ def load_stream(task: str, data_dir: str | None = None, progress: bool = True) -
     got = _read_cache(file, key)
     if isinstance(got, Stream):
         return got
+    check_cache_folder()
     emulator(task, trace)  # the game and the trace's actions checked before any message
     if progress:
         print(f"{task}: replaying {path.name} ({len(trace):,} frames) in ALE {key['ale_py']} "
@@ -322,76 +335,3 @@ def describe(task: str, data_dir: str | None = None, gamma: float = GAMMA) -> st
         f"min {g.min():.3f}, max {g.max():.3f}",
     ]  # fmt: skip
     return "\n".join(lines)
-
-
-# -- the task ------------------------------------------------------------------------------
-
-
-class AtariParams(NamedTuple):
-    frames: Any  # uint8 [T, 256]
-    actions: Any  # int32 [T]
-    rewards: Any  # float32 [T], clipped
-    gamma: Any  # float32 []
-
-
-@dataclass(frozen=True)
-class Atari:
-    """A recorded game as a prediction task; ``reset`` and ``step_u`` are pure. The stream is
-    the same for every seed (the agent's recording): seeds differ in the learner's start."""
-
-    task: str
-    length: int  # steps in the stream
-    obs_size: int = OBS_SIZE
-    n_uniform: int = 1
-
-    def uniforms(self, key: Any, t0: Any, n: int) -> Any:
-        """No randomness: the indices of steps ``t0 + 1 .. t0 + n`` (the next observations)."""
-        import jax.numpy as jnp
-
-        del key
-        return (t0 + 1 + jnp.arange(n, dtype=jnp.int32))[:, None]
-
-    def observe(self, t: Any, params: AtariParams) -> Any:
-        import jax
-        import jax.numpy as jnp
-
-        t = jnp.minimum(t, self.length - 1)
-        screen = params.frames[t].astype(jnp.float32) / 256.0
-        action = jax.nn.one_hot(params.actions[t], N_ACTIONS, dtype=jnp.float32)
-        return jnp.concatenate([params.rewards[t][None], screen, action])
-
-    def reset(self, key: Any, params: AtariParams) -> tuple[Any, Any]:
-        import jax.numpy as jnp
-
-        del key
-        t = jnp.zeros((), jnp.int32)
-        return self.observe(t, params), t
-
-    def step_u(self, u: Any, state: Any, params: AtariParams) -> tuple[Any, Any, Any]:
-        """The next step (``u``: its index, from :meth:`uniforms`); returns ``(obs, state,
-        cumulant)`` with cumulant = the clipped reward."""
-        t = u[0]
-        obs = self.observe(t, params)
-        return obs, t, obs[0]
-
-
-def make_atari(task: str, data_dir: str | None = None,
-               gamma: float | None = None) -> tuple[Atari, AtariParams]:  # fmt: skip
-    """The task and its arrays (JAX arrays: built in a trial's worker, not in a driver)."""
-    import jax.numpy as jnp
-
-    stream = load_stream(task, data_dir)
-    params = AtariParams(
-        jnp.asarray(stream.frames.reshape(len(stream.frames), SIDE * SIDE)),
-        jnp.asarray(stream.actions.astype(np.int32)),
-        jnp.asarray(stream.rewards),
-        jnp.asarray(GAMMA if gamma is None else gamma, jnp.float32),
-    )  # fmt: skip
-    return Atari(task, len(stream.frames)), params
-
-
-def atari_env(task: str, data_dir: str | None = None) -> Atari:
-    """The task's static shape, its stream built (and cached) if need be: a driver checks the
-    trace, the emulator and the stream's length before any trial starts."""
-    stream = load_stream(task, data_dir)
-    return Atari(task, len(stream.frames))
