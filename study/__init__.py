@@ -76,3 +76,13 @@ def _interrupted_while_importing(kind, value, tb):  # noqa: ANN001
 # starting. A program or notebook importing the package keeps its own hook.
 if sys.argv[:1] == ["-m"] and sys.excepthook is sys.__excepthook__:
     sys.excepthook = _interrupted_while_importing
+    # Ctrl+C raised where Python swallows it (JAX's garbage-collection callback, while the
+    # command imports) is delivered again (study.cli.quiet_unraisable), from the start
+    import signal as _signal
+
+    from study import cli as _cli
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _cli.COMMAND_PROCESS = True
+        _signal.signal(_signal.SIGINT, _cli._on_sigint)
+        sys.unraisablehook = _cli.quiet_unraisable(sys.unraisablehook)

@@ -14,7 +14,9 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,17 +39,72 @@ class Parser(argparse.ArgumentParser):
         return ns
 
 
+COMMAND_PROCESS = False  # this process is a command's (python -m study.X): study/__init__.py
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl+C in a command's process: KeyboardInterrupt, as Python's own handler raises it
+    (a named handler, so that :func:`quiet_unraisable` knows the signal is still ours)."""
+    raise KeyboardInterrupt
+
+
+def quiet_unraisable(hook: Any) -> Any:
+    """``sys.unraisablehook`` of a command's process. Python swallows an exception raised
+    inside a garbage-collection callback or a finaliser (JAX runs such callbacks while it
+    starts): it prints "Exception ignored" and runs on, and Ctrl+C would be lost. A swallowed
+    KeyboardInterrupt is delivered again a moment later, silently, from another thread (from
+    this one the handler would run inside the hook, which swallows it too); anything else goes
+    to ``hook``."""
+    import _thread
+
+    def again() -> None:
+        if signal.getsignal(signal.SIGINT) is _on_sigint:
+            _thread.interrupt_main(signal.SIGINT)
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            timer = threading.Timer(0.05, again)
+            timer.daemon = True
+            timer.start()
+            return
+        hook(info)
+
+    return unraisable
+
+
+def exit_at_once(code: int) -> Callable[..., None]:
+    """The SIGINT handler of a command process whose ``main`` has returned ``code``: what is
+    left is Python's and Ray's exit, which a second Ctrl+C ends at once (Ray's processes are
+    stopped by the launch's watcher), with that code rather than a traceback."""
+
+    def handler(signum: int, frame: Any) -> None:
+        os._exit(code)
+
+    return handler
+
+
 def interruptible(main: Callable[..., int]) -> Callable[..., int]:
     """A command's ``main`` that answers Ctrl+C where nothing else does (while it starts up,
-    before a study can pause) with one line and exit code 130, not a traceback."""
+    before a study can pause) with one line and exit code 130, not a traceback, whatever the
+    moment (:func:`quiet_unraisable`); in a command's own process (``python -m study.X``), a Ctrl+C
+    after ``main`` has answered ends the exit at once (:func:`exit_at_once`)."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        ours = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, _on_sigint) if ours else None
+        code = 130
         try:
-            return main(argv)
+            code = main(argv)
+            return code
         except KeyboardInterrupt:
-            print("interrupted (Ctrl+C)", file=sys.stderr)
+            if ours and COMMAND_PROCESS:
+                signal.signal(signal.SIGINT, exit_at_once(130))
+            print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
             return 130
+        finally:
+            if ours:
+                signal.signal(signal.SIGINT, exit_at_once(code) if COMMAND_PROCESS else previous)
 
     return run
 

@@ -4,15 +4,24 @@ MLflow's store names each run's artifact folder by absolute path, so ``mlflow ui
 folder that was copied or moved shows the original's artifacts (or none, once the original
 is gone). This command first points the folder's store at its own ``artifacts/`` (what a
 launch into the folder does too; ``study.orchestration.stores.relocate``), prints each
-study's results page, then runs ``mlflow ui`` on the store in the foreground (Ctrl+C stops
-it). Every check comes before anything is written or started.
+study's results page, then runs ``mlflow ui`` on the store until Ctrl+C. Every check comes
+before anything is written or started.
+
+The server runs in a session of its own, its output in ``logs/ui-*.log`` of the runs folder:
+Ctrl+C (the terminal's SIGINT to its foreground group) reaches this command alone, which
+stops the server in order (SIGTERM to its group, which MLflow's workers answer by shutting
+down) and says so in one line, instead of each worker printing its traceback. A server
+whose parent dies is sent SIGTERM by the kernel (Linux), so none outlives the command.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from study.cli import Parser, count, fail, interruptible
@@ -68,11 +77,58 @@ def main(argv: list[str] | None = None) -> int:
     server = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     for line in pages(uri, server):
         print(line)
-    print(f"MLflow UI on {server} (Ctrl+C stops it)", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]  # fmt: skip
-    os.execv(sys.executable, command)
-    return 0  # not reached: the process is MLflow's UI now
+    return serve(command, server, runs / "logs" / f"ui-{time.strftime('%Y%m%d-%H%M%S')}.log")
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it runs: SIGTERM when this command's process dies
+    (Linux's ``PR_SET_PDEATHSIG``; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def serve(command: list[str], server: str, log: Path) -> int:
+    """Run the server ``command`` until it ends (2: it failed, its log named) or Ctrl+C or
+    SIGTERM stops it (130, one line)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+    print(f"MLflow UI on {server} (Ctrl+C stops it; the server's log: {log})", flush=True)
+
+    def stop(signum, frame):  # noqa: ANN001 - a signal handler's signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        _stop(proc)
+        print("MLflow UI stopped (Ctrl+C)", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return fail(f"the MLflow UI stopped by itself (exit {code}); its log: {log}")
+
+
+def _stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """Stop the server's whole group in order, then by force after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 if __name__ == "__main__":

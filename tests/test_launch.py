@@ -548,3 +548,49 @@ def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
     assert [r.info.status for r in parents] == ["KILLED"]
     assert sorted(r.data.tags["ccn.status"] for r in children) == ["interrupted"] * 2
     assert {r.info.status for r in children} == {"KILLED"}
+
+
+@CLI
+def test_ctrl_c_at_any_moment_of_start_up_is_answered_with_exit_code_130(tmp_path):
+    """SIGINT to a launch's process group (what a terminal's Ctrl+C sends) at every half second
+    of its first 10 s from the moment the command's own imports begin (numpy mapped: Python's
+    start before that runs no code of ours): while it imports, while JAX starts (whose
+    garbage-collection callback swallows an exception raised in it), while the plan is
+    checked, the stores made and Ray started, and once Tune runs. Every time: exit code 130
+    (as a shell reports it), no traceback and no "Exception ignored", and one answer: the one
+    line ``interrupted (Ctrl+C)``, or Tune's pause and the line saying how to resume. Four
+    launches run at a time (each its own runs folder and Ray); a busy machine moves the
+    moments to earlier phases, which the sweep covers too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def interrupt(moment: float) -> tuple[float, int, str, str]:
+        runs = tmp_path / f"at-{moment:g}"
+        runs.mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.launch", "--space", "columnar", "--smoke",
+             "--runs-dir", str(runs)], cwd=runs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
+        )  # fmt: skip
+        maps = Path(f"/proc/{proc.pid}/maps")
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if "numpy" in maps.read_text():
+                break
+            time.sleep(0.01)
+        time.sleep(moment)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=600)
+        return moment, proc.returncode, out, err
+
+    moments = [0.5 * k for k in range(20)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(interrupt, moments))
+    for moment, code, out, err in results:
+        said = f"at {moment} s: exit {code}\n{out[-2000:]}\n{err[-2000:]}"
+        # 130 as a shell reports it: the exit code, or ended by SIGINT itself (-2, which the
+        # shell shows as 128 + 2), as Python ends after Ctrl+C
+        assert code in (130, -signal.SIGINT), said
+        assert "Traceback" not in out + err and "Exception ignored" not in err, said
+        paused = "run the same command with --resume to continue" in out
+        assert err.strip() == ("" if paused else "interrupted (Ctrl+C)"), said

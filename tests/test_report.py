@@ -293,7 +293,8 @@ def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, 
 def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, tmp_path):
     """``python -m study.ui`` on a copied runs folder, the original moved away: a real MLflow
     UI whose runs' artifacts are the copy's (``mlflow ui`` alone would serve the original's
-    paths, gone here), and each study's results page printed first."""
+    paths, gone here), and each study's results page printed first; Ctrl+C stops it
+    quietly."""
     import urllib.request
 
     from browser import free_port
@@ -326,9 +327,25 @@ def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, 
         assert json.loads(served)["final_steps_done"] > 0
         printed = (tmp_path / "ui.log").read_text()
         assert f"{EVAL}: {base}/#/experiments/{evaluation.experiment_id}/runs?" in printed
+        # Ctrl+C, as a terminal sends it to the foreground group: one line, exit 130, the
+        # server's processes gone with it and none of their tracebacks
+        import psutil
+
+        serving = [p for p in psutil.Process(server.pid).children(recursive=True)]
+        assert serving  # MLflow's server and its workers
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.wait(120) == 130
+        printed = (tmp_path / "ui.log").read_text()
+        assert printed.rstrip().endswith("MLflow UI stopped (Ctrl+C)"), printed
+        assert "Traceback" not in printed and "KeyboardInterrupt" not in printed, printed
+        psutil.wait_procs(serving, timeout=60)
+        assert not [p for p in serving if p.is_running() and p.status() != "zombie"]
+        logs = list((copy / "logs").glob("ui-*.log"))
+        assert len(logs) == 1 and "Traceback" not in logs[0].read_text()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
         away.rename(runs)
 
 

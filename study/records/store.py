@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlflow.tracking import MlflowClient
-
 from study.records.finals import read_finals
-from study.records.study import history, latest_launch
+from study.records.study import client_of, history, latest_launch
 from study.records.tags import PARENT_TAG, ROLE_TAG
 
 EVERY = 50_000  # the most runs a study's search returns (MLflow pages them)
@@ -22,7 +20,7 @@ class Store:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.client = MlflowClient(uri)
+        self.client = client_of(uri)
 
     def experiment(self, name: str) -> Any:
         """The experiment named ``name``, or None."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -35,6 +36,27 @@ class Tracking:
     study: str = ""  # the study's name (the experiment's), for figures' titles
 
 
+def client_of(uri: str) -> MlflowClient:
+    """An MLflow client of ``uri``; a new ``sqlite:///`` store is made whole or not at all:
+    its tables are created in a file beside it, then renamed into place, so that a launch
+    interrupted while MLflow creates them (a few seconds) leaves no half-made store that
+    every later open refuses ("table ... already exists")."""
+    import os
+
+    path = None
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        path = Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs: /abs
+    if path is not None and not path.exists() and path.parent.is_dir():
+        part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            MlflowClient(f"sqlite:///{part.absolute()}").search_experiments(max_results=1)
+            if not path.exists():  # another process may have made it meanwhile: theirs stays
+                os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+    return MlflowClient(uri)
+
+
 def start_study(uri: str, experiment: str, artifact_location: str | None, tags: dict[str, str],
                 resume: bool = False, description: str = "", run_name: str | None = None,
                 run_description: str = "", kind: TaskKind = PREDICTION,
@@ -48,7 +70,7 @@ def start_study(uri: str, experiment: str, artifact_location: str | None, tags: 
     launch's parent run is reopened instead, so the trials of a resumed study stay under the
     parent they started under.
     """
-    client = MlflowClient(uri)
+    client = client_of(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         experiment_id = client.create_experiment(
