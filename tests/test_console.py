@@ -17,28 +17,31 @@ def _trial(tid, status, members=1):
 
 def test_the_overall_line_counts_pack_members_and_estimates_the_time_left(monkeypatch):
     """Catches a pack counted as one configuration, a trial that just ended counted as not
-    done (Tune sets its status after the callback), or an ETA from the wrong totals."""
+    done (Tune sets its status after the callback), or a time left from the wrong totals."""
     clock = [100.0]
     monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
     p = console.Progress("msre_windowed", steps=1000, configurations=10)
     trials = [_trial("a", "RUNNING", members=4), _trial("b", "RUNNING", members=4)]
-    p.on_trial_result(0, trials, trials[0], {"steps_done": 0})
+    for t in trials:
+        p.on_trial_start(0, trials, t)
+        p.on_trial_result(0, trials, t, {"steps_done": 0})
     assert p.overall(trials) == "configurations 0/10 done"
     clock[0] = 110.0  # 10 s later: a at 500 steps, b at 250 -> 3,000 configuration-steps
     p.last["a"] = {"steps_done": 500}
     p.last["b"] = {"steps_done": 250}
     text = p.overall(trials)
     assert text.startswith("configurations 0/10 done, 300 configuration-steps/s")
-    # 10 x 1000 in all, 3,000 done: 7,000 left at 300/s
-    assert text.endswith("about 23 s left")
+    # a: 500 left at 50/s (10 s), b: 750 at 25/s (30 s); the 2 configurations in no trial
+    # yet make one trial of 4 (at the mean speed, 37.5/s: 27 s) after a, on its slot: 37 s
+    assert text.endswith("about 37 s left"), text
     p.last["a"] = {"steps_done": 1000}
     assert p.overall(trials, ended="a").startswith("configurations 4/10 done")
 
 
 def test_a_resumed_trials_restored_steps_are_not_counted_in_the_rate(monkeypatch):
     """Catches the rate (and so the time left) of a resumed study inflated by the steps its
-    trials had done before the interruption: a trial restored at 480 steps whose first result
-    comes after the rate's start once counted those 480 as done in the seconds since."""
+    trials had done before the interruption: a trial restored at 480 steps once counted those
+    480 as done in the seconds since."""
     clock = [100.0]
     monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
     p = console.Progress("msre_windowed", steps=5000, configurations=16)
@@ -48,15 +51,41 @@ def test_a_resumed_trials_restored_steps_are_not_counted_in_the_rate(monkeypatch
     p.on_trial_start(0, trials, a)
     p.on_trial_start(0, trials, b)
     p.on_trial_result(0, trials, a, {"steps_done": 4480})
-    p.last["a"] = {"steps_done": 4480}
-    clock[0] = 110.0  # 10 s later: each trial 100 steps further, 8 configurations each
+    p.on_trial_result(0, trials, b, {"steps_done": 480})
+    clock[0] = 110.0  # 10 s later: a 100 steps further, b 110
     p.last["a"] = {"steps_done": 4580}
     p.last["b"] = {"steps_done": 590}
     text = p.overall(trials)
-    # this launch: a 4480 -> 4580 and b 480 -> 590 since the rate started: (800 + 880) / 10 s
-    assert text.startswith("configurations 0/16 done, 168 configuration-steps/s"), text
-    # left: 16 x 5000 - 8 x (4580 + 590) = 38,640 at 168/s
-    assert text.endswith("about 4 min left"), text
+    # this launch: a 4470 -> 4580 and b 480 -> 590 since they started: (880 + 880) / 10 s
+    assert text.startswith("configurations 0/16 done, 176 configuration-steps/s"), text
+    # b: 4,410 steps left at 11 steps/s (its speed, 8 configurations at once): 401 s
+    assert text.endswith("about 7 min left"), text
+
+
+def test_the_time_left_counts_the_start_up_every_later_trial_pays(monkeypatch):
+    """Catches a time left from the loop's speed alone: 4 trials, 1 at a time, each starting
+    up and compiling for 30 s, then running 10,000 steps at 100 steps/s. 10 s into the first
+    trial's loop: its 90 s left, then 3 trials of 130 s: 8 min (from the loop's speed alone,
+    6.5 min; from the rate since the start, 26 min). Once a trial has ended, its whole
+    duration is what a trial takes."""
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    p = console.Progress("msre_windowed", steps=10_000, configurations=4)
+    trials = [_trial("a", "RUNNING"), *(_trial(t, "PENDING") for t in "bcd")]
+    p.on_trial_start(0, trials, trials[0])
+    clock[0] = 130.0  # started up and compiled: the first result
+    p.on_trial_result(0, trials, trials[0], {"steps_done": 0})
+    clock[0] = 140.0
+    p.last["a"] = {"steps_done": 1000}
+    assert p.overall(trials).endswith("25 configuration-steps/s, about 8 min left")
+    clock[0] = 230.0  # a ends after 130 s; b starts
+    p.last["a"] = {"steps_done": 10_000}
+    p.on_trial_complete(0, trials, trials[0])
+    trials = [_trial("a", "TERMINATED"), _trial("b", "RUNNING"), _trial("c", "PENDING"),
+              _trial("d", "PENDING")]  # fmt: skip
+    p.on_trial_start(0, trials, trials[1])
+    clock[0] = 250.0  # b still compiling: 110 s of it left, then 2 x 130 s
+    assert p.overall(trials).endswith("about 6 min left")
 
 
 @pytest.mark.parametrize("seconds,text", [(42, "42 s"), (600, "10 min"), (9000, "2.5 h")])

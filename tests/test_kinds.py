@@ -110,6 +110,25 @@ def test_a_diverged_seed_is_counted_apart_and_shows_no_learning():
     assert verdict_line(PREDICTION, [0.50, 0.60, 0.55]).endswith(": learned")
 
 
+def test_a_run_too_short_to_learn_says_so_and_only_then():
+    """A verdict of no learning on a run shorter than its task's known length says so; a
+    learned verdict, a run as long, or a task with no stated length says nothing more."""
+    flat, low = [1.01, 1.02, 1.00], [0.50, 0.52, 0.51]
+    said = verdict_line(PREDICTION, flat, 20_000, 2_000_000)
+    assert said.endswith(
+        "NOT LEARNED: a constant predictor does as well (a run of 20,000 "
+        "steps, shorter than the 2,000,000 the families' defaults learn in: "
+        "too short to show learning; --smoke checks that everything runs)"
+    )
+    for values, steps, learns_in in ((low, 20_000, 2_000_000), (flat, 2_000_000, 2_000_000),
+                                     (flat, 20_000, None)):  # fmt: skip
+        assert "too short" not in verdict_line(PREDICTION, values, steps, learns_in)
+    from study.tasks import find_task
+
+    assert find_task("trace_patterning").learns_in == 2_000_000
+    assert find_task("seq_mnist").learns_in is None
+
+
 def test_metrics_are_the_summarys_columns():
     """The search's numbers and the commands' are one computation: each metric is its
     column's mean (the objective at its worst once a seed diverged), seed by seed where

@@ -84,8 +84,14 @@ def final(client, run) -> float:
 
 @CLI
 def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
-    proc = launch("--space", "hybrid", "--smoke", cwd=tmp_path)
+    """The README's smoke study, as a user's first launch on a machine (a home without Ray's
+    token): every trial recorded, and no warning from Ray about the token it creates."""
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = launch("--space", "hybrid", "--smoke", cwd=tmp_path, HOME=str(home))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Token authentication" not in proc.stdout + proc.stderr
+    assert (home / ".ray" / "auth_token").is_file()  # Ray made it, as it does unasked
     assert "best msre_windowed" in proc.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
@@ -245,7 +251,9 @@ def test_killed_study_resumes_without_losing_or_repeating_work(tmp_path):
     proc = launch(*argv, "--resume", cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [e.read_text()[-2000:] for e in (runs_dir / "ray" / name).glob("*/error.txt")]
-    assert "3 trials, 0 failed" in proc.stdout, "\n".join(errors) or proc.stderr[-3000:]
+    assert "3 configurations, a trial each, 0 failed" in proc.stdout, (
+        "\n".join(errors) or proc.stderr[-3000:]
+    )
     client, children, _ = check_one_run_per_trial(runs_dir, name, 3, 1_000_000, 1000)
     assert all(r.data.tags["ccn.status"] == "finished" for r in children)
     # The trials finished before the kill were not run again (final metrics logged once).

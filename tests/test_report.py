@@ -498,7 +498,9 @@ def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp
     exp = client.get_experiment_by_name("cmp-columnar")
     assert exp.tags[KIND_TAG] == MODEL_TRAINING
     note = exp.tags["mlflow.note.content"]
-    assert note.startswith("ccn-study: **Result**: best trial **2 a=") and "columnar" in note
+    assert (
+        note.startswith("ccn-study: **Result**: best configuration **2 a=") and "columnar" in note
+    )
     trials = [r for r in client.search_runs([exp.experiment_id])
               if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
     names = [r.info.run_name for r in trials]
@@ -527,7 +529,7 @@ def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp
         wait_healthy(base, server, tmp_path / "mlflow-server.log")
         with Browser(tmp_path / "profile", height=1000) as b:
             url = runs_page(base, exp.experiment_id)  # the launch's link
-            page = b.open(url, until=["Model training", "Result: best trial", *names])
+            page = b.open(url, until=["Model training", "Result: best configuration", *names])
             b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
                    f" >= {len(names)}")  # fmt: skip
             b.screenshot(ARTIFACTS / "mlflow-experiment.png")

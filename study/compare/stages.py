@@ -15,6 +15,8 @@ from typing import Any
 
 from study.orchestration.execute import execute
 from study.orchestration.plan import Plan
+from study.present.words import too_short
+from study.tasks import find_task
 
 EVAL_SEED_BASE = 1000  # evaluation seeds start here, or after the largest tuning seed
 # Set by the evaluation itself, not taken from the tuning trial's configuration.
@@ -245,6 +247,9 @@ def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple =
                          command=plan.command, margin=MARGIN if margin is None else margin,
                          looks=looks, notes=notes or [])  # fmt: skip
     print("\n" + table_text(result["summary"], result["measure"].measure))
+    if any(r.get("learned") == "NO" for r in result["summary"]):
+        if short := too_short(plan.steps, find_task(plan.task).learns_in):
+            print(f"learned NO{short}")
     if notes:
         print("\nSelection on the tuning seeds:\n" + "\n".join(f"- {line}" for line in notes))
     if result["judged"]:

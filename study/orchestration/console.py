@@ -56,7 +56,16 @@ class Progress(Callback):
                  configurations: int | None = None) -> None:  # fmt: skip
         self.metric, self.steps, self.every_s = metric, steps, every_s
         self.configurations = configurations  # in the whole study, for the ETA
-        self.rate_t0: float | None = None  # when the first result came
+        # when the first trial started: the rate counts compilation and start-up
+        self.started_t0: float | None = None
+        self.rate_t0: float | None = None  # when the first result came (no rate before it)
+        # each trial's clock, for the time left (:meth:`time_left`): when it started, when
+        # its first result came and at which step, when it ended; the most trials that ran
+        # at once
+        self.start_t: dict[str, float] = {}
+        self.first: dict[str, tuple[float, float]] = {}
+        self.end_t: dict[str, float] = {}
+        self.slots = 1
         # configuration-steps each trial had done when this launch started it (a resumed
         # trial's restored progress is not this launch's work, nor in its rate)
         self.base: dict[str, float] = {}
@@ -104,7 +113,12 @@ class Progress(Callback):
         return f"[{time.strftime('%H:%M:%S')} +{time.monotonic() - self.t0:.0f}s]"
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if self.started_t0 is None:
+            self.started_t0 = time.monotonic()
+        self.start_t[trial.trial_id] = time.monotonic()
+        self.first.pop(trial.trial_id, None)
         self.running.add(trial.trial_id)
+        self.slots = max(self.slots, len(self.running))
         restored = getattr(trial, "last_result", None) or {}
         self.base[trial.trial_id] = _members(trial.config) * float(
             restored.get("steps_done", 0) or 0
@@ -113,9 +127,10 @@ class Progress(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.last[trial.trial_id] = result
+        if trial.trial_id not in self.first:
+            self.first[trial.trial_id] = (time.monotonic(), float(result.get("steps_done") or 0))
         if self.rate_t0 is None:
             self.rate_t0 = time.monotonic()
-            self.first_progress = self._work(trials)[2]
 
     def _work(self, trials, ended: str | None = None) -> tuple[float, int, float]:
         """Configuration-steps done (each trial's members x its steps), configurations
@@ -139,19 +154,64 @@ class Progress(Callback):
         return done, finished, progress
 
     def overall(self, trials, ended: str | None = None) -> str:
-        """``configurations 40/112 done, 2.1M configuration-steps/s, about 35 min left``
-        (the rate since the first result; no ETA before it)."""
+        """``configurations 40/112 done, 2.1M configuration-steps/s, about 35 min left``: the
+        rate of this launch's work since its first trial started (its compilation and start-up
+        included, as every later trial's will be); none before the first result."""
         done, finished, progress = self._work(trials, ended)
         total = self.configurations
         text = f"configurations {finished}/{total or '?'} done"
         if self.rate_t0 is None or time.monotonic() - self.rate_t0 < 1.0:
             return text
-        rate = (progress - self.first_progress) / (time.monotonic() - self.rate_t0)
+        rate = progress / (time.monotonic() - (self.started_t0 or self.rate_t0))
         text += f", {rate:,.0f} configuration-steps/s"
-        if total and rate > 0:
-            left = max(0.0, total * self.steps - done) / rate
+        left = self.time_left(trials, ended) if total else None
+        if left is not None:
             text += f", about {_duration(left)} left"
         return text
+
+    def time_left(self, trials, ended: str | None = None) -> float | None:
+        """Seconds until the study ends, trial by trial: a running trial's steps left at its
+        own speed since its first result (its compilation behind it); a trial not started yet
+        (the configurations in no started trial, in trials of the packs' size) takes what a
+        whole trial took here (start-up and compilation included), or before any ended, the
+        start-up seen so far plus the steps at the trials' speed; these queue on as many
+        slots as ran at once. None until every running trial has a speed."""
+        now = time.monotonic()
+        running, speeds, started = {}, [], 0
+        for t in trials:
+            tid, members = t.trial_id, _members(t.config)
+            if tid in self.start_t or tid in self.first:
+                started += members
+            if t.status in ("TERMINATED", "ERROR") or tid == ended or tid in self.end_t:
+                continue
+            if t.status != "RUNNING" and tid not in self.start_t:
+                continue
+            first = self.first.get(tid)
+            done = float((self.last.get(tid) or {}).get("steps_done") or 0)
+            if first is None or now - first[0] < 1.0 or done <= first[1]:
+                running[tid] = None  # no speed yet
+                continue
+            speed = (done - first[1]) / (now - first[0])
+            speeds.append(speed)
+            running[tid] = (self.steps - done) / speed
+        whole = [self.end_t[t] - self.start_t[t] for t in self.end_t if t in self.start_t]
+        startup = [f[0] - self.start_t[t] for t, f in self.first.items() if t in self.start_t]
+        if whole:
+            fresh = sum(whole) / len(whole)
+        elif speeds and startup:
+            fresh = sum(startup) / len(startup) + self.steps / (sum(speeds) / len(speeds))
+        else:
+            return None
+        for tid, left in running.items():
+            if left is None:  # not yet a speed: a whole trial less what it has run
+                running[tid] = max(0.0, fresh - (now - self.start_t.get(tid, now)))
+        per_trial = max((_members(t.config) for t in trials), default=1)
+        pending = math.ceil(max(0, (self.configurations or 0) - started) / per_trial)
+        slots = sorted([*running.values(), *[0.0] * max(0, self.slots - len(running))])
+        for _ in range(pending):
+            slots[0] += fresh
+            slots.sort()
+        return max(slots, default=0.0)
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if time.monotonic() - self.printed < self.every_s:
@@ -171,6 +231,8 @@ class Progress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.running.discard(trial.trial_id)
+        if (self.last.get(trial.trial_id) or {}).get("steps_done", 0) >= self.steps:
+            self.end_t[trial.trial_id] = time.monotonic()  # a whole trial: its duration counts
         result = self.last.get(trial.trial_id, {})
         how = "diverged" if result.get("diverged") else "finished"
         if how == "finished" and result.get("steps_done", self.steps) < self.steps:
@@ -181,6 +243,7 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.running.discard(trial.trial_id)
+        self.end_t.pop(trial.trial_id, None)
         where = trial.local_path or "the Ray results"
         print(f"{self._stamp()} FAILED   {trial.trial_id}  {self._label(trial)} (Ray Tune "
               f"retries it; its error is in {where})", flush=True)  # fmt: skip

@@ -160,7 +160,7 @@ def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
 
     seeds, configs = plan.trial_seeds, plan.configs
     what = (f"{len(configs)} configurations" if configs else f"space {plan.space_name}, "
-            f"{plan.trials} trials")  # fmt: skip
+            f"{plan.trials} configurations")  # fmt: skip
     print(f"study {plan.name}: {what}, task {plan.task}, {len(seeds)} seeds x "
           f"{plan.steps:,} steps{' (resumed)' if plan.resume else ''}")  # fmt: skip
     if plan.pack > 1:
@@ -173,7 +173,7 @@ def _header(plan: Plan, dashboard: str | None, tracking: Any) -> None:
               f"{plan.budget_text}; 'none' searches sizes)")  # fmt: skip
     if dashboard:
         print(local_ray.dashboard_hint(dashboard))
-    print(browse_hint(plan.tracking_uri, tracking.experiment_id))
+    print(browse_hint(plan.tracking_uri, tracking.experiment_id, short=bool(plan.stage)))
 
 
 def _searcher(plan: Plan) -> tuple[Any, Any, list[int]]:
@@ -294,9 +294,9 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
     counts = reconcile(tracking, trials, resumed=plan.resume, kind=kind)
     if stale:
         stores.fail_optuna_trials(storage, stale)
-    what = f"{len(results)} trials"
-    if plan.pack > 1:
-        what = f"{plan.n_configurations} configurations in {what}"
+    # a configuration: what Optuna proposes and MLflow records; a trial: what Ray Tune runs
+    what = (f"{plan.n_configurations} configurations in {len(results)} trials" if plan.pack > 1
+            else f"{len(results)} configurations, a trial each")  # fmt: skip
     print(f"\nfinished in {time.perf_counter() - t0:.0f} s; {what}, {len(results.errors)} "
           f"failed, {counts['stopped_early']} stopped early")  # fmt: skip
     if counts["deleted"]:
@@ -308,11 +308,12 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
         config = members_of(config)[int(best.metrics.get("pack_best", 0))]  # a pack's best
         shown = {k: v for k, v in config.items() if k not in param_space}
         print(f"best {metric} {best.metrics[metric]:.5f} with {shown}")
-        print(verdict_of(kind, best.metrics))
+        print(verdict_of(kind, best.metrics, plan.steps, find_task(plan.task).learns_in))
     except RuntimeError:
         print("no trial reported a result")
     summarise(tracking, kind, description(plan))
-    print(browse_hint(plan.tracking_uri, tracking.experiment_id))
+    if not plan.stage:  # a comparison's stage: its command says it once, at its end
+        print(browse_hint(plan.tracking_uri, tracking.experiment_id))
     return 0
 
 

@@ -32,9 +32,10 @@ LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 def prepare(address: str | None, expose: bool = False) -> dict[str, str | None]:
     """Set what a local Ray reads from the environment: loopback only unless ``expose``, and
-    token authentication said explicitly (only before Ray is first imported, which reads it,
-    and only when a token exists). Returns the previous values for :func:`restore`, so that
-    nothing leaks into processes this one starts later (another machine's ``ray start``)."""
+    token authentication said explicitly (only before Ray is first imported, which reads it;
+    Ray's own default for a local cluster). Returns the previous values for :func:`restore`,
+    so that nothing leaks into processes this one starts later (another machine's ``ray
+    start``)."""
     saved: dict[str, str | None] = {}
     if address:
         return saved
@@ -51,10 +52,11 @@ def prepare(address: str | None, expose: bool = False) -> dict[str, str | None]:
         # running two busy processes beside the test suite: 31 tests in 18 minutes). At 0
         # they share the machine fairly with that work.
         put("RAY_worker_niceness", "0")
-    if "ray" not in sys.modules and "RAY_AUTH_MODE" not in os.environ and _token_exists():
+    if "ray" not in sys.modules and "RAY_AUTH_MODE" not in os.environ:
         # Ray turns token authentication on for a local cluster by itself, with a warning on
-        # every launch; saying so is the same choice, without the warning. A first launch
-        # (no token yet) lets Ray create the token.
+        # every launch ("Set RAY_AUTH_MODE=disabled to opt out"); saying so is the same
+        # choice, without the warning. Ray creates the token (~/.ray/auth_token) when a first
+        # local cluster needs one, as it does unasked.
         put("RAY_AUTH_MODE", "token")
     return saved
 
@@ -198,11 +200,6 @@ def start(address: str | None, runs: Path, expose: bool = False) -> str | None:
         logging_level=logging.WARNING,  # the launch prints the dashboard itself
     )
     return getattr(ctx, "dashboard_url", None)
-
-
-def _token_exists() -> bool:
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
-    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).is_file()
 
 
 def dashboard_hint(url: str) -> str:

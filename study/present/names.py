@@ -87,11 +87,11 @@ def headline(kind: Any, final: dict[str, float]) -> dict[str, float]:
 
 def outcome_sentence(kind: Any, name: str, value: float, half: float, seeds: int,
                      learned: bool, n_learned: int, n_runs: int) -> str:  # fmt: skip
-    """The sentence stating a study's outcome: its best trial ``name``, the verdict's measure
-    ``value`` with its 95% half-width over ``seeds`` seeds, learned or not, and how many of
-    its ``n_runs`` trials learned."""
+    """The sentence stating a study's outcome: its best configuration ``name``, the verdict's
+    measure ``value`` with its 95% half-width over ``seeds`` seeds, learned or not, and how
+    many of its ``n_runs`` configurations learned."""
     return (
-        f"best trial **{name}**: {words(kind).verdict_text} {value:.3f} ± {half:.3f} (95% "
+        f"best configuration **{name}**: {words(kind).verdict_text} {value:.3f} ± {half:.3f} (95% "
         f"t-interval of the mean over {seeds} seeds; {words(kind).no_learning_text}): "
-        f"{conclusion(kind, learned)}. {n_learned} of {n_runs} trials learned."
+        f"{conclusion(kind, learned)}. {n_learned} of {n_runs} configurations learned."
     )

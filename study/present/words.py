@@ -71,10 +71,22 @@ def conclusion(kind: Any, learned: bool) -> str:
     return "learned" if learned else f"NOT LEARNED: {words(kind).not_learned}"
 
 
-def verdict_line(kind: Any, values: Any) -> str:
+def too_short(steps: int | None, learns_in: int | None) -> str:
+    """What a verdict of no learning adds when the run was shorter than the length the
+    families' defaults are known to learn in on its task (``learns_in``; None: not known)."""
+    if steps is None or learns_in is None or steps >= learns_in:
+        return ""
+    return (f" (a run of {steps:,} steps, shorter than the {learns_in:,} the families' "
+            f"defaults learn in: too short to show learning; --smoke checks that everything "
+            f"runs)")  # fmt: skip
+
+
+def verdict_line(kind: Any, values: Any, steps: int | None = None,
+                 learns_in: int | None = None) -> str:  # fmt: skip
     """One line saying whether per-seed ``verdict_key`` values show learning: their mean and
     95% interval against what no learning scores, over the finite seeds, with the diverged
-    seeds counted apart (a diverged seed shows no learning)."""
+    seeds counted apart (a diverged seed shows no learning); a run of ``steps`` shorter than
+    ``learns_in`` that shows none says it was too short (:func:`too_short`)."""
     said = words(kind)
     values = np.asarray(values, np.float64).ravel()
     finite = values[np.isfinite(values)]
@@ -88,15 +100,18 @@ def verdict_line(kind: Any, values: Any) -> str:
     ok = ok and not gone
     return (f"{said.verdict_text} {mean:.3f} ± {half:.3f} (95% CI over {finite.size} "
             f"{'finite ' if gone else ''}seeds; {said.no_learning_text}{apart}): "
-            f"{conclusion(kind, ok)}")  # fmt: skip
+            f"{conclusion(kind, ok)}{'' if ok else too_short(steps, learns_in)}")  # fmt: skip
 
 
-def verdict_of(kind: Any, metrics: dict[str, Any]) -> str:
+def verdict_of(kind: Any, metrics: dict[str, Any], steps: int | None = None,
+               learns_in: int | None = None) -> str:  # fmt: skip
     """:func:`verdict_line` of a trial's last report ``metrics`` (its per-seed
     ``verdict_key`` values); empty without them."""
     prefix = f"{kind.verdict_key}_seed"
     values = [metrics[k] for k in metrics if k.startswith(prefix)]
-    return verdict_line(kind, np.asarray(values, np.float64)) if values else ""
+    if not values:
+        return ""
+    return verdict_line(kind, np.asarray(values, np.float64), steps, learns_in)
 
 
-__all__ = ["WORDS", "Words", "conclusion", "verdict_line", "verdict_of", "words"]
+__all__ = ["WORDS", "Words", "conclusion", "too_short", "verdict_line", "verdict_of", "words"]

@@ -92,11 +92,13 @@ def runs_page(server: str, experiment_id: str) -> str:
             "&workflowType=machine_learning")  # fmt: skip
 
 
-def browse_hint(uri: str, experiment_id: str) -> str:
+def browse_hint(uri: str, experiment_id: str, short: bool = False) -> str:
     """How to see the study's trials in MLflow's UI: its command and the page that lists
-    them with their results, best first."""
-    if uri.startswith(("http://", "https://")):
-        return f"MLflow: {runs_page(uri.rstrip('/'), experiment_id)}"
+    them with their results, best first (``short``: the page alone, for a comparison's
+    stages, whose command says once at its end how to start the UI)."""
+    if uri.startswith(("http://", "https://")) or short:
+        server = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+        return f"MLflow: {runs_page(server, experiment_id)}"
     return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
             f"{runs_page('http://127.0.0.1:5000', experiment_id)}")  # fmt: skip
 
