@@ -198,9 +198,11 @@ def _sized_by_hand(args: argparse.Namespace, space: str) -> bool:
                for text in [*args.set, *args.range])  # fmt: skip
 
 
-def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any]:
-    """``make_plan``'s keywords of the tuning study of ``space`` (or, with ``args`` of the
-    evaluation, of the evaluation)."""
+def _launch_kw(args: argparse.Namespace, space: str, name: str, budget: Any,
+               budget_default: bool, **over: Any) -> dict[str, Any]:  # fmt: skip
+    """``make_plan``'s keywords of the tuning study of ``space`` at ``budget`` flops (the
+    matched budget; ``budget_default``: not given, so a size set by hand wins), as plain
+    values; ``over`` replaces some (the evaluation's trials, pack, seeds and steps)."""
     kw: dict[str, Any] = dict(
         space=space, task=args.task, study_name=name, runs_dir=args.runs_dir,
         concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
@@ -208,10 +210,11 @@ def _launch_kw(args: argparse.Namespace, space: str, name: str) -> dict[str, Any
         seeds=args.seeds, steps=args.steps, address=args.address,
         tracking_uri=args.tracking_uri, storage=args.storage, data_dir=args.data_dir,
         smoke=args.smoke, reuse_actors=args.reuse_actors, expose_ray=args.expose_ray, cli=True,
+        command=args.command_line,
     )  # fmt: skip
-    budget = args.budget_flops
+    kw.update(over)
     if budget is not None and _has_size(space):  # a family with no size runs as it is
-        if getattr(args, "budget_default", False) and _sized_by_hand(args, space):
+        if budget_default and _sized_by_hand(args, space):
             budget = "auto"  # the default budget yields to a size the user set (launch's auto)
         kw["budget_flops"] = budget
     mine = {flag: [text.partition(".")[2] for text in getattr(args, flag)
@@ -290,31 +293,29 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"--{flag} {text!r} must start with one of the families "
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
         given_budget = args.budget_flops
-        args.budget_default = given_budget is None
-        args.budget_flops = matched_budget(given_budget, args.task, args.data_dir)
-        _check_budget(args.budget_flops, spaces, args.task, given_budget)
-        command = args.command_line
-        stages = {f"{name}-{s}": make_plan(**_launch_kw(args, s, f"{name}-{s}"),
-                                           command=command) for s in spaces}  # fmt: skip
+        by_default = given_budget is None
+        budget = matched_budget(given_budget, args.task, args.data_dir)
+        _check_budget(budget, spaces, args.task, given_budget)
+        stages = {f"{name}-{s}": make_plan(**_launch_kw(args, s, f"{name}-{s}", budget,
+                                                        by_default)) for s in spaces}  # fmt: skip
         tuning = max(plan.seeds for plan in stages.values())
         fresh = eval_seeds(args.eval_seeds, tuning)
         # The evaluation runs one configuration per family: a pack of K holds at most those.
         size = pack_option(args.pack)  # (checked with the tuning studies' plans above)
-        pack = args.pack if size is None else str(min(size, len(spaces)))
-        evaluation = argparse.Namespace(**{**vars(args), "trials": len(spaces), "pack": pack,
-                                           "seeds": fresh if isinstance(fresh, int)
-                                           else len(fresh),
-                                           "steps": args.eval_steps or args.steps})  # fmt: skip
-        eval_plan = make_plan(**_launch_kw(evaluation, spaces[0], name), command=command)
+        eval_plan = make_plan(**_launch_kw(
+            args, spaces[0], name, budget, by_default, trials=len(spaces),
+            pack=None if size is None else min(size, len(spaces)),
+            seeds=fresh if isinstance(fresh, int) else len(fresh),
+            steps=args.eval_steps or args.steps))  # fmt: skip
     except ValueError as e:
         return fail(str(e))
-    if args.budget_flops not in ("auto", "none"):
+    if budget not in ("auto", "none"):
         why = ("the paper's CCN 20:4 on this task, for every family (--budget-flops match; "
                "'paper' sizes each family as in the paper)" if given_budget is None
                or str(given_budget).strip().lower() == "match" else f"--budget-flops "
                f"{given_budget}")  # fmt: skip
-        by_hand = [s for s in spaces if args.budget_default and _sized_by_hand(args, s)]
-        print(f"every family with a size is sized to {float(args.budget_flops):,.0f} flops per "
+        by_hand = [s for s in spaces if by_default and _sized_by_hand(args, s)]
+        print(f"every family with a size is sized to {float(budget):,.0f} flops per "
               f"step per stream: {why}"
               + (f"; not {', '.join(by_hand)}, whose size --set or --range gives" if by_hand
                  else ""))  # fmt: skip
