@@ -21,12 +21,11 @@ runs, or on one it starts and stops: :func:`ray_session` holds one Ray for sever
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from study.orchestration.local_ray import session as ray_session
-from study.orchestration.plan import Plan, make_plan
+from study.orchestration.plan import Plan, evaluation_plan, make_plan
 from study.tasks import DEFAULT_TASK
 
 __all__ = ["Plan", "evaluation", "load_results", "plan_study", "ray_session", "run_study"]
@@ -43,21 +42,7 @@ def evaluation(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
     """``plan`` made to run ``configs`` (each a search space's configuration: ``learner``,
     sizes and hyperparameters) on ``seeds``, with no search, as a study of its own (``name``,
     default ``NAME-eval`` after the plan's); its runs tagged ``ccn.role`` ``role``."""
-    from study.orchestration.plan import _NAME
-
-    if not configs:
-        raise ValueError("configs: allowed: one or more configurations")
-    if name is not None and not _NAME.fullmatch(name):
-        raise ValueError(f"name {name!r}: allowed: letters, digits and ._- (at most 100, not "
-                         f"starting with a dot)")  # fmt: skip
-    if (not isinstance(seeds, list | tuple) or not seeds
-            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
-            or len(set(seeds)) < len(seeds) or min(seeds) < 0):  # fmt: skip
-        raise ValueError(f"seeds {seeds}: allowed: distinct seeds from 0 on, at least one")
-    return dataclasses.replace(plan, name=name or f"{plan.name}-eval",
-                               configs=tuple(dict(c) for c in configs),
-                               seed_list=tuple(int(s) for s in seeds), role=role,
-                               seeds=len(seeds), trials=len(configs))  # fmt: skip
+    return evaluation_plan(plan, configs, seeds, role, name)
 
 
 def run_study(plan: Plan) -> int:

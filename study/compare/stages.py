@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from study.orchestration.execute import execute
-from study.orchestration.plan import Plan
+from study.orchestration.plan import Plan, evaluation_plan
 from study.present.words import too_short
 from study.tasks import find_task
 
@@ -223,9 +223,8 @@ def run_stage(plan: Plan, configs: list[dict[str, Any]], seeds: list[int], role:
     ``ccn.role=role`` (``study.orchestration.execute``), its launch recording ``options``
     (``stage_options``) and ``command``."""
     stage = json.dumps({**(options or {}), "command": command}) if options else ""
-    return execute(dataclasses.replace(plan, configs=tuple(configs), seed_list=tuple(seeds),
-                                       role=role, resume=resume, command=command,
-                                       stage=stage))  # fmt: skip
+    planned = evaluation_plan(plan, configs, list(seeds), role, plan.name)
+    return execute(dataclasses.replace(planned, resume=resume, command=command, stage=stage))
 
 
 def report(plan: Plan, experiments: list[str], n_resamples: int, claims: tuple = (),

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +371,22 @@ def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> f
         raise ValueError(f"--budget-flops {text}: allowed: a number of flops per step in "
                          f"(0, 1e12), auto or none")  # fmt: skip
     return value
+
+
+def evaluation_plan(plan: Plan, configs: list[dict[str, Any]], seeds: list[int],
+                    role: str = "eval", name: str | None = None) -> Plan:  # fmt: skip
+    """The one way from a plan to an evaluation (``study.api.evaluation``, every stage of a
+    comparison): ``plan`` made to run ``configs`` on ``seeds`` with no search, as study
+    ``name`` (default ``NAME-eval``), its runs tagged ``ccn.role`` ``role``."""
+    if not configs:
+        raise ValueError("configs: allowed: one or more configurations")
+    if name is not None and not _NAME.fullmatch(name):
+        raise ValueError(f"name {name!r}: allowed: letters, digits and ._- (at most 100, not "
+                         f"starting with a dot)")  # fmt: skip
+    if (not isinstance(seeds, list | tuple) or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)
+            or len(set(seeds)) < len(seeds) or min(seeds) < 0):  # fmt: skip
+        raise ValueError(f"seeds {seeds}: allowed: distinct seeds from 0 on, at least one")
+    return replace(plan, name=name or f"{plan.name}-eval", configs=tuple(dict(c) for c in configs),
+                   seed_list=tuple(int(s) for s in seeds), role=role, seeds=len(seeds),
+                   trials=len(configs))  # fmt: skip
