@@ -201,9 +201,13 @@ def test_compare_matches_compute_by_default():
     from study.compare import _launch_kw
 
     args = _parser().parse_args(["--spaces", "columnar,tbptt"])
-    args.budget_flops = matched_budget(args.budget_flops, args.task)
+    budget = matched_budget(args.budget_flops, args.task)
     for space in ("columnar", "tbptt"):
-        assert _launch_kw(args, space, f"c-{space}")["budget_flops"] == "14932"
+        assert _launch_kw(args, space, f"c-{space}", budget, True)["budget_flops"] == "14932"
+    # a size set by hand wins over the default budget, not over one that was given
+    args = _parser().parse_args(["--spaces", "columnar", "--set", "columnar.n_features=3"])
+    assert _launch_kw(args, "columnar", "c-columnar", budget, True)["budget_flops"] == "auto"
+    assert _launch_kw(args, "columnar", "c-columnar", budget, False)["budget_flops"] == "14932"
 
 
 def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
@@ -308,8 +312,8 @@ def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is(
     from study.compare import _launch_kw
 
     args = _parser().parse_args(["--spaces", "columnar,linear", "--budget-flops", "15000"])
-    assert _launch_kw(args, "columnar", "c-columnar")["budget_flops"] == "15000"
-    assert "budget_flops" not in _launch_kw(args, "linear", "c-linear")
+    assert _launch_kw(args, "columnar", "c-columnar", "15000", False)["budget_flops"] == "15000"
+    assert "budget_flops" not in _launch_kw(args, "linear", "c-linear", "15000", False)
 
 
 def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its_studies(
