@@ -33,7 +33,7 @@ from typing import Any
 
 from search_spaces import params_of
 from study.cli import Parser, count, fail, interruptible, pack_option, real, shown, space_options
-from study.compare.budget import MATCH_FAMILY, matched_budget  # noqa: F401 - re-exported
+from study.compare.budget import FAMILIES, MATCH_FAMILY, matched_budget  # noqa: F401
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
     PRESETS,
@@ -58,8 +58,6 @@ from study.orchestration.execute import execute
 from study.orchestration.plan import Plan, make_plan, space_name
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
-
-FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 
 __all__ = [
     "FAMILIES",

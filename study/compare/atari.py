@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from study.cli import fail, markdown_table, provenance
+from study.compare.budget import FAMILIES
 from study.compare.preset import Preset, default_name, protocol_plan, run_protocol
 from study.compare.stages import stage_state
 
@@ -40,7 +41,6 @@ SHAPES = (
     (dict(learner="snap1", n_features=5), RTRL_ALPHAS),
     (dict(learner="tbptt", truncation=15, n_features=3), TBPTT_ALPHAS),
 )
-ORDER = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 
 
 def atari_preset(task: str, length: int) -> Preset:
@@ -134,7 +134,7 @@ def aggregate(uri: str, base: str, done: list[tuple[str, str]], runs: Path, n_re
                              n_resamples=n_resamples, command=command)  # fmt: skip
         for row in result["summary"]:
             table.setdefault(row["learner"], {})[task] = row
-    families = [f for f in ORDER if f in table]
+    families = [f for f in FAMILIES if f in table]
     tasks = [t for t, _ in done]
     with (out / "games.csv").open("w", newline="") as f:
         w = csv.writer(f)

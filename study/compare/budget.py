@@ -1,6 +1,11 @@
-"""``--budget-flops match``: the compute every family of a comparison is sized to."""
+"""``--budget-flops match``: the compute every family of a comparison is sized to, and the
+families the paper compares."""
 
 from __future__ import annotations
+
+# The paper's five families, in its order: a comparison's default --spaces and the order of
+# every table and figure of the Atari preset.
+FAMILIES = ("columnar", "constructive", "hybrid", "tbptt", "snap1")
 
 # --budget-flops match: every family sized to the compute of this family's default network
 # (the paper's CCN 20:4), the headline learner at the paper's size and the main job's budget.
