@@ -178,30 +178,40 @@ def _dense(n_inputs: int, hidden: int, exact: bool, rmsprop: bool, n_classes: in
         trace_h, trace_c = own_trace_step(u, zetas, state.c, gates, state.trace_h, state.trace_c)
         return trace_h, trace_c, seed[:, None, None] * trace_h
 
-    def step(
-        state: DenseState, x_t: jax.Array, c_t: jax.Array, hp: HParams
-    ) -> tuple[DenseState, dict[str, jax.Array]]:
-        fw = dense_forward(state, x_t, hp)
-        trace_h, trace_c, grad_theta = traces(state, fw.zeta, fw.gates, state.w * fw.inv_std)
-        fields, delta = dense_learn(state, fw, c_t, grad_theta, hp, rmsprop)
-        new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
-        return new, {"v": fw.v, "delta": delta}
-
-    def classify(
-        state: DenseState, x_t: jax.Array, y_t: jax.Array, hp: HParams
-    ) -> tuple[DenseState, dict[str, jax.Array]]:
-        fw = dense_forward(state, x_t, hp)
-        loss, dlogits = cross_entropy(fw.v, y_t)
-        seed = (state.w.T @ dlogits) * fw.inv_std
+    def trunk(state: DenseState, fw: DenseStep, seed: jax.Array):
         trace_h, trace_c, grad_theta = traces(state, fw.zeta, fw.gates, seed)
-        fields = dense_descend(state, fw, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
-        new = state._replace(trace_h=trace_h, trace_c=trace_c, **fields)
-        return new, readout_out(fw.v, loss, y_t)
+        return state._replace(trace_h=trace_h, trace_c=trace_c), grad_theta
 
+    step, classify = dense_heads(trunk, rmsprop)
     name = "rtrl" if exact else "snap1"
     n_params = H * 4 * J + (C or 1) * (H + 1)
     settings = dict(n_inputs=m, n_features=H, rmsprop=rmsprop, **({"n_classes": C} if C else {}))
     return Learner(name, init, classify if C else step, n_params, settings, reset_recurrent)
+
+
+def dense_heads(trunk, rmsprop: bool):
+    """The two heads of a dense-LSTM learner over its trunk, written once: the TD step
+    (``step(state, x_t, c_t, hp)``) and the cross-entropy step (``classify(state, x_t, y_t,
+    hp)``). ``trunk(state, fw, seed)`` returns the state with the trunk's own fields moved on
+    (its traces, or its cache of the last steps) and the gradient ``seed . dh_t/dtheta``
+    [H, 4, J], where ``seed`` [H] is what reaches the hidden units: the readout times the
+    normalisation for TD, the readout's transpose times the logits' gradient for
+    cross-entropy."""
+
+    def step(state, x_t: jax.Array, c_t: jax.Array, hp: HParams):
+        fw = dense_forward(state, x_t, hp)
+        moved, grad_theta = trunk(state, fw, state.w * fw.inv_std)
+        fields, delta = dense_learn(state, fw, c_t, grad_theta, hp, rmsprop)
+        return moved._replace(**fields), {"v": fw.v, "delta": delta}
+
+    def classify(state, x_t: jax.Array, y_t: jax.Array, hp: HParams):
+        fw = dense_forward(state, x_t, hp)
+        loss, dlogits = cross_entropy(fw.v, y_t)
+        moved, grad_theta = trunk(state, fw, (state.w.T @ dlogits) * fw.inv_std)
+        fields = dense_descend(state, fw, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
+        return moved._replace(**fields), readout_out(fw.v, loss, y_t)
+
+    return step, classify
 
 
 def dense_descend(state, fw: DenseStep, dlogits, grad_theta, on, hp, rmsprop) -> dict:

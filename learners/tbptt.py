@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from learners.api import HParams, Learner, check_sizes
-from learners.dense import dense_descend, dense_forward, dense_init, dense_learn, dense_stats_init
-from learners.readout import cross_entropy, readout_out
+from learners.dense import dense_heads, dense_init, dense_stats_init
 from learners.td import rms_start
 
 
@@ -129,27 +128,12 @@ def tbptt(
             buf_c_prev=state.buf_c_prev.at[slot].set(state.c),
         )
 
-    def step(
-        state: TbpttState, x_t: jax.Array, c_t: jax.Array, hp: HParams
-    ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        fw = dense_forward(state, x_t, hp)
+    def trunk(state: TbpttState, fw, seed: jax.Array):
         cached = cache(state, fw.zeta, fw.gates)
-        grad_theta = truncated_grad(cached, m, k, state.t, state.w * fw.inv_std)
+        grad_theta = truncated_grad(cached, m, k, state.t, seed)
+        return cached._replace(t=state.t + 1), grad_theta
 
-        fields, delta = dense_learn(state, fw, c_t, grad_theta, hp, rmsprop)
-        new = cached._replace(t=state.t + 1, **fields)
-        return new, {"v": fw.v, "delta": delta}
-
-    def classify(
-        state: TbpttState, x_t: jax.Array, y_t: jax.Array, hp: HParams
-    ) -> tuple[TbpttState, dict[str, jax.Array]]:
-        fw = dense_forward(state, x_t, hp)
-        loss, dlogits = cross_entropy(fw.v, y_t)
-        cached = cache(state, fw.zeta, fw.gates)
-        grad_theta = truncated_grad(cached, m, k, state.t, (state.w.T @ dlogits) * fw.inv_std)
-        fields = dense_descend(state, fw, dlogits, grad_theta, y_t >= 0, hp, rmsprop)
-        new = cached._replace(t=state.t + 1, **fields)
-        return new, readout_out(fw.v, loss, y_t)
+    step, classify = dense_heads(trunk, rmsprop)
 
     def reset(state: TbpttState) -> TbpttState:
         # t = 0 marks every cached slot as before the sequence: the window starts afresh.
