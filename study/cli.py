@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -58,16 +59,21 @@ def quiet_unraisable(hook: Any) -> Any:
     import _thread
 
     def again() -> None:
+        time.sleep(0.05)
         if signal.getsignal(signal.SIGINT) is _on_sigint:
             _thread.interrupt_main(signal.SIGINT)
 
     def unraisable(info: Any) -> None:
-        if isinstance(info.exc_value, KeyboardInterrupt):
-            timer = threading.Timer(0.05, again)
-            timer.daemon = True
-            timer.start()
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
             return
-        hook(info)
+        while True:  # never raise here: that would be swallowed too
+            try:
+                # a bare thread: threading's start waits for it, and Ctrl+C could land there
+                _thread.start_new_thread(again, ())
+                return
+            except KeyboardInterrupt:
+                continue
 
     return unraisable
 
