@@ -50,12 +50,9 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 
 def quiet_unraisable(hook: Any) -> Any:
-    """``sys.unraisablehook`` of a command's process. Python swallows an exception raised
-    inside a garbage-collection callback or a finaliser (JAX runs such callbacks while it
-    starts): it prints "Exception ignored" and runs on, and Ctrl+C would be lost. A swallowed
-    KeyboardInterrupt is delivered again a moment later, silently, from another thread (from
-    this one the handler would run inside the hook, which swallows it too); anything else goes
-    to ``hook``."""
+    """``sys.unraisablehook`` of a command's process: a KeyboardInterrupt Python swallowed
+    (raised in a garbage-collection callback, as JAX's while it starts) is delivered again
+    50 ms later from another thread, silently; anything else goes to ``hook``."""
     import _thread
 
     def again() -> None:
@@ -68,8 +65,7 @@ def quiet_unraisable(hook: Any) -> Any:
             hook(info)
             return
         while True:  # never raise here: that would be swallowed too
-            try:
-                # a bare thread: threading's start waits for it, and Ctrl+C could land there
+            try:  # a bare thread: threading's start waits, and Ctrl+C could land there
                 _thread.start_new_thread(again, ())
                 return
             except KeyboardInterrupt:
@@ -79,9 +75,8 @@ def quiet_unraisable(hook: Any) -> Any:
 
 
 def exit_at_once(code: int) -> Callable[..., None]:
-    """The SIGINT handler of a command process whose ``main`` has returned ``code``: what is
-    left is Python's and Ray's exit, which a second Ctrl+C ends at once (Ray's processes are
-    stopped by the launch's watcher), with that code rather than a traceback."""
+    """The SIGINT handler of a command process whose ``main`` returned ``code``: a Ctrl+C
+    during the exit ends it at once (the launch's watcher stops Ray's processes)."""
 
     def handler(signum: int, frame: Any) -> None:
         os._exit(code)
