@@ -65,7 +65,8 @@ if not any(isinstance(f, _Moved) for f in sys.meta_path):
 
 def _interrupted_while_importing(kind, value, tb):  # noqa: ANN001
     """``sys.excepthook`` of a ``python -m study.COMMAND`` run: Ctrl+C before the command's
-    ``main`` runs (which answers it itself, ``study.cli.interruptible``) is one line, exit 130."""
+    ``main`` runs (which answers it itself: ``study.interrupt.interruptible``) is one line and
+    exit code 130."""
     if issubclass(kind, KeyboardInterrupt):
         print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
         os._exit(130)  # nothing has started yet that an orderly exit would have to stop
@@ -77,12 +78,12 @@ def _interrupted_while_importing(kind, value, tb):  # noqa: ANN001
 if sys.argv[:1] == ["-m"] and sys.excepthook is sys.__excepthook__:
     sys.excepthook = _interrupted_while_importing
     # Ctrl+C raised where Python swallows it (JAX's garbage-collection callback, while the
-    # command imports) is delivered again (study.cli.quiet_unraisable), from the start
+    # command imports) is delivered again (study.interrupt.quiet_unraisable), from the start
     import signal as _signal
 
-    from study import cli as _cli
+    from study import interrupt as _interrupt
 
     if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-        _cli.COMMAND_PROCESS = True
-        _signal.signal(_signal.SIGINT, _cli._on_sigint)
-        sys.unraisablehook = _cli.quiet_unraisable(sys.unraisablehook)
+        _interrupt.COMMAND_PROCESS = True
+        _signal.signal(_signal.SIGINT, _interrupt.on_sigint)
+        sys.unraisablehook = _interrupt.quiet_unraisable(sys.unraisablehook)

@@ -9,15 +9,11 @@ written (README, "What is refused").
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import re
 import shlex
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,76 +34,6 @@ class Parser(argparse.ArgumentParser):
         typed = list(sys.argv[1:] if args is None else args)
         ns.command_line = f"{self.prog} {shlex.join(typed)}".rstrip()
         return ns
-
-
-COMMAND_PROCESS = False  # this process is a command's (python -m study.X): study/__init__.py
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    """Ctrl+C in a command's process: KeyboardInterrupt, as Python's own handler raises it
-    (a named handler, so that :func:`quiet_unraisable` knows the signal is still ours)."""
-    raise KeyboardInterrupt
-
-
-def quiet_unraisable(hook: Any) -> Any:
-    """``sys.unraisablehook`` of a command's process: a KeyboardInterrupt Python swallowed
-    (raised in a garbage-collection callback, as JAX's while it starts) is delivered again
-    50 ms later from another thread, silently; anything else goes to ``hook``."""
-    import _thread
-
-    def again() -> None:
-        time.sleep(0.05)
-        if signal.getsignal(signal.SIGINT) is _on_sigint:
-            _thread.interrupt_main(signal.SIGINT)
-
-    def unraisable(info: Any) -> None:
-        if not isinstance(info.exc_value, KeyboardInterrupt):
-            hook(info)
-            return
-        while True:  # never raise here: that would be swallowed too
-            try:  # a bare thread: threading's start waits, and Ctrl+C could land there
-                _thread.start_new_thread(again, ())
-                return
-            except KeyboardInterrupt:
-                continue
-
-    return unraisable
-
-
-def exit_at_once(code: int) -> Callable[..., None]:
-    """The SIGINT handler of a command process whose ``main`` returned ``code``: a Ctrl+C
-    during the exit ends it at once (the launch's watcher stops Ray's processes)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        os._exit(code)
-
-    return handler
-
-
-def interruptible(main: Callable[..., int]) -> Callable[..., int]:
-    """A command's ``main`` that answers Ctrl+C where nothing else does (while it starts up,
-    before a study can pause) with one line and exit code 130, not a traceback, whatever the
-    moment (:func:`quiet_unraisable`); in a command's own process (``python -m study.X``), a Ctrl+C
-    after ``main`` has answered ends the exit at once (:func:`exit_at_once`)."""
-
-    @functools.wraps(main)
-    def run(argv: list[str] | None = None) -> int:
-        ours = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, _on_sigint) if ours else None
-        code = 130
-        try:
-            code = main(argv)
-            return code
-        except KeyboardInterrupt:
-            if ours and COMMAND_PROCESS:
-                signal.signal(signal.SIGINT, exit_at_once(130))
-            print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
-            return 130
-        finally:
-            if ours:
-                signal.signal(signal.SIGINT, exit_at_once(code) if COMMAND_PROCESS else previous)
-
-    return run
 
 
 def fail(message: str) -> int:

@@ -28,7 +28,6 @@ from study.cli import (
     Parser,
     count,
     fail,
-    interruptible,
     markdown_table,
     provenance,
     writable_file,
@@ -36,6 +35,7 @@ from study.cli import (
 from study.engine.kinds import PREDICTION, kind_of
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
+from study.interrupt import interruptible
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, make_task
 

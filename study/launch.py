@@ -17,8 +17,9 @@ import argparse
 import sys
 
 from search_spaces import SPACES, describe
-from study.cli import Parser, count, fail, interruptible, pack_option, real, space_options
+from study.cli import Parser, count, fail, pack_option, real, space_options
 from study.engine.trial import REPORT_MIN_S
+from study.interrupt import interruptible
 from study.orchestration.plan import DEFAULT, Plan, make_plan
 from study.tasks import DEFAULT_TASK
 

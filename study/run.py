@@ -13,11 +13,12 @@ from typing import Any
 from learners import LEARNERS, family, family_defaults
 from learners.registry import resolve, update_rule
 from study import native
-from study.cli import Parser, count, fail, interruptible, real
+from study.cli import Parser, count, fail, real
 from study.engine.kinds import CLASSIFICATION, kind_of
 from study.engine.loop import check_steps, default_block
 from study.engine.threads import describe, limit_xla_threads
 from study.engine.trial import TrialRun, finish
+from study.interrupt import interruptible
 from study.present.words import verdict_line
 from study.stats import mean_ci
 from study.tasks import DEFAULT_TASK, TASKS, find_task, is_atari, make_env

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from study.cli import Parser, count, fail, interruptible
+from study.cli import Parser, count, fail
+from study.interrupt import interruptible
 from study.orchestration import stores
 
 

@@ -7,9 +7,10 @@ from study.bench.memory import memory_check
 from study.bench.overhead import check_studies, study_overhead
 from study.bench.table import learner_table
 from study.bench.timing import SIZES, machine, platforms
-from study.cli import Parser, count, fail, interruptible, pack_option, writable_file
+from study.cli import Parser, count, fail, pack_option, writable_file
 from study.engine.loop import check_environment
 from study.engine.threads import limit_xla_threads
+from study.interrupt import interruptible
 
 
 @interruptible

@@ -32,7 +32,7 @@ import sys
 from typing import Any
 
 from search_spaces import params_of
-from study.cli import Parser, count, fail, interruptible, pack_option, real, shown, space_options
+from study.cli import Parser, count, fail, pack_option, real, shown, space_options
 from study.compare.budget import FAMILIES, MATCH_FAMILY, matched_budget  # noqa: F401
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
@@ -54,6 +54,7 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
     stage_options,
     stage_state,
 )
+from study.interrupt import interruptible
 from study.orchestration.execute import execute
 from study.orchestration.plan import Plan, make_plan, space_name
 from study.stats import N_RESAMPLES, check_resamples

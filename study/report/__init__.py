@@ -33,8 +33,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from study.cli import Parser, fail, interruptible, writable_folder
+from study.cli import Parser, fail, writable_folder
 from study.engine.kinds import NORMALISED_CURVE
+from study.interrupt import interruptible
 from study.orchestration import stores
 from study.report.claims import Claim, judge, method_note
 from study.report.curves import curve_band
