@@ -36,6 +36,16 @@ class Parser(argparse.ArgumentParser):
         return ns
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URI (None for any other URI)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    path = uri.split("?", 1)[0].removeprefix("sqlite:").removeprefix("///")
+    if uri.startswith("sqlite:////"):
+        path = "/" + path.lstrip("/")
+    return Path(path) if path and path != ":memory:" else None
+
+
 def fail(message: str) -> int:
     """Print ``message`` as a one-line error, with any password in a URL hidden; returns the
     exit code 2."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from study.cli import Parser, count, fail
 from study.interrupt import interruptible
 from study.orchestration import stores
+from study.records.ui_app import APP_NAME
 
 
 def _check_port(host: str, port: int) -> None:
@@ -78,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     server = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     for line in pages(uri, server):
         print(line)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]  # fmt: skip
+    command = [sys.executable, "-m", "mlflow", "ui", "--app-name", APP_NAME,
+               "--backend-store-uri", uri, "--host", args.host,
+               "--port", str(args.port)]  # fmt: skip
     return serve(command, server, runs / "logs" / f"ui-{time.strftime('%Y%m%d-%H%M%S')}.log")
 
 

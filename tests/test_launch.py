@@ -93,7 +93,7 @@ def test_readme_smoke_study_records_every_trial_in_mlflow_and_optuna(tmp_path):
     assert "Token authentication" not in proc.stdout + proc.stderr
     assert (home / ".ray" / "auth_token").is_file()  # Ray made it, as it does unasked
     assert "best msre_windowed" in proc.stdout
-    assert "mlflow ui --backend-store-uri sqlite:///" in proc.stdout
+    assert "python -m study.ui --runs-dir " in proc.stdout
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
     runs_dir = tmp_path / "runs"
     client, children, _ = check_one_run_per_trial(

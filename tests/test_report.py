@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -290,18 +291,56 @@ def test_a_report_on_a_moved_copy_reads_the_copy_and_writes_only_its_out(study, 
     assert snapshot(runs) == before
 
 
-def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, tmp_path):
-    """``python -m study.ui`` on a copied runs folder, the original moved away: a real MLflow
-    UI whose runs' artifacts are the copy's (``mlflow ui`` alone would serve the original's
-    paths, gone here), and each study's results page printed first; Ctrl+C stops it
-    quietly."""
+def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
+    """``python -m study.ui`` on a copied runs folder, the original moved away, opened in
+    headless Chromium at 1440 x 900 at the link it prints, then clicked as a user would:
+
+    - the copy's artifacts are served (``mlflow ui`` alone would serve the original's paths);
+    - the study's page: model training (not GenAI), the assistant panel closed, every trial
+      best first with its whole name, result, family, size, step size and lambda on the
+      first screen, rounded (``2.27e-4``);
+    - one click on a trial: still model training (its link carries no mode), its "Model
+      metrics" tab draws the normalised curve first; the breadcrumb back: the study's
+      sorted view again;
+    - Ctrl+C stops the server quietly.
+
+    The trial's ``learning_curve.png`` is normalised and slide-sized; screenshots go to
+    test-artifacts/."""
+    import struct
     import urllib.request
 
-    from browser import free_port
+    import psutil
+    from browser import Browser, chromium, free_port
 
+    from study.engine.kinds import NORMALISED_CURVE
+    from study.records.tags import KIND_TAG, MODEL_TRAINING
+
+    chromium()
     runs, _ = study
     copy = tmp_path / "copy"
     shutil.copytree(runs, copy)
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cmp-columnar")
+    assert exp.tags[KIND_TAG] == MODEL_TRAINING
+    note = exp.tags["mlflow.note.content"]
+    assert (
+        note.startswith("ccn-study: **Result**: best configuration **2 a=") and "columnar" in note
+    )
+    trials = [r for r in client.search_runs([exp.experiment_id])
+              if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    names = [r.info.run_name for r in trials]
+    # short names: the shape (2 columns), the step size and lambda, e.g. "2 a=1.2e-3 l=.99"
+    assert all(n.startswith("2 a=") and " l=" in n and len(n) <= 18 for n in names), names
+    colours = {r.data.tags["mlflow.runColor"] for r in trials}
+    assert len(colours) == len(trials) == 4
+    value = {r.info.run_name: r.data.metrics["final_nmsre_windowed"] for r in trials}
+    ranked = sorted(names, key=value.get)
+    best = next(r for r in trials if r.info.run_name == ranked[0])
+    # the launch's run holds the study's result
+    (launch,) = [r for r in client.search_runs([exp.experiment_id])
+                 if r.data.tags.get("ccn.role") == "launch"]  # fmt: skip
+    assert launch.data.tags["best_trial"] == ranked[0]
+    assert launch.data.metrics["best_nmsre_windowed"] == value[ranked[0]]
     port = free_port()
     away = runs.with_name("runs-away")
     runs.rename(away)
@@ -310,9 +349,9 @@ def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, 
                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    column = "metrics.`final_nmsre_windowed`"
     try:
         wait_healthy(base, server, tmp_path / "ui.log")
-        client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
         evaluation = client.get_experiment_by_name(EVAL)
         trial = next(r for r in client.search_runs([evaluation.experiment_id])
                      if "ccn.finals" in r.data.tags)  # fmt: skip
@@ -327,10 +366,58 @@ def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, 
         assert json.loads(served)["final_steps_done"] > 0
         printed = (tmp_path / "ui.log").read_text()
         assert f"{EVAL}: {base}/#/experiments/{evaluation.experiment_id}/runs?" in printed
+        # the link the command prints for the study, as the user copies it
+        (url,) = [line.split(": ", 1)[1] for line in printed.splitlines()
+                  if line.startswith("cmp-columnar: ")]  # fmt: skip
+        with Browser(tmp_path / "profile", width=1440, height=900) as b:
+            page = b.open(url, until=["Model training", "Result: best configuration", *names])
+            b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
+                   f" >= {len(names)}")  # fmt: skip
+            b.screenshot(ARTIFACTS / "mlflow-experiment.png")
+            # model-training mode: its sidebar, not GenAI's; MLflow's assistant left closed
+            assert "Models" in page and "Judges" not in page and "Prompts" not in page
+            assert "MLflow Assistant" not in page
+            rows = table_rows(b, column)
+            # best first, every trial's value in view, every name whole
+            assert [r["name"] for r in rows] == ranked, rows
+            assert [float(r["result"]) for r in rows] == [value[n] for n in ranked], rows
+            for r in rows:  # the configuration beside the result, rounded, on the first screen
+                assert r["whole"] and r["learner"] == "columnar" and r["size"] == "2", r
+                assert re.fullmatch(r"\d(\.\d{1,2})?e-\d|\.\d{1,4}|\d+(\.\d+)?", r["alpha"]), r
+                assert r["lambda"] in {"0", ".9", ".95", ".99", ".999", ".5"}, r
+                assert all(r["inview"].values()), r
+            for header in ("final_nmsre_windowed_ci95", "learned"):
+                assert header in page
+            # one click on the best trial's name: still model training, its curve first
+            b.click('.ag-row [col-id="attributes.`Run Name`"] a', ranked[0])
+            page = b.open_again(until=[best.info.run_id[:8], "Model metrics"])
+            assert "workflowType" not in b.evaluate("location.hash")  # the link said nothing
+            b.wait("!document.body.innerText.includes('Evaluation runs')")
+            page = b.text()
+            assert "Models" in page and "Judges" not in page and "Evaluation runs" not in page
+            b.click('[role="tab"], a, button', "Model metrics")
+            page = b.open_again(until=[f"{best.info.run_name} ({NORMALISED_CURVE})"])
+            b.wait("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length"
+                   " >= 1")  # fmt: skip
+            b.screenshot(ARTIFACTS / "mlflow-trial-curves.png")
+            # its section comes first, the mean before the seeds, the raw MSRE after them
+            first = page.index("normalised MSRE")
+            assert (
+                first
+                < page.index("curve_nmsre_windowed\n")
+                < page.index("curve_nmsre_windowed_seed")
+            )
+            assert page.index("curve_nmsre_windowed") < page.index("curve_msre_windowed")
+            assert first < page.index("windowed MSRE\n")
+            # the breadcrumb back to the study: its sorted view, not MLflow's default
+            b.click(f'a[href$="/experiments/{exp.experiment_id}/runs"]', "cmp-columnar")
+            b.wait("location.hash.includes('viewStateShareKey=results')")
+            b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
+                   f" >= {len(names)}")  # fmt: skip
+            assert [r["name"] for r in table_rows(b, column)] == ranked
+            b.screenshot(ARTIFACTS / "mlflow-back.png")
         # Ctrl+C, as a terminal sends it to the foreground group: one line, exit 130, the
         # server's processes gone with it and none of their tracebacks
-        import psutil
-
         serving = [p for p in psutil.Process(server.pid).children(recursive=True)]
         assert serving  # MLflow's server and its workers
         os.killpg(server.pid, signal.SIGINT)
@@ -347,6 +434,59 @@ def test_study_ui_on_a_copy_no_launch_touched_serves_the_copys_artifacts(study, 
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
         away.rename(runs)
+    # the figure: normalised, 1200 px wide or more, titled with the study and the trial
+    with tempfile.TemporaryDirectory() as d:
+        png = Path(client.download_artifacts(best.info.run_id, "learning_curve.png", d))
+        width, height = struct.unpack(">II", png.read_bytes()[16:24])
+    assert width >= 1200 and height >= 600
+
+
+def table_rows(b, column: str) -> list[dict]:
+    """The runs table as drawn, top row first: each row's name (whole: not cut), result and
+    the rounded configuration columns, and whether each of those cells lies within the
+    window. ag-grid draws the pinned name column and the others as separate rows sharing a
+    row-id."""
+    shown = b.evaluate(f"""JSON.stringify([...document.querySelectorAll(
+        '.ag-row [col-id="{column}"]')].map(c => {{
+        const row = c.closest('.ag-row'), id = row.getAttribute('row-id');
+        const cell = k => document.querySelector(`.ag-row[row-id="${{id}}"] [col-id="${{k}}"]`);
+        const name = cell('attributes.`Run Name`'), text = name.querySelector('a span') || name;
+        const out = {{index: +row.getAttribute('row-index'), name: text.innerText.trim(),
+                     result: c.innerText.trim(), inview: {{}},
+                     whole: text.getBoundingClientRect().right <=
+                            name.getBoundingClientRect().right}};
+        for (const k of ['learner', 'size', 'alpha', 'lambda']) {{
+            const t = cell('tags.`' + k + '`');
+            out[k] = t ? t.innerText.trim() : null;
+            const box = (t || c).getBoundingClientRect();
+            out.inview[k] = !!t && box.width > 0 && box.right <= innerWidth;
+        }}
+        const box = c.getBoundingClientRect();
+        out.inview.result = box.width > 0 && box.right <= innerWidth;
+        return out;
+    }}).sort((x, y) => x.index - y.index))""")  # fmt: skip
+    return json.loads(shown)
+
+
+def test_a_comparisons_runs_name_their_family_and_its_launch_the_comparison(study):
+    """In MLflow a comparison's evaluation holds several families: each run's name starts
+    with its family and its ``learner`` column says it, and the launch's run is named by the
+    comparison (not by the first family)."""
+    runs, _ = study
+    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(EVAL)
+    found = client.search_runs([exp.experiment_id])
+    trials = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert {r.data.tags["learner"] for r in trials} == {"columnar", "linear"}
+    for r in trials:
+        assert r.info.run_name.split()[0] == r.data.tags["learner"], r.info.run_name
+    launches = [r.info.run_name for r in found if r.data.tags.get("ccn.role") == "launch"]
+    assert launches and all(n.startswith(f"{EVAL} launch ") for n in launches), launches
+    # a tuning study's runs leave the family to their experiment's name
+    tuning = client.get_experiment_by_name("cmp-columnar")
+    names = [r.info.run_name for r in client.search_runs([tuning.experiment_id])
+             if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
+    assert names and all(n.startswith("2 a=") for n in names), names
 
 
 def test_study_ui_refuses_a_folder_without_a_store_and_a_taken_port(study, tmp_path, capsys):
@@ -474,116 +614,6 @@ def test_report_bad_input_is_one_line_and_writes_nothing(study, tmp_path, capsys
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert a_file.read_text() == "not a folder"
-
-
-def test_mlflow_ui_shows_every_trials_result_and_its_normalised_curve(study, tmp_path):
-    """A real ``mlflow server`` over the study's store, opened in headless Chromium at the
-    link the launch prints: MLflow's model-training mode (not GenAI), and on the first screen
-    every trial's whole name, its normalised MSRE, the interval and the verdict, best first,
-    without clicking; each trial its own colour. One click on a trial: its "Model metrics"
-    tab draws the normalised curve first; its ``learning_curve.png`` is normalised, with the
-    line at 1, wide enough for a slide. The experiment's description starts with the
-    result. Screenshots go to test-artifacts/."""
-    import struct
-
-    from browser import Browser, chromium, free_port
-
-    from study.engine.kinds import NORMALISED_CURVE
-    from study.records.tags import KIND_TAG, MODEL_TRAINING
-    from study.records.view import runs_page
-
-    chromium()
-    runs, _ = study
-    client = MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("cmp-columnar")
-    assert exp.tags[KIND_TAG] == MODEL_TRAINING
-    note = exp.tags["mlflow.note.content"]
-    assert (
-        note.startswith("ccn-study: **Result**: best configuration **2 a=") and "columnar" in note
-    )
-    trials = [r for r in client.search_runs([exp.experiment_id])
-              if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
-    names = [r.info.run_name for r in trials]
-    # short names: the shape (2 columns), the step size and lambda, e.g. "2 a=1.2e-3 l=.99"
-    assert all(n.startswith("2 a=") and " l=" in n and len(n) <= 18 for n in names), names
-    colours = {r.data.tags["mlflow.runColor"] for r in trials}
-    assert len(colours) == len(trials) == 4
-    value = {r.info.run_name: r.data.metrics["final_nmsre_windowed"] for r in trials}
-    ranked = sorted(names, key=value.get)
-    # the launch's run holds the study's result
-    (launch,) = [r for r in client.search_runs([exp.experiment_id])
-                 if r.data.tags.get("ccn.role") == "launch"]  # fmt: skip
-    assert launch.data.tags["best_trial"] == ranked[0]
-    assert launch.data.metrics["best_nmsre_windowed"] == value[ranked[0]]
-    port = free_port()
-    log = (tmp_path / "mlflow-server.log").open("w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-         f"sqlite:///{runs / 'mlflow.db'}", "--artifacts-destination", str(runs / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    column = "metrics.`final_nmsre_windowed`"
-    try:
-        wait_healthy(base, server, tmp_path / "mlflow-server.log")
-        with Browser(tmp_path / "profile", height=1000) as b:
-            url = runs_page(base, exp.experiment_id)  # the launch's link
-            page = b.open(url, until=["Model training", "Result: best configuration", *names])
-            b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
-                   f" >= {len(names)}")  # fmt: skip
-            b.screenshot(ARTIFACTS / "mlflow-experiment.png")
-            # model-training mode: its sidebar, not GenAI's
-            assert "Models" in page and "Judges" not in page and "Prompts" not in page
-            # ag-grid draws the pinned name column and the others as separate rows, one
-            # row-id: each result cell, its row's place, and the name of the same row-id
-            shown = b.evaluate(f"""JSON.stringify([...document.querySelectorAll(
-                '.ag-row [col-id="{column}"]')].map(c => {{
-                const row = c.closest('.ag-row'), id = row.getAttribute('row-id');
-                const cell = document.querySelector(
-                    `.ag-row[row-id="${{id}}"] [col-id="attributes.\\`Run Name\\`"]`);
-                const text = cell.querySelector('a span') || cell;
-                const box = c.getBoundingClientRect();
-                return [+row.getAttribute('row-index'), text.innerText.trim(),
-                        c.innerText.trim(), text.getBoundingClientRect().right <=
-                        cell.getBoundingClientRect().right, box.right <= innerWidth,
-                        box.width > 0];
-            }}).sort((x, y) => x[0] - y[0]).map(r => r.slice(1)))""")  # fmt: skip
-            rows = json.loads(shown)
-            # best first, every trial's value in view, every name whole
-            assert [r[0] for r in rows] == ranked, rows
-            assert [float(r[1]) for r in rows] == [value[n] for n in ranked], rows
-            assert all(r[2] and r[3] and r[4] for r in rows), rows
-            for header in ("final_nmsre_windowed_ci95", "learned"):
-                assert header in page
-            # one click: the best trial's Model metrics, the normalised curve first
-            best = next(r for r in trials if r.info.run_name == ranked[0])
-            b.open(f"{base}/#/experiments/{exp.experiment_id}/runs/{best.info.run_id}"
-                   "/model-metrics?workflowType=machine_learning",
-                   until=[best.info.run_name, "curve_nmsre_windowed"])  # fmt: skip
-            # a drawn chart's legend names the run and the metric it draws
-            page = b.open_again(until=[f"{best.info.run_name} ({NORMALISED_CURVE})"])
-            b.wait("document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length"
-                   " >= 1")  # fmt: skip
-            b.screenshot(ARTIFACTS / "mlflow-trial-curves.png")
-            # its section comes first, the mean before the seeds, the raw MSRE after them
-            first = page.index("normalised MSRE")
-            assert (
-                first
-                < page.index("curve_nmsre_windowed\n")
-                < page.index("curve_nmsre_windowed_seed")
-            )
-            assert page.index("curve_nmsre_windowed") < page.index("curve_msre_windowed")
-            assert first < page.index("windowed MSRE\n")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
-        server.wait(timeout=30)
-        log.close()
-    # the figure: normalised, 1200 px wide or more, titled with the study and the trial
-    with tempfile.TemporaryDirectory() as d:
-        png = Path(client.download_artifacts(best.info.run_id, "learning_curve.png", d))
-        width, height = struct.unpack(">II", png.read_bytes()[16:24])
-    assert width >= 1200 and height >= 600
 
 
 def test_a_pick_that_diverged_on_a_fresh_seed_is_reported_as_it_ran():

@@ -13,7 +13,7 @@ from scipy import stats
 
 from study.engine.kinds import CLASSIFICATION, PREDICTION
 from study.present.curve import plot_curve, step_label
-from study.present.names import PALETTE, headline, place, run_name, short
+from study.present.names import PALETTE, headline, place, rounded, run_name, short, table_values
 from study.present.words import words
 from study.records.tags import COLOUR_TAG
 from study.records.view import recolour, runs_page, view_state
@@ -26,6 +26,16 @@ def test_numbers_in_run_names_are_short_and_exact_to_what_they_show(x, text):
     assert short(x) == text
 
 
+def test_the_tables_columns_round_to_three_digits_and_name_family_and_shape():
+    assert [rounded(x) for x in (4.2417e-4, 0.99, 0.0, 12.54, 1e-3, 0.05, 0.0196)] == [
+        "4.24e-4", ".99", "0", "12.5", "1e-3", ".05", ".0196"]  # fmt: skip
+    values = table_values({"n_features": 20, "per_stage": 4},
+                          {"learner": "hybrid", "alpha": 4.2417e-4, "lambda_": 0.99})  # fmt: skip
+    assert values == {"learner": "hybrid", "size": "20:4", "alpha": "4.24e-4", "lambda": ".99"}
+    dense = table_values({"n_features": 8, "truncation": 5}, {"learner": "tbptt", "alpha": 1e-3})
+    assert dense == {"learner": "tbptt", "size": "h8 k=5", "alpha": "1e-3"}
+
+
 def test_run_names_show_shape_step_size_and_lambda_within_the_default_column():
     assert run_name({"n_features": 20, "per_stage": 4}, {"alpha": 1e-3, "lambda_": 0.99}) == (
         "20:4 a=1e-3 l=.99")  # fmt: skip
@@ -36,6 +46,9 @@ def test_run_names_show_shape_step_size_and_lambda_within_the_default_column():
     # the longest a search draws still fits the runs table's name column (about 20 characters)
     worst = run_name({"n_features": 128, "per_stage": 16}, {"alpha": 1.23e-5, "lambda_": 0.999})
     assert worst == "128:16 a=1.2e-5 l=.999" and len(worst) <= 22
+    # among several families (a comparison's evaluation) the family comes first
+    assert run_name({"n_features": 20, "per_stage": 4}, {"alpha": 1e-3, "lambda_": 0.99},
+                    "hybrid") == "hybrid 20:4 a=1e-3 l=.99"  # fmt: skip
 
 
 def test_headline_is_the_verdicts_mean_interval_and_flag_rounded_for_the_table():
@@ -60,13 +73,15 @@ def test_headline_is_the_verdicts_mean_interval_and_flag_rounded_for_the_table()
 
 
 def test_the_shared_view_lists_trials_best_first_with_result_verdict_and_parameters():
-    state = view_state(PREDICTION, ["n_features", "alpha", "lambda_"])
+    state = view_state(PREDICTION, ["n_features", "alpha", "lambda_", "eta"])
     assert state["orderByKey"] == "metrics.`final_nmsre_windowed`" and state["orderByAsc"]
     assert state["searchFilter"] == "tags.`ccn.role` != 'launch'"
+    # the result, then the configuration rounded (family, shape, alpha, lambda), then what
+    # else was searched at full precision
     assert state["selectedColumns"] == [
         "metrics.`final_nmsre_windowed`", "metrics.`final_nmsre_windowed_ci95`",
-        "tags.`learned`", "metrics.`final_msre_windowed`", "params.`n_features`",
-        "params.`alpha`", "params.`lambda_`"]  # fmt: skip
+        "tags.`learned`", "tags.`learner`", "tags.`size`", "tags.`alpha`", "tags.`lambda`",
+        "metrics.`final_msre_windowed`", "params.`eta`"]  # fmt: skip
     assert state["columnOrder"][:2] == ["attributes.`Run Name`", "metrics.`final_nmsre_windowed`"]
     assert state["runsHiddenMode"] == "SHOW_ALL"
     best = view_state(CLASSIFICATION, [])
@@ -144,3 +159,21 @@ def test_the_studys_sentence_rounds_as_the_trials_own_from_every_digit(tmp_path)
     )  # fmt: skip
     assert f"normalised MSRE {mean:.3f} ± 0.429 (95%" in outcome(PREDICTION, [run], Client())[1]
     assert "± 0.428" in outcome(PREDICTION, [run])[1]  # without the file: the metrics' digits
+
+
+def test_the_printed_mlflow_hint_names_the_projects_ui_and_never_a_password():
+    """A runs folder's store is browsed with ``python -m study.ui`` (MLflow's UI kept in
+    model training); any other store with MLflow's own command and the project's app; a
+    server's link never shows its password."""
+    from study.records.view import browse_hint
+
+    hint = browse_hint("sqlite:////tmp/a b/runs/mlflow.db", "4")
+    assert hint.startswith("MLflow: run `python -m study.ui --runs-dir '/tmp/a b/runs'`, then")
+    other = browse_hint("sqlite:////tmp/elsewhere.db", "4")
+    assert (
+        "`mlflow ui --app-name ccn-study --backend-store-uri sqlite:////tmp/elsewhere.db`" in other
+    )
+    served = browse_hint("https://alice:s3cret@mlflow.example:5000/", "4")
+    assert "s3cret" not in served and served.startswith("MLflow: https://alice:")
+    assert served.endswith("/#/experiments/4/runs?viewStateShareKey=results"
+                           "&workflowType=machine_learning")  # fmt: skip

@@ -129,7 +129,8 @@ def _study(plan: Plan, dashboard: str | None) -> int:
             {"space": plan.space_name, "task": plan.task,
              **({"ccn.stage": plan.stage} if plan.stage else {})}, resume=plan.resume,
             description=description(plan),
-            run_name=f"{plan.space_name} launch {time.strftime('%Y-%m-%d %H:%M')}",
+            run_name=f"{plan.name if plan.configs else plan.space_name} launch "
+            f"{time.strftime('%Y-%m-%d %H:%M')}",
             run_description=f"Launched as `{command(plan)}` on {socket.gethostname()}; Ray "
             f"Tune's results and checkpoints: `{plan.tune_path}`.",
             kind=plan.kind, shown=shown_params(plan),

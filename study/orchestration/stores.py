@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from study.cli import probe, redact, writable_folder
+from study.cli import probe, redact, sqlite_file, writable_folder
 
 # Tables every store of the kind has had since long before the versions pinned here.
 KINDS = {
@@ -21,16 +21,6 @@ KINDS = {
     "optuna": ("an Optuna storage", {"studies", "trials", "version_info"}),
 }
 DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "http": 80, "https": 443}
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The file of a ``sqlite:///PATH`` URI (None for any other URI)."""
-    if not uri.startswith("sqlite:"):
-        return None
-    path = uri.split("?", 1)[0].removeprefix("sqlite:").removeprefix("///")
-    if uri.startswith("sqlite:////"):
-        path = "/" + path.lstrip("/")
-    return Path(path) if path and path != ":memory:" else None
 
 
 def tables(path: Path) -> set[str]:

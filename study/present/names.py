@@ -46,25 +46,51 @@ def short(x: float) -> str:
     return text[1:] if text.startswith("0.") else text
 
 
-def run_name(settings: dict[str, Any], config: dict[str, Any]) -> str:
-    """A trial's run name: its shape and key hyperparameters, short enough for the runs
-    table's default column (its experiment names the family): ``20:4 a=1e-3 l=.99``
-    (columns:per stage), ``7 a=3e-4 l=0``, ``h8 k=5 a=1e-3 l=.9`` (hidden units,
-    truncation)."""
-    shape = ""
+def shape(settings: dict[str, Any]) -> str:
+    """A network's shape as run names write it: ``20:4`` (columns:per stage), ``7`` (one
+    stage), ``h8 k=5`` (hidden units, truncation), ``h8 x2`` (layers); "" without a size."""
     if "per_stage" in settings:  # columns
         n, per = settings["n_features"], settings["per_stage"]
-        shape = str(n) if per == n else f"{n}:{per}"
-    elif "n_features" in settings:  # hidden units of a dense LSTM
-        shape = f"h{settings['n_features']}"
-        shape += f" k={settings['truncation']}" if "truncation" in settings else ""
-        shape += f" x{settings['layers']}" if settings.get("layers", 1) > 1 else ""
-    parts = [shape]
+        return str(n) if per == n else f"{n}:{per}"
+    if "n_features" not in settings:
+        return ""
+    text = f"h{settings['n_features']}"  # hidden units of a dense LSTM
+    text += f" k={settings['truncation']}" if "truncation" in settings else ""
+    return text + (f" x{settings['layers']}" if settings.get("layers", 1) > 1 else "")
+
+
+def run_name(settings: dict[str, Any], config: dict[str, Any], family: str = "") -> str:
+    """A trial's run name: its shape and key hyperparameters, short enough for the runs
+    table's default column (a study's experiment names the family; a run among several
+    families names its ``family`` first): ``20:4 a=1e-3 l=.99`` (columns:per stage),
+    ``7 a=3e-4 l=0``, ``h8 k=5 a=1e-3 l=.9`` (hidden units, truncation), ``hybrid 20:4
+    a=1e-3 l=.99``."""
+    parts = [family, shape(settings)]
     if isinstance(config.get("alpha"), int | float):
         parts.append(f"a={short(float(config['alpha']))}")
     if isinstance(config.get("lambda_"), int | float):
         parts.append(f"l={short(float(config['lambda_']))}")
     return " ".join(p for p in parts if p)
+
+
+def rounded(x: float) -> str:
+    """``x`` to three significant digits as a table column shows it: ``4.24e-4``, ``.99``,
+    ``0``, ``12.5``."""
+    if x != 0 and abs(x) < 0.01:
+        mantissa, exponent = f"{float(x):.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    text = f"{x:.3g}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def table_values(settings: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    """What the runs table shows of a trial beside its result (``study.records.tags.TABLE``):
+    its family, shape, step size and lambda, rounded to read at a glance."""
+    values = {"learner": str(config.get("learner", "")), "size": shape(settings)}
+    for key, name in (("alpha", "alpha"), ("lambda_", "lambda")):
+        if isinstance(config.get(key), int | float) and not isinstance(config[key], bool):
+            values[name] = rounded(float(config[key]))
+    return values
 
 
 def headline(kind: Any, final: dict[str, float]) -> dict[str, float]:

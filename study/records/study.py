@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from study.cli import sqlite_file
 from study.engine.kinds import PREDICTION, TaskKind
 from study.records.finals import log_finals
 from study.records.tags import (
@@ -43,9 +43,7 @@ def client_of(uri: str) -> MlflowClient:
     every later open refuses ("table ... already exists")."""
     import os
 
-    path = None
-    if uri.startswith("sqlite:///") and "?" not in uri:
-        path = Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs: /abs
+    path = sqlite_file(uri) if "?" not in uri else None
     if path is not None and not path.exists() and path.parent.is_dir():
         part = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:

@@ -28,6 +28,9 @@ KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"
 COLOUR_TAG = "mlflow.runColor"  # the run's colour in the UI's table and charts
 LEARNED_TAG = "learned"  # "yes" or "no": the trial's verdict, a column of the runs table
+# Beside it, what a reader compares, rounded (study.present.names.table_values): the family,
+# the shape, the step size and lambda (their exact values are the run's params)
+TABLE = ("learner", "size", "alpha", "lambda")
 # The experiment's shared view of the runs table: its state as JSON under SHARED_VIEW_TAG+KEY
 SHARED_VIEW_TAG, VIEW_KEY = "mlflow.sharedViewState.", "results"
 FINALS = "finals.json"  # every final number of a run (per seed, timings), as an artifact

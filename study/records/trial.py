@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from study.engine.kinds import PREDICTION, TaskKind
 from study.present import colour, place, plot_curve, run_name
+from study.present.names import table_values
 from study.present.words import verdict_of, words
 from study.records.finals import add_finals, log_finals
 from study.records.study import Tracking, history
@@ -127,7 +128,8 @@ class TrialLogger:
             trial_id = f"{trial_id}.{pack[0]}"
         if optuna_trial is not None:
             packed[OPTUNA_TAG] = str(optuna_trial)
-        name = run_name(learner.settings, config)
+        several = str(config.get("role", "tuning")) != "tuning"  # an evaluation: any families
+        name = run_name(learner.settings, config, learner.name if several else "")
         shape = ", ".join(f"{k} {v}" for k, v in learner.settings.items()
                           if k not in ("n_inputs", "rmsprop"))  # fmt: skip
         hp = [f"step size {config['alpha']:g}" if "alpha" in config else "",
@@ -150,6 +152,7 @@ class TrialLogger:
             CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                    sort_keys=True, default=str),
             COLOUR_TAG: colour(index or 0), NOTE_TAG: note,
+            **table_values(learner.settings, config),
         }  # fmt: skip
         params = {**{k: v for k, v in config.items() if k != "seeds"}, **ledger}
         logger = cls(tracking, run_id, trial_id, name, tags, params, kind=kind,

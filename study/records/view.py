@@ -14,12 +14,13 @@ verdict and key parameters, best first, and :func:`runs_page` links to it.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from typing import Any
 
 import numpy as np
 
-from study.cli import redact
+from study.cli import redact, sqlite_file
 from study.present import colour, outcome_sentence
 from study.present.names import PALETTE
 from study.present.words import words
@@ -30,8 +31,10 @@ from study.records.tags import (
     NOTE_TAG,
     ROLE_TAG,
     SHARED_VIEW_TAG,
+    TABLE,
     VIEW_KEY,
 )
+from study.records.ui_app import APP_NAME
 
 RUN_NAME = "attributes.`Run Name`"  # the runs table's column ids: attributes, metrics, ...
 
@@ -52,14 +55,22 @@ def recolour(client: Any, runs: list[Any]) -> int:
     return changed
 
 
+# what the table's rounded columns (TABLE) already show of a configuration's parameters
+IN_TABLE = ("n_features", "per_stage", "truncation", "layers", "alpha", "lambda_")
+WIDTHS = {"learner": 100, "size": 70, "alpha": 80, "lambda": 70}
+
+
 def columns(kind: Any, params: list[str]) -> list[str]:
     """The runs table's columns (MLflow's column ids): the result, its interval, the verdict,
-    the objective, then the parameters ``params``."""
+    the family, shape, step size and lambda rounded (``TABLE``), the objective, then the
+    parameters of ``params`` that those do not show."""
     metric = [f"final_{kind.verdict_key}", f"final_{kind.verdict_key}_ci95"]
     if kind.metric != kind.verdict_key:
         metric.append(f"final_{kind.metric}")
     shown = [f"metrics.`{m}`" for m in metric[:2]] + [f"tags.`{LEARNED_TAG}`"]
-    return shown + [f"metrics.`{m}`" for m in metric[2:]] + [f"params.`{p}`" for p in params]
+    shown += [f"tags.`{t}`" for t in TABLE]
+    return (shown + [f"metrics.`{m}`" for m in metric[2:]]
+            + [f"params.`{p}`" for p in params if p not in IN_TABLE])  # fmt: skip
 
 
 def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
@@ -74,7 +85,12 @@ def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
         "selectedColumns": shown,
         # the results first, then when and how long; each column as wide as its name
         "columnOrder": [RUN_NAME, *shown, "runDateAndNestInfo", "duration"],
-        "columnWidths": {RUN_NAME: 200, **dict.fromkeys(shown, 95), shown[0]: 170},
+        "columnWidths": {
+            RUN_NAME: 200,
+            **dict.fromkeys(shown, 95),
+            shown[0]: 130,
+            **{f"tags.`{t}`": w for t, w in WIDTHS.items()},
+        },
         "runsHiddenMode": "SHOW_ALL",
         "hideEmptyCharts": True,
     }
@@ -97,10 +113,14 @@ def browse_hint(uri: str, experiment_id: str, short: bool = False) -> str:
     them with their results, best first (``short``: the page alone, for a comparison's
     stages, whose command says once at its end how to start the UI)."""
     if uri.startswith(("http://", "https://")) or short:
-        server = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+        server = redact(uri.rstrip("/")) if uri.startswith("http") else "http://127.0.0.1:5000"
         return f"MLflow: {runs_page(server, experiment_id)}"
-    return (f"MLflow: run `mlflow ui --backend-store-uri {redact(uri)}`, then open "
-            f"{runs_page('http://127.0.0.1:5000', experiment_id)}")  # fmt: skip
+    store = sqlite_file(uri)
+    if store is not None and store.name == "mlflow.db":  # a runs folder's own store
+        serve = f"python -m study.ui --runs-dir {shlex.quote(str(store.parent))}"
+    else:
+        serve = f"mlflow ui --app-name {APP_NAME} --backend-store-uri {redact(uri)}"
+    return f"MLflow: run `{serve}`, then open {runs_page('http://127.0.0.1:5000', experiment_id)}"
 
 
 # -- descriptions that state the outcome ---------------------------------------------------

@@ -12,8 +12,8 @@ import numpy as np
 
 from learners.families import ORDER
 from learners.registry import known
+from study.cli import sqlite_file
 from study.engine.kinds import PREDICTION, TaskKind, kind_of
-from study.orchestration.stores import sqlite_file
 from study.records.tags import CONFIG_TAG, PARENT_TAG, ROLE_TAG, STATUS_TAG
 from study.report.claims import family_summary
 from study.stats import N_RESAMPLES, mean_ci
