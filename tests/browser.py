@@ -148,13 +148,22 @@ class Browser:
         self.call("Input.insertText", text=text)
 
     def click(self, selector: str, text: str) -> None:
-        """Click the first element matching ``selector`` whose visible text is ``text``."""
-        clicked = self.call("Runtime.evaluate", returnByValue=True, expression=(
+        """Click, with the mouse as a user does (pressed and released at its centre, the
+        events a page's own handlers see), the first element matching ``selector`` whose
+        visible text is ``text``, scrolled into view first."""
+        found = self.call("Runtime.evaluate", returnByValue=True, expression=(
             f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
             f".find(e => e.innerText.trim() === {json.dumps(text)}); "
-            "if (!e) return false; e.click(); return true; })()"
+            "if (!e) return null; e.scrollIntoView({block: 'center'}); "
+            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; "
+            "})()"
         ))["result"].get("value")  # fmt: skip
-        assert clicked, f"no {selector} reads {text!r}"
+        assert found, f"no {selector} reads {text!r}"
+        x, y = found
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      clickCount=1)  # fmt: skip
 
     def wait(self, expression: str, timeout: float = 90.0) -> None:
         """Wait until the JavaScript ``expression`` is true on the open page."""

@@ -57,7 +57,7 @@ def recolour(client: Any, runs: list[Any]) -> int:
 
 # what the table's rounded columns (TABLE) already show of a configuration's parameters
 IN_TABLE = ("n_features", "per_stage", "truncation", "layers", "alpha", "lambda_")
-WIDTHS = {"learner": 100, "size": 70, "alpha": 80, "lambda": 70}
+WIDTHS = {LEARNED_TAG: 80, "learner": 100, "size": 70, "alpha": 80, "lambda": 70}
 
 
 def columns(kind: Any, params: list[str]) -> list[str]:
