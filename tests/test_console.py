@@ -91,3 +91,18 @@ def test_the_time_left_counts_the_start_up_every_later_trial_pays(monkeypatch):
 @pytest.mark.parametrize("seconds,text", [(42, "42 s"), (600, "10 min"), (9000, "2.5 h")])
 def test_durations_read_well(seconds, text):
     assert console._duration(seconds) == text
+
+
+def test_a_packs_name_lists_the_configurations_it_holds():
+    """The name a pack's trial has on the console and on Ray's dashboard says which
+    configurations it runs: family, shape, count, then each member's step size in order (and
+    lambda where they differ); a long pack lists six and counts the rest."""
+    base = {"learner": "hybrid", "n_features": 20, "per_stage": 4, "steps_per_stage": 1000}
+    pack = [{**base, "alpha": a, "lambda_": lam}
+            for a, lam in ((1e-3, 0.99), (4.2e-4, 0.9), (1.5e-4, 0.99))]  # fmt: skip
+    assert console.trial_label({"pack": pack}) == "hybrid 20:4 x3 a=1e-3,4.2e-4,1.5e-4 l=.99,.9,.99"
+    same = [{**m, "lambda_": 0.99} for m in pack]
+    assert console.trial_label({"pack": same}) == "hybrid 20:4 x3 a=1e-3,4.2e-4,1.5e-4"
+    many = [{**base, "alpha": 1e-3 * i, "lambda_": 0.0} for i in range(1, 10)]
+    assert console.trial_label({"pack": many}).endswith(" x9 a=1e-3,2e-3,3e-3,4e-3,5e-3,6e-3,+3")
+    assert console.trial_label({"pack": pack[:1]}) == "hybrid 20:4 a=1e-3 l=.99"

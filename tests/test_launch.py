@@ -504,16 +504,18 @@ def test_smoke_study_on_sequential_mnist_optimises_heldout_accuracy(ray_local, t
 @CLI
 def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
     """Open the Ray dashboard as the launch's line says: it asks for the token, which the
-    user pastes from the file the line names; its Actors page then lists every running trial
-    by its Tune id and readable name. Ctrl+C then pauses the study: exit 130, the running
-    trials' MLflow runs marked interrupted (not stopped early), and a line saying to resume."""
+    user pastes from the file the line names; a click on Actors then lists every running
+    trial by its Tune id and readable name, a pack's naming the configurations it holds
+    (shape, count, step sizes). Ctrl+C then pauses the study: exit 130, the running
+    configurations' MLflow runs marked interrupted (not stopped early), and a line saying to
+    resume."""
     import re
 
     from browser import ARTIFACTS, Browser, chromium
 
     chromium()
-    argv = ["--space", "columnar", "--smoke", "--trials", "2", "--concurrency", "2",
-            "--steps", "100000000", "--set", "n_features=3"]  # fmt: skip
+    argv = ["--space", "columnar", "--smoke", "--trials", "4", "--concurrency", "2",
+            "--pack", "2", "--steps", "100000000", "--set", "n_features=3"]  # fmt: skip
     log = tmp_path / "launch.log"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     with log.open("w") as out:
@@ -532,15 +534,18 @@ def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
             b.type_into("[role=dialog] input[type=password]", token_file.read_text().strip())
             b.click("[role=dialog] button", "SUBMIT")
             b.wait("!document.body.innerText.includes('Authentication Token Required')")
-            b.call("Page.navigate", url=f"{url}/#/actors")
+            b.click("a", "Actors")
             names = [f"{trial_id} {label.strip()}" for trial_id, label in started]
+            # a pack of two configurations: its shape, count and both step sizes
+            assert all(re.fullmatch(r"columnar 3 x2 a=[^,\s]+,[^,\s]+( l=\S+)?", label.strip())
+                       for _, label in started), started  # fmt: skip
             b.open_again(until=["ALIVE", *names])
             b.screenshot(ARTIFACTS / "ray-dashboard-actors.png")
 
         def both_logging():
             _, _, children, _ = records(tmp_path / "runs", "columnar-trace_patterning",
                                         optuna_too=False)  # fmt: skip
-            return len(children) == 2
+            return len(children) == 4
 
         wait_for(both_logging, timeout=120, log=log)
     finally:
@@ -554,7 +559,7 @@ def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
     _, parents, children, _ = records(tmp_path / "runs", "columnar-trace_patterning",
                                       optuna_too=False)  # fmt: skip
     assert [r.info.status for r in parents] == ["KILLED"]
-    assert sorted(r.data.tags["ccn.status"] for r in children) == ["interrupted"] * 2
+    assert sorted(r.data.tags["ccn.status"] for r in children) == ["interrupted"] * 4
     assert {r.info.status for r in children} == {"KILLED"}
 
 

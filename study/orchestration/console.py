@@ -12,21 +12,34 @@ from typing import Any
 from ray.tune import Callback
 
 
+PACK_SHOWN = 6  # a pack's step sizes listed in its name, the rest counted
+
+
 def trial_label(config: dict[str, Any]) -> str:
-    """A trial's readable name from its configuration
-    (its learner, then ``study.present.run_name``)."""
+    """A trial's readable name from its configuration (its learner, then
+    ``study.present.run_name``); a pack's names its shape, how many configurations it holds
+    and their step sizes (and lambdas, where they differ), in order: ``hybrid 20:4 x3
+    a=1e-3,4.2e-4,1.5e-4 l=.99,.9,.99``."""
     from learners import make_learner
     from learners.registry import config_to_args
     from study.engine.pack import members_of
-    from study.present.names import run_name
+    from study.present.names import run_name, short
 
     config = {**{k: v for k, v in config.items() if k != "fixed"}, **config.get("fixed", {})}
-    if config.get("pack"):  # a pack (study.engine.pack): its shape and how many configurations
+    if config.get("pack"):  # a pack (study.engine.pack): its shape and its configurations
         members = members_of(config)
         if len(members) == 1:
             return trial_label(members[0])
         shape = {k: v for k, v in members[0].items() if k not in ("alpha", "lambda_")}
-        return f"{trial_label(shape)} x{len(members)}"
+        text = f"{trial_label(shape)} x{len(members)}"
+        for key, letter in (("alpha", "a"), ("lambda_", "l")):
+            values = [m[key] for m in members if isinstance(m.get(key), int | float)]
+            if len(values) < len(members) or (key != "alpha" and len(set(values)) == 1):
+                continue
+            listed = ",".join(short(float(v)) for v in values[:PACK_SHOWN])
+            more = len(values) - PACK_SHOWN
+            text += f" {letter}={listed}" + (f",+{more}" if more > 0 else "")
+        return text
     try:
         name, static, _ = config_to_args(config)
         settings = make_learner(name, 1, **static).settings  # (builds no JAX array)
