@@ -82,7 +82,8 @@ def test_stage_lines_are_drawn_where_stages_start():
 def test_the_sensitivity_figure_calls_out_a_pick_at_the_grid_edge(tmp_path):
     """A pick with the smallest step size its family tried is named; one inside the grid is
     not; T-BPTT gets its panel of pairs; a diverged trial does not break the figure."""
-    from study.report.figures import _colors, plot_sensitivity
+    from study.report.figures import _colors
+    from study.report.sensitivity import plot_sensitivity
 
     trials = [
         _trial("columnar", f"c{i}", alpha=a, lambda_=0.99, norm_rate=0.0, n_features=7,
@@ -100,3 +101,62 @@ def test_the_sensitivity_figure_calls_out_a_pick_at_the_grid_edge(tmp_path):
     assert edges == ["columnar's pick has the smallest step size tried (0.001 of 0.001-0.3): "
                      "its best may lie beyond the grid"]  # fmt: skip
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def test_every_legend_entry_of_the_sensitivity_figure_is_drawn_apart(tmp_path, monkeypatch):
+    """Families by colour only (no marker borrowed from one lambda), each setting's line
+    style, each lambda's marker, the line at 1 in a style of its own (not read as a dashed
+    'normalisation on'), a diverged trial and a pick: each named once, no two alike."""
+    import matplotlib.figure
+
+    from study.report.figures import _colors
+    from study.report.sensitivity import plot_sensitivity
+
+    trials = [
+        _trial("columnar", f"c{i}{lam}", alpha=a, lambda_=lam, norm_rate=rate, n_features=7,
+               values=(0.5 + i / 10,) * 3)
+        for i, a in enumerate((0.001, 0.003)) for lam, rate in ((0.0, 0.0), (0.99, 1e-3))
+    ] + [_trial("linear", f"l{a}", alpha=a, lambda_=0.5, norm_rate=0.0, values=(0.9,) * 3)
+         for a in (0.01, 0.1)]  # fmt: skip
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **k: saved.append(fig))  # fmt: skip
+    plot_sensitivity(trials, _colors(["columnar", "linear"]), tmp_path / "s.png",
+                     picks={"columnar": trials[0]})  # fmt: skip
+    legend = saved[0].axes[0].get_legend()
+    entries = {t.get_text(): h for t, h in zip(legend.get_texts(), legend.legend_handles,
+                                                 strict=True)}  # fmt: skip
+    assert list(entries) == [
+        "columnar",
+        "linear",
+        "normalisation off",
+        "normalisation on",
+        "lambda 0.9 or more (or none)",
+        "lambda 0.3 to 0.9",
+        "lambda below 0.3",
+        "best constant predictor (1)",
+        "diverged (at the top)",
+        "each family's pick",
+    ]
+    looks = [(h.get_color(), h.get_linestyle(), h.get_marker()) for h in entries.values()]
+    assert len(set(looks)) == len(looks), looks
+    assert entries["columnar"].get_marker() in ("None", "", None)
+    assert entries["best constant predictor (1)"].get_linestyle() != "--"
+
+
+@pytest.mark.parametrize("low, high, scale", [(0.93, 1.17, "linear"), (0.2, 3e4, "log")])
+def test_a_normalised_axis_has_a_labelled_tick_at_1(low, high, scale):
+    from study.report.figures import tick_at_one
+
+    plt = _plt()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [low, high])
+    ax.set_yscale(scale)
+    ax.set_ylim(low, high)
+    ax.set_yticks([0.95, 1.05, 1.15] if scale == "linear" else [0.2, 2, 20, 200, 2000, 20000])
+    tick_at_one(ax)
+    assert 1.0 in list(ax.get_yticks()) and ax.get_ylim() == pytest.approx((low, high))
+    fig.canvas.draw()
+    at_one = [t.label1.get_text() for t in ax.yaxis.get_major_ticks() if t.get_loc() == 1.0]
+    assert at_one and at_one[0].strip("$"), at_one  # drawn with a label
+    plt.close(fig)

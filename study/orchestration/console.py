@@ -11,7 +11,6 @@ from typing import Any
 
 from ray.tune import Callback
 
-
 PACK_SHOWN = 6  # a pack's step sizes listed in its name, the rest counted
 
 

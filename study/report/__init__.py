@@ -45,7 +45,6 @@ from study.report.figures import (
     plot_compute,
     plot_curves,
     plot_seeds,
-    plot_sensitivity,
 )
 from study.report.load import (
     Trial,
@@ -57,6 +56,7 @@ from study.report.load import (
     summary_rows,
 )
 from study.report.page import _write_csv, table_markdown, table_text, trial_rows, write_html
+from study.report.sensitivity import plot_sensitivity
 from study.stats import N_RESAMPLES, check_resamples
 from study.verdicts import ALPHA, MARGIN
 

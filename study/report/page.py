@@ -137,7 +137,9 @@ def _html_table(rows: list[dict[str, Any]], cols: list[str]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a table wider than the page scrolls in its own box; the page never does
+    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")  # fmt: skip
 
 
 def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: list[dict[str, Any]],
@@ -178,8 +180,9 @@ def write_html(path: Path, title: str, summary: list[dict[str, Any]], trials: li
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+body {{ font-family: sans-serif; margin: 2em; max-width: 1300px; color: #222; }}
+.wide {{ overflow-x: auto; max-width: 100%; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
 th {{ background: #f0f0f0; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
