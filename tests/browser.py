@@ -147,6 +147,24 @@ class Browser:
         assert found, f"no element matches {selector}"
         self.call("Input.insertText", text=text)
 
+    def press(self, selector: str) -> None:
+        """Click with the mouse the first element matching ``selector`` (one with no text of
+        its own, as an icon button)."""
+        found = self.call("Runtime.evaluate", returnByValue=True, expression=(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            "if (!e) return null; e.scrollIntoView({block: 'center'}); "
+            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; "
+            "})()"
+        ))["result"].get("value")  # fmt: skip
+        assert found, f"nothing matches {selector}"
+        self._mouse(*found)
+
+    def _mouse(self, x: float, y: float) -> None:
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      clickCount=1)  # fmt: skip
+
     def click(self, selector: str, text: str) -> None:
         """Click, with the mouse as a user does (pressed and released at its centre, the
         events a page's own handlers see), the first element matching ``selector`` whose
@@ -159,11 +177,7 @@ class Browser:
             "})()"
         ))["result"].get("value")  # fmt: skip
         assert found, f"no {selector} reads {text!r}"
-        x, y = found
-        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
-                      clickCount=1)  # fmt: skip
+        self._mouse(*found)
 
     def wait(self, expression: str, timeout: float = 90.0) -> None:
         """Wait until the JavaScript ``expression`` is true on the open page."""

@@ -416,6 +416,19 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
                    f" >= {len(names)}")  # fmt: skip
             assert [r["name"] for r in table_rows(b, column)] == ranked
             b.screenshot(ARTIFACTS / "mlflow-back.png")
+            # the chart view: one chart of every trial's normalised curve, one of the result
+            # against each searched hyperparameter, and nothing else (no per-seed charts)
+            view = json.loads(exp.tags["mlflow.sharedViewState.results"])
+            drawn = [c for c in view["compareRunCharts"] if not c["deleted"]]
+            against = [c["xaxis"]["key"] for c in drawn if c["type"] == "SCATTER"]
+            assert against and all(len({r.data.params.get(k) for r in trials}) > 1 for k in against)
+            b.press("[role=radiogroup] label:nth-of-type(2)")  # the chart view's button
+            page = b.open_again(until=["Add chart", NORMALISED_CURVE])
+            assert re.search(rf"\bresults\s*\({len(drawn)}\)", page), page[-3000:]
+            assert len(drawn) == 1 + len(against)
+            b.wait("document.querySelectorAll('.js-plotly-plot').length >= 1")
+            assert "curve_nmsre_windowed_seed" not in page and "windowed MSRE (" not in page
+            b.screenshot(ARTIFACTS / "mlflow-charts.png")
         # Ctrl+C, as a terminal sends it to the foreground group: one line, exit 130, the
         # server's processes gone with it and none of their tracebacks
         serving = [p for p in psutil.Process(server.pid).children(recursive=True)]

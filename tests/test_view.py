@@ -177,3 +177,31 @@ def test_the_printed_mlflow_hint_names_the_projects_ui_and_never_a_password():
     assert "s3cret" not in served and served.startswith("MLflow: https://alice:")
     assert served.endswith("/#/experiments/4/runs?viewStateShareKey=results"
                            "&workflowType=machine_learning")  # fmt: skip
+
+
+def test_the_chart_view_draws_the_curve_and_one_chart_per_searched_parameter():
+    """One line chart of every trial's normalised curve, one scatter of the result per
+    searched parameter; every other metric a trial logs is a removed chart, so MLflow adds
+    none of its own (it adds one for any metric no chart names)."""
+    from study.records.view import charts
+
+    view = charts(PREDICTION, ["alpha", "lambda_"], [0, 1, 2])
+    drawn = [c for c in view["compareRunCharts"] if not c["deleted"]]
+    assert [(c["type"], c.get("metricKey") or c["xaxis"]["key"]) for c in drawn] == [
+        ("LINE", "normalised MSRE/curve_nmsre_windowed"), ("SCATTER", "alpha"),
+        ("SCATTER", "lambda_")]  # fmt: skip
+    assert all(c["runsCountToCompare"] >= 1000 for c in drawn)
+    assert drawn[1]["yaxis"] == {"key": "final_nmsre_windowed", "type": "METRIC"}
+    removed = {c["metricKey"] for c in view["compareRunCharts"] if c["deleted"]}
+    curves = ("windowed MSRE/curve_msre_windowed", "normalised MSRE/curve_nmsre_windowed")
+    logged = {
+        curves[0],
+        "final_nmsre_windowed",
+        "final_learned",
+        "final_nmsre_windowed_ci95",
+        "final_msre_windowed",
+        *(f"{c}_seed{s}" for s in (0, 1, 2) for c in curves),
+    }
+    assert removed == logged
+    sections = {c["metricSectionId"] for c in view["compareRunCharts"]}
+    assert sections == {s["uuid"] for s in view["compareRunSections"]}

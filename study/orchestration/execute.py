@@ -133,7 +133,8 @@ def _study(plan: Plan, dashboard: str | None) -> int:
             f"{time.strftime('%Y-%m-%d %H:%M')}",
             run_description=f"Launched as `{command(plan)}` on {socket.gethostname()}; Ray "
             f"Tune's results and checkpoints: `{plan.tune_path}`.",
-            kind=plan.kind, shown=shown_params(plan),
+            kind=plan.kind, shown=shown_params(plan), seeds=tuple(plan.trial_seeds),
+            searched=searched_params(plan),
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001
         return fail(f"cannot use --tracking-uri {plan.tracking_uri}: {e}")
@@ -327,6 +328,17 @@ def shown_params(plan: Plan) -> tuple[str, ...]:
         keys = {p.name for p in plan.space.params} | {"n_features"}
     order = ("n_features", "per_stage", "truncation", "layers", "alpha", "lambda_")
     return tuple(k for k in order if k in keys)
+
+
+def searched_params(plan: Plan) -> tuple[str, ...]:
+    """The hyperparameters the chart view draws the result against: a search's sampled
+    ones; an evaluation's numeric ones whose values differ between its configurations."""
+    if not plan.configs:
+        return tuple(p.name for p in plan.space.params)
+    keys = sorted(set().union(*(c.keys() for c in plan.configs)))
+    numeric = [k for k in keys
+               if all(type(c.get(k)) in (int, float) for c in plan.configs)]  # fmt: skip
+    return tuple(k for k in numeric if len({c[k] for c in plan.configs}) > 1)
 
 
 def command(plan: Plan) -> str:

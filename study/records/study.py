@@ -58,15 +58,17 @@ def client_of(uri: str) -> MlflowClient:
 def start_study(uri: str, experiment: str, artifact_location: str | None, tags: dict[str, str],
                 resume: bool = False, description: str = "", run_name: str | None = None,
                 run_description: str = "", kind: TaskKind = PREDICTION,
-                shown: tuple[str, ...] = ()) -> Tracking:  # fmt: skip
+                shown: tuple[str, ...] = (), seeds: tuple[int, ...] = (),
+                searched: tuple[str, ...] = ()) -> Tracking:  # fmt: skip
     """Create (or find) the experiment and start the launch's parent run; returns Tracking.
 
     The experiment is marked as model training for MLflow's UI, given ``description`` (a
     description someone wrote by hand is kept) and the shared view that shows ``kind``'s
-    results and the parameters ``shown`` (``study.records.view``); the parent run is
-    named ``run_name`` and described by ``run_description``. With ``resume`` the latest
-    launch's parent run is reopened instead, so the trials of a resumed study stay under the
-    parent they started under.
+    results, the parameters ``shown`` and a chart view of the result against each parameter
+    ``searched`` whose per-seed curves (``seeds``) stay off it (``study.records.view``); the
+    parent run is named ``run_name`` and described by ``run_description``. With ``resume``
+    the latest launch's parent run is reopened instead, so the trials of a resumed study stay
+    under the parent they started under.
     """
     client = client_of(uri)
     found = client.get_experiment_by_name(experiment)
@@ -81,7 +83,7 @@ def start_study(uri: str, experiment: str, artifact_location: str | None, tags: 
             client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING)
         if description and ours(found.tags.get(NOTE_TAG)):
             client.set_experiment_tag(experiment_id, NOTE_TAG, description)
-    share_view(client, experiment_id, kind, list(shown))
+    share_view(client, experiment_id, kind, list(shown), list(seeds), list(searched))
     if resume:
         last = latest_launch(client, experiment_id)
         if last is not None:

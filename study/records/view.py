@@ -73,12 +73,58 @@ def columns(kind: Any, params: list[str]) -> list[str]:
             + [f"params.`{p}`" for p in params if p not in IN_TABLE])  # fmt: skip
 
 
-def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
+SECTION = "ccn-results"  # the chart view's one section (its uuid)
+EVERY = 1000  # runs a chart compares: every trial (MLflow's default is the first 10)
+
+
+def _chart(uuid: str, kind_of_chart: str, **fields: Any) -> dict[str, Any]:
+    """A chart of MLflow's chart view, as its UI stores one in a view state."""
+    return {"uuid": uuid, "type": kind_of_chart, "metricSectionId": SECTION, "deleted": False,
+            "isGenerated": False, "runsCountToCompare": EVERY, **fields}  # fmt: skip
+
+
+def line_chart(uuid: str, key: str, name: str, log: bool) -> dict[str, Any]:
+    return _chart(uuid, "LINE", metricKey=key, selectedMetricKeys=[key], displayName=name,
+                  lineSmoothness=0, xAxisScaleType="linear", scaleType="log" if log else "linear",
+                  xAxisKey="step", yAxisKey="metric", yAxisExpressions=[], ignoreOutliers=False,
+                  useGlobalXaxisKey=True, useGlobalLineSmoothing=True, selectedXAxisMetricKey="",
+                  range={})  # fmt: skip
+
+
+def charts(kind: Any, searched: list[str], seeds: list[int]) -> dict[str, Any]:
+    """The chart view: the figure's curve (prediction: the normalised MSRE, mean over seeds)
+    of every trial on one chart, then the result against each parameter ``searched``; every
+    other metric a trial logs (per-seed curves, the raw MSRE, the final numbers) is listed as
+    a removed chart, which MLflow then does not draw by itself (it adds a chart for any
+    metric no chart names)."""
+    result = f"final_{kind.verdict_key}"
+    label = words(kind).figure_label
+    drawn = [line_chart("ccn-curve", kind.figure_curve, f"{label} of every trial (mean over "
+                        "seeds)", kind.log and kind.figure_curve == kind.curve)]  # fmt: skip
+    drawn += [_chart(f"ccn-{p}", "SCATTER", xaxis={"key": p, "type": "PARAM"},
+                     yaxis={"key": result, "type": "METRIC"}, displayName=f"final {label} "
+                     f"against {p}") for p in searched]  # fmt: skip
+    curves = sorted({kind.curve, kind.figure_curve})
+    hidden = [*(c for c in curves if c != kind.figure_curve),
+              *(f"{c}_seed{s}" for c in curves for s in seeds),
+              *dict.fromkeys(f"final_{k}" for k in (kind.verdict_key, f"{kind.verdict_key}_ci95",
+                                                    "learned", kind.metric))]  # fmt: skip
+    removed = [{**line_chart(f"ccn-hidden-{i}", key, key, False), "deleted": True}
+               for i, key in enumerate(hidden)]  # fmt: skip
+    section = {"uuid": SECTION, "name": "results", "display": True, "isReordered": True,
+               "deleted": False, "isGenerated": False}  # fmt: skip
+    return {"compareRunCharts": drawn + removed, "compareRunSections": [section],
+            "isAccordionReordered": True}  # fmt: skip
+
+
+def view_state(kind: Any, params: list[str], seeds: list[int] | None = None,
+               searched: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The shared view of a study's experiment: trials only (not the launches' runs), best
-    first by the verdict's measure, its columns wide enough for their names, and every trial
-    in the charts (MLflow's default compares the first 10)."""
+    first by the verdict's measure, its columns wide enough for their names, and its chart
+    view (:func:`charts`) comparing every trial (MLflow's default compares the first 10)."""
     shown = columns(kind, params)
     return {
+        **charts(kind, params if searched is None else searched, seeds or []),
         "orderByKey": f"metrics.`final_{kind.verdict_key}`",
         "orderByAsc": not kind.higher_better,
         "searchFilter": f"tags.`{ROLE_TAG}` != 'launch'",
@@ -88,7 +134,8 @@ def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
         "columnWidths": {
             RUN_NAME: 200,
             **dict.fromkeys(shown, 95),
-            shown[0]: 130,
+            shown[0]: 170,
+            shown[1]: 120,
             **{f"tags.`{t}`": w for t, w in WIDTHS.items()},
         },
         "runsHiddenMode": "SHOW_ALL",
@@ -96,10 +143,12 @@ def view_state(kind: Any, params: list[str]) -> dict[str, Any]:
     }
 
 
-def share_view(client: Any, experiment_id: str, kind: Any, params: list[str]) -> None:
+def share_view(client: Any, experiment_id: str, kind: Any, params: list[str],
+               seeds: list[int] | None = None,
+               searched: list[str] | None = None) -> None:  # fmt: skip
     """Store the experiment's shared view (:func:`view_state`) under :data:`VIEW_KEY`."""
     client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY,
-                              json.dumps(view_state(kind, params)))  # fmt: skip
+                              json.dumps(view_state(kind, params, seeds, searched)))  # fmt: skip
 
 
 def runs_page(server: str, experiment_id: str) -> str:
