@@ -205,3 +205,26 @@ def test_the_chart_view_draws_the_curve_and_one_chart_per_searched_parameter():
     assert removed == logged
     sections = {c["metricSectionId"] for c in view["compareRunCharts"]}
     assert sections == {s["uuid"] for s in view["compareRunSections"]}
+
+
+def test_a_view_of_many_seeds_fits_in_an_mlflow_tag_leaving_out_the_last_seeds_charts():
+    """MLflow stores a tag value of at most 20,000 characters (a racing round of 16 seeds
+    once went past it and the launch failed): the view keeps its drawn charts and the first
+    seeds' removed ones, and leaves out the last seeds'."""
+    import json
+
+    from study.records.view import TAG_LIMIT, fitted, view_state
+
+    state = view_state(PREDICTION, ["alpha", "lambda_"], list(range(1000, 1200)), ["alpha"])
+    text = fitted(state)
+    assert len(json.dumps(state)) > TAG_LIMIT >= len(text)
+    kept = json.loads(text)["compareRunCharts"]
+    assert [c for c in kept if not c["deleted"]] == [
+        c for c in state["compareRunCharts"] if not c["deleted"]]  # fmt: skip
+    keys = [c["metricKey"] for c in kept if c["deleted"]]
+    assert (
+        "final_nmsre_windowed" in keys and "normalised MSRE/curve_nmsre_windowed_seed1000" in keys
+    )
+    assert "normalised MSRE/curve_nmsre_windowed_seed1199" not in keys
+    small = view_state(PREDICTION, ["alpha"], [0, 1], ["alpha"])
+    assert json.loads(fitted(small)) == small

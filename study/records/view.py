@@ -105,12 +105,14 @@ def charts(kind: Any, searched: list[str], seeds: list[int]) -> dict[str, Any]:
                      yaxis={"key": result, "type": "METRIC"}, displayName=f"final {label} "
                      f"against {p}") for p in searched]  # fmt: skip
     curves = sorted({kind.curve, kind.figure_curve})
+    # the seeds' curves last, seed by seed: those fitted() leaves out first
     hidden = [*(c for c in curves if c != kind.figure_curve),
-              *(f"{c}_seed{s}" for c in curves for s in seeds),
               *dict.fromkeys(f"final_{k}" for k in (kind.verdict_key, f"{kind.verdict_key}_ci95",
-                                                    "learned", kind.metric))]  # fmt: skip
-    removed = [{**line_chart(f"ccn-hidden-{i}", key, key, False), "deleted": True}
-               for i, key in enumerate(hidden)]  # fmt: skip
+                                                    "learned", kind.metric)),
+              *(f"{c}_seed{s}" for s in seeds for c in curves)]  # fmt: skip
+    # a removed chart needs only its metric's name (MLflow adds none for a metric one names)
+    removed = [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
+                "deleted": True, "isGenerated": True} for i, key in enumerate(hidden)]  # fmt: skip
     section = {"uuid": SECTION, "name": "results", "display": True, "isReordered": True,
                "deleted": False, "isGenerated": False}  # fmt: skip
     return {"compareRunCharts": drawn + removed, "compareRunSections": [section],
@@ -143,12 +145,27 @@ def view_state(kind: Any, params: list[str], seeds: list[int] | None = None,
     }
 
 
+TAG_LIMIT = 20_000  # the longest tag value MLflow stores, in characters
+
+
+def fitted(state: dict[str, Any]) -> str:
+    """``state`` as JSON within :data:`TAG_LIMIT`: with many seeds the removed charts of the
+    last seeds' curves are left out (MLflow then draws those curves itself)."""
+    charts = list(state.get("compareRunCharts", []))
+    while True:
+        text = json.dumps({**state, "compareRunCharts": charts}) if charts else json.dumps(state)
+        if len(text) <= TAG_LIMIT or not any(c["deleted"] for c in charts):
+            return text
+        last = max(i for i, c in enumerate(charts) if c["deleted"])
+        charts = charts[:last] + charts[last + 1 :]
+
+
 def share_view(client: Any, experiment_id: str, kind: Any, params: list[str],
                seeds: list[int] | None = None,
                searched: list[str] | None = None) -> None:  # fmt: skip
     """Store the experiment's shared view (:func:`view_state`) under :data:`VIEW_KEY`."""
     client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + VIEW_KEY,
-                              json.dumps(view_state(kind, params, seeds, searched)))  # fmt: skip
+                              fitted(view_state(kind, params, seeds, searched)))  # fmt: skip
 
 
 def runs_page(server: str, experiment_id: str) -> str:
