@@ -65,6 +65,9 @@ class Family:
     # the search space of a family defined outside the package (search_spaces.Param values;
     # the built-ins' are in search_spaces.SPACES)
     space: tuple[Any, ...] = ()
+    # flops per step by the authors' reference count, ``(m, size) -> flops``, for sizing at
+    # their matched compute (registry.size_for_budget model="reference"); None: ours only
+    reference_cost: Callable[[int, dict[str, int]], int] | None = None
 
     def size(self, given: dict[str, Any]) -> dict[str, int]:
         """The family's full size: its ``sizes`` with the values ``given`` has for them (a
@@ -187,6 +190,8 @@ FAMILIES: dict[str, Family] = {
             cost=_dense_cost(ledger.tbptt_cost), grow=_units,
             bench=tuple(dict(n_features=8, truncation=k) for k in (5, 15, 30)),
             reference_rule=_CPP_TBPTT,
+            reference_cost=lambda m, s: ledger.tbptt_reference_flops(m, s["n_features"],
+                                                                     s["truncation"]),
         ),
         Family(
             name="snap1",

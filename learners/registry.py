@@ -191,15 +191,15 @@ def size_for_budget(
 
     Hybrid sizes are multiples of ``per_stage`` (default 4); T-BPTT keeps its ``truncation``
     (default 5), a stacked family its ``layers`` (default 1). ``model="reference"`` sizes
-    T-BPTT by ``ledger.tbptt_reference_flops`` instead of the full ledger. Raises a one-line
-    ValueError when even the smallest network does not fit.
+    a family by its ``reference_cost`` (T-BPTT's: ``ledger.tbptt_reference_flops``) instead of
+    the full ledger. Raises a one-line ValueError when even the smallest network does not fit.
     """
     if model not in ("ledger", "reference"):
         raise ValueError(f"model={model!r} is unknown; allowed: ledger, reference")
-    if model == "reference" and name != "tbptt":
-        raise ValueError(f"model='reference' exists for tbptt only, not {name}")
-
     fam = family(name)
+    if model == "reference" and fam.reference_cost is None:
+        having = [f for f, v in FAMILIES.items() if v.reference_cost is not None]
+        raise ValueError(f"model='reference' exists for {', '.join(having)} only, not {name}")
     if fam.grow is None:
         raise ValueError(f"no size to choose for learner {name!r}: it has none")
     given = {"per_stage": per_stage, "truncation": truncation, "layers": layers}
@@ -207,7 +207,7 @@ def size_for_budget(
 
     def flops(n: int) -> int:
         if model == "reference":
-            return ledger.tbptt_reference_flops(m, n, fixed["truncation"])
+            return fam.reference_cost(m, fam.grow(n, fixed))
         return fam.cost(m, fam.grow(n, fixed), rmsprop)[0].flops
 
     if flops(1) > budget_flops:
