@@ -147,37 +147,23 @@ class Browser:
         assert found, f"no element matches {selector}"
         self.call("Input.insertText", text=text)
 
-    def press(self, selector: str) -> None:
-        """Click with the mouse the first element matching ``selector`` (one with no text of
-        its own, as an icon button)."""
-        found = self.call("Runtime.evaluate", returnByValue=True, expression=(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
-            "if (!e) return null; e.scrollIntoView({block: 'center'}); "
-            "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; "
-            "})()"
-        ))["result"].get("value")  # fmt: skip
-        assert found, f"nothing matches {selector}"
-        self._mouse(*found)
-
-    def _mouse(self, x: float, y: float) -> None:
-        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
-                      clickCount=1)  # fmt: skip
-
-    def click(self, selector: str, text: str) -> None:
+    def click(self, selector: str, text: str | None = None) -> None:
         """Click, with the mouse as a user does (pressed and released at its centre, the
         events a page's own handlers see), the first element matching ``selector`` whose
-        visible text is ``text``, scrolled into view first."""
+        visible text is ``text`` (any, when None: an icon button), scrolled into view first."""
+        wanted = json.dumps(text)
         found = self.call("Runtime.evaluate", returnByValue=True, expression=(
             f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
-            f".find(e => e.innerText.trim() === {json.dumps(text)}); "
+            f".find(e => {wanted} === null || e.innerText.trim() === {wanted}); "
             "if (!e) return null; e.scrollIntoView({block: 'center'}); "
             "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; "
             "})()"
         ))["result"].get("value")  # fmt: skip
-        assert found, f"no {selector} reads {text!r}"
-        self._mouse(*found)
+        assert found, f"no {selector} reads {text!r}" if text is not None else selector
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=found[0], y=found[1])
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=found[0], y=found[1],
+                      button="left", clickCount=1)  # fmt: skip
 
     def wait(self, expression: str, timeout: float = 90.0) -> None:
         """Wait until the JavaScript ``expression`` is true on the open page."""

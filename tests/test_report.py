@@ -422,7 +422,7 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
             drawn = [c for c in view["compareRunCharts"] if not c["deleted"]]
             against = [c["xaxis"]["key"] for c in drawn if c["type"] == "SCATTER"]
             assert against and all(len({r.data.params.get(k) for r in trials}) > 1 for k in against)
-            b.press("[role=radiogroup] label:nth-of-type(2)")  # the chart view's button
+            b.click("[role=radiogroup] label:nth-of-type(2)")  # the chart view's button
             page = b.open_again(until=["Add chart", NORMALISED_CURVE])
             assert re.search(rf"\bresults\s*\({len(drawn)}\)", page), page[-3000:]
             assert len(drawn) == 1 + len(against)
