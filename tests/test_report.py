@@ -324,7 +324,7 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
     assert exp.tags[KIND_TAG] == MODEL_TRAINING
     note = exp.tags["mlflow.note.content"]
     assert (
-        note.startswith("ccn-study: **Result**: best configuration **2 a=") and "columnar" in note
+        note.startswith("ccn-study: Result: best configuration 2 a=") and "columnar" in note
     )
     trials = [r for r in client.search_runs([exp.experiment_id])
               if "mlflow.parentRunId" in r.data.tags]  # fmt: skip

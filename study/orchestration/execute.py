@@ -351,9 +351,9 @@ def description(plan: Plan) -> str:
     """The experiment's description in MLflow's UI (Markdown)."""
     budget = plan.space.budget_flops
     what = (f"an evaluation of {len(plan.configs)} configurations" if plan.configs
-            else f"a hyperparameter study of the **{plan.space_name}** learner family")  # fmt: skip
-    lines = [
-        f"ccn-study: {what} on the **{plan.task}** task, {plan.trials} trials x "
+            else f"a hyperparameter study of the {plan.space_name} learner family")  # fmt: skip
+    lines = [  # the first line plain: MLflow's list of experiments shows it as typed
+        f"ccn-study: {what} on the {plan.task} task, {plan.trials} trials x "
         f"{plan.seeds} seeds x {plan.steps:,} steps"
         + (
             f", every network sized to {budget:,.0f} flops per step per stream." if budget else "."

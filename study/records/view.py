@@ -234,8 +234,10 @@ def summarise(tracking: Any, kind: Any, description: str) -> str:
     if not current or current.startswith("ccn-study:"):
         about = description.removeprefix("ccn-study: ")
         page = runs_page("", tracking.experiment_id).lstrip("/")
+        # the first paragraph plain: MLflow's list of experiments shows it as typed
+        plain = said.replace("**", "")
         client.set_experiment_tag(tracking.experiment_id, note,
-                                  f"ccn-study: **Result**: {said} [Every trial, best first]"
+                                  f"ccn-study: Result: {plain}\n\n[Every trial, best first]"
                                   f"({page}).\n\n{about}")  # fmt: skip
     parent = client.get_run(tracking.parent_run_id)
     before = parent.data.tags.get(note, "").split("\n\n", 1)[-1]
