@@ -20,10 +20,24 @@ from typing import Any
 COMMAND_PROCESS = False  # this process is a command's (python -m study.X): study/__init__.py
 
 
+# Ctrl+Cs this process received (on_sigint) and answered (interruptible): more received than
+# answered means one was swallowed on its way (by a library's bare ``except:`` while it
+# imports or starts, seen under heavy load), and the command answers it at its next check.
+_COUNT = {"received": 0, "answered": 0}
+
+
 def on_sigint(signum: int, frame: Any) -> None:
     """Ctrl+C in a command's process: KeyboardInterrupt, as Python's own handler raises it
     (a named handler, so that :func:`quiet_unraisable` knows the signal is still ours)."""
+    _COUNT["received"] += 1
     raise KeyboardInterrupt
+
+
+def check() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl+C that something swallowed (a command calls it
+    before work that would otherwise run to its end: Ray Tune's run)."""
+    if _COUNT["received"] > _COUNT["answered"]:
+        raise KeyboardInterrupt
 
 
 def quiet_unraisable(hook: Any) -> Any:
@@ -86,9 +100,12 @@ def interruptible(main: Callable[..., int]) -> Callable[..., int]:
         previous = signal.signal(signal.SIGINT, on_sigint) if ours else None
         code = 130
         try:
+            if ours:
+                check()  # a Ctrl+C swallowed while the command's modules were imported
             code = main(argv)
             return code
         except KeyboardInterrupt:
+            _COUNT["answered"] = _COUNT["received"]
             forget_unstarted_ray()
             if ours and COMMAND_PROCESS:
                 signal.signal(signal.SIGINT, exit_at_once(130))

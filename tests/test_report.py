@@ -323,9 +323,7 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
     exp = client.get_experiment_by_name("cmp-columnar")
     assert exp.tags[KIND_TAG] == MODEL_TRAINING
     note = exp.tags["mlflow.note.content"]
-    assert (
-        note.startswith("ccn-study: Result: best configuration 2 a=") and "columnar" in note
-    )
+    assert note.startswith("ccn-study: Result: best configuration 2 a=") and "columnar" in note
     trials = [r for r in client.search_runs([exp.experiment_id])
               if "mlflow.parentRunId" in r.data.tags]  # fmt: skip
     names = [r.info.run_name for r in trials]
@@ -412,9 +410,11 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
             # the breadcrumb back to the study: its sorted view, not MLflow's default
             b.click(f'a[href$="/experiments/{exp.experiment_id}/runs"]', "cmp-columnar")
             b.wait("location.hash.includes('viewStateShareKey=results')")
-            b.wait(f"document.querySelectorAll('.ag-row [col-id=\"{column}\"]').length"
-                   f" >= {len(names)}")  # fmt: skip
-            assert [r["name"] for r in table_rows(b, column)] == ranked
+            # the view applies its filter and order once loaded: wait for them, then read
+            deadline = time.monotonic() + 90
+            while [r["name"] for r in table_rows(b, column)] != ranked:
+                assert time.monotonic() < deadline, table_rows(b, column)
+                time.sleep(0.5)
             b.screenshot(ARTIFACTS / "mlflow-back.png")
             # the chart view: one chart of every trial's normalised curve, one of the result
             # against each searched hyperparameter, and nothing else (no per-seed charts)

@@ -17,6 +17,7 @@ import socket
 import time
 from typing import Any
 
+from study import interrupt
 from study.cli import fail, redact
 from study.orchestration import stores
 from study.orchestration.plan import Plan
@@ -273,6 +274,7 @@ def _run_study(plan: Plan, tracking: Any, dashboard: str | None) -> int:
     # Ray Tune's newer console prints its set-up tables even when told to be silent; the
     # classic one is silent at verbose=0, and study.orchestration.console prints the progress.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    interrupt.check()  # a Ctrl+C swallowed while Ray started: answered before any trial runs
     t0 = time.perf_counter()
     try:
         results = tuner.fit()
