@@ -575,8 +575,8 @@ def test_ctrl_c_at_any_moment_of_start_up_is_answered_with_exit_code_130(tmp_pat
     checked, the stores made and Ray started, and once Tune runs. Every time: exit code 130
     (as a shell reports it), no traceback and no "Exception ignored", and one answer: the one
     line ``interrupted (Ctrl+C)``, or Tune's pause and the line saying how to resume. Four
-    launches run at a time (each its own runs folder and Ray); a busy machine moves the
-    moments to earlier phases, which the sweep covers too."""
+    launches of one trial each run at a time (each its own runs folder and Ray); a busy
+    machine moves the moments to earlier phases, which the sweep covers too."""
     from concurrent.futures import ThreadPoolExecutor
 
     def interrupt(moment: float) -> tuple[float, int, str, str]:
@@ -584,7 +584,8 @@ def test_ctrl_c_at_any_moment_of_start_up_is_answered_with_exit_code_130(tmp_pat
         runs.mkdir()
         proc = subprocess.Popen(
             [sys.executable, "-m", "study.launch", "--space", "columnar", "--smoke",
-             "--runs-dir", str(runs)], cwd=runs, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             "--trials", "1", "--concurrency", "1", "--runs-dir", str(runs)], cwd=runs,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
         )  # fmt: skip
         maps = Path(f"/proc/{proc.pid}/maps")
