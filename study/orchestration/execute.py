@@ -328,8 +328,9 @@ def shown_params(plan: Plan) -> tuple[str, ...]:
         keys = set().union(*(c.keys() for c in plan.configs))
     else:
         keys = {p.name for p in plan.space.params} | {"n_features"}
-    order = ("n_features", "per_stage", "truncation", "layers", "alpha", "lambda_")
-    return tuple(k for k in order if k in keys)
+    from study.records.view import IN_TABLE  # the table's rounded columns, in their order
+
+    return tuple(k for k in IN_TABLE if k in keys)
 
 
 def searched_params(plan: Plan) -> tuple[str, ...]:

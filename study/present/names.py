@@ -93,6 +93,12 @@ def table_values(settings: dict[str, Any], config: dict[str, Any]) -> dict[str, 
     return values
 
 
+def headline_keys(kind: Any) -> tuple[str, ...]:
+    """The names :func:`headline` gives its numbers (each logged as ``final_NAME``)."""
+    return tuple(dict.fromkeys((kind.verdict_key, f"{kind.verdict_key}_ci95", "learned",
+                                kind.metric)))  # fmt: skip
+
+
 def headline(kind: Any, final: dict[str, float]) -> dict[str, float]:
     """The few final numbers worth a column and a chart, from a configuration's last report
     ``final``: the verdict's measure (mean over seeds, ``_ci95`` its 95% half-width), whether

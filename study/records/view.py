@@ -22,7 +22,7 @@ import numpy as np
 
 from study.cli import redact, sqlite_file
 from study.present import colour, outcome_sentence
-from study.present.names import PALETTE
+from study.present.names import PALETTE, headline_keys
 from study.present.words import words
 from study.records.finals import read_finals
 from study.records.tags import (
@@ -107,8 +107,7 @@ def charts(kind: Any, searched: list[str], seeds: list[int]) -> dict[str, Any]:
     curves = sorted({kind.curve, kind.figure_curve})
     # the seeds' curves last, seed by seed: those fitted() leaves out first
     hidden = [*(c for c in curves if c != kind.figure_curve),
-              *dict.fromkeys(f"final_{k}" for k in (kind.verdict_key, f"{kind.verdict_key}_ci95",
-                                                    "learned", kind.metric)),
+              *(f"final_{k}" for k in headline_keys(kind)),
               *(f"{c}_seed{s}" for s in seeds for c in curves)]  # fmt: skip
     # a removed chart needs only its metric's name (MLflow adds none for a metric one names)
     removed = [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
