@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from terminal import foreground
 
 from study import bench, compare, defaults, launch, report, run, ui
 
@@ -576,7 +577,7 @@ def test_ctrl_c_while_a_command_still_imports_its_modules_is_one_line_and_exit_c
     imports load (the package ``study`` itself imports nothing of the kind)."""
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "study.launch", "--help"],
+    proc = subprocess.Popen(foreground("-m", "study.launch", "--help"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     maps = Path(f"/proc/{proc.pid}/maps")

@@ -17,6 +17,7 @@ import pytest
 import scipy.stats
 from mlflow.tracking import MlflowClient
 from records import recorded
+from terminal import foreground
 
 from learners import FAMILIES
 from study.engine.kinds import CLASSIFICATION, HELDOUT_CURVE, PREDICTION
@@ -522,7 +523,7 @@ def test_dashboard_names_each_trial_and_ctrl_c_pauses_the_study(tmp_path):
     log = tmp_path / "launch.log"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "study.launch", *argv], cwd=tmp_path,
+        proc = subprocess.Popen(foreground("-m", "study.launch", *argv), cwd=tmp_path,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         started = wait_for(lambda: re.findall(r"started  (\w+)  (.+)", log.read_text())
@@ -583,8 +584,8 @@ def test_ctrl_c_at_any_moment_of_start_up_is_answered_with_exit_code_130(tmp_pat
         runs = tmp_path / f"at-{moment:g}"
         runs.mkdir()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "study.launch", "--space", "columnar", "--smoke",
-             "--trials", "1", "--concurrency", "1", "--runs-dir", str(runs)], cwd=runs,
+            foreground("-m", "study.launch", "--space", "columnar", "--smoke",
+             "--trials", "1", "--concurrency", "1", "--runs-dir", str(runs)), cwd=runs,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
         )  # fmt: skip

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from browser import ARTIFACTS
 from mlflow.tracking import MlflowClient
 from records import recorded
 from scipy import stats
+from terminal import foreground
 
 from study.compare import main as compare
 from study.compare.stages import PER_STUDY
@@ -343,8 +343,8 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
     away = runs.with_name("runs-away")
     runs.rename(away)
     log = (tmp_path / "ui.log").open("w+")
-    server = subprocess.Popen([sys.executable, "-m", "study.ui", "--runs-dir", str(copy),
-                               "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+    server = subprocess.Popen(foreground("-m", "study.ui", "--runs-dir", str(copy),
+                               "--port", str(port)), stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     column = "metrics.`final_nmsre_windowed`"
