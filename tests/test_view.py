@@ -228,3 +228,38 @@ def test_a_view_of_many_seeds_fits_in_an_mlflow_tag_leaving_out_the_last_seeds_c
     assert "normalised MSRE/curve_nmsre_windowed_seed1199" not in keys
     small = view_state(PREDICTION, ["alpha"], [0, 1], ["alpha"])
     assert json.loads(fitted(small)) == small
+
+
+def test_a_trials_page_draws_its_curves_and_names_every_other_metric_as_removed():
+    """A trial's Model metrics: the mean curve, every seed's on one chart, the raw curve; the
+    final numbers (one value each: one-bar charts) and the other per-seed curves are removed
+    charts, so MLflow draws nothing of its own. Within a run tag's 8,000 characters for 12
+    seeds (a scaled preset's fresh seeds), and for many the last seeds' removed charts go."""
+    import json
+
+    from study.records.view import RUN_TAG_LIMIT, fitted, trial_charts
+
+    state = trial_charts(PREDICTION, [3, 4, 5])
+    drawn = [c for c in state["compareRunCharts"] if not c["deleted"]]
+    mean, raw = "normalised MSRE/curve_nmsre_windowed", "windowed MSRE/curve_msre_windowed"
+    assert [c["metricKey"] for c in drawn] == [mean, f"{mean}_seed3", raw]
+    assert drawn[1]["selectedMetricKeys"] == [f"{mean}_seed{s}" for s in (3, 4, 5)]
+    assert [c["scaleType"] for c in drawn] == ["linear", "linear", "log"]
+    removed = {c["metricKey"] for c in state["compareRunCharts"] if c["deleted"]}
+    finals = {f"final_{k}" for k in ("nmsre_windowed", "nmsre_windowed_ci95", "learned",
+                                     "msre_windowed")}  # fmt: skip
+    assert removed == finals | {f"{mean}_seed{s}" for s in (4, 5)} | {
+        f"{raw}_seed{s}" for s in (3, 4, 5)}  # fmt: skip
+    sections = {c["metricSectionId"] for c in state["compareRunCharts"]}
+    assert sections == {s["uuid"] for s in state["compareRunSections"]}
+    assert json.loads(fitted(trial_charts(PREDICTION, list(range(12))), RUN_TAG_LIMIT)) == (
+        trial_charts(PREDICTION, list(range(12)))
+    )
+    many = json.loads(fitted(trial_charts(PREDICTION, list(range(40))), RUN_TAG_LIMIT))
+    assert len(json.dumps(many)) <= RUN_TAG_LIMIT
+    assert [c for c in many["compareRunCharts"] if not c["deleted"]][:3] == [
+        c for c in trial_charts(PREDICTION, list(range(40)))["compareRunCharts"][:3]]  # fmt: skip
+    # classification: its curve is the figure's, drawn once, then each seed's
+    one = trial_charts(CLASSIFICATION, [0, 1])
+    assert [c["metricKey"] for c in one["compareRunCharts"] if not c["deleted"]] == [
+        CLASSIFICATION.figure_curve, f"{CLASSIFICATION.figure_curve}_seed0"]  # fmt: skip

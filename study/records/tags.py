@@ -33,5 +33,7 @@ LEARNED_TAG = "learned"  # "yes" or "no": the trial's verdict, a column of the r
 TABLE = ("learner", "size", "alpha", "lambda")
 # The experiment's shared view of the runs table: its state as JSON under SHARED_VIEW_TAG+KEY
 SHARED_VIEW_TAG, VIEW_KEY = "mlflow.sharedViewState.", "results"
+# A trial's own Model metrics page: its chart state as JSON (study.records.view.trial_charts)
+RUN_CHARTS_TAG = "ccn.run_charts"
 FINALS = "finals.json"  # every final number of a run (per seed, timings), as an artifact
 FINALS_TAG = "ccn.finals"  # names that artifact on runs that have one

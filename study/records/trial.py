@@ -34,11 +34,13 @@ from study.records.tags import (
     PACK_TAG,
     PARENT_TAG,
     ROLE_TAG,
+    RUN_CHARTS_TAG,
     RUN_STATUS,
     SETTLED,
     STATUS_TAG,
     TRIAL_TAG,
 )
+from study.records.view import RUN_TAG_LIMIT, fitted, trial_charts
 
 
 def _node_id() -> str:
@@ -152,6 +154,7 @@ class TrialLogger:
             CONFIG_TAG: json.dumps({k: v for k, v in config.items() if k != "seeds"},
                                    sort_keys=True, default=str),
             COLOUR_TAG: colour(index or 0), NOTE_TAG: note,
+            RUN_CHARTS_TAG: fitted(trial_charts(kind, seeds), RUN_TAG_LIMIT),
             **table_values(learner.settings, config),
         }  # fmt: skip
         params = {**{k: v for k, v in config.items() if k != "seeds"}, **ledger}

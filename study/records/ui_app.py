@@ -8,8 +8,9 @@ GenAI's pages. This app's index page sets that storage to model training before 
 script reads it (and keeps MLflow's assistant panel from opening by itself), so every page
 clicked from the study's link stays there; it also brings an experiment page reached without
 a view (the breadcrumb back from a trial) to the study's shared view (``study.records.view``)
-when the experiment has one. A user's own choice on the mode switch holds until the page is
-loaded afresh.
+when the experiment has one, and starts a trial's *Model metrics* page from the charts its run
+names (``study.records.view.trial_charts``). A user's own choice on the mode switch holds until
+the page is loaded afresh.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from study.records.tags import SHARED_VIEW_TAG, VIEW_KEY
+from study.records.tags import RUN_CHARTS_TAG, SHARED_VIEW_TAG, VIEW_KEY
 
 APP_NAME = "ccn-study"  # the entry point of group "mlflow.app" (pyproject.toml)
 # MLflow's useLocalStorage keys (name "_v" version) of the mode and of the assistant's
@@ -64,6 +65,28 @@ SCRIPT = r"""<script>(function () {
       }
     });
   }
+  // A trial's Model metrics page starts from the chart state its run carries (a run tag:
+  // its curves with whole titles, no one-bar charts of its final numbers). MLflow's run page
+  // reads its state from the browser's storage as it first draws, and draws every metric when
+  // there is none: the state is read here, at that moment (a synchronous request, so that the
+  // first drawing has it); once MLflow stores its own, the user's changes hold.
+  var charts = {}, getItem = Storage.prototype.getItem;
+  var RUN_PAGE = /^MLflowLocalStorage-[0-9.]+-RunPage-([0-9a-f]+)-model-chartUIState$/;
+  Storage.prototype.getItem = function (key) {
+    var value = getItem.call(this, key), m = value === null && RUN_PAGE.exec(String(key));
+    if (!m) { return value; }
+    if (!(m[1] in charts)) {
+      charts[m[1]] = null;
+      try {
+        var x = new XMLHttpRequest();
+        x.open("GET", "ajax-api/2.0/mlflow/runs/get?run_id=" + m[1], false);
+        x.send();
+        var tags = x.status === 200 ? (JSON.parse(x.responseText).run.data.tags || []) : [];
+        tags.forEach(function (t) { if (t.key === @RUN_CHARTS@) { charts[m[1]] = t.value; } });
+      } catch (e) {}
+    }
+    return charts[m[1]];
+  };
   // MLflow's router moves with the history API, which fires no event: look four times a second
   setInterval(function () {
     if (location.hash !== last) { var before = last; last = location.hash; arrived(before); }
@@ -74,6 +97,7 @@ for _name, _value in (
     ("ASSISTANT_KEY", ASSISTANT_KEY),
     ("TAG", SHARED_VIEW_TAG + VIEW_KEY),
     ("KEY", VIEW_KEY),
+    ("RUN_CHARTS", RUN_CHARTS_TAG),
 ):
     SCRIPT = SCRIPT.replace(f"@{_name}@", json.dumps(_value))
 

@@ -118,6 +118,37 @@ def charts(kind: Any, searched: list[str], seeds: list[int]) -> dict[str, Any]:
             "isAccordionReordered": True}  # fmt: skip
 
 
+def trial_charts(kind: Any, seeds: list[int]) -> dict[str, Any]:
+    """A trial's own *Model metrics* page: its figure's curve (mean over seeds), that curve of
+    each seed on one chart (MLflow titles a chart of several metrics by their names), and the
+    raw curve (mean over seeds) when it differs, each with
+    its full title; the final numbers (single values, which MLflow draws as one-bar charts:
+    they are the runs table's columns) and the other per-seed curves are removed charts. The
+    page's whole chart state, as MLflow's run page keeps it in the browser (the
+    ``ccn-study`` app's page starts a run's page from it: ``study.records.ui_app``)."""
+    said = words(kind)
+    figure, raw = kind.figure_curve, kind.curve
+    each = [f"{figure}_seed{s}" for s in seeds]
+    drawn = [line_chart("ccn-curve", figure, f"{said.figure_label}: mean over seeds",
+                        kind.log and figure == raw)]  # fmt: skip
+    if each:
+        drawn.append({**line_chart("ccn-seeds", each[0], f"{said.figure_label}: each seed",
+                                   kind.log and figure == raw),
+                      "selectedMetricKeys": each})  # fmt: skip
+    if raw != figure:
+        drawn.append(line_chart("ccn-raw", raw, f"{said.curve_label}: mean over seeds", kind.log))
+    hidden = [*(f"final_{k}" for k in headline_keys(kind)), *each[1:],
+              *(f"{raw}_seed{s}" for s in seeds if raw != figure)]  # fmt: skip
+    removed = [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
+                "deleted": True, "isGenerated": True} for i, key in enumerate(hidden)]  # fmt: skip
+    section = {"uuid": SECTION, "name": said.figure_label, "display": True,
+               "isReordered": True, "deleted": False, "isGenerated": False}  # fmt: skip
+    return {"compareRunCharts": drawn + removed, "compareRunSections": [section],
+            "isAccordionReordered": True, "autoRefreshEnabled": True,
+            "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0,
+                                      "selectedXAxisMetricKey": ""}}  # fmt: skip
+
+
 def view_state(kind: Any, params: list[str], seeds: list[int] | None = None,
                searched: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The shared view of a study's experiment: trials only (not the launches' runs), best
@@ -144,16 +175,17 @@ def view_state(kind: Any, params: list[str], seeds: list[int] | None = None,
     }
 
 
-TAG_LIMIT = 20_000  # the longest tag value MLflow stores, in characters
+TAG_LIMIT = 20_000  # the longest experiment tag value MLflow stores, in characters
+RUN_TAG_LIMIT = 8_000  # the longest run tag value
 
 
-def fitted(state: dict[str, Any]) -> str:
-    """``state`` as JSON within :data:`TAG_LIMIT`: with many seeds the removed charts of the
-    last seeds' curves are left out (MLflow then draws those curves itself)."""
+def fitted(state: dict[str, Any], limit: int = TAG_LIMIT) -> str:
+    """``state`` as JSON within ``limit`` characters: with many seeds the removed charts of
+    the last seeds' curves are left out (MLflow then draws those curves itself)."""
     charts = list(state.get("compareRunCharts", []))
     while True:
         text = json.dumps({**state, "compareRunCharts": charts}) if charts else json.dumps(state)
-        if len(text) <= TAG_LIMIT or not any(c["deleted"] for c in charts):
+        if len(text) <= limit or not any(c["deleted"] for c in charts):
             return text
         last = max(i for i, c in enumerate(charts) if c["deleted"])
         charts = charts[:last] + charts[last + 1 :]
