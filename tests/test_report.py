@@ -431,6 +431,22 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
             b.wait("document.querySelectorAll('.js-plotly-plot').length >= 1")
             assert "curve_nmsre_windowed_seed" not in page and "windowed MSRE (" not in page
             b.screenshot(ARTIFACTS / "mlflow-charts.png")
+            # MLflow's list of experiments: a name that differs at its end (a comparison's
+            # stages, a long --name) is whole, wrapped rather than cut
+            long = "compare-noisy_patterning-constructive-extended-fresh"
+            MlflowClient(f"sqlite:///{copy / 'mlflow.db'}").create_experiment(long)
+            b.click("a", "Experiments")
+            b.open_again(until=[long, "cmp-columnar"])
+            cut = b.evaluate(
+                "JSON.stringify([...document.querySelectorAll("
+                "'a[data-testid=experiment-list-item-link]')].filter(a => {"
+                " const r = a.getBoundingClientRect(),"
+                " c = a.closest('[role=cell]').getBoundingClientRect();"
+                " return r.right > c.right + 1 || r.bottom > c.bottom + 1; })"
+                ".map(a => a.innerText))"
+            )  # fmt: skip
+            assert json.loads(cut) == [], cut
+            b.screenshot(ARTIFACTS / "mlflow-experiments.png")
         # Ctrl+C, as a terminal sends it to the foreground group: one line, exit 130, the
         # server's processes gone with it and none of their tracebacks
         serving = [p for p in psutil.Process(server.pid).children(recursive=True)]

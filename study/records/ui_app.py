@@ -9,7 +9,8 @@ script reads it (and keeps MLflow's assistant panel from opening by itself), so 
 clicked from the study's link stays there; it also brings an experiment page reached without
 a view (the breadcrumb back from a trial) to the study's shared view (``study.records.view``)
 when the experiment has one, and starts a trial's *Model metrics* page from the charts its run
-names (``study.records.view.trial_charts``). A user's own choice on the mode switch holds until
+names (``study.records.view.trial_charts``); an experiment's name in MLflow's lists wraps
+rather than being cut. A user's own choice on the mode switch holds until
 the page is loaded afresh.
 """
 
@@ -102,9 +103,26 @@ for _name, _value in (
     SCRIPT = SCRIPT.replace(f"@{_name}@", json.dumps(_value))
 
 
+# MLflow's lists of experiments (its home page, its Experiments page) cut a name past about
+# 35 characters at 1440 px, and a comparison's experiments differ at the end of their names
+# (``...-columnar``, ``...-extended-fresh``): the name wraps instead, its row as tall as it.
+LINK = '[data-testid="experiment-list-item-link"]'
+STYLE = f"""<style>
+a{LINK}, :has(> a{LINK}) {{
+  white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; overflow-wrap: anywhere;
+}}
+[role="row"]:has(a{LINK}) {{ height: auto !important; align-items: stretch !important; }}
+[role="row"]:has(a{LINK}) > [role="cell"] {{
+  height: auto !important; min-height: 40px; display: flex; align-items: center;
+}}
+</style>"""
+
+
 def with_script(html: bytes) -> bytes:
-    """MLflow's index page with :data:`SCRIPT` as the first thing its head runs."""
-    return html.replace(b"<head>", b"<head>" + SCRIPT.encode(), 1)
+    """MLflow's index page with :data:`SCRIPT` as the first thing its head runs, and
+    :data:`STYLE`."""
+    return html.replace(b"<head>", b"<head>" + SCRIPT.encode() + STYLE.encode(), 1)
 
 
 def create_app() -> Any:
