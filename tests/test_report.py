@@ -430,6 +430,11 @@ def test_study_ui_on_a_copy_as_a_user_clicks_through_it(study, tmp_path):
             assert len(drawn) == 1 + len(against)
             b.wait("document.querySelectorAll('.js-plotly-plot').length >= 1")
             assert "curve_nmsre_windowed_seed" not in page and "windowed MSRE (" not in page
+            titles = json.loads(b.evaluate(
+                "JSON.stringify([...document.querySelectorAll("
+                "'[data-testid=experiment-view-compare-runs-card] h4')]"
+                ".map(h => [h.innerText, h.scrollWidth <= h.clientWidth + 1]))"))  # fmt: skip
+            assert titles and all(whole for _, whole in titles), titles  # those drawn in view
             b.screenshot(ARTIFACTS / "mlflow-charts.png")
             # MLflow's list of experiments: a name that differs at its end (a comparison's
             # stages, a long --name) is whole, wrapped rather than cut

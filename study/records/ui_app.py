@@ -106,6 +106,7 @@ for _name, _value in (
 # MLflow's lists of experiments (its home page, its Experiments page) cut a name past about
 # 35 characters at 1440 px, and a comparison's experiments differ at the end of their names
 # (``...-columnar``, ``...-extended-fresh``): the name wraps instead, its row as tall as it.
+# A chart's title in the chart view (three cards a row at 1440 px) wraps too.
 LINK = '[data-testid="experiment-list-item-link"]'
 STYLE = f"""<style>
 a{LINK}, :has(> a{LINK}) {{
@@ -115,6 +116,9 @@ a{LINK}, :has(> a{LINK}) {{
 [role="row"]:has(a{LINK}) {{ height: auto !important; align-items: stretch !important; }}
 [role="row"]:has(a{LINK}) > [role="cell"] {{
   height: auto !important; min-height: 40px; display: flex; align-items: center;
+}}
+[data-testid="experiment-view-compare-runs-card"] h4 {{
+  white-space: normal !important; overflow-wrap: anywhere;
 }}
 </style>"""
 
