@@ -17,6 +17,10 @@ seeds (what ``study.compare`` runs on fresh seeds).
 :func:`run_study` runs a plan on Ray Tune, Optuna and MLflow (on the Ray this process already
 runs, or on one it starts and stops: :func:`ray_session` holds one Ray for several studies).
 :func:`load_results` reads any study's trials back from MLflow.
+:func:`plan_comparison` plans ``study.compare``: a tuning study of each family at matched
+compute, then the evaluation of their picks on fresh seeds (``fixed={"columnar": {"alpha":
+1e-3}}`` per family, ``eval_seeds=30`` or a list); :func:`run_comparison` runs it and writes
+its report.
 """
 
 from __future__ import annotations
@@ -24,11 +28,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from study.compare.comparison import Comparison, plan_comparison, run_comparison
 from study.orchestration.local_ray import session as ray_session
 from study.orchestration.plan import Plan, evaluation_plan, make_plan
 from study.tasks import DEFAULT_TASK
 
-__all__ = ["Plan", "evaluation", "load_results", "plan_study", "ray_session", "run_study"]
+__all__ = [
+    "Comparison",
+    "Plan",
+    "evaluation",
+    "load_results",
+    "plan_comparison",
+    "plan_study",
+    "ray_session",
+    "run_comparison",
+    "run_study",
+]
 
 
 def plan_study(space: str = "hybrid", task: str = DEFAULT_TASK, **options: Any) -> Plan:

@@ -143,3 +143,58 @@ def test_the_api_refuses_seeds_that_are_not_a_list_of_integers(tmp_path):
     for seeds in ("012", [1.5], [True], None):
         with pytest.raises(ValueError, match="seeds .*: allowed: distinct seeds from 0 on"):
             api.evaluation(plan, [{"learner": "columnar"}], seeds)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(spaces=[]), r"^spaces '' names no family$"),
+        (dict(spaces=["columnar", "columnar"]), r"^spaces 'columnar,columnar' names a family tw"),
+        (dict(fixed={"hybrid": {"alpha": 1e-3}}),
+         r"^fixed: 'hybrid' is not a family compared; allowed: columnar, linear$"),
+        (dict(name="a b"), r"^name a b: allowed: letters, digits and \._-"),
+        (dict(eval_seeds=[0, 1]), r"overlaps the tuning seeds 0-1; allowed: seeds from 2 on$"),
+        (dict(eval_seeds=1), r"1 fresh seed\(s\); allowed: 2 to 4096"),
+        (dict(pack=0), r"^pack=0: allowed"),
+        (dict(budget_flops=10.0), r"^budget_flops 10\.0: no family of columnar fits"),
+    ],
+)  # fmt: skip
+def test_a_comparison_from_python_takes_plain_values_and_refuses_by_their_names(
+    tmp_path, options, message
+):
+    """``api.plan_comparison`` checks everything ``study.compare`` checks, naming the argument
+    as Python spells it, before anything is written."""
+    from study import api
+
+    kw = dict(spaces=["columnar", "linear"], seeds=2, runs_dir=str(tmp_path / "r"), smoke=True)
+    with pytest.raises(ValueError, match=message):
+        api.plan_comparison(**{**kw, **options})
+    assert not (tmp_path / "r").exists() or os.listdir(tmp_path / "r") == []
+
+
+def test_a_comparison_planned_and_run_from_python_tunes_evaluates_and_reports(
+    ray_local, tmp_path, capsys
+):
+    """A comparison of plain values: columnar's step size fixed, both families tuned at
+    matched compute, their picks run on the fresh seeds given, and the report written."""
+    from study import api
+
+    c = api.plan_comparison(
+        ["columnar", "linear"], "trace_conditioning", name="py", trials=2, seeds=2,
+        eval_seeds=[1000, 1001], fixed={"columnar": {"alpha": 1e-3}}, smoke=True,
+        runs_dir=str(tmp_path / "runs"), pack=None,
+    )  # fmt: skip
+    assert list(c.tuning) == ["py-columnar", "py-linear"] and c.fresh == (1000, 1001)
+    assert dict(c.tuning["py-columnar"].space.fixed)["alpha"] == 1e-3
+    # columnar sized to the CCN 20:4's flops (matched compute); linear has no size to set
+    budget = float(c.tuning["py-columnar"].budget_text)
+    assert c.tuning["py-columnar"].space.budget_flops == budget > 0
+    assert c.tuning["py-linear"].space.budget_flops is None
+    assert api.run_comparison(c) == 0
+    out = capsys.readouterr().out
+    assert "every family with a size is sized to" in out and "budget_flops match" in out
+    picks = api.load_results("py", c.evaluation.tracking_uri)
+    assert sorted(picks["learner"]) == ["columnar", "linear"]
+    assert all(s == [1000, 1001] for s in picks["seeds"]) and set(picks["role"]) == {"eval"}
+    assert (picks[picks["learner"] == "columnar"]["alpha"] == 1e-3).all()
+    assert (tmp_path / "runs" / "reports" / "py" / "report.html").exists()

@@ -3,7 +3,6 @@ seeds, each family's pick on fresh seeds, and its orderings judged with bootstra
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -13,15 +12,24 @@ import pytest
 from mlflow.tracking import MlflowClient
 from records import recorded
 
-from study.compare import PRESETS, _parser, beyond, eval_seeds, matched_budget, preset_plan
+from study.compare import (
+    PRESETS,
+    PresetOptions,
+    _parser,
+    beyond,
+    eval_seeds,
+    matched_budget,
+    preset_options,
+    preset_plan,
+)
 from study.compare import main as compare
 from study.report.claims import PAPER_TRACE_PATTERNING, judge
 
 pytestmark = pytest.mark.xdist_group("preset")
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    return _parser().parse_args(["--preset", "jmlr-trace-patterning", *argv])
+def _args(*argv: str) -> PresetOptions:
+    return preset_options(_parser().parse_args(["--preset", "jmlr-trace-patterning", *argv]))
 
 
 def test_the_grid_is_the_papers_protocol_scaled():
@@ -198,16 +206,18 @@ def test_compare_matches_compute_by_default():
     assert matched_budget("match", "trace_patterning") == "14932"
     assert matched_budget("paper", "trace_patterning") == "auto"
     assert matched_budget("15000", "trace_patterning") == "15000"
-    from study.compare import _launch_kw
+    from study.compare import plan_comparison
 
-    args = _parser().parse_args(["--spaces", "columnar,tbptt"])
-    budget = matched_budget(args.budget_flops, args.task)
-    for space in ("columnar", "tbptt"):
-        assert _launch_kw(args, space, f"c-{space}", budget, True)["budget_flops"] == "14932"
-    # a size set by hand wins over the default budget, not over one that was given
-    args = _parser().parse_args(["--spaces", "columnar", "--set", "columnar.n_features=3"])
-    assert _launch_kw(args, "columnar", "c-columnar", budget, True)["budget_flops"] == "auto"
-    assert _launch_kw(args, "columnar", "c-columnar", budget, False)["budget_flops"] == "14932"
+    def budgets(**kw) -> dict[str, str]:
+        c = plan_comparison(kw.pop("spaces"), "trace_patterning", name="c", **kw)
+        return {n: p.budget_text for n, p in c.tuning.items()}
+
+    assert budgets(spaces=["columnar", "tbptt"]) == {"c-columnar": "14932", "c-tbptt": "14932"}
+    # a size set by hand wins over the default budget; a budget given is refused beside it
+    fixed = {"columnar": {"n_features": 3}}
+    assert budgets(spaces=["columnar"], fixed=fixed) == {"c-columnar": "auto"}
+    with pytest.raises(ValueError, match="n_features: the size is set by --budget-flops"):
+        budgets(spaces=["columnar"], fixed=fixed, budget_flops="match")
 
 
 def test_a_scaled_preset_runs_on_the_real_stack(ray_local, tmp_path, capsys):
@@ -309,11 +319,12 @@ def test_a_budget_sizes_every_family_that_has_a_size_and_leaves_linear_as_it_is(
     """``study.compare --budget-flops`` passes the budget to each tuning study whose family
     has a size; linear (no size) runs beside them instead of the whole comparison being
     refused."""
-    from study.compare import _launch_kw
+    from study.compare import plan_comparison
 
-    args = _parser().parse_args(["--spaces", "columnar,linear", "--budget-flops", "15000"])
-    assert _launch_kw(args, "columnar", "c-columnar", "15000", False)["budget_flops"] == "15000"
-    assert "budget_flops" not in _launch_kw(args, "linear", "c-linear", "15000", False)
+    c = plan_comparison(["columnar", "linear"], "trace_patterning", name="c", budget_flops=15000)
+    assert c.tuning["c-columnar"].budget_text == "15000"
+    assert c.tuning["c-linear"].budget_text == "auto"  # as a launch of linear alone
+    assert c.tuning["c-columnar"].space.budget_flops == 15000
 
 
 def test_a_comparisons_ray_is_recorded_in_a_fresh_runs_dir_and_not_reaped_by_its_studies(

@@ -25,13 +25,9 @@ run by ``study.orchestration.execute``, on one Ray session for the whole compari
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import re
 import sys
 from typing import Any
 
-from search_spaces import params_of
 from study.cli import (
     Parser,
     count,
@@ -42,6 +38,8 @@ from study.cli import (
     study_options,
 )
 from study.compare.budget import FAMILIES, MATCH_FAMILY, matched_budget  # noqa: F401
+from study.compare.comparison import NAME, Comparison, plan_comparison, run_comparison
+from study.compare.options import PresetOptions, preset_options, refuse_search_options
 from study.compare.preset import (  # noqa: F401 - re-exported
     MULTI,
     PRESETS,
@@ -63,16 +61,17 @@ from study.compare.stages import (  # noqa: F401 - eval_seeds and picks re-expor
     stage_state,
 )
 from study.interrupt import interruptible
-from study.orchestration.execute import execute
-from study.orchestration.plan import Plan, make_plan, space_name
+from study.orchestration.plan import space_name
 from study.stats import N_RESAMPLES, check_resamples
 from study.tasks import DEFAULT_TASK
 
 __all__ = [
     "FAMILIES",
+    "Comparison",
     "MATCH_FAMILY",
     "MULTI",
     "PRESETS",
+    "PresetOptions",
     "beyond",
     "check_stage",
     "digest",
@@ -81,8 +80,11 @@ __all__ = [
     "main",
     "matched_budget",
     "picks",
+    "plan_comparison",
+    "preset_options",
     "preset_plan",
     "report",
+    "run_comparison",
     "run_preset",
     "run_stage",
     "running_refusal",
@@ -170,71 +172,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _has_size(space: str) -> bool:
-    from learners.registry import family
-
-    return family(space).grow is not None
-
-
-def _sized_by_hand(args: argparse.Namespace, space: str) -> bool:
-    """Whether ``--set`` or ``--range`` gives a size parameter of ``space``'s family."""
-    sizes = {p.name for p in params_of(space) if p.size}
-    return any(text.partition(".")[0] == space and text.partition(".")[2].split("=")[0] in sizes
-               for text in [*args.set, *args.range])  # fmt: skip
-
-
-def _launch_kw(args: argparse.Namespace, space: str, name: str, budget: Any,
-               budget_default: bool, **over: Any) -> dict[str, Any]:  # fmt: skip
-    """``make_plan``'s keywords of the tuning study of ``space`` at ``budget`` flops (the
-    matched budget; ``budget_default``: not given, so a size set by hand wins), as plain
-    values; ``over`` replaces some (the evaluation's trials, pack, seeds and steps)."""
-    kw: dict[str, Any] = dict(
-        space=space, task=args.task, study_name=name, runs_dir=args.runs_dir,
-        concurrency=args.concurrency, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, pack=pack_option(args.pack), trials=args.trials,
-        seeds=args.seeds, steps=args.steps, address=args.address,
-        tracking_uri=args.tracking_uri, storage=args.storage, data_dir=args.data_dir,
-        smoke=args.smoke, reuse_actors=args.reuse_actors, expose_ray=args.expose_ray, cli=True,
-        command=args.command_line,
-    )  # fmt: skip
-    kw.update(over)
-    if budget is not None and _has_size(space):  # a family with no size runs as it is
-        if budget_default and _sized_by_hand(args, space):
-            budget = "auto"  # the default budget yields to a size the user set (launch's auto)
-        kw["budget_flops"] = budget
-    mine = {flag: [text.partition(".")[2] for text in getattr(args, flag)
-                   if text.partition(".")[0] == space] for flag in ("set", "range")}  # fmt: skip
-    kw.update(space_options(mine["set"], mine["range"]))
-    return kw
-
-
-def _check_budget(budget: str, spaces: list[str], task: str, given: str | None) -> None:
-    """Refuse, in one line, a budget that no family of the comparison fits."""
-    from search_spaces import make_space
-    from study.tasks import make_env
-
-    try:
-        value = float(budget)
-    except ValueError:
-        return  # auto, none or a word launch refuses by name
-    sized = [s for s in spaces if _has_size(s)]
-    m = make_env(task).obs_size
-    fits = []
-    for s in sized:
-        try:
-            make_space(s, value, m)
-            fits.append(s)
-        except ValueError:
-            pass
-    if sized and not fits:
-        raise ValueError(f"--budget-flops {given}: no family of {', '.join(sized)} fits "
-                         f"{value:,.0f} flops per step; allowed: a larger budget")  # fmt: skip
-
-
-# a comparison's name: its stages' study names add a suffix (-columnar, -eval, ...)
-NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,89}")
-
-
 @interruptible
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -245,12 +182,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"most 90, not starting with a dot)")  # fmt: skip
     except ValueError as e:
         return fail(str(e))
-    if args.preset == "atari-prediction":
-        from study.compare.atari import run_atari
-
-        return run_atari(args)
     if args.preset is not None or args.scale != 1.0:
-        return run_preset(args)
+        try:
+            refuse_search_options(args)
+        except ValueError as e:
+            return fail(str(e))
+        if args.preset == "atari-prediction":
+            from study.compare.atari import run_atari
+
+            return run_atari(preset_options(args))
+        return run_preset(preset_options(args))
     if args.games is not None:
         return fail("--games applies to --preset atari-prediction only")
     if args.extend_grid:
@@ -264,119 +205,36 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--update-rule {args.update_rule} applies to --preset; a comparison sets it "
                     f"per family: --set FAMILY.update_rule={args.update_rule}")  # fmt: skip
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
-    name = args.name if args.name is not None else f"compare-{args.task}"
     try:
         if not spaces:
             raise ValueError(f"--spaces {args.spaces!r} names no family")
         spaces = [space_name(s, True, "spaces") for s in spaces]  # module:FAMILY loaded
         if len(set(spaces)) < len(spaces):
             raise ValueError(f"--spaces {args.spaces!r} names a family twice")
-        for flag in ("set", "range"):
+        fixed: dict[str, dict[str, Any]] = {}
+        ranges: dict[str, dict[str, Any]] = {}
+        for flag, into in (("set", fixed), ("range", ranges)):
             for text in getattr(args, flag):
-                family, dot, _ = text.partition(".")
+                family, dot, rest = text.partition(".")
                 if not dot or family not in spaces:
                     raise ValueError(f"--{flag} {text!r} must start with one of the families "
                                      f"compared: {', '.join(s + '.' for s in spaces)}")  # fmt: skip
-        given_budget = args.budget_flops
-        by_default = given_budget is None
-        budget = matched_budget(given_budget, args.task, args.data_dir)
-        _check_budget(budget, spaces, args.task, given_budget)
-        stages = {f"{name}-{s}": make_plan(**_launch_kw(args, s, f"{name}-{s}", budget,
-                                                        by_default)) for s in spaces}  # fmt: skip
-        tuning = max(plan.seeds for plan in stages.values())
-        fresh = eval_seeds(args.eval_seeds, tuning)
-        # The evaluation runs one configuration per family: a pack of K holds at most those.
-        size = pack_option(args.pack)  # (checked with the tuning studies' plans above)
-        eval_plan = make_plan(**_launch_kw(
-            args, spaces[0], name, budget, by_default, trials=len(spaces),
-            pack=None if size is None else min(size, len(spaces)),
-            seeds=fresh if isinstance(fresh, int) else len(fresh),
-            steps=args.eval_steps or args.steps))  # fmt: skip
+                parsed = space_options(*(([rest], []) if flag == "set" else ([], [rest])))
+                into.setdefault(family, {}).update(parsed["fixed" if flag == "set" else "ranges"])
+        comparison = plan_comparison(
+            spaces, args.task, name=args.name, fixed=fixed, ranges=ranges,
+            budget_flops=args.budget_flops, eval_seeds=args.eval_seeds,
+            eval_steps=args.eval_steps, resume=args.resume,
+            bootstrap_resamples=args.bootstrap_resamples, cli=True,
+            runs_dir=args.runs_dir, concurrency=args.concurrency,
+            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            pack=pack_option(args.pack), trials=args.trials, seeds=args.seeds, steps=args.steps,
+            address=args.address, tracking_uri=args.tracking_uri, storage=args.storage,
+            data_dir=args.data_dir, smoke=args.smoke, reuse_actors=args.reuse_actors,
+            expose_ray=args.expose_ray, command=args.command_line)  # fmt: skip
     except ValueError as e:
         return fail(str(e))
-    if budget not in ("auto", "none"):
-        why = ("the paper's CCN 20:4 on this task, for every family (--budget-flops match; "
-               "'paper' sizes each family as in the paper)" if given_budget is None
-               or str(given_budget).strip().lower() == "match" else f"--budget-flops "
-               f"{given_budget}")  # fmt: skip
-        by_hand = [s for s in spaces if by_default and _sized_by_hand(args, s)]
-        print(f"every family with a size is sized to {float(budget):,.0f} flops per "
-              f"step per stream: {why}"
-              + (f"; not {', '.join(by_hand)}, whose size --set or --range gives" if by_hand
-                 else ""))  # fmt: skip
-    return _compare(args, name, stages, eval_plan, fresh)
-
-
-def _compare(args: argparse.Namespace, name: str, stages: dict[str, Plan], eval_plan: Plan,
-             fresh: int | list[int]) -> int:  # fmt: skip
-    """Run the tuning studies not yet done, then the evaluation of their picks, on one Ray
-    session, and report."""
-    from study.orchestration import local_ray
-
-    uri, runs = eval_plan.tracking_uri, eval_plan.runs
-    options = {study: _search_options(plan) for study, plan in stages.items()}
-    options[name] = stage_options(eval_plan, **{"fresh seeds": fresh_text(fresh),
-                                                "picked from": ",".join(stages)})  # fmt: skip
-    try:
-        for study, opts in options.items():
-            check_stage(uri, study, opts)
-    except ValueError as e:
-        return fail(str(e))
-    states = {study: stage_state(uri, study) for study in [*stages, name]}
-    stopped = [study for study, state in states.items() if state == "interrupted"]
-    if stopped and not args.resume:
-        return fail(f"comparison {name!r} was interrupted in {stopped[0]}; add --resume "
-                    f"to continue it")  # fmt: skip
-    if args.resume and not stopped and all(v == "new" for v in states.values()):
-        return fail(f"--resume: no comparison {name!r} to resume in {uri}")
-    if running := running_refusal(runs, [*stages, name]):
-        return fail(running)
-    try:
-        with local_ray.session(args.address, runs, name, args.expose_ray) as dashboard:
-            if dashboard:
-                print(local_ray.dashboard_hint(dashboard))
-            rc = _stages(name, stages, eval_plan, states, fresh, args.task, options)
-    except local_ray.Unreachable as e:
-        return fail(str(e))
-    if rc:
-        return rc
-    return report(eval_plan, [name, *stages], args.bootstrap_resamples)
-
-
-def _search_options(plan: Plan) -> dict[str, str]:
-    """What makes a tuning study of a comparison what it is: its seeds, trials and space
-    (bounds, fixed values, budget; the sampler's seed)."""
-    space = plan.space
-    search = digest([{"params": repr(space.params), "fixed": repr(space.fixed),
-                      "budget": space.budget_flops, "sampler": plan.sampler_seed}])  # fmt: skip
-    return stage_options(plan, seeds=seeds_text(range(plan.seeds)), trials=plan.trials,
-                         search=search.partition(" ")[2])  # fmt: skip
-
-
-def _stages(name: str, stages: dict[str, Plan], eval_plan: Plan, states: dict[str, str],
-            fresh: int | list[int], task: str,
-            options: dict[str, dict[str, str]]) -> int:  # fmt: skip
-    n = len(stages) + 1
-    for i, (study, plan) in enumerate(stages.items(), 1):
-        print(f"\n== [{i}/{n}] tuning: {study} ({states[study]})")
-        if states[study] == "done":
-            print("already tuned; not run again")
-            continue
-        stage = json.dumps({**options[study], "command": plan.command})
-        rc = execute(dataclasses.replace(plan, resume=states[study] == "interrupted",
-                                         stage=stage))  # fmt: skip
-        if rc:
-            return rc
-    print(f"\n== [{n}/{n}] evaluation: {name} ({states[name]})")
-    if states[name] == "done":
-        print("already evaluated; not run again")
-        return 0
-    try:
-        configs, seeds = picks(eval_plan.tracking_uri, list(stages), task, fresh)
-    except ValueError as e:
-        return fail(str(e))
-    return run_stage(eval_plan, configs, seeds, eval_plan.role,
-                     states[name] == "interrupted", eval_plan.command, options[name])  # fmt: skip
+    return run_comparison(comparison)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ the aggregate of the picks made again to ``runs/reports/NAME-extended``.
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 
 from study.cli import fail, markdown_table, provenance
 from study.compare.budget import FAMILIES
+from study.compare.options import PresetOptions
 from study.compare.preset import Preset, default_name, protocol_plan, run_protocol
 from study.compare.stages import stage_state
 
@@ -51,7 +52,7 @@ def atari_preset(task: str, length: int) -> Preset:
     return Preset(task, steps, 5, configs, "", ())
 
 
-def games(args: argparse.Namespace) -> list[str]:
+def games(args: PresetOptions) -> list[str]:
     """The tasks of ``--games`` (``Pong,MsPacman`` or ``atari_pong,...``), else every trace
     found; a one-line ValueError for a game without a trace."""
     from study.tasks.atari import PREFIX, find_traces, snake, traces_folder
@@ -76,7 +77,7 @@ def games(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def run_atari(args: argparse.Namespace) -> int:
+def run_atari(args: PresetOptions) -> int:
     """Every game's protocol (grid, fresh seeds, report), then the aggregate."""
     from study.tasks import make_env
 
@@ -97,7 +98,7 @@ def run_atari(args: argparse.Namespace) -> int:
         name = f"{base}-{task.removeprefix('atari_')}"
         print(f"\n==== game {i}/{len(tasks)}: {task} ({lengths[task]:,} frames) -> {name}")
         new = all(stage_state(uri, s) == "new" for s in (name, f"{name}-fresh"))
-        game_args = argparse.Namespace(**{**vars(args), "resume": args.resume and not new})
+        game_args = dataclasses.replace(args, resume=args.resume and not new)
         rc = run_protocol(game_args, atari_preset(task, lengths[task]), name)
         if rc:
             return rc

@@ -11,11 +11,11 @@ launch finished is not run again; ``--resume`` continues one that was interrupte
 
 from __future__ import annotations
 
-import argparse
 import math
 from typing import Any, NamedTuple
 
 from study.cli import fail, pack_option
+from study.compare.options import PresetOptions
 from study.compare.stages import (
     check_stage,
     eval_seeds,
@@ -79,7 +79,7 @@ MULTI = ("atari-prediction",)
 
 
 def preset_plan(
-    args: argparse.Namespace,
+    args: PresetOptions,
     preset: Preset | None = None,
     name: str | None = None,
     seeds: int | None = None,
@@ -97,13 +97,6 @@ def preset_plan(
     if not (math.isfinite(args.scale) and 1.0 <= args.scale <= preset.steps / 20_000):
         raise ValueError(f"--scale {args.scale:g} is not allowed: need a number from 1 to "
                          f"{preset.steps / 20_000:g} (at least 20,000 steps a run)")  # fmt: skip
-    given = [f"--{k.replace('_', '-')}" for k in ("trials", "eval_steps")
-             if getattr(args, k) is not None] + [f"--{k}" for k in ("set", "range")
-                                                 if getattr(args, k)]  # fmt: skip
-    if args.steps is not None:
-        given.append("--steps (use --scale)")
-    if given:
-        raise ValueError(f"{given[0]} does not apply to --preset: its grid is fixed")
     block = 10_000
     steps = max(2 * block, round(preset.steps / args.scale / block) * block)
     families = [s.strip() for s in args.spaces.split(",") if s.strip()]
@@ -132,7 +125,7 @@ def preset_plan(
     return preset, configs, _preset_kw(args, preset, name, len(configs), steps, seeds)
 
 
-def preset_budget(args: argparse.Namespace, task: str) -> float | None:
+def preset_budget(args: PresetOptions, task: str) -> float | None:
     """``--budget-flops`` of a preset: None for the paper's sizes (not given, or ``paper``);
     ``match``: the CCN 20:4's flops on the task; or a positive number. A one-line
     ValueError otherwise."""
@@ -176,7 +169,7 @@ def sized(configs: list[dict[str, Any]], budget: float, task: str,
     return out
 
 
-def default_name(args: argparse.Namespace) -> str:
+def default_name(args: PresetOptions) -> str:
     """``--name``, else the preset's name, the scale when it is not 1 and the budget when
     one is given (so that runs of other options never share a name):
     ``jmlr-trace-patterning-scale10``, ``jmlr-trace-patterning-scale10-match``."""
@@ -187,7 +180,7 @@ def default_name(args: argparse.Namespace) -> str:
     return args.preset + (f"-scale{args.scale:g}" if args.scale != 1.0 else "") + suffix
 
 
-def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
+def _preset_kw(args: PresetOptions, preset: Preset, name: str, trials: int, steps: int,
                seeds: int) -> dict[str, Any]:  # fmt: skip
     """``make_plan``'s keywords of one stage of the preset."""
     size = pack_option(args.pack)
@@ -202,7 +195,7 @@ def _preset_kw(args, preset: Preset, name: str, trials: int, steps: int,
     )  # fmt: skip
 
 
-def run_preset(args: argparse.Namespace) -> int:
+def run_preset(args: PresetOptions) -> int:
     """``--preset``: the grid on the tuning seeds (experiment NAME), each family's pick on
     fresh seeds (experiment NAME-fresh), then the report and the orderings judged on the
     fresh seeds (a protocol over several tasks, ``MULTI``, runs this per task:
@@ -213,7 +206,7 @@ def run_preset(args: argparse.Namespace) -> int:
 
 
 def protocol_plan(
-    args: argparse.Namespace, preset: Preset | None = None, name: str | None = None
+    args: PresetOptions, preset: Preset | None = None, name: str | None = None
 ) -> tuple[Any, Preset, list[dict[str, Any]], Plan]:
     """Every check of one preset's run that needs no store, no Ray and no replay: its racing
     schedule, threshold and margin, its configurations at ``--scale``, ``--pack``, the tuning
@@ -239,7 +232,7 @@ def protocol_plan(
     return schedule, preset, configs, plan
 
 
-def run_protocol(args: argparse.Namespace, preset: Preset | None = None,
+def run_protocol(args: PresetOptions, preset: Preset | None = None,
                  name: str | None = None) -> int:  # fmt: skip
     """One preset (``preset``, default ``--preset``'s) as experiment ``name``: its grid (and
     racing rounds), its picks on fresh seeds, its report (``study.compare.protocol``)."""
@@ -285,7 +278,7 @@ def edge_extensions(uri: str, experiment: str, configs: list[dict[str, Any]],
     return out
 
 
-def _extend(args, preset: Preset, configs, plan, fresh, command) -> int:
+def _extend(args: PresetOptions, preset: Preset, configs, plan, fresh, command) -> int:
     """``--extend-grid``: the edge picks' step sizes beyond the grid on the tuning seeds
     (NAME-extended), the picks among the grid and those on the fresh seeds
     (NAME-extended-fresh), and their report (``reports/NAME-extended``)."""

@@ -19,13 +19,13 @@ Every stage records the options that define it and is refused when a re-run's di
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
 
 from study.cli import fail
 from study.compare import racing
+from study.compare.options import PresetOptions
 from study.compare.stages import (
     EVAL_SEED_BASE,
     check_stage,
@@ -78,7 +78,9 @@ class Stage:
         self.name, self.options, self.seeds, self.state = name, options, seeds, "new"
 
 
-def plan_stages(args, plan: Plan, configs, schedule, fresh, auto) -> dict[str, list[Stage]]:
+def plan_stages(
+    args: PresetOptions, plan: Plan, configs, schedule, fresh, auto
+) -> dict[str, list[Stage]]:
     """Every stage this command asks for, with the options that define it."""
     name = plan.name
     rounds = schedule or (plan.seeds,)
@@ -112,7 +114,7 @@ def plan_stages(args, plan: Plan, configs, schedule, fresh, auto) -> dict[str, l
     return {"tuning": tuning, "fresh": fresh_stages, "runner-up": extra}
 
 
-def run(args: argparse.Namespace, preset, configs: list[dict[str, Any]], plan: Plan,
+def run(args: PresetOptions, preset, configs: list[dict[str, Any]], plan: Plan,
         stage_kw, schedule: tuple[int, ...] | None) -> int:  # fmt: skip
     """The protocol's stages, then its report; ``stage_kw(name, trials, seeds)`` gives a
     stage's ``make_plan`` keywords."""
