@@ -211,6 +211,12 @@ class Space:
         return point
 
 
+# How a refusal names the options it is about: as typed on the command line, or as Python's
+# keywords (study.api); "none" is the budget that leaves sizes to the search.
+CLI_WORDS = {"set": "--set", "range": "--range", "budget": "--budget-flops", "none": "none"}
+PYTHON_WORDS = {"set": "fixed", "range": "ranges", "budget": "budget_flops", "none": '"none"'}
+
+
 def make_space(
     name: str,
     budget_flops: float | None = None,
@@ -218,6 +224,7 @@ def make_space(
     fixed: dict[str, Any] | None = None,
     ranges: dict[str, tuple[float, float]] | None = None,
     steps: int | None = None,
+    cli: bool = True,
 ) -> Space:
     """The define-by-run space of family ``name``; see the module docstring.
 
@@ -226,8 +233,11 @@ def make_space(
     the bounds of numeric parameters; ``steps`` is the run's length, which a staged family
     divides into its stages (``last_stage_at``). Raises a one-line ValueError for an unknown
     name or parameter, a bad value or range, stages that cannot fit the run, a space without a
-    size (linear) given a budget, or a budget below the family's smallest network.
+    size (linear) given a budget, or a budget below the family's smallest network; each names
+    the option as the command line spells it (``--set``), or with ``cli=False`` as Python does
+    (``fixed``, ``ranges``, ``budget_flops``).
     """
+    w = CLI_WORDS if cli else PYTHON_WORDS
     _check(name)
     params = list(params_of(name))
     fixed = dict(fixed or {})
@@ -237,40 +247,44 @@ def make_space(
     for key in [*fixed, *(ranges or {})]:
         if key not in allowed:
             raise ValueError(
-                f"--set/--range {key}: unknown parameter {key!r} of space {name}; allowed: "
+                f"{w['set']}/{w['range']} {key}: unknown parameter {key!r} of space {name}; "
+                f"allowed: "
                 f"{', '.join(allowed)}"
             )
     for key, (low, high) in (ranges or {}).items():
         if key in fixed:
-            raise ValueError(f"--set {key} and --range {key}: a parameter is either fixed or "
+            raise ValueError(f"{w['set']} {key} and {w['range']} {key}: a parameter is either "
+                             f"fixed or "
                              f"ranged; choose one")  # fmt: skip
-        params[params.index(by_name[key])] = _ranged(by_name[key], low, high)
+        params[params.index(by_name[key])] = _ranged(by_name[key], low, high, w)
     for key, value in fixed.items():
-        _check_fixed(by_name.get(key), key, value)
+        _check_fixed(by_name.get(key), key, value, w)
     if "steps_per_stage" in fixed:
         if "last_stage_at" in fixed:
             raise ValueError(
-                "--set steps_per_stage and --set last_stage_at both divide the run; set one"
+                f"{w['set']} steps_per_stage and {w['set']} last_stage_at both divide the run; "
+                f"set one"
             )
         if steps is not None and fixed["steps_per_stage"] >= steps:
             raise ValueError(
-                f"--set steps_per_stage={fixed['steps_per_stage']} does not fit a run of {steps} "
+                f"{w['set']} steps_per_stage={fixed['steps_per_stage']} does not fit a run of "
+                f"{steps} "
                 f"steps: no second stage would start; allowed: below {steps}"
             )
         params = [p for p in params if p.name != "last_stage_at"]
     if budget_flops is not None:
         if family(name).grow is None:
-            raise ValueError(f"--budget-flops does not apply to the {name} space (it has no size)")
+            raise ValueError(f"{w['budget']} does not apply to the {name} space (it has no size)")
         if not 0 < budget_flops < 1e12:
             raise ValueError(
-                f"budget_flops={budget_flops:g} is not allowed: need a number of flops per "
+                f"{w['budget']}={budget_flops:g} is not allowed: need a number of flops per "
                 "step in (0, 1e12)"
             )
         # Fails now, before any trial, if even the cheapest choice does not fit.
         sized = [k for k in fixed if by_name.get(k) and by_name[k].size]
         if sized:
-            raise ValueError(f"--set {sized[0]}: the size is set by --budget-flops; give "
-                             f"--budget-flops none to fix it")  # fmt: skip
+            raise ValueError(f"{w['set']} {sized[0]}: the size is set by {w['budget']}; give "
+                             f"{w['budget']} {w['none']} to fix it")  # fmt: skip
         _sized(name, n_inputs, budget_flops, {"per_stage": 1, "truncation": 1, **fixed})
         params = [p for p in params if not p.size]
     params = [p for p in params if p.name not in fixed]
@@ -285,58 +299,63 @@ _UNIT = {
 }
 
 
-def _ranged(param: Param, low: float, high: float) -> Param:
+def _ranged(param: Param, low: float, high: float, w: dict[str, str] | None = None) -> Param:
+    w = w or CLI_WORDS
     if param.choices is not None:
         raise ValueError(
-            f"--range {param.name}: a choice of {{{', '.join(map(str, param.choices))}}}: fix "
-            f"it with --set {param.name}=VALUE instead of a range"
+            f"{w['range']} {param.name}: a choice of {{{', '.join(map(str, param.choices))}}}: "
+            f"fix it with {w['set']} {param.name}=VALUE instead of a range"
         )
     lo, hi = _UNIT.get(param.name, (0.0, float("inf")))
     finite = math.isfinite(low) and math.isfinite(high)
     if (not finite or not lo <= low < high <= hi or (param.log and low <= 0)
             or (param.integer and low < 1)):  # fmt: skip
         raise ValueError(
-            f"--range {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
+            f"{w['range']} {param.name}={low:g}:{high:g} is not allowed: need LOW < HIGH, within "
             f"[{lo:g}, {hi:g}]{', LOW > 0' if param.log else ''}"
             f"{', integers >= 1' if param.integer else ''}"
         )
     if param.integer and (low != int(low) or high != int(high)):
-        raise ValueError(f"--range {param.name}={low:g}:{high:g} must be integers")
+        raise ValueError(f"{w['range']} {param.name}={low:g}:{high:g} must be integers")
     return replace(param, low=low, high=high)
 
 
-def _check_fixed(param: Param | None, key: str, value: Any) -> None:
+def _check_fixed(param: Param | None, key: str, value: Any,
+                 w: dict[str, str] | None = None) -> None:  # fmt: skip
+    w = w or CLI_WORDS
     if key == "update_rule":
         from learners.api import UPDATE_RULES
 
         if value not in UPDATE_RULES:
-            raise ValueError(f"--set update_rule={value!r} is not one of "
+            raise ValueError(f"{w['set']} update_rule={value!r} is not one of "
                              f"{{{', '.join(UPDATE_RULES)}}}")  # fmt: skip
         return
     if key == "steps_per_stage":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--set steps_per_stage={value!r} must be an integer >= 1")
+            raise ValueError(f"{w['set']} steps_per_stage={value!r} must be an integer >= 1")
         return
     if param is None:  # rmsprop
         if not isinstance(value, bool):
-            raise ValueError(f"--set rmsprop={value!r} must be true or false")
+            raise ValueError(f"{w['set']} rmsprop={value!r} must be true or false")
         return
     if param.choices is not None and key not in _UNIT:  # a numeric grid takes any value
         if value not in param.choices:
             allowed = ", ".join(map(str, param.choices))
-            raise ValueError(f"--set {key}={value!r} is not one of {{{allowed}}}")
+            raise ValueError(f"{w['set']} {key}={value!r} is not one of {{{allowed}}}")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"--set {key}={value!r} must be a number")
+        raise ValueError(f"{w['set']} {key}={value!r} must be a number")
     if param.integer and (value != int(value) or value < 1):
-        raise ValueError(f"--set {key}={value!r} must be an integer >= 1")
+        raise ValueError(f"{w['set']} {key}={value!r} must be an integer >= 1")
     if key == "last_stage_at" and not 0.0 < value < 1.0:
-        raise ValueError(f"--set last_stage_at={value!r} must be a fraction of the run in (0, 1)")
+        raise ValueError(
+            f"{w['set']} last_stage_at={value!r} must be a fraction of the run in (0, 1)"
+        )
     lo, hi = _UNIT.get(key, (0.0, float("inf")))
     positive = param.log or key == "norm_floor"
     if not (lo <= value <= hi and math.isfinite(value)) or (positive and value <= 0):
-        raise ValueError(f"--set {key}={value!r} must be a finite number within [{lo:g}, {hi:g}]"
-                         f"{', above 0' if positive else ''}")  # fmt: skip
+        raise ValueError(f"{w['set']} {key}={value!r} must be a finite number within "
+                         f"[{lo:g}, {hi:g}]{', above 0' if positive else ''}")  # fmt: skip
 
 
 def _sized(name: str, n_inputs: int, budget: float, sampled: dict[str, Any]) -> int:

@@ -122,6 +122,13 @@ def test_a_bad_option_is_refused_before_anything_is_written(tmp_path):
         (dict(study_name="x" * 5000), r"^study_name 'x{79}\.\.\. \(5002 characters\)"),
         (dict(fixed=["n_features=3"]), r"^fixed=\['n_features=3'\]: allowed: a dict"),
         (dict(scheduler="pbt"), r"^scheduler 'pbt': allowed: fifo, asha$"),
+        # the space's own checks, named as Python spells them (fixed, ranges, budget_flops)
+        (dict(fixed={"n_features": 3}, budget_flops=15000),
+         r'^fixed n_features: the size is set by budget_flops; give budget_flops "none" to'),
+        (dict(fixed={"alpha": -1.0}), r"^fixed alpha=-1\.0 must be a finite number within"),
+        (dict(ranges={"alpha": (0.5, 0.1)}), r"^ranges alpha=0\.5:0\.1 is not allowed"),
+        (dict(fixed={"nope": 1}), r"^fixed/ranges nope: unknown parameter 'nope'"),
+        (dict(budget_flops="lots"), r"^budget_flops lots: allowed: a number of flops"),
     ],
 )  # fmt: skip
 def test_the_api_refuses_what_the_command_line_refuses_naming_the_argument(

@@ -216,7 +216,7 @@ def test_compare_matches_compute_by_default():
     # a size set by hand wins over the default budget; a budget given is refused beside it
     fixed = {"columnar": {"n_features": 3}}
     assert budgets(spaces=["columnar"], fixed=fixed) == {"c-columnar": "auto"}
-    with pytest.raises(ValueError, match="n_features: the size is set by --budget-flops"):
+    with pytest.raises(ValueError, match="n_features: the size is set by budget_flops"):
         budgets(spaces=["columnar"], fixed=fixed, budget_flops="match")
 
 

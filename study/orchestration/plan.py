@@ -183,11 +183,11 @@ def make_plan(
             base["window"] = min(kind_of(task).window, base["steps"])
             base["chunk"] = min(kind_of(task).chunk, base["steps"])
         if base["steps"] > length:
-            raise ValueError(f"--steps {base['steps']}: the {task} stream has {length:,} "
-                             f"frames; allowed: at most that")  # fmt: skip
+            raise ValueError(f"{spelled('steps', cli)} {base['steps']}: the {task} stream has "
+                             f"{length:,} frames; allowed: at most that")  # fmt: skip
     fixed, ranges = plain_space(fixed, ranges, cli)
-    budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges})
-    sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"])
+    budget = budget_for(budget_flops, space, env.obs_size, {**fixed, **ranges}, cli)
+    sampled = make_space(space, budget, env.obs_size, fixed, ranges, steps=base["steps"], cli=cli)
     check_environment(space, task)
     flag = "--address" if address else "RAY_ADDRESS (environment)"
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -343,7 +343,8 @@ def plain_space(fixed: Mapping[str, Any] | None, ranges: Mapping[str, Any] | Non
     return fixed, ranges
 
 
-def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> float | None:
+def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any],
+               cli: bool = False) -> float | None:  # fmt: skip
     """``--budget-flops`` as typed: a number, ``none``, or ``auto`` (the ledger flops of the
     family's default network, ``learners.DEFAULT_SIZES``; none for a space without a size or
     when a size parameter is set or ranged)."""
@@ -368,8 +369,8 @@ def budget_for(text: Any, space: str, n_inputs: int, given: dict[str, Any]) -> f
     except ValueError:
         value = math.nan
     if not 0 < value < 1e12:  # NaN fails too
-        raise ValueError(f"--budget-flops {text}: allowed: a number of flops per step in "
-                         f"(0, 1e12), auto or none")  # fmt: skip
+        raise ValueError(f"{spelled('budget_flops', cli)} {text}: allowed: a number of flops "
+                         f"per step in (0, 1e12), auto or none")  # fmt: skip
     return value
 
 
