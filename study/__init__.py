@@ -67,7 +67,9 @@ def _interrupted_while_importing(kind, value, tb):  # noqa: ANN001
     """``sys.excepthook`` of a ``python -m study.COMMAND`` run: Ctrl+C before the command's
     ``main`` runs (which answers it itself: ``study.interrupt.interruptible``) is one line and
     exit code 130."""
-    if issubclass(kind, KeyboardInterrupt):
+    interrupt = sys.modules.get("study.interrupt")
+    # a Ctrl+C, or an error a library made of one (study.interrupt.pending)
+    if issubclass(kind, KeyboardInterrupt) or (interrupt is not None and interrupt.pending()):
         print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
         os._exit(130)  # nothing has started yet that an orderly exit would have to stop
     sys.__excepthook__(kind, value, tb)

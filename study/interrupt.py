@@ -36,7 +36,7 @@ def on_sigint(signum: int, frame: Any) -> None:
 def check() -> None:
     """Raise the KeyboardInterrupt of a Ctrl+C that something swallowed (a command calls it
     before work that would otherwise run to its end: Ray Tune's run)."""
-    if _COUNT["received"] > _COUNT["answered"]:
+    if pending():
         raise KeyboardInterrupt
 
 
@@ -88,6 +88,25 @@ def forget_unstarted_ray() -> None:
         atexit.unregister(worker.shutdown)
 
 
+def pending() -> bool:
+    """Whether this process received a Ctrl+C that nothing answered yet. An exception that
+    ends the command then is that Ctrl+C's doing: a KeyboardInterrupt raised inside a
+    compiled library can come back as the library's own error (pydantic's schema builder,
+    while MLflow imports, raises a ``SchemaError`` whose cause reads ``KeyboardInterrupt``)."""
+    return _COUNT["received"] > _COUNT["answered"]
+
+
+def answered(ours: bool = True) -> int:
+    """Answer the Ctrl+C: one line, exit code 130 (and a second Ctrl+C during the exit ends
+    it at once, in a command's own process)."""
+    _COUNT["answered"] = _COUNT["received"]
+    forget_unstarted_ray()
+    if ours and COMMAND_PROCESS:
+        signal.signal(signal.SIGINT, exit_at_once(130))
+    print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
+    return 130
+
+
 def interruptible(main: Callable[..., int]) -> Callable[..., int]:
     """A command's ``main`` that answers Ctrl+C where nothing else does (while it starts up,
     before a study can pause) with one line and exit code 130, not a traceback, whatever the
@@ -105,12 +124,11 @@ def interruptible(main: Callable[..., int]) -> Callable[..., int]:
             code = main(argv)
             return code
         except KeyboardInterrupt:
-            _COUNT["answered"] = _COUNT["received"]
-            forget_unstarted_ray()
-            if ours and COMMAND_PROCESS:
-                signal.signal(signal.SIGINT, exit_at_once(130))
-            print("interrupted (Ctrl+C)", file=sys.stderr, flush=True)
-            return 130
+            return answered(ours)
+        except Exception:
+            if ours and pending():  # a library made the Ctrl+C an error of its own
+                return answered(ours)
+            raise
         finally:
             if ours:
                 signal.signal(signal.SIGINT, exit_at_once(code) if COMMAND_PROCESS else previous)

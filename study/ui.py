@@ -79,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     server = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
     for line in pages(uri, server):
         print(line)
+    # One server process: MLflow's default of 4 runs uvicorn's supervisor, which kills a worker
+    # that misses its 5-second health check, and on a busy machine (workers still importing
+    # MLflow) it killed them again and again; pages then failed half-loaded ("Something went
+    # wrong"). One person's browser needs no more.
     command = [sys.executable, "-m", "mlflow", "ui", "--app-name", APP_NAME,
                "--backend-store-uri", uri, "--host", args.host,
-               "--port", str(args.port)]  # fmt: skip
+               "--port", str(args.port), "--workers", "1"]  # fmt: skip
     return serve(command, server, runs / "logs" / f"ui-{time.strftime('%Y%m%d-%H%M%S')}.log")
 
 

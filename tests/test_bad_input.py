@@ -668,6 +668,49 @@ def test_a_ctrl_c_a_library_swallowed_is_answered_when_the_command_starts():
     assert (run.returncode, run.stderr, run.stdout) == (130, "interrupted (Ctrl+C)\n", "")
 
 
+@pytest.mark.parametrize("where", ["main", "import"])
+def test_a_ctrl_c_a_library_made_its_own_error_is_answered_not_a_traceback(where):
+    """A KeyboardInterrupt raised inside a compiled library can come back as the library's own
+    error (pydantic's schema builder, while MLflow imports under load, raised a
+    ``SchemaError`` whose cause read ``KeyboardInterrupt``: the Ctrl+C sweep beside a second
+    CI run got exit 1 and a traceback). After an unanswered Ctrl+C, an error that ends the
+    command, in its ``main`` or while its modules import, is that Ctrl+C's: one line, 130.
+    Without a Ctrl+C the same error stays a traceback."""
+    code = """if True:
+        import os, signal, sys, time
+        sys.argv[:1] = ["-m"]
+        import study
+        class SchemaError(Exception):
+            pass
+        def library():  # turns the KeyboardInterrupt into an error of its own
+            try:
+                if CTRL_C:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)  # the handler raises here
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise SchemaError("Error building serializer: KeyboardInterrupt") from None
+        from study.interrupt import interruptible
+
+        @interruptible
+        def main(argv=None):
+            library()
+            return 0
+
+        if WHERE == "import":
+            library()
+        sys.exit(main([]))
+    """
+    for ctrl_c in (True, False):
+        script = code.replace("CTRL_C", str(ctrl_c)).replace("WHERE", repr(where))
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        if ctrl_c:
+            assert (run.returncode, run.stderr, run.stdout) == (130, "interrupted (Ctrl+C)\n", "")
+        else:
+            assert run.returncode == 1 and "SchemaError" in run.stderr, run.stderr
+
+
 def test_mlflow_tracking_uri_is_honoured_unless_tracking_uri_is_given(tmp_path, monkeypatch):
     """As MLflow users expect: a launch (and compare, report) records where the variable
     points; ``--tracking-uri`` still wins; unset, the runs folder's SQLite store."""
