@@ -83,6 +83,13 @@ def _chart(uuid: str, kind_of_chart: str, **fields: Any) -> dict[str, Any]:
             "isGenerated": False, "runsCountToCompare": EVERY, **fields}  # fmt: skip
 
 
+def _removed(keys: list[str]) -> list[dict[str, Any]]:
+    """A removed chart for each metric of ``keys``: its name is all it needs (MLflow adds no
+    chart of its own for a metric one names)."""
+    return [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
+             "deleted": True, "isGenerated": True} for i, key in enumerate(keys)]  # fmt: skip
+
+
 def line_chart(uuid: str, key: str, name: str, log: bool) -> dict[str, Any]:
     return _chart(uuid, "LINE", metricKey=key, selectedMetricKeys=[key], displayName=name,
                   lineSmoothness=0, xAxisScaleType="linear", scaleType="log" if log else "linear",
@@ -109,9 +116,7 @@ def charts(kind: Any, searched: list[str], seeds: list[int]) -> dict[str, Any]:
     hidden = [*(c for c in curves if c != kind.figure_curve),
               *(f"final_{k}" for k in headline_keys(kind)),
               *(f"{c}_seed{s}" for s in seeds for c in curves)]  # fmt: skip
-    # a removed chart needs only its metric's name (MLflow adds none for a metric one names)
-    removed = [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
-                "deleted": True, "isGenerated": True} for i, key in enumerate(hidden)]  # fmt: skip
+    removed = _removed(hidden)
     section = {"uuid": SECTION, "name": "results", "display": True, "isReordered": True,
                "deleted": False, "isGenerated": False}  # fmt: skip
     return {"compareRunCharts": drawn + removed, "compareRunSections": [section],
@@ -139,8 +144,7 @@ def trial_charts(kind: Any, seeds: list[int]) -> dict[str, Any]:
         drawn.append(line_chart("ccn-raw", raw, f"{said.curve_label}: mean over seeds", kind.log))
     hidden = [*(f"final_{k}" for k in headline_keys(kind)), *each[1:],
               *(f"{raw}_seed{s}" for s in seeds if raw != figure)]  # fmt: skip
-    removed = [{"uuid": f"h{i}", "type": "LINE", "metricKey": key, "metricSectionId": SECTION,
-                "deleted": True, "isGenerated": True} for i, key in enumerate(hidden)]  # fmt: skip
+    removed = _removed(hidden)
     section = {"uuid": SECTION, "name": said.figure_label, "display": True,
                "isReordered": True, "deleted": False, "isGenerated": False}  # fmt: skip
     return {"compareRunCharts": drawn + removed, "compareRunSections": [section],
